@@ -1,0 +1,1 @@
+"""Demonstrates a tenant-isolated time-tracking API built only on the tenancy library."""

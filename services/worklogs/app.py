@@ -1,0 +1,102 @@
+"""Demonstrates a tenant-isolated API: every route runs inside a verified tenant context.
+
+Routes: ``GET /healthz`` (public), ``GET /whoami``, ``GET/POST /worklogs``,
+``GET/PATCH/DELETE /worklogs/{id}``. Reading needs ``worklogs:read``, writing needs
+``worklogs:write``. A worklog of another tenant answers 404, exactly like one that does
+not exist.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.worklogs.payload import parse_json_object, worklog_fields
+from services.worklogs.store import WorklogStore
+from tenancy.context import current, require_scope
+from tenancy.events import EventSink
+from tenancy.identity import TokenVerifier
+from tenancy.middleware import TenancyMiddleware
+from tenancy.problems import exception_handlers
+from tenancy.tenants import TenantRegistry
+
+READ = "worklogs:read"
+WRITE = "worklogs:write"
+
+
+def create_app(
+    *,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    tenants: TenantRegistry,
+    region: str,
+    events: EventSink | None = None,
+) -> Starlette:
+    """Build the worklogs service around an already-configured store and verifier."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def whoami(request: Request) -> Response:
+        ctx = current()
+        return JSONResponse(
+            {
+                "tenant": ctx.tenant_slug,
+                "tenant_id": ctx.tenant_id,
+                "subject": ctx.principal.subject,
+                "scopes": sorted(ctx.principal.scopes),
+                "mfa": ctx.principal.mfa,
+            }
+        )
+
+    async def list_worklogs(request: Request) -> Response:
+        require_scope(READ)
+        return JSONResponse({"items": await run_in_threadpool(store.list)})
+
+    async def create_worklog(request: Request) -> Response:
+        require_scope(WRITE)
+        fields = worklog_fields(parse_json_object(await request.body()), partial=False)
+        created = await run_in_threadpool(lambda: store.create(**fields))
+        return JSONResponse(created, status_code=201,
+                            headers={"Location": f"/worklogs/{created['id']}"})
+
+    async def get_worklog(request: Request) -> Response:
+        require_scope(READ)
+        return JSONResponse(await run_in_threadpool(store.get, request.path_params["id"]))
+
+    async def patch_worklog(request: Request) -> Response:
+        require_scope(WRITE)
+        changes = worklog_fields(parse_json_object(await request.body()), partial=True)
+        updated = await run_in_threadpool(store.update, request.path_params["id"], changes)
+        return JSONResponse(updated)
+
+    async def delete_worklog(request: Request) -> Response:
+        require_scope(WRITE)
+        await run_in_threadpool(store.delete, request.path_params["id"])
+        return Response(status_code=204)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/whoami", whoami),
+        Route("/worklogs", list_worklogs, methods=["GET"]),
+        Route("/worklogs", create_worklog, methods=["POST"]),
+        Route("/worklogs/{id}", get_worklog, methods=["GET"]),
+        Route("/worklogs/{id}", patch_worklog, methods=["PATCH"]),
+        Route("/worklogs/{id}", delete_worklog, methods=["DELETE"]),
+    ]
+    middleware = [
+        Middleware(
+            TenancyMiddleware,
+            verifier=verifier,
+            tenants=tenants,
+            region=region,
+            public_paths=("/healthz",),
+            events=events,
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers=exception_handlers())

@@ -1,0 +1,154 @@
+"""``tenancy``: run the demo, mint dev tokens, manage the tenant registry.
+
+Errors print one line to stderr and exit non-zero; nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from tenancy.errors import TenancyError
+from tenancy.settings import Settings
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except (TenancyError, ValueError, OSError) as exc:
+        print(f"tenancy: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(data_dir=getattr(args, "data_dir", None),
+                             region=getattr(args, "region_override", None))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.worklogs.main import build_demo
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    demo = build_demo(_settings(args))
+    base = f"http://{args.host}:{args.port}"
+    data = demo.settings.data_dir
+    print(
+        f"tenancy demo: worklogs service on {base} (region {demo.settings.region}, "
+        f"data in {data})\n"
+        f"tenants: {', '.join(t.slug for t in demo.tenants.list())}\n\n"
+        "try it:\n"
+        f"  TOKEN=$(.venv/bin/tenancy dev-token --tenant acme --sub alice --data-dir {data})\n"
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n"
+        f"       -d '{{\"description\":\"design review\",\"minutes\":45,\"day\":\"2026-11-22\"}}' "
+        f"{base}/worklogs\n"
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/worklogs\n"
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-ID: globex' "
+        f"{base}/worklogs   # still acme\n",
+        flush=True,
+    )
+    uvicorn.run(demo.app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    from services.worklogs.main import open_registry
+    from tenancy.identity import DevIssuer
+
+    settings = _settings(args)
+    tenant = open_registry(settings).get_by_slug(args.tenant)
+    issuer = DevIssuer.load_or_create(settings.data_dir)
+    roles = [r for r in args.roles.split(",") if r]
+    print(
+        issuer.mint(
+            tenant_id=tenant.id,
+            subject=args.sub,
+            audience=settings.audience,
+            roles=roles,
+            scopes=args.scopes.split(),
+            mfa=args.mfa,
+            ttl=args.ttl,
+        )
+    )
+    return 0
+
+
+def _tenants(args: argparse.Namespace) -> int:
+    from services.worklogs.main import open_registry
+
+    registry = open_registry(_settings(args))
+    if args.action == "create":
+        tenant = registry.provision(args.slug, region=args.region or _settings(args).region,
+                                    display_name=args.name, actor="cli")
+        print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}")
+    elif args.action == "list":
+        for tenant in registry.list():
+            print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}\t"
+                  f"{tenant.display_name}")
+    else:
+        tenant = registry.get_by_slug(args.slug)
+        move = {"suspend": registry.suspend, "activate": registry.activate,
+                "offboard": registry.offboard}[args.action]
+        moved = move(tenant.id, actor="cli", reason=args.reason)
+        print(f"{moved.slug}\t{moved.status.value}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenancy", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="state directory (default: $TENANCY_DATA_DIR "
+                                          "or ./.tenancy-demo)")
+
+    demo = commands.add_parser("demo", help="run the worklogs service on embedded defaults")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    data_dir(demo)
+    demo.set_defaults(handler=_demo)
+
+    token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
+    token.add_argument("--tenant", required=True, help="tenant slug")
+    token.add_argument("--sub", required=True, help="subject (user id)")
+    token.add_argument("--roles", default="member", help="comma-separated roles")
+    token.add_argument("--scopes", default="worklogs:read worklogs:write",
+                       help="space-separated scopes")
+    token.add_argument("--mfa", action=argparse.BooleanOptionalAction, default=False)
+    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds")
+    data_dir(token)
+    token.set_defaults(handler=_dev_token)
+
+    tenants = commands.add_parser("tenants", help="manage the tenant registry")
+    actions = tenants.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="provision a tenant")
+    create.add_argument("slug")
+    create.add_argument("--region", help="home region (default: $TENANCY_REGION)")
+    create.add_argument("--name", help="display name")
+    data_dir(create)
+    listing = actions.add_parser("list", help="list tenants")
+    data_dir(listing)
+    for name in ("suspend", "activate", "offboard"):
+        move = actions.add_parser(name, help=f"{name} a tenant")
+        move.add_argument("slug")
+        move.add_argument("--reason", required=True)
+        data_dir(move)
+    tenants.set_defaults(handler=_tenants)
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Injected time (invariant 6): components read a ``Clock`` so tests can freeze it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """A source of the current time, always timezone-aware UTC."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FrozenClock:
+    """A clock that only moves when told to; for tests and deterministic tools."""
+
+    def __init__(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FrozenClock needs a timezone-aware datetime")
+        self._at = at.astimezone(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._at
+
+    def advance(self, seconds: float) -> datetime:
+        """Move time forward (never backward) and return the new time."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        with self._lock:
+            self._at += timedelta(seconds=seconds)
+            return self._at
+
+
+SYSTEM_CLOCK = SystemClock()

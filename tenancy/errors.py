@@ -1,0 +1,150 @@
+"""One exception tree for the whole library.
+
+Every error has a stable ``code``. Library errors carry no HTTP status: the middleware
+maps them to RFC 9457 problem responses in one table (``tenancy.problems``). Messages
+never say whether another tenant's object exists.
+"""
+
+from __future__ import annotations
+
+
+class TenancyError(Exception):
+    """Base of every error raised by tenancy."""
+
+    code = "tenancy-error"
+
+
+class ConfigurationError(TenancyError):
+    """A component was built with settings that would make it unsafe or unusable."""
+
+    code = "configuration-error"
+
+
+# -- context ---------------------------------------------------------------------------
+
+
+class NoTenantContext(TenancyError):
+    """Code that needs a tenant ran with none bound (fail closed)."""
+
+    code = "no-tenant-context"
+
+
+class TenantContextConflict(TenancyError):
+    """A context for one tenant was bound inside a context of another tenant."""
+
+    code = "tenant-context-conflict"
+
+
+class InsufficientScope(TenancyError):
+    """The principal lacks a scope the operation needs."""
+
+    code = "insufficient-scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this operation needs the scope {scope!r}")
+        self.scope = scope
+
+
+# -- identity --------------------------------------------------------------------------
+
+
+class AuthenticationError(TenancyError):
+    """The request carries no credentials we can accept."""
+
+    code = "authentication-failed"
+
+
+class MissingCredentials(AuthenticationError):
+    """No bearer token was presented."""
+
+    code = "missing-credentials"
+
+
+class InvalidToken(AuthenticationError):
+    """A token was presented but failed verification.
+
+    ``reason`` is for logs and audit only; callers see a generic message, so a failed
+    attempt teaches an attacker nothing about which check refused it.
+    """
+
+    code = "invalid-token"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class KeySourceUnavailable(TenancyError):
+    """The issuer's keys could not be fetched and none are cached."""
+
+    code = "key-source-unavailable"
+
+
+# -- tenants ---------------------------------------------------------------------------
+
+
+class TenantError(TenancyError):
+    """Base for tenant registry errors."""
+
+    code = "tenant-error"
+
+
+class UnknownTenant(TenantError):
+    """No tenant with that id or slug exists (or the caller may not know it does)."""
+
+    code = "unknown-tenant"
+
+
+class TenantSuspended(TenantError):
+    """The tenant is suspended: its users and services are refused until reactivation."""
+
+    code = "tenant-suspended"
+
+
+class TenantOffboarded(TenantError):
+    """The tenant was offboarded: it can never be served again."""
+
+    code = "tenant-offboarded"
+
+
+class WrongRegion(TenantError):
+    """The tenant's data is homed in another region than this service instance."""
+
+    code = "wrong-region"
+
+
+class InvalidTenantField(TenantError, ValueError):
+    """A slug, display name or region does not meet the registry's rules."""
+
+    code = "invalid-tenant-field"
+
+
+class DuplicateSlug(TenantError):
+    """Another tenant already uses that slug."""
+
+    code = "duplicate-slug"
+
+
+class InvalidTransition(TenantError):
+    """The requested lifecycle change is not allowed from the tenant's current status."""
+
+    code = "invalid-transition"
+
+
+# -- resources -------------------------------------------------------------------------
+
+
+class NotFound(TenancyError):
+    """The object does not exist for this tenant (never says whether it exists elsewhere)."""
+
+    code = "not-found"
+
+
+class InvalidRequest(TenancyError, ValueError):
+    """The request body or parameters are malformed."""
+
+    code = "invalid-request"
+
+    def __init__(self, message: str, *, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = dict(errors or {})

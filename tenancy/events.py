@@ -1,0 +1,73 @@
+"""Security events: what the audit log (a later ``tenancy.audit`` sink) will record.
+
+Components emit events to an ``EventSink`` they are given. The sink must not raise into
+the request path; ``MemorySink`` keeps them for tests and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+logger = logging.getLogger("tenancy.events")
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """One privileged or refused action.
+
+    ``action`` is a stable dotted name such as ``auth.refused`` or ``tenant.suspended``.
+    ``tenant_id`` is the tenant the event belongs to, when one is known.
+    """
+
+    action: str
+    at: datetime
+    tenant_id: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class EventSink(Protocol):
+    """Receives security events. Implementations must be thread-safe."""
+
+    def emit(self, event: SecurityEvent) -> None: ...
+
+
+class LoggingSink:
+    """Writes events to the ``tenancy.events`` logger; the default when nothing is given."""
+
+    def emit(self, event: SecurityEvent) -> None:
+        logger.info(
+            "%s tenant=%s actor=%s reason=%s request=%s",
+            event.action,
+            event.tenant_id,
+            event.actor,
+            event.reason,
+            event.request_id,
+        )
+
+
+class MemorySink:
+    """Keeps events in memory, in order."""
+
+    def __init__(self) -> None:
+        self._events: list[SecurityEvent] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: SecurityEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    @property
+    def events(self) -> list[SecurityEvent]:
+        with self._lock:
+            return list(self._events)
+
+    def actions(self) -> list[str]:
+        return [e.action for e in self.events]

@@ -1,0 +1,128 @@
+"""A development token issuer: an Ed25519 key in a data directory and its JWKS file.
+
+For the demo and tests only. It signs exactly like a real OIDC provider's access tokens
+(``typ: at+jwt``, ``kid``, EdDSA), so the service verifies them through the same code
+path as production tokens. The private key file is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+
+from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.context import PrincipalKind
+
+DEV_ISSUER = "https://dev-issuer.tenancy.invalid"
+KEY_FILE = "dev-issuer-ed25519.pem"
+JWKS_FILE = "dev-issuer-jwks.json"
+
+
+class DevIssuer:
+    """Mints access tokens signed by a locally generated Ed25519 key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str = DEV_ISSUER,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._key = private_key
+        self.issuer = issuer
+        self._clock = clock
+        public_jwk: dict[str, Any] = OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+        self.kid = _thumbprint(public_jwk)
+        self.public_jwk = {**public_jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+
+    @classmethod
+    def generate(cls, **kwargs: Any) -> DevIssuer:
+        return cls(Ed25519PrivateKey.generate(), **kwargs)
+
+    @classmethod
+    def load_or_create(cls, directory: str | Path, **kwargs: Any) -> DevIssuer:
+        """Load the issuer key from ``directory``, creating it (0600) and the JWKS if absent."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        key_path = folder / KEY_FILE
+        if key_path.exists():
+            loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise ValueError(f"{key_path} is not an Ed25519 private key")
+            issuer = cls(loaded, **kwargs)
+        else:
+            issuer = cls.generate(**kwargs)
+            pem = issuer._key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+        issuer.write_jwks(folder / JWKS_FILE)
+        return issuer
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self.public_jwk)]}
+
+    def write_jwks(self, path: str | Path) -> Path:
+        target = Path(path)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.jwks(), indent=2), encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    def mint(
+        self,
+        *,
+        tenant_id: str,
+        subject: str,
+        audience: str,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        mfa: bool = False,
+        ttl: int = 900,
+        kind: PrincipalKind = PrincipalKind.USER,
+        now: datetime | None = None,
+        extra_claims: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> str:
+        """Return a signed access token. ``extra_claims``/``headers`` exist for tests that
+        need a malformed-but-signed token."""
+        issued = int((now or self._clock.now()).timestamp())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": audience,
+            "sub": subject,
+            "tid": tenant_id,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + ttl,
+            "jti": uuid.uuid4().hex,
+            "scope": " ".join(sorted(set(scopes))),
+            "roles": sorted(set(roles)),
+            "amr": ["pwd", "otp", "mfa"] if mfa else ["pwd"],
+        }
+        if kind is not PrincipalKind.USER:
+            claims["kind"] = kind.value
+        claims.update(extra_claims or {})
+        header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers=header)
+
+    def __repr__(self) -> str:
+        return f"DevIssuer(issuer={self.issuer!r}, kid={self.kid!r}, key=***)"
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint of an OKP key: SHA-256 over the required members."""
+    required = {name: jwk[name] for name in ("crv", "kty", "x")}
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()

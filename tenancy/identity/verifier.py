@@ -1,0 +1,262 @@
+"""Access-token verification with PyJWT, pinned per issuer.
+
+What is checked, in order, before a token becomes a ``Principal``:
+size cap; header and payload parse (PyJWT); ``typ`` is an access-token type (so ID and
+refresh tokens are refused); ``iss`` exactly equals a configured issuer; ``alg`` is one of
+that issuer's pinned asymmetric algorithms (never ``none``, never HS*); the ``kid`` is in
+the issuer's JWKS and its key type matches ``alg``; the signature; ``aud`` equals the
+audience (``strict_aud``); ``iss``, ``aud``, ``sub``, ``exp``, ``iat`` and ``tid`` are
+present (``require=``); ``exp``, ``nbf`` and ``iat`` against the injected clock with the
+configured leeway; a bounded lifetime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from jwt.exceptions import PyJWTError
+
+from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.context import Principal, PrincipalKind
+from tenancy.errors import ConfigurationError, InvalidToken
+from tenancy.identity.cache import VerifiedTokenCache
+from tenancy.identity.claims import principal_from
+from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource
+
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "tid")
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt"})
+DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    """A trusted token issuer: its exact ``iss``, our audience, its keys and algorithms."""
+
+    issuer: str
+    audience: str
+    keys: JWKSKeySource
+    algorithms: frozenset[str]
+    token_types: frozenset[str] = ACCESS_TOKEN_TYPES
+    kinds: frozenset[PrincipalKind] = frozenset({PrincipalKind.USER})
+
+    def __post_init__(self) -> None:
+        if not self.issuer or not self.audience:
+            raise ConfigurationError("an issuer needs a non-empty issuer and audience")
+        bad = self.algorithms - ASYMMETRIC_ALGORITHMS
+        if not self.algorithms or bad:
+            raise ConfigurationError(
+                f"issuer {self.issuer!r}: algorithms must be a non-empty subset of "
+                f"{sorted(ASYMMETRIC_ALGORITHMS)}, got {sorted(self.algorithms)}"
+            )
+        if not self.token_types:
+            raise ConfigurationError("an issuer needs at least one accepted token type")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """The outcome of a successful verification."""
+
+    principal: Principal
+    claims: Mapping[str, Any] = field(repr=False)
+    issuer: Issuer = field(repr=False)
+    kid: str
+    expires_at: float
+
+
+class _RefreshNeeded(Exception):
+    def __init__(self, keys: JWKSKeySource) -> None:
+        self.keys = keys
+
+
+class TokenVerifier:
+    """Verifies access tokens from a fixed set of issuers.
+
+    ``verify`` may block on a JWKS fetch; ``verify_async`` never blocks the event loop
+    (fetches run in a worker thread). Both serve repeated tokens from a
+    :class:`VerifiedTokenCache` while the token is unexpired and its key still trusted.
+    """
+
+    def __init__(
+        self,
+        issuers: Iterable[Issuer],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        leeway: float = 30.0,
+        max_lifetime: float = 24 * 3600.0,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        cache: VerifiedTokenCache[VerifiedToken] | None = None,
+    ) -> None:
+        by_name: dict[str, Issuer] = {}
+        for issuer in issuers:
+            if issuer.issuer in by_name:
+                raise ConfigurationError(f"issuer {issuer.issuer!r} configured twice")
+            by_name[issuer.issuer] = issuer
+        if not by_name:
+            raise ConfigurationError("TokenVerifier needs at least one issuer")
+        if not 0 <= leeway <= 300:
+            raise ConfigurationError("leeway must be between 0 and 300 seconds")
+        if max_token_bytes < 256:
+            raise ConfigurationError("max_token_bytes is too small for any real token")
+        self._issuers = by_name
+        self._clock = clock
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._max_bytes = max_token_bytes
+        self._cache = cache if cache is not None else VerifiedTokenCache()
+
+    def verify(self, token: str) -> VerifiedToken:
+        """Verify ``token``; may fetch the issuer's JWKS (blocking).
+
+        Raises:
+            InvalidToken: any check failed; ``reason`` says which, for logs only.
+        """
+        now = self._clock.now().timestamp()
+        digest = self._precheck(token)
+        hit = self._cached(digest, now)
+        if hit is not None:
+            return hit
+        try:
+            return self._verify(token, digest, now, may_refresh=True)
+        except _RefreshNeeded as need:
+            need.keys.refresh(now)
+            return self._verify(token, digest, now, may_refresh=False)
+
+    async def verify_async(self, token: str) -> VerifiedToken:
+        """Like :meth:`verify`, with any JWKS fetch moved to a worker thread."""
+        now = self._clock.now().timestamp()
+        digest = self._precheck(token)
+        hit = self._cached(digest, now)
+        if hit is not None:
+            return hit
+        try:
+            return self._verify(token, digest, now, may_refresh=True)
+        except _RefreshNeeded as need:
+            await anyio.to_thread.run_sync(need.keys.refresh, now)
+            return self._verify(token, digest, now, may_refresh=False)
+
+    def _precheck(self, token: str) -> bytes:
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("token is empty")
+        if len(token) > self._max_bytes:
+            raise InvalidToken(f"token is larger than {self._max_bytes} bytes")
+        return VerifiedTokenCache.digest(token)
+
+    def _cached(self, digest: bytes, now: float) -> VerifiedToken | None:
+        hit = self._cache.get(digest, now)
+        # A key that left the JWKS since we cached the token no longer vouches for it.
+        if hit is not None and hit.issuer.keys.lookup(hit.kid) is None:
+            self._cache.discard(digest)
+            return None
+        return hit
+
+    def _verify(self, token: str, digest: bytes, now: float, *, may_refresh: bool) -> VerifiedToken:
+        try:
+            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+        except PyJWTError as exc:
+            raise InvalidToken(f"malformed token: {exc}") from exc
+        header, payload = unverified["header"], unverified["payload"]
+
+        iss = payload.get("iss")
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise InvalidToken("untrusted issuer")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or _media_type(typ) not in issuer.token_types:
+            raise InvalidToken("token type is not an access token")
+        alg = header.get("alg")
+        if alg not in issuer.algorithms:
+            raise InvalidToken(f"algorithm {alg!r} is not allowed for this issuer")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidToken("kid header missing or invalid")
+
+        key = issuer.keys.lookup(kid)
+        if key is None:
+            if may_refresh and issuer.keys.refresh_due(kid, now):
+                raise _RefreshNeeded(issuer.keys)
+            raise InvalidToken("unknown signing key")
+        if key.algorithm_name != alg:
+            raise InvalidToken("key does not match the token's algorithm")
+
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=issuer.audience,
+                issuer=issuer.issuer,
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "strict_aud": True,
+                    # Time claims are checked below against the injected clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except PyJWTError as exc:
+            raise InvalidToken(f"verification failed: {exc}") from exc
+
+        expires_at = self._check_times(claims, now)
+        principal = principal_from(claims, issuer=issuer.issuer, kinds=issuer.kinds)
+        verified = VerifiedToken(
+            principal=principal,
+            claims=MappingProxyType(dict(claims)),
+            issuer=issuer,
+            kid=kid,
+            expires_at=expires_at,
+        )
+        self._cache.put(digest, verified, expires_at=expires_at)
+        return verified
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> float:
+        exp = _numeric_date(claims, "exp")
+        iat = _numeric_date(claims, "iat")
+        if now >= exp + self._leeway:
+            raise InvalidToken("token has expired")
+        if iat > now + self._leeway:
+            raise InvalidToken("token was issued in the future")
+        if exp - iat > self._max_lifetime:
+            raise InvalidToken("token lifetime exceeds the allowed maximum")
+        if "nbf" in claims and _numeric_date(claims, "nbf") > now + self._leeway:
+            raise InvalidToken("token is not yet valid")
+        return exp
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken(f"{name} claim is not a NumericDate")
+    return float(value)
+
+
+def _media_type(typ: str) -> str:
+    # RFC 7515 §4.1.9: "application/" may be omitted; media types compare case-insensitively.
+    lowered = typ.lower()
+    return lowered.removeprefix("application/")
+
+
+def trusted_issuer(
+    issuer: str,
+    *,
+    audience: str,
+    keys: JWKSKeySource,
+    algorithms: Collection[str],
+    token_types: Collection[str] = ACCESS_TOKEN_TYPES,
+    kinds: Collection[PrincipalKind] = (PrincipalKind.USER,),
+) -> Issuer:
+    """Build an :class:`Issuer` from plain collections."""
+    return Issuer(
+        issuer=issuer,
+        audience=audience,
+        keys=keys,
+        algorithms=frozenset(algorithms),
+        token_types=frozenset(t.lower() for t in token_types),
+        kinds=frozenset(kinds),
+    )

@@ -1,0 +1,126 @@
+"""RFC 9457 problem responses: the one table from library errors to HTTP.
+
+Library code raises ``TenancyError`` subclasses and knows nothing of HTTP; this module
+alone decides status codes. Bodies carry a stable ``type`` and ``code``, and a ``detail``
+only for errors whose message is safe to show (never for token failures, whose reason
+would help an attacker, and never anything that tells whether another tenant's object
+exists).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tenancy import errors
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:tenancy:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemSpec:
+    status: int
+    title: str
+    show_detail: bool = False
+
+
+# Looked up along the exception's MRO, so the most specific entry wins.
+PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
+    errors.MissingCredentials: ProblemSpec(401, "Authentication required"),
+    errors.InvalidToken: ProblemSpec(401, "Invalid credentials"),
+    errors.AuthenticationError: ProblemSpec(401, "Authentication failed"),
+    errors.KeySourceUnavailable: ProblemSpec(503, "Identity keys unavailable"),
+    errors.TenantSuspended: ProblemSpec(403, "Tenant suspended"),
+    errors.TenantOffboarded: ProblemSpec(403, "Tenant offboarded"),
+    errors.WrongRegion: ProblemSpec(403, "Tenant is served in another region"),
+    errors.InsufficientScope: ProblemSpec(403, "Insufficient scope", show_detail=True),
+    errors.UnknownTenant: ProblemSpec(404, "Not found"),
+    errors.NotFound: ProblemSpec(404, "Not found"),
+    errors.InvalidRequest: ProblemSpec(422, "Invalid request", show_detail=True),
+    errors.InvalidTenantField: ProblemSpec(422, "Invalid tenant field", show_detail=True),
+    errors.DuplicateSlug: ProblemSpec(409, "Slug already taken", show_detail=True),
+    errors.InvalidTransition: ProblemSpec(409, "Invalid lifecycle change", show_detail=True),
+    errors.NoTenantContext: ProblemSpec(500, "Tenant context missing"),
+    errors.TenantContextConflict: ProblemSpec(500, "Tenant context conflict"),
+    errors.ConfigurationError: ProblemSpec(500, "Server misconfigured"),
+    errors.TenancyError: ProblemSpec(500, "Internal error"),
+}
+
+
+def spec_for(exc: errors.TenancyError) -> ProblemSpec:
+    for cls in type(exc).__mro__:
+        spec = PROBLEMS.get(cls)
+        if spec is not None:
+            return spec
+    return PROBLEMS[errors.TenancyError]
+
+
+def problem_body(exc: errors.TenancyError, *, instance: str | None = None) -> dict[str, Any]:
+    spec = spec_for(exc)
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + exc.code,
+        "title": spec.title,
+        "status": spec.status,
+        "code": exc.code,
+    }
+    if spec.show_detail and str(exc):
+        body["detail"] = str(exc)
+    if isinstance(exc, errors.InvalidRequest) and exc.errors:
+        body["errors"] = exc.errors
+    if instance:
+        body["instance"] = instance
+    return body
+
+
+def problem_response(
+    exc: errors.TenancyError,
+    *,
+    instance: str | None = None,
+    realm: str = "tenancy",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The problem+json response for ``exc``; 401s carry ``WWW-Authenticate`` (RFC 6750)."""
+    body = problem_body(exc, instance=instance)
+    extra = dict(headers or {})
+    if body["status"] == 401:
+        challenge = f'Bearer realm="{realm}"'
+        if isinstance(exc, errors.InvalidToken):
+            challenge += ', error="invalid_token"'
+        extra["WWW-Authenticate"] = challenge
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=body["status"],
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=extra,
+    )
+
+
+async def _tenancy_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.TenancyError)
+    return problem_response(exc, instance=request.url.path)
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body = {"type": "about:blank", "title": exc.detail, "status": exc.status_code}
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=exc.status_code,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=exc.headers,
+    )
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Starlette ``exception_handlers=`` that render library and routing errors as
+    problem+json."""
+    return {
+        errors.TenancyError: _tenancy_error_handler,
+        HTTPException: _http_exception_handler,
+    }

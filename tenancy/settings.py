@@ -1,0 +1,49 @@
+"""Process settings, read once from the environment into a frozen, validated value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tenancy.tenants.model import validate_region
+
+DEFAULT_DATA_DIR = ".tenancy-demo"
+DEFAULT_REGION = "eu-central-1"
+DEFAULT_AUDIENCE = "worklogs"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where state lives and which region this process serves.
+
+    Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL``
+    (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``.
+    """
+
+    data_dir: Path
+    region: str
+    database_url: str
+    audience: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        source = os.environ if env is None else env
+        data_dir = Path(overrides.pop("data_dir", None) or source.get("TENANCY_DATA_DIR")
+                        or DEFAULT_DATA_DIR).resolve()
+        settings = cls(
+            data_dir=data_dir,
+            region=validate_region(source.get("TENANCY_REGION", DEFAULT_REGION)),
+            database_url=source.get("TENANCY_DATABASE_URL")
+            or f"sqlite:///{data_dir / 'tenancy.db'}",
+            audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
+        )
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        validate_region(settings.region)
+        return settings
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
