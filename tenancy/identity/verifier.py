@@ -32,6 +32,7 @@ from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "tid")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt"})
 DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
+_MAX_NUMERIC_DATE = 2**40  # ~ year 36812: far beyond any real token, far below float limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +232,13 @@ class TokenVerifier:
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"{name} claim is not a NumericDate")
+    # Bound it before converting: a huge integer would overflow float().
+    if isinstance(value, int) and not 0 <= value < _MAX_NUMERIC_DATE:
+        raise InvalidToken(f"{name} claim is out of range")
+    if not math.isfinite(value) or not 0 <= value < _MAX_NUMERIC_DATE:
+        raise InvalidToken(f"{name} claim is out of range")
     return float(value)
 
 

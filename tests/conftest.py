@@ -1,0 +1,119 @@
+"""Shared fixtures: a dev issuer, a tenant registry, the worklogs app, and clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from services.worklogs.app import create_app
+from services.worklogs.store import WorklogStore
+from tenancy.clock import FrozenClock
+from tenancy.events import MemorySink
+from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.tenants import Tenant, TenantRegistry
+
+REGION = "eu-central-1"
+AUDIENCE = "worklogs"
+ALL_SCOPES = ("worklogs:read", "worklogs:write")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def events() -> MemorySink:
+    return MemorySink()
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> DevIssuer:
+    return DevIssuer.load_or_create(tmp_path / "issuer")
+
+
+@pytest.fixture
+def keys(issuer: DevIssuer, tmp_path: Path) -> JWKSKeySource:
+    return JWKSKeySource.from_file(tmp_path / "issuer" / "dev-issuer-jwks.json",
+                                   algorithms=["EdDSA"])
+
+
+@pytest.fixture
+def verifier(keys: JWKSKeySource) -> TokenVerifier:
+    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys,
+                                         algorithms=["EdDSA"])])
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = create_engine(f"sqlite:///{tmp_path / 'tenancy.db'}")
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def registry(engine: Engine, events: MemorySink) -> TenantRegistry:
+    reg = TenantRegistry(engine, events=events, cache_ttl=60)
+    reg.create_schema()
+    return reg
+
+
+@pytest.fixture
+def acme(registry: TenantRegistry) -> Tenant:
+    return registry.provision("acme", region=REGION, display_name="Acme")
+
+
+@pytest.fixture
+def globex(registry: TenantRegistry) -> Tenant:
+    return registry.provision("globex", region=REGION, display_name="Globex")
+
+
+@pytest.fixture
+def store(engine: Engine) -> WorklogStore:
+    s = WorklogStore(engine)
+    s.create_schema()
+    return s
+
+
+@pytest.fixture
+def app(store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry,
+        events: MemorySink) -> Any:
+    return create_app(store=store, verifier=verifier, tenants=registry, region=REGION,
+                      events=events)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture
+def token_for(issuer: DevIssuer) -> TokenFactory:
+    """``token_for(tenant, sub="alice", scopes=ALL_SCOPES, **mint_kwargs)``."""
+
+    def _mint(tenant: Tenant, sub: str = "alice", **kwargs: Any) -> str:
+        kwargs.setdefault("scopes", ALL_SCOPES)
+        kwargs.setdefault("audience", AUDIENCE)
+        return issuer.mint(tenant_id=tenant.id, subject=sub, **kwargs)
+
+    return _mint
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,71 @@
+"""The CLI: tenants and dev tokens; errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenancy.cli import main
+from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tenants_lifecycle_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "tenants", "create", "acme", "--name", "Acme", "--data-dir", d)
+    assert code == 0 and out.startswith("acme\t")
+    assert run(capsys, "tenants", "suspend", "acme", "--reason", "unpaid", "--data-dir", d)[1] \
+        == "acme\tsuspended\n"
+    assert run(capsys, "tenants", "activate", "acme", "--reason", "paid", "--data-dir", d)[1] \
+        == "acme\tactive\n"
+    listing = run(capsys, "tenants", "list", "--data-dir", d)[1]
+    assert listing.split("\t")[0] == "acme" and "\tactive\t" in listing
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("tenants", "create", "Not_A_Slug"),
+        ("tenants", "suspend", "nosuch", "--reason", "r"),
+        ("dev-token", "--tenant", "nosuch", "--sub", "a"),
+    ],
+)
+def test_errors_are_one_line_and_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          argv: tuple[str, ...]) -> None:
+    code, out, err = run(capsys, *argv, "--data-dir", str(tmp_path))
+    assert code == 1
+    assert out == ""
+    assert err.startswith("tenancy: error: ") and err.count("\n") == 1
+
+
+def test_duplicate_create_changes_nothing(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    run(capsys, "tenants", "create", "acme", "--data-dir", d)
+    assert run(capsys, "tenants", "create", "acme", "--data-dir", d)[0] == 1
+    assert len(run(capsys, "tenants", "list", "--data-dir", d)[1].splitlines()) == 1
+
+
+def test_dev_token_verifies_with_the_dev_issuer_jwks(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    tenant_id = run(capsys, "tenants", "create", "acme", "--data-dir", d)[1].split("\t")[1]
+    code, token, _ = run(capsys, "dev-token", "--tenant", "acme", "--sub", "alice", "--mfa",
+                         "--scopes", "worklogs:read", "--data-dir", d)
+    assert code == 0
+    keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
+    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="worklogs", keys=keys,
+                                             algorithms=["EdDSA"])])
+    principal = verifier.verify(token.strip()).principal
+    assert (principal.tenant_id, principal.subject, principal.mfa) == (tenant_id, "alice", True)
+    assert principal.scopes == {"worklogs:read"}
+
+
+def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
