@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import ParamSpec, TypeVar
@@ -127,8 +126,24 @@ def require_scope(scope: str) -> TenantContext:
     return ctx
 
 
-@contextmanager
-def bind(ctx: TenantContext) -> Iterator[TenantContext]:
+def enter(ctx: TenantContext) -> contextvars.Token[TenantContext | None]:
+    """Bind ``ctx`` and return the token that :func:`leave` needs; prefer :class:`bind`.
+
+    Raises:
+        TenantContextConflict: a different tenant is already bound here.
+    """
+    outer = _current.get()
+    if outer is not None and outer.tenant_id != ctx.tenant_id:
+        raise TenantContextConflict("a different tenant is already bound")
+    return _current.set(ctx)
+
+
+def leave(token: contextvars.Token[TenantContext | None]) -> None:
+    """Undo the :func:`enter` that returned ``token``."""
+    _current.reset(token)
+
+
+class bind:
     """Bind ``ctx`` for the duration of the ``with`` block, and always unbind it.
 
     Binding a different tenant inside an existing binding is refused: code running for
@@ -137,14 +152,18 @@ def bind(ctx: TenantContext) -> Iterator[TenantContext]:
     Raises:
         TenantContextConflict: another tenant is already bound here.
     """
-    outer = _current.get()
-    if outer is not None and outer.tenant_id != ctx.tenant_id:
-        raise TenantContextConflict("a different tenant is already bound")
-    token = _current.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, ctx: TenantContext) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> TenantContext:
+        self._token = enter(self._ctx)
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        leave(self._token)
 
 
 def run_in_context(

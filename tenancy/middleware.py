@@ -15,7 +15,8 @@ Refusals are RFC 9457 problem responses (``tenancy.problems``) and security even
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -23,7 +24,9 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.context import TenantContext, bind
+from tenancy.context import Principal, TenantContext
+from tenancy.context import enter as _bind
+from tenancy.context import leave as _unbind
 from tenancy.errors import (
     ConfigurationError,
     InvalidToken,
@@ -41,7 +44,8 @@ from tenancy.tenants.registry import TenantRegistry
 Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_HEADER = b"x-request-id"
-_MEMBER_LISTS = (b"baggage", b"tracestate")
+_MEMBER_LISTS = frozenset({b"baggage", b"tracestate"})
+_CONNECTION_TYPES = frozenset({"http", "websocket"})
 
 
 class TenancyMiddleware:
@@ -86,23 +90,33 @@ class TenancyMiddleware:
         self._public = frozenset(public_paths)
         self._path_prefix = tenant_path_prefix
         self._extra_strip = frozenset(_normalize(h.encode("latin-1")) for h in strip_headers)
+        # Header names that need a closer look; everything else passes untouched.
+        self._special = self._extra_strip | _MEMBER_LISTS | {b"authorization"}
         self._events = events or LoggingSink()
         self._clock = clock
         self._realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in _CONNECTION_TYPES:
             await self.app(scope, receive, send)
             return
         headers, authorizations = self._sanitize(scope["headers"])
-        scope = {**scope, "headers": headers}
-        if scope["path"] in self._public:
+        if headers is not None:
+            scope = {**scope, "headers": headers}
+        path = scope["path"]
+        if path in self._public:
             await self.app(scope, receive, send)
             return
 
-        request_id = uuid.uuid4().hex
+        request_id = f"{_REQUEST_ID_PREFIX}{next(_request_counter)}"
         try:
-            ctx = await self._establish(authorizations, scope["path"], request_id)
+            token = _bearer_token(authorizations)
+            now = self._clock.timestamp()
+            # Hot path: token and tenant both cached, so nothing is awaited.
+            admitted = self._admit_cached(token, now)
+            if admitted is None:
+                admitted = await self._admit(token, now)
+            ctx = self._context(*admitted, path, request_id)
         except TenancyError as exc:
             self._refused(exc, request_id)
             await self._refuse(exc, scope, receive, send, request_id)
@@ -116,28 +130,32 @@ class TenancyMiddleware:
                 message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, rid)]
             await send(message)
 
-        with bind(ctx):
+        bound = _bind(ctx)
+        try:
             await self.app(scope, receive, send_with_request_id)
+        finally:
+            _unbind(bound)
 
-    async def _establish(
-        self, authorizations: list[bytes], path: str, request_id: str
+    def _admit_cached(self, token: bytes, now: float) -> tuple[Principal, Tenant] | None:
+        verified = self._verifier.cached(token, now=now)
+        if verified is None:
+            return None
+        tenant = self._tenants.peek(verified.principal.tenant_id, now=now)
+        return None if tenant is None else (verified.principal, tenant)
+
+    async def _admit(self, token: bytes, now: float) -> tuple[Principal, Tenant]:
+        verified = await self._verifier.verify_async(token, now=now)
+        return verified.principal, await self._resolve(verified.principal.tenant_id)
+
+    def _context(
+        self, principal: Principal, tenant: Tenant, path: str, request_id: str
     ) -> TenantContext:
-        token = _bearer_token(authorizations)
-        verified = await self._verifier.verify_async(token)
-        principal = verified.principal
-        tenant = await self._resolve(principal.tenant_id)
         tenant.ensure_servable(region=self._region)
         if self._path_prefix is not None and path.startswith(self._path_prefix):
             slug = path[len(self._path_prefix):].split("/", 1)[0]
             if slug != tenant.slug:
                 raise NotFound("no such resource")
-        return TenantContext(
-            tenant_id=tenant.id,
-            tenant_slug=tenant.slug,
-            region=tenant.region,
-            principal=principal,
-            request_id=request_id,
-        )
+        return TenantContext(tenant.id, tenant.slug, tenant.region, principal, request_id)
 
     async def _resolve(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.peek(tenant_id)
@@ -148,21 +166,41 @@ class TenancyMiddleware:
         except UnknownTenant as exc:
             raise InvalidToken("token names an unknown tenant") from exc
 
-    def _sanitize(self, raw: Iterable[tuple[bytes, bytes]]) -> tuple[Headers, list[bytes]]:
-        headers: Headers = []
+    def _sanitize(
+        self, raw: list[tuple[bytes, bytes]]
+    ) -> tuple[Headers | None, list[bytes]]:
+        """Return the headers without tenant-naming entries (``None`` if nothing had to
+        go, so the hot path copies nothing) and the Authorization values."""
+        headers: Headers | None = None
         authorizations: list[bytes] = []
-        for name, value in raw:
-            normalized = _normalize(name)
-            if b"tenant" in normalized or normalized in self._extra_strip:
-                continue
-            if normalized in _MEMBER_LISTS:
-                value = _without_tenant_members(value)
-                if not value:
-                    continue
-            elif normalized == b"authorization":
+        special = self._special
+        for index, (name, value) in enumerate(raw):
+            if name == b"authorization":  # the common case, already lowercase (ASGI)
                 authorizations.append(value)
-            headers.append((name, value))
+            else:
+                low = name.lower()
+                if low in special or b"tenant" in low or b"_" in low:
+                    kept = self._filtered(low, value, authorizations)
+                    if kept is not value:
+                        if headers is None:
+                            headers = list(raw[:index])  # first change: copy the rest so far
+                        if kept is not None:
+                            headers.append((name, kept))
+                        continue
+            if headers is not None:
+                headers.append((name, value))
         return headers, authorizations
+
+    def _filtered(self, low: bytes, value: bytes, authorizations: list[bytes]) -> bytes | None:
+        """The value to keep for a header that needs a closer look, or ``None`` to drop it."""
+        normalized = low.replace(b"_", b"-")
+        if b"tenant" in normalized or normalized in self._extra_strip:
+            return None
+        if normalized in _MEMBER_LISTS:
+            return _without_tenant_members(value) or None
+        if normalized == b"authorization":
+            authorizations.append(value)
+        return value
 
     def _refused(self, exc: TenancyError, request_id: str) -> None:
         self._events.emit(
@@ -195,18 +233,26 @@ def _normalize(name: bytes) -> bytes:
     return name.lower().replace(b"_", b"-")
 
 
-def _bearer_token(authorizations: list[bytes]) -> str:
+def _bearer_token(authorizations: list[bytes]) -> bytes:
     if not authorizations:
         raise MissingCredentials("no bearer token")
     if len(authorizations) > 1:
         raise InvalidToken("more than one Authorization header")
-    scheme, _, credentials = authorizations[0].strip().partition(b" ")
-    if scheme.lower() != b"bearer" or not credentials.strip():
+    value = authorizations[0]
+    if value[:7].lower() != b"bearer ":
         raise MissingCredentials("Authorization is not a bearer token")
-    try:
-        return credentials.strip().decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise InvalidToken("token is not ASCII") from exc
+    token = value[7:].strip()
+    if not token:
+        raise MissingCredentials("Authorization is not a bearer token")
+    return token
+
+
+# Request ids correlate logs and events; they are not secrets, so a random per-process
+# prefix and a counter serve (and cost far less than a uuid4 per request).
+_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_request_counter = itertools.count(1)
+
+
 
 
 def _without_tenant_members(value: bytes) -> bytes:

@@ -1,52 +1,61 @@
 """A bounded cache of verified tokens, so a hot token is not re-verified per request.
 
-Entries are keyed by a SHA-256 of the token (the token itself is never kept as a key),
-and an entry is never served at or after the token's ``exp``: the cache can only make a
-valid token cheaper, never make an expired one valid.
+Entries are keyed by a SHA-256 digest of the token (the token itself is never kept
+as a key), and an entry is never served at or after the token's ``exp``: the cache can
+only make a valid token cheaper, never make an expired one valid.
+
+Reads take no lock (a dict lookup is atomic in CPython) because they sit on every
+request's path; writes lock, and evict oldest-first when the cache is full.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
 
 class VerifiedTokenCache(Generic[V]):
-    """LRU map from token hash to a verification result, bounded in size and by ``exp``."""
+    """Map from token digest to a verification result, bounded in size and by ``exp``."""
 
     def __init__(self, *, max_entries: int = 10_000) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self._max = max_entries
-        self._entries: OrderedDict[bytes, tuple[float, V]] = OrderedDict()
+        self._entries: dict[bytes, tuple[float, V]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def digest(token: str) -> bytes:
-        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    def digest(token: bytes | str) -> bytes:
+        raw = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
+        return hashlib.sha256(raw).digest()
 
     def get(self, digest: bytes, now: float) -> V | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None:
-                return None
-            expires_at, value = entry
-            if now >= expires_at:
-                del self._entries[digest]
-                return None
-            self._entries.move_to_end(digest)
-            return value
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if now >= entry[0]:
+            self.discard(digest)
+            return None
+        return entry[1]
 
     def put(self, digest: bytes, value: V, *, expires_at: float) -> None:
         with self._lock:
+            self._entries.pop(digest, None)
             self._entries[digest] = (expires_at, value)
-            self._entries.move_to_end(digest)
             while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+                del self._entries[next(iter(self._entries))]
+
+    def discard_where(self, predicate: Callable[[V], bool]) -> int:
+        """Drop every entry whose value matches; returns how many went."""
+        with self._lock:
+            doomed = [d for d, (_, value) in self._entries.items() if predicate(value)]
+            for digest in doomed:
+                del self._entries[digest]
+        return len(doomed)
 
     def discard(self, digest: bytes) -> None:
         with self._lock:

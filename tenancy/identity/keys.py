@@ -67,6 +67,7 @@ class JWKSKeySource:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._lock = threading.Lock()
+        self._removal_listeners: list[Callable[[frozenset[str]], None]] = []
         self.fetch_count = 0
 
     @classmethod
@@ -125,8 +126,17 @@ class JWKSKeySource:
                 logger.warning("JWKS refresh from %s failed; keeping %d cached keys: %s",
                                self._description, len(self._keys), exc)
                 return
+            removed = frozenset(self._keys) - frozenset(keys)
             self._keys = keys
             self._fetched_at = now
+        if removed:
+            for listener in self._removal_listeners:
+                listener(removed)
+
+    def on_keys_removed(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call ``listener(kids)`` whenever a refresh drops keys, so caches of what those
+        keys verified can forget it at once (no per-request re-check needed)."""
+        self._removal_listeners.append(listener)
 
     def _usable_keys(self, data: Mapping[str, Any]) -> dict[str, PyJWK]:
         try:

@@ -13,7 +13,7 @@ configured leeway; a bounded lifetime.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -110,51 +110,66 @@ class TokenVerifier:
         self._max_lifetime = max_lifetime
         self._max_bytes = max_token_bytes
         self._cache = cache if cache is not None else VerifiedTokenCache()
+        for configured in by_name.values():
+            configured.keys.on_keys_removed(self._forget_removed_keys(configured.keys))
 
-    def verify(self, token: str) -> VerifiedToken:
+    def verify(self, token: str | bytes) -> VerifiedToken:
         """Verify ``token``; may fetch the issuer's JWKS (blocking).
 
         Raises:
             InvalidToken: any check failed; ``reason`` says which, for logs only.
         """
-        now = self._clock.now().timestamp()
-        digest = self._precheck(token)
-        hit = self._cached(digest, now)
+        now = self._clock.timestamp()
+        hit = self.cached(token, now=now)
         if hit is not None:
             return hit
+        text, digest = self._precheck(token)
         try:
-            return self._verify(token, digest, now, may_refresh=True)
+            return self._verify(text, digest, now, may_refresh=True)
         except _RefreshNeeded as need:
             need.keys.refresh(now)
-            return self._verify(token, digest, now, may_refresh=False)
+            return self._verify(text, digest, now, may_refresh=False)
 
-    async def verify_async(self, token: str) -> VerifiedToken:
+    async def verify_async(self, token: str | bytes, *, now: float | None = None) -> VerifiedToken:
         """Like :meth:`verify`, with any JWKS fetch moved to a worker thread."""
-        now = self._clock.now().timestamp()
-        digest = self._precheck(token)
-        hit = self._cached(digest, now)
+        now = self._clock.timestamp() if now is None else now
+        hit = self.cached(token, now=now)
         if hit is not None:
             return hit
+        text, digest = self._precheck(token)
         try:
-            return self._verify(token, digest, now, may_refresh=True)
+            return self._verify(text, digest, now, may_refresh=True)
         except _RefreshNeeded as need:
             await anyio.to_thread.run_sync(need.keys.refresh, now)
-            return self._verify(token, digest, now, may_refresh=False)
+            return self._verify(text, digest, now, may_refresh=False)
 
-    def _precheck(self, token: str) -> bytes:
-        if not isinstance(token, str) or not token:
+    def cached(self, token: str | bytes, *, now: float) -> VerifiedToken | None:
+        """The earlier verification of ``token`` if still valid; no parsing, no I/O.
+
+        Results verified by a key that later leaves the issuer's JWKS are dropped when
+        the refresh that removed it completes.
+        """
+        if len(token) > self._max_bytes:
+            return None
+        return self._cache.get(VerifiedTokenCache.digest(token), now)
+
+    def _forget_removed_keys(self, keys: JWKSKeySource) -> Callable[[frozenset[str]], None]:
+        def forget(kids: frozenset[str]) -> None:
+            self._cache.discard_where(lambda v: v.issuer.keys is keys and v.kid in kids)
+
+        return forget
+
+    def _precheck(self, token: str | bytes) -> tuple[str, bytes]:
+        if not isinstance(token, str | bytes) or not token:
             raise InvalidToken("token is empty")
         if len(token) > self._max_bytes:
             raise InvalidToken(f"token is larger than {self._max_bytes} bytes")
-        return VerifiedTokenCache.digest(token)
-
-    def _cached(self, digest: bytes, now: float) -> VerifiedToken | None:
-        hit = self._cache.get(digest, now)
-        # A key that left the JWKS since we cached the token no longer vouches for it.
-        if hit is not None and hit.issuer.keys.lookup(hit.kid) is None:
-            self._cache.discard(digest)
-            return None
-        return hit
+        if isinstance(token, bytes):
+            try:
+                token = token.decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise InvalidToken("token is not ASCII") from exc
+        return token, VerifiedTokenCache.digest(token)
 
     def _verify(self, token: str, digest: bytes, now: float, *, may_refresh: bool) -> VerifiedToken:
         try:

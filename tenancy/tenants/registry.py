@@ -89,13 +89,13 @@ class TenantRegistry:
 
     # -- reads ----------------------------------------------------------------------
 
-    def peek(self, tenant_id: str) -> Tenant | None:
+    def peek(self, tenant_id: str, *, now: float | None = None) -> Tenant | None:
         """The cached tenant, if fresh; never does I/O (safe on the event loop)."""
         entry = self._cache.get(tenant_id)
         if entry is None:
             return None
         loaded_at, tenant = entry
-        if self._clock.now().timestamp() - loaded_at >= self._ttl:
+        if (self._clock.timestamp() if now is None else now) - loaded_at >= self._ttl:
             return None
         return tenant
 
@@ -110,7 +110,7 @@ class TenantRegistry:
             return cached
         tenant = self._load(tenants_table.c.id == tenant_id)
         with self._lock:
-            self._cache[tenant.id] = (self._clock.now().timestamp(), tenant)
+            self._cache[tenant.id] = (self._clock.timestamp(), tenant)
         return tenant
 
     def get_by_slug(self, slug: str) -> Tenant:
