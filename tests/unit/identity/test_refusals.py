@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tenancy.clock import FrozenClock
 from tenancy.errors import ConfigurationError, InvalidToken
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+from tests.unit.identity.conftest import AUD, NOW
 
-AUD = "worklogs"
 TID = str(uuid.uuid4())
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def b64(data: bytes) -> str:
@@ -31,23 +28,6 @@ def b64(data: bytes) -> str:
 def forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
     return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()),
                      b64(signature)])
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(NOW)
-
-
-@pytest.fixture
-def dev(tmp_path: Path, clock: FrozenClock) -> DevIssuer:
-    return DevIssuer.load_or_create(tmp_path, clock=clock)
-
-
-@pytest.fixture
-def verifier(dev: DevIssuer, tmp_path: Path, clock: FrozenClock) -> TokenVerifier:
-    keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUD, keys=keys,
-                                         algorithms=["EdDSA"])], clock=clock, leeway=30)
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

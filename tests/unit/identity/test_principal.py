@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -12,27 +11,13 @@ import pytest
 from tenancy.clock import FrozenClock
 from tenancy.context import Assurance
 from tenancy.errors import InvalidToken
-from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.identity import DEV_ISSUER, DevIssuer, TokenVerifier
 from tenancy.identity.claims import assurance_from
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(NOW)
-
-
-@pytest.fixture
-def dev(tmp_path: Path, clock: FrozenClock) -> DevIssuer:
-    return DevIssuer.load_or_create(tmp_path, clock=clock)
-
-
-@pytest.fixture
-def verifier(dev: DevIssuer, tmp_path: Path, clock: FrozenClock) -> TokenVerifier:
-    keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience="worklogs", keys=keys,
-                                         algorithms=["EdDSA"])], clock=clock, leeway=0)
+def leeway() -> float:
+    return 0.0  # these tests are about exp itself
 
 
 def test_same_subject_in_two_tenants_is_two_principals(verifier: TokenVerifier,
