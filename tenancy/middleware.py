@@ -253,8 +253,6 @@ _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(1)
 
 
-
-
 def _without_tenant_members(value: bytes) -> bytes:
     """Drop list members whose key names a tenant (W3C baggage / tracestate)."""
     members = [m for m in value.split(b",") if b"tenant" not in _normalize(m.split(b"=", 1)[0])]

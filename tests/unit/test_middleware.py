@@ -16,7 +16,7 @@ from services.worklogs.store import WorklogStore
 from tenancy.context import current, current_or_none
 from tenancy.events import MemorySink
 from tenancy.identity import TokenVerifier
-from tenancy.middleware import TenancyMiddleware
+from tenancy.middleware import TenancyMiddleware, context_of
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import REGION, TokenFactory, bearer
 
@@ -204,7 +204,7 @@ def echo_app(verifier: TokenVerifier, registry: TenantRegistry, **options: Any) 
             "headers": sorted(k for k, _ in request.headers.items()),
             "baggage": request.headers.get("baggage"),
             "tenant": ctx.tenant_slug if ctx else None,
-            "scope_tenant": request.scope["tenancy"].tenant_id if ctx else None,
+            "scope_tenant": getattr(context_of(request.scope), "tenant_id", None),
         })
 
     async def ws(websocket: WebSocket) -> None:
