@@ -1,6 +1,6 @@
 """A bounded cache of verified tokens, so a hot token is not re-verified per request.
 
-Entries are keyed by a SHA-256 digest of the token (the token itself is never kept
+Entries are keyed by a BLAKE2b-256 digest of the token (the token itself is never kept
 as a key), and an entry is never served at or after the token's ``exp``: the cache can
 only make a valid token cheaper, never make an expired one valid.
 
@@ -31,7 +31,7 @@ class VerifiedTokenCache(Generic[V]):
     @staticmethod
     def digest(token: bytes | str) -> bytes:
         raw = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
-        return hashlib.sha256(raw).digest()
+        return hashlib.blake2b(raw, digest_size=32).digest()
 
     def get(self, digest: bytes, now: float) -> V | None:
         entry = self._entries.get(digest)
