@@ -15,7 +15,6 @@ class Clock(Protocol):
 
     def timestamp(self) -> float:
         """Seconds since the epoch; the hot path's cheaper reading of ``now()``."""
-        ...
 
 
 class SystemClock:
