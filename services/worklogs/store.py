@@ -7,7 +7,7 @@ No method accepts a tenant id from its caller; with no context bound, every meth
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current
 from tenancy.errors import NotFound
 
@@ -49,8 +50,9 @@ worklogs = Table(
 class WorklogStore:
     """CRUD on worklogs of the current tenant only."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        self._clock = clock
 
     def create_schema(self) -> None:
         metadata.create_all(self._engine)
@@ -86,7 +88,7 @@ class WorklogStore:
             "description": description,
             "minutes": minutes,
             "day": day,
-            "created_at": datetime.now(UTC),
+            "created_at": self._clock.now(),
         }
         with self._engine.begin() as conn:
             conn.execute(insert(worklogs).values(**values))

@@ -1,0 +1,32 @@
+"""Settings come from the environment once, validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenancy.errors import InvalidTenantField
+from tenancy.settings import Settings
+
+
+def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, data_dir=str(tmp_path))
+    assert settings.data_dir == tmp_path.resolve()
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'tenancy.db'}"
+    assert settings.uses_sqlite
+    assert (settings.region, settings.audience) == ("eu-central-1", "worklogs")
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {"TENANCY_DATA_DIR": str(tmp_path), "TENANCY_REGION": "us-east-1",
+           "TENANCY_DATABASE_URL": "postgresql+psycopg://app@db/tenancy"}
+    settings = Settings.from_env(env)
+    assert settings.region == "us-east-1"
+    assert not settings.uses_sqlite
+
+
+@pytest.mark.parametrize("region", ["Mars", "eu_central_1", ""])
+def test_invalid_region_is_refused_at_start(region: str) -> None:
+    with pytest.raises(InvalidTenantField):
+        Settings.from_env({"TENANCY_REGION": region})
