@@ -148,3 +148,12 @@ class InvalidRequest(TenancyError, ValueError):
     def __init__(self, message: str, *, errors: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.errors = dict(errors or {})
+
+
+# -- scoping ---------------------------------------------------------------------------
+
+
+class CrossTenantWrite(TenancyError):
+    """An object of another tenant was about to be written (flush refused, nothing sent)."""
+
+    code = "cross-tenant-write"

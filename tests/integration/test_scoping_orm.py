@@ -1,0 +1,212 @@
+"""ORM scoping on SQLite and on PostgreSQL (no RLS yet): the ORM layer alone keeps tenants apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Engine,
+    ForeignKeyConstraint,
+    String,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    aliased,
+    mapped_column,
+    relationship,
+    selectinload,
+    sessionmaker,
+)
+
+from tenancy.context import Principal, TenantContext, bind
+from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
+from tenancy.events import MemorySink
+from tenancy.scoping import TenantScoped, TenantSession, system_scope
+from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
+
+A = "00000000-0000-4000-8000-00000000000a"
+B = "00000000-0000-4000-8000-00000000000b"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(TenantScoped, Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    tasks: Mapped[list[Task]] = relationship(back_populates="project", lazy="select")
+
+
+class Task(TenantScoped, Base):
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(100))
+    project: Mapped[Project] = relationship(back_populates="tasks")
+    # The foreign key includes tenant_id: a task can only point at its own tenant's project.
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "project_id"], ["projects.tenant_id", "projects.id"]),
+    )
+
+
+def ctx(tenant: str) -> TenantContext:
+    return TenantContext(tenant_id=tenant, tenant_slug=tenant[-1], region="eu-central-1",
+                         principal=Principal(issuer="i", tenant_id=tenant, subject="s"),
+                         request_id="r")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sessions(request: pytest.FixtureRequest,
+             tmp_path: Path) -> Iterator[sessionmaker[TenantSession]]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            engine = create_engine(f"sqlite:///{tmp_path / 'scoping.db'}")
+
+            @event.listens_for(engine, "connect")
+            def _fk_on(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        else:
+            engine = create_engine(stack.enter_context(scratch_database(LOCAL_ADMIN_URL)))
+        stack.callback(engine.dispose)
+        Base.metadata.create_all(engine)
+        yield from _seeded(engine)
+
+
+def _seeded(engine: Engine) -> Iterator[sessionmaker[TenantSession]]:
+    factory = sessionmaker(engine, class_=TenantSession)
+    with system_scope("seed two tenants"), factory() as s:
+        for tenant in (A, B):
+            s.add(Project(tenant_id=tenant, id="p1", name=f"project of {tenant[-1]}"))
+            s.add(Task(tenant_id=tenant, id="t1", project_id="p1", title=f"task of {tenant[-1]}"))
+        s.commit()
+    yield factory
+
+
+def test_tenant_id_is_the_first_primary_key_column() -> None:
+    for model in (Project, Task):
+        assert next(c.name for c in inspect(model).primary_key) == "tenant_id"
+        assert not model.__table__.c.tenant_id.nullable
+
+
+def test_reads_see_only_the_bound_tenant(sessions: sessionmaker[TenantSession]) -> None:
+    with bind(ctx(A)), sessions() as s:
+        assert [p.name for p in s.scalars(select(Project))] == ["project of a"]
+        assert s.get(Project, (B, "p1")) is None
+        other = aliased(Project)
+        assert s.scalar(select(func.count()).select_from(other)) == 1
+        joined = s.execute(select(Task.title, Project.name).join(Task.project)).all()
+        assert joined == [("task of a", "project of a")]
+
+
+def test_relationship_and_eager_loads_are_scoped(sessions: sessionmaker[TenantSession]) -> None:
+    with bind(ctx(A)), sessions() as s:
+        project = s.scalars(select(Project).options(selectinload(Project.tasks))).one()
+        assert [t.title for t in project.tasks] == ["task of a"]
+        task = s.scalars(select(Task)).one()
+        assert task.project.name == "project of a"  # lazy load, scoped too
+
+
+def test_bulk_update_and_delete_touch_only_the_bound_tenant(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    with bind(ctx(A)), sessions() as s:
+        s.execute(update(Task).values(title="renamed"))
+        s.execute(delete(Task).where(Task.id == "t1"))
+        s.commit()
+    with bind(ctx(B)), sessions() as s:
+        assert [t.title for t in s.scalars(select(Task))] == ["task of b"]
+
+
+def test_new_objects_are_stamped_and_foreign_tenant_inserts_refused(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    with bind(ctx(A)), sessions() as s:
+        s.add(Project(id="p2", name="stamped"))
+        s.commit()
+        assert s.get(Project, (A, "p2")) is not None
+        s.add(Project(tenant_id=B, id="p3", name="smuggled"))
+        with pytest.raises(CrossTenantWrite):
+            s.flush()
+        s.rollback()
+    with system_scope("check"), sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Project).where(Project.id == "p3")) == 0
+
+
+def test_moving_a_row_to_another_tenant_is_refused(sessions: sessionmaker[TenantSession]) -> None:
+    with bind(ctx(A)), sessions() as s:
+        project = s.scalars(select(Project)).one()
+        project.tenant_id = B
+        with pytest.raises(CrossTenantWrite):
+            s.flush()
+
+
+def test_foreign_key_cannot_point_at_another_tenants_row(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with bind(ctx(A)), sessions() as s:
+        s.add(Task(id="t9", project_id="p-only-in-b", title="dangling"))
+        with system_scope("make a B-only project"), sessions() as admin:
+            admin.add(Project(tenant_id=B, id="p-only-in-b", name="b only"))
+            admin.commit()
+        with pytest.raises(IntegrityError):
+            s.flush()
+
+
+def test_without_a_context_nothing_runs(sessions: sessionmaker[TenantSession]) -> None:
+    with sessions() as s:
+        for run in (
+            lambda: s.scalars(select(Project)).all(),
+            lambda: s.execute(text("SELECT name FROM projects")).all(),
+            lambda: s.get(Project, (A, "p1")),
+            lambda: s.execute(delete(Project)),
+        ):
+            with pytest.raises(NoTenantContext):
+                run()
+    with system_scope("verify nothing changed"), sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 2
+
+
+def test_a_session_used_for_one_tenant_refuses_another(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    with sessions() as s:
+        with bind(ctx(A)):
+            project_a = s.scalars(select(Project)).one()
+            s.commit()
+        with bind(ctx(B)), pytest.raises(TenantContextConflict):
+            s.scalars(select(Project)).all()
+        with bind(ctx(B)), pytest.raises(TenantContextConflict):
+            _ = project_a.name  # expired by commit: the refresh is refused too
+        with pytest.raises(NoTenantContext):
+            _ = project_a.name  # and with no tenant at all
+        with bind(ctx(A)):
+            assert project_a.tenant_id == A
+
+
+def test_system_scope_needs_a_reason_and_is_recorded(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    sink = MemorySink()
+    with pytest.raises(ValueError), system_scope("  "):
+        pass
+    with system_scope("retention purge", events=sink), sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 2
+    assert [(e.action, e.reason) for e in sink.events] == [("system_scope.entered",
+                                                            "retention purge")]
