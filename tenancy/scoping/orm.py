@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import String, event
+from sqlalchemy import Connection, String, event
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -35,6 +35,7 @@ from tenancy.clock import SYSTEM_CLOCK
 from tenancy.context import current_or_none
 from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
+from tenancy.scoping.rls import set_tenant
 
 SYSTEM_SCOPE_OPTION = "tenancy_system_scope"
 _SESSION_TENANT = "tenancy_tenant_id"
@@ -128,7 +129,10 @@ def _guard_flush(session: Session, flush_context: UOWTransaction, instances: Any
 
 
 @event.listens_for(TenantSession, "after_begin")
-def _refuse_unscoped_connection(session: Session, transaction: Any, connection: Any) -> None:
+def _begin_for_tenant(session: Session, transaction: Any, connection: Connection) -> None:
     # Any use of the session (even Core or text()) opens a transaction first: with no
-    # tenant and no system scope, nothing runs.
-    _tenant_for(session)
+    # tenant and no system scope, nothing runs. On PostgreSQL the tenant is also set for
+    # Row-Level Security, local to this transaction.
+    tenant_id = _tenant_for(session)
+    if tenant_id is not None and connection.dialect.name == "postgresql":
+        set_tenant(connection, tenant_id)

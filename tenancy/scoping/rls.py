@@ -1,0 +1,65 @@
+"""PostgreSQL Row-Level Security: the second, independent layer under the ORM scoping.
+
+For every tenant-owned table: ``ENABLE`` and ``FORCE ROW LEVEL SECURITY`` and one policy
+whose ``USING`` and ``WITH CHECK`` compare ``tenant_id`` with a transaction-local setting.
+An unset setting matches no row and admits no write (``current_setting(name, true)`` is
+NULL or empty, never "all rows"). The setting is applied with ``set_config(..., true)`` at
+the start of every transaction of a :class:`~tenancy.scoping.TenantSession`, so it dies
+with the transaction: safe with pooled connections and PgBouncer transaction mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Table, func, select, text
+
+TENANT_SETTING = "tenancy.tenant_id"
+POLICY_NAME = "tenancy_tenant_isolation"
+_SETTING_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+def rls_statements(table: Table, connection: Connection, *,
+                   setting: str = TENANT_SETTING) -> list[str]:
+    """The DDL that puts ``table`` under tenant RLS (identifiers quoted by the dialect)."""
+    if not _SETTING_PATTERN.fullmatch(setting):
+        raise ValueError("setting must look like 'namespace.name'")
+    if "tenant_id" not in table.c:
+        raise ValueError(f"{table.name} has no tenant_id column")
+    preparer = connection.dialect.identifier_preparer
+    name = preparer.format_table(table)
+    policy = preparer.quote(POLICY_NAME)
+    # The setting name is validated above and is not request data; it is a constant
+    # of the schema, so it appears in the DDL as a literal.
+    predicate = f"tenant_id = NULLIF(current_setting('{setting}', true), '')"
+    return [
+        f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS {policy} ON {name}",
+        f"CREATE POLICY {policy} ON {name} USING ({predicate}) WITH CHECK ({predicate})",
+    ]
+
+
+def enable_rls(connection: Connection, tables: Iterable[Table], *,
+               setting: str = TENANT_SETTING) -> None:
+    """Apply :func:`rls_statements` to every table (run as the owner, in a migration)."""
+    for table in tables:
+        for statement in rls_statements(table, connection, setting=setting):
+            connection.execute(text(statement))
+
+
+def grant_app_role(connection: Connection, role: str, tables: Iterable[Table]) -> None:
+    """Grant the application role DML only: no TRUNCATE or REFERENCES, which RLS does
+    not cover."""
+    preparer = connection.dialect.identifier_preparer
+    for table in tables:
+        connection.execute(text(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {preparer.format_table(table)} "
+            f"TO {preparer.quote(role)}"
+        ))
+
+
+def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING) -> None:
+    """Set the tenant for the current transaction only (``is_local => true``)."""
+    connection.execute(select(func.set_config(setting, tenant_id, True)))

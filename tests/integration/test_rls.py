@@ -1,0 +1,127 @@
+"""PostgreSQL RLS as the app role: it holds where the ORM layer cannot see (text SQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.orm import sessionmaker
+
+from tenancy.context import bind
+from tenancy.scoping import TenantSession
+from tenancy.scoping.rls import enable_rls, grant_app_role
+from tests.integration.test_scoping_orm import A, B, Base, ctx
+from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engines() -> Iterator[tuple[Engine, Engine]]:
+    """(owner engine: superuser, app engine: NOSUPERUSER NOBYPASSRLS, DML only)."""
+    role = f"tenancy_app_{uuid.uuid4().hex[:8]}"
+    try:
+        with scratch_database(LOCAL_ADMIN_URL) as url:
+            owner = create_engine(url)
+            with owner.begin() as conn:
+                Base.metadata.create_all(conn)
+                enable_rls(conn, Base.metadata.sorted_tables)
+                conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+                grant_app_role(conn, role, Base.metadata.sorted_tables)
+                for tenant in (A, B):
+                    conn.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"),
+                                 {"t": tenant})
+                    conn.execute(text("INSERT INTO projects (tenant_id, id, name) "
+                                      "VALUES (:t, 'p1', :n)"),
+                                 {"t": tenant, "n": f"of {tenant[-1]}"})
+            app = create_engine(url.replace("postgres@", f"{role}@", 1), pool_size=1,
+                                max_overflow=0)
+            try:
+                yield owner, app
+            finally:
+                app.dispose()
+                owner.dispose()
+    finally:
+        # The role owns grants in the scratch database: drop it once that is gone.
+        admin = create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+def names(engine: Engine, sql: str = "SELECT name FROM projects ORDER BY name") -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text(sql)).scalars())
+
+
+def test_text_sql_in_a_tenant_session_sees_only_its_tenant(engines: tuple[Engine, Engine]) -> None:
+    owner, app = engines
+    sessions = sessionmaker(app, class_=TenantSession)
+    with bind(ctx(A)), sessions() as s:
+        assert list(s.execute(text("SELECT name FROM projects")).scalars()) == ["of a"]
+        s.execute(text("UPDATE projects SET name = 'hacked'"))
+        s.execute(text("DELETE FROM projects WHERE tenant_id = :b"), {"b": B})
+        s.commit()
+    assert names(owner) == ["hacked", "of b"]
+
+
+def test_without_the_setting_the_app_role_sees_nothing_and_writes_nothing(
+    engines: tuple[Engine, Engine]
+) -> None:
+    owner, app = engines
+    assert names(app) == []
+    with pytest.raises(ProgrammingError, match="row-level security"), app.begin() as conn:
+        conn.execute(text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'x', 'x')"),
+                     {"t": A})
+    assert names(owner) == ["of a", "of b"]
+
+
+def test_insert_for_another_tenant_is_refused_by_with_check(
+    engines: tuple[Engine, Engine]
+) -> None:
+    owner, app = engines
+    sessions = sessionmaker(app, class_=TenantSession)
+    with bind(ctx(A)), sessions() as s, pytest.raises(ProgrammingError, match="row-level"):
+        s.execute(text("INSERT INTO projects (tenant_id, id, name) VALUES (:b, 'x', 'x')"),
+                  {"b": B})
+    assert names(owner) == ["of a", "of b"]
+
+
+def test_pooled_connection_never_carries_one_tenants_setting_into_another(
+    engines: tuple[Engine, Engine]
+) -> None:
+    _, app = engines  # pool_size=1: every session below reuses the same connection
+    sessions = sessionmaker(app, class_=TenantSession)
+    with bind(ctx(A)), sessions() as s:
+        assert list(s.execute(text("SELECT name FROM projects")).scalars()) == ["of a"]
+        with pytest.raises(DBAPIError):
+            s.execute(text("SELECT 1/0"))
+        s.rollback()
+    assert names(app) == []  # plain use after A's transaction: the setting died with it
+    with bind(ctx(B)), sessions() as s:
+        assert list(s.execute(text("SELECT name FROM projects")).scalars()) == ["of b"]
+
+
+def test_truncate_is_not_granted_to_the_app_role(engines: tuple[Engine, Engine]) -> None:
+    owner, app = engines
+    with pytest.raises(ProgrammingError, match="permission denied"), app.begin() as conn:
+        conn.execute(text("TRUNCATE projects CASCADE"))
+    assert names(owner) == ["of a", "of b"]
+
+
+def test_a_superuser_bypasses_rls_which_is_why_the_app_never_connects_as_one(
+    engines: tuple[Engine, Engine]
+) -> None:
+    owner, app = engines
+    assert names(owner) == ["of a", "of b"]
+    with owner.connect() as conn:
+        flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles "
+                                  "WHERE rolname = current_user")).one()
+    assert tuple(flags) == (True, True)
+    with app.connect() as conn:
+        flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles "
+                                  "WHERE rolname = current_user")).one()
+    assert tuple(flags) == (False, False)
