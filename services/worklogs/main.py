@@ -59,7 +59,7 @@ def build_demo(settings: Settings) -> Demo:
     """Create (or reopen) the demo's state in ``settings.data_dir`` and build the app."""
     if settings.uses_sqlite:
         logger.warning(
-            "database is SQLite: tenant isolation is enforced by the service's queries "
+            "database is SQLite: tenant isolation is enforced by the ORM scoping layer "
             "only; PostgreSQL Row-Level Security is not in play"
         )
     engine = open_engine(settings)

@@ -1,50 +1,39 @@
-"""Demonstrates tenant-owned storage: every query takes the tenant from the bound context.
+"""Demonstrates tenant-owned storage through the scoping layer only.
 
-No method accepts a tenant id from its caller; with no context bound, every method raises
-``NoTenantContext`` before touching the database (fail closed).
+``Worklog`` is ``TenantScoped`` and every query runs in a ``TenantSession``: the tenant
+criteria, the stamping of new rows and the refusal to run without a tenant come from
+``tenancy.scoping``, not from hand-written ``WHERE tenant_id = ...`` clauses. On
+PostgreSQL the same session also sets the Row-Level Security setting.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Date,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Date, DateTime, Engine, Integer, String, delete, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current
 from tenancy.errors import NotFound
+from tenancy.scoping import TenantScoped, TenantSession
 
-metadata = MetaData()
 
-worklogs = Table(
-    "worklogs",
-    metadata,
-    # tenant_id leads the primary key: rows are addressed per tenant, ready for sharding.
-    Column("tenant_id", String(36), nullable=False),
-    Column("id", String(36), nullable=False),
-    Column("author", String(255), nullable=False),
-    Column("description", String(500), nullable=False),
-    Column("minutes", Integer, nullable=False),
-    Column("day", Date, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "id"),
-)
+class Base(DeclarativeBase):
+    pass
+
+
+class Worklog(TenantScoped, Base):
+    __tablename__ = "worklogs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    author: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(500))
+    minutes: Mapped[int] = mapped_column(Integer)
+    day: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class WorklogStore:
@@ -52,71 +41,52 @@ class WorklogStore:
 
     def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False)
         self._clock = clock
 
     def create_schema(self) -> None:
-        metadata.create_all(self._engine)
+        Base.metadata.create_all(self._engine)
 
     def list(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        tenant_id = current().tenant_id
-        query = (
-            select(worklogs)
-            .where(worklogs.c.tenant_id == tenant_id)
-            .order_by(worklogs.c.day.desc(), worklogs.c.created_at.desc())
-            .limit(limit)
-        )
-        with self._engine.connect() as conn:
-            return [_public(row._mapping) for row in conn.execute(query)]
+        query = (select(Worklog).order_by(Worklog.day.desc(), Worklog.created_at.desc())
+                 .limit(limit))
+        with self._sessions() as session:
+            return [_public(w) for w in session.scalars(query)]
 
     def get(self, worklog_id: str) -> dict[str, Any]:
-        tenant_id = current().tenant_id
-        query = select(worklogs).where(
-            worklogs.c.tenant_id == tenant_id, worklogs.c.id == _uuid(worklog_id)
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            raise NotFound("no such worklog")
-        return _public(row._mapping)
+        with self._sessions() as session:
+            return _public(_one(session, worklog_id))
 
     def create(self, *, description: str, minutes: int, day: date) -> dict[str, Any]:
-        ctx = current()
-        values = {
-            "tenant_id": ctx.tenant_id,
-            "id": str(uuid.uuid4()),
-            "author": ctx.principal.subject,
-            "description": description,
-            "minutes": minutes,
-            "day": day,
-            "created_at": self._clock.now(),
-        }
-        with self._engine.begin() as conn:
-            conn.execute(insert(worklogs).values(**values))
-        return _public(values)
+        worklog = Worklog(id=str(uuid.uuid4()), author=current().principal.subject,
+                          description=description, minutes=minutes, day=day,
+                          created_at=self._clock.now())
+        with self._sessions() as session:
+            session.add(worklog)  # tenant_id is stamped by the scoping layer
+            session.commit()
+            return _public(worklog)
 
     def update(self, worklog_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        tenant_id = current().tenant_id
-        if changes:
-            with self._engine.begin() as conn:
-                result = conn.execute(
-                    update(worklogs)
-                    .where(worklogs.c.tenant_id == tenant_id, worklogs.c.id == _uuid(worklog_id))
-                    .values(**changes)
-                )
-            if result.rowcount != 1:
-                raise NotFound("no such worklog")
-        return self.get(worklog_id)
+        with self._sessions() as session:
+            worklog = _one(session, worklog_id)
+            for name, value in changes.items():
+                setattr(worklog, name, value)
+            session.commit()
+            return _public(worklog)
 
     def delete(self, worklog_id: str) -> None:
-        tenant_id = current().tenant_id
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                delete(worklogs).where(
-                    worklogs.c.tenant_id == tenant_id, worklogs.c.id == _uuid(worklog_id)
-                )
-            )
-        if result.rowcount != 1:
+        with self._sessions() as session:
+            result = session.execute(delete(Worklog).where(Worklog.id == _uuid(worklog_id)))
+            session.commit()
+        if getattr(result, "rowcount", 0) != 1:
             raise NotFound("no such worklog")
+
+
+def _one(session: TenantSession, worklog_id: str) -> Worklog:
+    worklog = session.scalars(select(Worklog).where(Worklog.id == _uuid(worklog_id))).first()
+    if worklog is None:
+        raise NotFound("no such worklog")
+    return worklog
 
 
 def _uuid(value: str) -> str:
@@ -127,16 +97,16 @@ def _uuid(value: str) -> str:
         raise NotFound("no such worklog") from exc
 
 
-def _public(row: Any) -> dict[str, Any]:
-    created = row["created_at"]
+def _public(worklog: Worklog) -> dict[str, Any]:
+    created = worklog.created_at
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     return {
-        "id": row["id"],
-        "tenant_id": row["tenant_id"],
-        "author": row["author"],
-        "description": row["description"],
-        "minutes": row["minutes"],
-        "day": row["day"].isoformat(),
+        "id": worklog.id,
+        "tenant_id": worklog.tenant_id,
+        "author": worklog.author,
+        "description": worklog.description,
+        "minutes": worklog.minutes,
+        "day": worklog.day.isoformat(),
         "created_at": created.isoformat(),
     }

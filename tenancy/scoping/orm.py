@@ -17,11 +17,11 @@ independent layer that catches what it misses.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, String, event
+from sqlalchemy import Connection, ForeignKeyConstraint, String, UniqueConstraint, event
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -55,6 +55,23 @@ class TenantScoped:
     tenant_id: Mapped[str] = mapped_column(
         String(36), primary_key=True, nullable=False, sort_order=-1000
     )
+
+
+def tenant_foreign_key(
+    columns: Sequence[str], target_table: str, target_columns: Sequence[str], **kwargs: Any
+) -> ForeignKeyConstraint:
+    """A composite foreign key that leads with ``tenant_id`` on both sides, so a row can
+    only ever reference a row of its own tenant."""
+    return ForeignKeyConstraint(
+        ["tenant_id", *columns],
+        [f"{target_table}.tenant_id", *(f"{target_table}.{c}" for c in target_columns)],
+        **kwargs,
+    )
+
+
+def tenant_unique(*columns: str, name: str | None = None) -> UniqueConstraint:
+    """A uniqueness rule per tenant: a clash can never reveal another tenant's row."""
+    return UniqueConstraint("tenant_id", *columns, name=name)
 
 
 @contextmanager

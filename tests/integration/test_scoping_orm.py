@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     Engine,
-    ForeignKeyConstraint,
     String,
     create_engine,
     delete,
@@ -34,7 +33,13 @@ from sqlalchemy.orm import (
 from tenancy.context import Principal, TenantContext, bind
 from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
 from tenancy.events import MemorySink
-from tenancy.scoping import TenantScoped, TenantSession, system_scope
+from tenancy.scoping import (
+    TenantScoped,
+    TenantSession,
+    system_scope,
+    tenant_foreign_key,
+    tenant_unique,
+)
 from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
 
 A = "00000000-0000-4000-8000-00000000000a"
@@ -59,9 +64,8 @@ class Task(TenantScoped, Base):
     title: Mapped[str] = mapped_column(String(100))
     project: Mapped[Project] = relationship(back_populates="tasks")
     # The foreign key includes tenant_id: a task can only point at its own tenant's project.
-    __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "project_id"], ["projects.tenant_id", "projects.id"]),
-    )
+    __table_args__ = (tenant_foreign_key(["project_id"], "projects", ["id"]),
+                      tenant_unique("title", name="tasks_title_per_tenant"))
 
 
 def ctx(tenant: str) -> TenantContext:
@@ -210,3 +214,19 @@ def test_system_scope_needs_a_reason_and_is_recorded(
         assert s.scalar(select(func.count()).select_from(Project)) == 2
     assert [(e.action, e.reason) for e in sink.events] == [("system_scope.entered",
                                                             "retention purge")]
+
+
+def test_unique_per_tenant_lets_two_tenants_use_the_same_value(
+    sessions: sessionmaker[TenantSession],
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    # Both tenants already have a task titled by the seed; the same title in B is fine,
+    # a duplicate inside A is refused.
+    with bind(ctx(B)), sessions() as s:
+        s.add(Task(id="t2", project_id="p1", title="task of a"))
+        s.commit()
+    with bind(ctx(A)), sessions() as s:
+        s.add(Task(id="t3", project_id="p1", title="task of a"))
+        with pytest.raises(IntegrityError):
+            s.flush()
