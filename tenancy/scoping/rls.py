@@ -23,13 +23,45 @@ _SETTING_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 def rls_statements(table: Table, connection: Connection, *,
                    setting: str = TENANT_SETTING) -> list[str]:
     """The DDL that puts ``table`` under tenant RLS (identifiers quoted by the dialect)."""
-    if not _SETTING_PATTERN.fullmatch(setting):
-        raise ValueError("setting must look like 'namespace.name'")
     if "tenant_id" not in table.c:
         raise ValueError(f"{table.name} has no tenant_id column")
     preparer = connection.dialect.identifier_preparer
-    name = preparer.format_table(table)
-    policy = preparer.quote(POLICY_NAME)
+    return _policy_ddl(preparer.format_table(table), preparer.quote(POLICY_NAME), setting)
+
+
+def enable_rls(connection: Connection, tables: Iterable[Table], *,
+               setting: str = TENANT_SETTING) -> None:
+    """Put every table, and every partition of a partitioned one, under tenant RLS.
+
+    Run as the owner (in a migration). Partitions get their own policy because a
+    partition can be queried directly, bypassing its parent's policy.
+    """
+    policy = connection.dialect.identifier_preparer.quote(POLICY_NAME)
+    for table in tables:
+        for statement in rls_statements(table, connection, setting=setting):
+            connection.execute(text(statement))
+        for partition in partitions_of(connection, table):
+            for statement in _policy_ddl(partition, policy, setting):
+                connection.execute(text(statement))
+
+
+def partitions_of(connection: Connection, table: Table) -> list[str]:
+    """Every partition below ``table`` (recursively), as PostgreSQL quotes their names."""
+    name = connection.dialect.identifier_preparer.format_table(table)
+    return list(connection.execute(_PARTITIONS, {"name": name}).scalars())
+
+
+_PARTITIONS = text(
+    "WITH RECURSIVE parts(oid) AS ("
+    " SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(:name)"
+    " UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN parts p ON i.inhparent = p.oid)"
+    " SELECT oid::regclass::text FROM parts"
+)
+
+
+def _policy_ddl(name: str, policy: str, setting: str) -> list[str]:
+    if not _SETTING_PATTERN.fullmatch(setting):
+        raise ValueError("setting must look like 'namespace.name'")
     # The setting name is validated above and is not request data; it is a constant
     # of the schema, so it appears in the DDL as a literal.
     predicate = f"tenant_id = NULLIF(current_setting('{setting}', true), '')"
@@ -39,14 +71,6 @@ def rls_statements(table: Table, connection: Connection, *,
         f"DROP POLICY IF EXISTS {policy} ON {name}",
         f"CREATE POLICY {policy} ON {name} USING ({predicate}) WITH CHECK ({predicate})",
     ]
-
-
-def enable_rls(connection: Connection, tables: Iterable[Table], *,
-               setting: str = TENANT_SETTING) -> None:
-    """Apply :func:`rls_statements` to every table (run as the owner, in a migration)."""
-    for table in tables:
-        for statement in rls_statements(table, connection, setting=setting):
-            connection.execute(text(statement))
 
 
 def grant_app_role(connection: Connection, role: str, tables: Iterable[Table]) -> None:

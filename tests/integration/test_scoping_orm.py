@@ -1,4 +1,4 @@
-"""ORM scoping on SQLite and on PostgreSQL (no RLS yet): the ORM layer alone keeps tenants apart."""
+"""ORM scoping on SQLite and PostgreSQL (no RLS here): the ORM layer alone keeps tenants apart."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     Engine,
-    String,
     create_engine,
     delete,
     event,
@@ -21,57 +20,20 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
     aliased,
-    mapped_column,
-    relationship,
     selectinload,
     sessionmaker,
 )
 
-from tenancy.context import Principal, TenantContext, bind
+from tenancy.context import bind
 from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
 from tenancy.events import MemorySink
 from tenancy.scoping import (
-    TenantScoped,
     TenantSession,
     system_scope,
-    tenant_foreign_key,
-    tenant_unique,
 )
 from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
-
-A = "00000000-0000-4000-8000-00000000000a"
-B = "00000000-0000-4000-8000-00000000000b"
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Project(TenantScoped, Base):
-    __tablename__ = "projects"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))
-    tasks: Mapped[list[Task]] = relationship(back_populates="project", lazy="select")
-
-
-class Task(TenantScoped, Base):
-    __tablename__ = "tasks"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(36))
-    title: Mapped[str] = mapped_column(String(100))
-    project: Mapped[Project] = relationship(back_populates="tasks")
-    # The foreign key includes tenant_id: a task can only point at its own tenant's project.
-    __table_args__ = (tenant_foreign_key(["project_id"], "projects", ["id"]),
-                      tenant_unique("title", name="tasks_title_per_tenant"))
-
-
-def ctx(tenant: str) -> TenantContext:
-    return TenantContext(tenant_id=tenant, tenant_slug=tenant[-1], region="eu-central-1",
-                         principal=Principal(issuer="i", tenant_id=tenant, subject="s"),
-                         request_id="r")
+from tests.support.scoping_models import A, B, Base, Project, Task, ctx
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
