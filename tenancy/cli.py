@@ -10,6 +10,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tenancy.errors import TenancyError
 from tenancy.settings import Settings
 
@@ -25,8 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args) or 0)
-    except (TenancyError, ValueError, OSError) as exc:
-        print(f"tenancy: error: {exc}", file=sys.stderr)
+    except (TenancyError, ValueError, OSError, SQLAlchemyError) as exc:
+        # One line, whatever the source: driver errors span several.
+        detail = getattr(exc, "orig", None) or exc
+        print(f"tenancy: error: {' '.join(str(detail).split())}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
@@ -107,6 +111,27 @@ def _tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_audit(args: argparse.Namespace) -> int:
+    from sqlalchemy import create_engine
+
+    from tenancy.scoping.audit import audit
+
+    engine = create_engine(args.url)
+    try:
+        with engine.connect() as conn:
+            findings = audit(conn, app_role=args.app_role)
+    finally:
+        engine.dispose()
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"{len(findings)} finding(s): tenant isolation is NOT guaranteed", file=sys.stderr)
+        return EXIT_ERROR
+    print("OK: every scoped table is under forced RLS on the tenant setting; "
+          "the application role cannot bypass it")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenancy", description=__doc__)
     commands = parser.add_subparsers(title="commands")
@@ -147,6 +172,14 @@ def _parser() -> argparse.ArgumentParser:
         move.add_argument("--reason", required=True)
         data_dir(move)
     tenants.set_defaults(handler=_tenants)
+
+    db = commands.add_parser("db", help="check a live PostgreSQL database")
+    db_actions = db.add_subparsers(dest="db_action", required=True)
+    db_audit = db_actions.add_parser("audit", help="audit RLS, roles, views and functions")
+    db_audit.add_argument("--url", required=True,
+                          help="SQLAlchemy URL; connect as the application role")
+    db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
+    db_audit.set_defaults(handler=_db_audit)
     return parser
 
 
