@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import sessionmaker
 
@@ -87,3 +87,35 @@ def test_a_superuser_bypasses_rls_which_is_why_the_app_never_connects_as_one(
         flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles "
                                   "WHERE rolname = current_user")).one()
     assert tuple(flags) == (False, False)
+
+
+def test_table_owner_and_bypassrls_role_bypass_which_is_why_force_and_the_split_matter(
+    engines: tuple[Engine, Engine]
+) -> None:
+    owner, app = engines
+    suffix = str(app.url.username).rsplit("_", 1)[1]
+    table_owner, bypasser = f"tenancy_owner_{suffix}", f"tenancy_bypass_{suffix}"
+    admin_url = owner.url
+    with owner.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{table_owner}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+        conn.execute(text(f'CREATE ROLE "{bypasser}" LOGIN NOSUPERUSER BYPASSRLS'))
+        conn.execute(text(f'ALTER TABLE projects OWNER TO "{table_owner}"'))
+        conn.execute(text(f'GRANT SELECT ON projects TO "{bypasser}"'))
+        conn.execute(text("ALTER TABLE projects NO FORCE ROW LEVEL SECURITY"))
+    try:
+        as_owner = create_engine(admin_url.set(username=table_owner))
+        as_bypasser = create_engine(admin_url.set(username=bypasser))
+        assert names(as_owner) == ["of a", "of b"]  # owner, RLS not forced: bypass
+        assert names(as_bypasser) == ["of a", "of b"]  # BYPASSRLS: bypass
+        assert names(app) == []  # the app role: no setting, no rows
+        with owner.begin() as conn:
+            conn.execute(text("ALTER TABLE projects FORCE ROW LEVEL SECURITY"))
+        assert names(as_owner) == []  # forced: even the owner is held
+        as_owner.dispose()
+        as_bypasser.dispose()
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text("ALTER TABLE projects OWNER TO postgres"))
+            conn.execute(text(f'REVOKE ALL ON projects FROM "{bypasser}"'))
+            conn.execute(text(f'DROP ROLE "{table_owner}"'))
+            conn.execute(text(f'DROP ROLE "{bypasser}"'))
