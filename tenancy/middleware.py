@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -61,6 +61,9 @@ class TenancyMiddleware:
         tenant_path_prefix: if set (e.g. ``"/t/"``), the path segment after it must be
             the caller's own tenant slug; any other slug, known or not, is a 404.
         strip_headers: further header names that name a tenant in your deployment.
+        startup_audit: called (in a worker thread) when the server starts; if it returns
+            findings, start-up fails and the server does not serve. Use
+            ``functools.partial(tenancy.scoping.audit.audit_engine, engine)``.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class TenancyMiddleware:
         events: EventSink | None = None,
         clock: Clock = SYSTEM_CLOCK,
         realm: str = "tenancy",
+        startup_audit: Callable[[], Sequence[object]] | None = None,
     ) -> None:
         if not isinstance(verifier, TokenVerifier):
             raise ConfigurationError("TenancyMiddleware needs a TokenVerifier")
@@ -95,10 +99,14 @@ class TenancyMiddleware:
         self._events = events or LoggingSink()
         self._clock = clock
         self._realm = realm
+        self._startup_audit = startup_audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _CONNECTION_TYPES:
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan" and self._startup_audit is not None:
+                await self._audited_lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         headers, authorizations = self._sanitize(scope["headers"])
         if headers is not None:
@@ -135,6 +143,26 @@ class TenancyMiddleware:
             await self.app(scope, receive, send_with_request_id)
         finally:
             _unbind(bound)
+
+    async def _audited_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse to start (``lifespan.startup.failed``) while the audit finds problems."""
+        assert self._startup_audit is not None
+        startup = await receive()
+        findings = await anyio.to_thread.run_sync(self._startup_audit)
+        if findings:
+            message = "tenant isolation audit failed: " + "; ".join(str(f) for f in findings)
+            await send({"type": "lifespan.startup.failed", "message": message})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return startup
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     def _admit_cached(self, token: bytes, now: float) -> tuple[Principal, Tenant] | None:
         verified = self._verifier.cached(token, now=now)

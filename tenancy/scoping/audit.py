@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from tenancy.scoping.rls import TENANT_SETTING
 
@@ -87,6 +87,12 @@ def audit(connection: Connection, *, app_role: str | None = None,
                                         f"reads {name} with its owner's rights"))
     findings += _definer_findings(connection, [name for _, name, *_ in tables])
     return findings
+
+
+def audit_engine(engine: Engine, *, app_role: str | None = None) -> list[Finding]:
+    """Connect once and :func:`audit`; for ``TenancyMiddleware(startup_audit=...)``."""
+    with engine.connect() as connection:
+        return audit(connection, app_role=app_role)
 
 
 def _role_findings(connection: Connection, role: str) -> list[Finding]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, text
 
@@ -72,3 +75,49 @@ def test_unreachable_database_is_a_one_line_error(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("tenancy: error: ") and err.count("\n") == 1
+
+
+async def run_lifespan(app: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return sent
+
+
+def lifespan_app(engine: Engine) -> Any:
+    from starlette.applications import Starlette
+
+    from tenancy.clock import SYSTEM_CLOCK
+    from tenancy.identity import DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+    from tenancy.middleware import TenancyMiddleware
+    from tenancy.scoping.audit import audit_engine
+    from tenancy.tenants import TenantRegistry
+
+    issuer = DevIssuer.generate()
+    keys = JWKSKeySource(lambda: issuer.jwks(), algorithms=["EdDSA"])
+    verifier = TokenVerifier([trusted_issuer(issuer.issuer, audience="x", keys=keys,
+                                             algorithms=["EdDSA"])], clock=SYSTEM_CLOCK)
+    return TenancyMiddleware(Starlette(), verifier=verifier, tenants=TenantRegistry(engine),
+                             region="eu-central-1",
+                             startup_audit=functools.partial(audit_engine, engine))
+
+
+@pytest.mark.anyio
+async def test_middleware_refuses_to_start_on_a_failed_audit(
+    engines: tuple[Engine, Engine]
+) -> None:
+    owner, app = engines
+    assert [m["type"] for m in await run_lifespan(lifespan_app(app))] == [
+        "lifespan.startup.complete", "lifespan.shutdown.complete"]
+    with owner.begin() as conn:
+        conn.execute(text("ALTER TABLE projects NO FORCE ROW LEVEL SECURITY"))
+    sent = await run_lifespan(lifespan_app(app))
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "rls-forced" in sent[0]["message"]
