@@ -132,6 +132,13 @@ def _db_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_migrate(args: argparse.Namespace) -> int:
+    from services.worklogs.migrate import upgrade
+
+    upgrade(args.url, app_role=args.app_role, sql=args.sql)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenancy", description=__doc__)
     commands = parser.add_subparsers(title="commands")
@@ -180,6 +187,13 @@ def _parser() -> argparse.ArgumentParser:
                           help="SQLAlchemy URL; connect as the application role")
     db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
     db_audit.set_defaults(handler=_db_audit)
+    db_migrate = db_actions.add_parser("migrate", help="apply the worklogs migrations")
+    db_migrate.add_argument("--url", required=True, help="the OWNER's SQLAlchemy URL")
+    db_migrate.add_argument("--app-role", required=True,
+                            help="application role to grant DML (NOSUPERUSER NOBYPASSRLS)")
+    db_migrate.add_argument("--sql", action="store_true",
+                            help="print the SQL instead of running it")
+    db_migrate.set_defaults(handler=_db_migrate)
     return parser
 
 

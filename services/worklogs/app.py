@@ -8,6 +8,8 @@ not exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -35,6 +37,7 @@ def create_app(
     tenants: TenantRegistry,
     region: str,
     events: EventSink | None = None,
+    startup_audit: Callable[[], Sequence[object]] | None = None,
 ) -> Starlette:
     """Build the worklogs service around an already-configured store and verifier."""
 
@@ -96,6 +99,7 @@ def create_app(
             region=region,
             public_paths=("/healthz",),
             events=events,
+            startup_audit=startup_audit,
         )
     ]
     return Starlette(routes=routes, middleware=middleware,

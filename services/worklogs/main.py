@@ -6,6 +6,7 @@ app with a PostgreSQL engine and its OIDC issuer's JWKS URL instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from services.worklogs.app import create_app
 from services.worklogs.store import WorklogStore
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
+from tenancy.scoping.audit import audit_engine
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
 
@@ -64,11 +66,17 @@ def build_demo(settings: Settings) -> Demo:
         )
     engine = open_engine(settings)
     registry = TenantRegistry(engine)
-    registry.create_schema()
+    store = WorklogStore(engine)
+    startup_audit = None
+    if settings.uses_sqlite:
+        registry.create_schema()
+        store.create_schema()
+    else:
+        # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this
+        # process is the application role, and refuses to start if the audit finds a gap.
+        startup_audit = functools.partial(audit_engine, engine)
     for slug, name in DEMO_TENANTS:
         registry.ensure(slug, region=settings.region, display_name=name)
-    store = WorklogStore(engine)
-    store.create_schema()
 
     issuer = DevIssuer.load_or_create(settings.data_dir)
     keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
@@ -76,5 +84,6 @@ def build_demo(settings: Settings) -> Demo:
         [trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
                         algorithms=["EdDSA"])]
     )
-    app = create_app(store=store, verifier=verifier, tenants=registry, region=settings.region)
+    app = create_app(store=store, verifier=verifier, tenants=registry, region=settings.region,
+                     startup_audit=startup_audit)
     return Demo(app=app, issuer=issuer, tenants=registry, settings=settings)

@@ -13,19 +13,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import Connection, Dialect, Table, func, select, text
 
 TENANT_SETTING = "tenancy.tenant_id"
 POLICY_NAME = "tenancy_tenant_isolation"
 _SETTING_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
 
-def rls_statements(table: Table, connection: Connection, *,
+def rls_statements(table: Table, dialect: Dialect, *,
                    setting: str = TENANT_SETTING) -> list[str]:
-    """The DDL that puts ``table`` under tenant RLS (identifiers quoted by the dialect)."""
+    """The DDL that puts ``table`` under tenant RLS (identifiers quoted by ``dialect``).
+
+    Needs no connection, so migrations can emit it offline (``alembic upgrade --sql``).
+    """
     if "tenant_id" not in table.c:
         raise ValueError(f"{table.name} has no tenant_id column")
-    preparer = connection.dialect.identifier_preparer
+    preparer = dialect.identifier_preparer
     return _policy_ddl(preparer.format_table(table), preparer.quote(POLICY_NAME), setting)
 
 
@@ -38,7 +41,7 @@ def enable_rls(connection: Connection, tables: Iterable[Table], *,
     """
     policy = connection.dialect.identifier_preparer.quote(POLICY_NAME)
     for table in tables:
-        for statement in rls_statements(table, connection, setting=setting):
+        for statement in rls_statements(table, connection.dialect, setting=setting):
             connection.execute(text(statement))
         for partition in partitions_of(connection, table):
             for statement in _policy_ddl(partition, policy, setting):
@@ -76,12 +79,16 @@ def _policy_ddl(name: str, policy: str, setting: str) -> list[str]:
 def grant_app_role(connection: Connection, role: str, tables: Iterable[Table]) -> None:
     """Grant the application role DML only: no TRUNCATE or REFERENCES, which RLS does
     not cover."""
-    preparer = connection.dialect.identifier_preparer
-    for table in tables:
-        connection.execute(text(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {preparer.format_table(table)} "
-            f"TO {preparer.quote(role)}"
-        ))
+    for statement in grant_statements(role, tables, connection.dialect):
+        connection.execute(text(statement))
+
+
+def grant_statements(role: str, tables: Iterable[Table], dialect: Dialect, *,
+                     privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> list[str]:
+    """The GRANT statements of :func:`grant_app_role`, for migrations."""
+    preparer = dialect.identifier_preparer
+    return [f"GRANT {privileges} ON {preparer.format_table(t)} TO {preparer.quote(role)}"
+            for t in tables]
 
 
 def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING) -> None:
