@@ -150,3 +150,26 @@ def test_error_inside_a_transaction_leaves_no_setting_behind(
         s.execute(text("SELECT name FROM projects WHERE 1/0 = 1"))
     with bind(ctx(B)), sessions() as s:
         assert list(s.execute(text("SELECT name FROM projects")).scalars()) == ["of b"]
+
+
+def test_with_the_orm_layer_off_rls_still_holds_for_orm_core_and_bulk(
+    engines: tuple[Engine, Engine]
+) -> None:
+    from sqlalchemy import delete, update
+    from sqlalchemy.orm import Session
+
+    from tenancy.scoping.rls import set_tenant
+
+    owner, app = engines
+    with Session(app) as s:  # a plain Session: no loader criteria, no flush guard
+        set_tenant(s.connection(), A)
+        assert [p.name for p in s.scalars(select(Project))] == ["of a"]
+        assert s.get(Project, (B, "p1")) is None
+        table = Project.__table__
+        s.execute(update(table).values(name="core-updated"))
+        s.execute(update(Project).where(Project.tenant_id == B).values(name="orm-bulk"))
+        s.execute(delete(Project).where(Project.tenant_id == B))
+        s.commit()
+    with owner.connect() as conn:
+        rows = conn.execute(text("SELECT tenant_id, name FROM projects ORDER BY 1")).all()
+    assert [tuple(r) for r in rows] == [(A, "core-updated"), (B, "of b")]
