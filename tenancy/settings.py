@@ -19,8 +19,8 @@ DEFAULT_AUDIENCE = "worklogs"
 class Settings:
     """Where state lives and which region this process serves.
 
-    Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL``
-    (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``.
+    Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL`` or
+    ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``.
     """
 
     data_dir: Path
@@ -37,6 +37,7 @@ class Settings:
             data_dir=data_dir,
             region=validate_region(source.get("TENANCY_REGION", DEFAULT_REGION)),
             database_url=source.get("TENANCY_DATABASE_URL")
+            or source.get("DATABASE_URL")
             or f"sqlite:///{data_dir / 'tenancy.db'}",
             audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
         )

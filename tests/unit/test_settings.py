@@ -26,6 +26,13 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert not settings.uses_sqlite
 
 
+def test_database_url_is_honoured_as_a_fallback(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://tenancy_app@db/tenancy"
+    assert Settings.from_env({"DATABASE_URL": url}, data_dir=str(tmp_path)).database_url == url
+    assert Settings.from_env({"DATABASE_URL": url, "TENANCY_DATABASE_URL": "sqlite://"},
+                             data_dir=str(tmp_path)).database_url == "sqlite://"
+
+
 @pytest.mark.parametrize("region", ["Mars", "eu_central_1", ""])
 def test_invalid_region_is_refused_at_start(region: str) -> None:
     with pytest.raises(InvalidTenantField):
