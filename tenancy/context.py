@@ -75,13 +75,20 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class TenantContext:
-    """Everything downstream code may know about who the request is for."""
+    """Everything downstream code may know about who the request is for.
+
+    ``caller`` is the service that forwarded this context in a signed context token
+    (``None`` at the edge, where the user's own token was verified);
+    ``support_grant_id`` names the support grant a support principal acts under.
+    """
 
     tenant_id: str
     tenant_slug: str
     region: str
     principal: Principal
     request_id: str
+    caller: str | None = None
+    support_grant_id: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.principal.scopes

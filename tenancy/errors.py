@@ -80,6 +80,15 @@ class KeySourceUnavailable(TenancyError):
     code = "key-source-unavailable"
 
 
+# -- propagation -----------------------------------------------------------------------
+
+
+class DownstreamUnavailable(TenancyError):
+    """A downstream service could not be reached or did not answer in time."""
+
+    code = "downstream-unavailable"
+
+
 # -- tenants ---------------------------------------------------------------------------
 
 

@@ -5,7 +5,9 @@ propagation). Per HTTP or WebSocket connection:
 
 1. strip every header that names a tenant (``X-Tenant-ID``, ``x_tenant_id``, ...) and
    tenant entries of ``baggage``/``tracestate``, so the app cannot be tempted by them;
-2. authenticate the bearer token (``TokenVerifier``);
+2. authenticate the bearer token: a user's access token at the edge (``TokenVerifier``)
+   or a signed context token from a trusted service downstream
+   (``tenancy.propagation.ContextTokenVerifier``);
 3. resolve the tenant from the token's ``tid`` only, and refuse it unless active and
    homed in this service's region;
 4. bind a ``TenantContext`` for the app call and always unbind it, even on cancellation.
@@ -23,8 +25,9 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenancy.authn import Authentication, Authenticator, build_context
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.context import Principal, TenantContext
+from tenancy.context import TenantContext
 from tenancy.context import enter as _bind
 from tenancy.context import leave as _unbind
 from tenancy.errors import (
@@ -36,7 +39,7 @@ from tenancy.errors import (
     UnknownTenant,
 )
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
-from tenancy.identity.verifier import TokenVerifier
+from tenancy.headers import MEMBER_LIST_HEADERS, normalize, without_tenant_members
 from tenancy.problems import problem_response
 from tenancy.tenants.model import Tenant, validate_region
 from tenancy.tenants.registry import TenantRegistry
@@ -44,7 +47,6 @@ from tenancy.tenants.registry import TenantRegistry
 Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_HEADER = b"x-request-id"
-_MEMBER_LISTS = frozenset({b"baggage", b"tracestate"})
 _CONNECTION_TYPES = frozenset({"http", "websocket"})
 
 
@@ -53,7 +55,8 @@ class TenancyMiddleware:
 
     Args:
         app: the ASGI app to protect.
-        verifier: verifies bearer access tokens.
+        verifier: verifies bearer tokens: a ``TokenVerifier`` for users' access tokens
+            at the edge, a ``ContextTokenVerifier`` for context tokens downstream.
         tenants: resolves the token's ``tid`` to a tenant.
         region: this service instance's region; tenants homed elsewhere are refused.
         public_paths: exact paths served without authentication (health checks). They
@@ -70,7 +73,7 @@ class TenancyMiddleware:
         self,
         app: ASGIApp,
         *,
-        verifier: TokenVerifier,
+        verifier: Authenticator,
         tenants: TenantRegistry,
         region: str,
         public_paths: Iterable[str] = ("/healthz",),
@@ -81,8 +84,9 @@ class TenancyMiddleware:
         realm: str = "tenancy",
         startup_audit: Callable[[], Sequence[object]] | None = None,
     ) -> None:
-        if not isinstance(verifier, TokenVerifier):
-            raise ConfigurationError("TenancyMiddleware needs a TokenVerifier")
+        if not isinstance(verifier, Authenticator):
+            raise ConfigurationError("TenancyMiddleware needs an Authenticator "
+                                     "(TokenVerifier or ContextTokenVerifier)")
         if tenant_path_prefix is not None and not (
             tenant_path_prefix.startswith("/") and tenant_path_prefix.endswith("/")
         ):
@@ -93,9 +97,9 @@ class TenancyMiddleware:
         self._region = validate_region(region)
         self._public = frozenset(public_paths)
         self._path_prefix = tenant_path_prefix
-        self._extra_strip = frozenset(_normalize(h.encode("latin-1")) for h in strip_headers)
+        self._extra_strip = frozenset(normalize(h.encode("latin-1")) for h in strip_headers)
         # Header names that need a closer look; everything else passes untouched.
-        self._special = self._extra_strip | _MEMBER_LISTS | {b"authorization"}
+        self._special = self._extra_strip | MEMBER_LIST_HEADERS | {b"authorization"}
         self._events = events or LoggingSink()
         self._clock = clock
         self._realm = realm
@@ -164,26 +168,26 @@ class TenancyMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _admit_cached(self, token: bytes, now: float) -> tuple[Principal, Tenant] | None:
+    def _admit_cached(self, token: bytes, now: float) -> tuple[Authentication, Tenant] | None:
         verified = self._verifier.cached(token, now=now)
         if verified is None:
             return None
         tenant = self._tenants.peek(verified.principal.tenant_id, now=now)
-        return None if tenant is None else (verified.principal, tenant)
+        return None if tenant is None else (verified, tenant)
 
-    async def _admit(self, token: bytes, now: float) -> tuple[Principal, Tenant]:
-        verified = await self._verifier.verify_async(token, now=now)
-        return verified.principal, await self._resolve(verified.principal.tenant_id)
+    async def _admit(self, token: bytes, now: float) -> tuple[Authentication, Tenant]:
+        verified = await self._verifier.authenticate(token, now=now)
+        return verified, await self._resolve(verified.principal.tenant_id)
 
     def _context(
-        self, principal: Principal, tenant: Tenant, path: str, request_id: str
+        self, auth: Authentication, tenant: Tenant, path: str, request_id: str
     ) -> TenantContext:
-        tenant.ensure_servable(region=self._region)
+        ctx = build_context(auth, tenant, region=self._region, request_id=request_id)
         if self._path_prefix is not None and path.startswith(self._path_prefix):
             slug = path[len(self._path_prefix):].split("/", 1)[0]
             if slug != tenant.slug:
                 raise NotFound("no such resource")
-        return TenantContext(tenant.id, tenant.slug, tenant.region, principal, request_id)
+        return ctx
 
     async def _resolve(self, tenant_id: str) -> Tenant:
         tenant = self._tenants.peek(tenant_id)
@@ -224,8 +228,8 @@ class TenancyMiddleware:
         normalized = low.replace(b"_", b"-")
         if b"tenant" in normalized or normalized in self._extra_strip:
             return None
-        if normalized in _MEMBER_LISTS:
-            return _without_tenant_members(value) or None
+        if normalized in MEMBER_LIST_HEADERS:
+            return without_tenant_members(value) or None
         if normalized == b"authorization":
             authorizations.append(value)
         return value
@@ -257,10 +261,6 @@ class TenancyMiddleware:
         await response(scope, receive, send)
 
 
-def _normalize(name: bytes) -> bytes:
-    return name.lower().replace(b"_", b"-")
-
-
 def _bearer_token(authorizations: list[bytes]) -> bytes:
     if not authorizations:
         raise MissingCredentials("no bearer token")
@@ -279,12 +279,6 @@ def _bearer_token(authorizations: list[bytes]) -> bytes:
 # prefix and a counter serve (and cost far less than a uuid4 per request).
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(1)
-
-
-def _without_tenant_members(value: bytes) -> bytes:
-    """Drop list members whose key names a tenant (W3C baggage / tracestate)."""
-    members = [m for m in value.split(b",") if b"tenant" not in _normalize(m.split(b"=", 1)[0])]
-    return b",".join(members).strip()
 
 
 def context_of(scope: dict[str, Any]) -> TenantContext | None:

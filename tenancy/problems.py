@@ -36,6 +36,7 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.InvalidToken: ProblemSpec(401, "Invalid credentials"),
     errors.AuthenticationError: ProblemSpec(401, "Authentication failed"),
     errors.KeySourceUnavailable: ProblemSpec(503, "Identity keys unavailable"),
+    errors.DownstreamUnavailable: ProblemSpec(502, "Downstream service unavailable"),
     errors.TenantSuspended: ProblemSpec(403, "Tenant suspended"),
     errors.TenantOffboarded: ProblemSpec(403, "Tenant offboarded"),
     errors.WrongRegion: ProblemSpec(403, "Tenant is served in another region"),

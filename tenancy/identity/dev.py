@@ -7,8 +7,6 @@ path as production tokens. The private key file is created with mode 0600.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import uuid
@@ -20,10 +18,10 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import PrincipalKind
+from tenancy.identity.jwk import public_jwk
 
 DEV_ISSUER = "https://dev-issuer.tenancy.invalid"
 KEY_FILE = "dev-issuer-ed25519.pem"
@@ -38,9 +36,8 @@ class DevIssuer:
         self._key = private_key
         self.issuer = issuer
         self._clock = clock
-        public_jwk: dict[str, Any] = OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-        self.kid = _thumbprint(public_jwk)
-        self.public_jwk = {**public_jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+        self.public_jwk = public_jwk(private_key)
+        self.kid: str = self.public_jwk["kid"]
 
     @classmethod
     def generate(cls, **kwargs: Any) -> DevIssuer:
@@ -120,9 +117,3 @@ class DevIssuer:
     def __repr__(self) -> str:
         return f"DevIssuer(issuer={self.issuer!r}, kid={self.kid!r}, key=***)"
 
-
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint of an OKP key: SHA-256 over the required members."""
-    required = {name: jwk[name] for name in ("crv", "kty", "x")}
-    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()

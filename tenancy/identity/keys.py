@@ -24,7 +24,7 @@ from typing import Any
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientError, PyJWKSetError, PyJWTError
 
-from tenancy.errors import ConfigurationError, KeySourceUnavailable
+from tenancy.errors import ConfigurationError, InvalidToken, KeySourceUnavailable
 
 logger = logging.getLogger("tenancy.identity")
 
@@ -160,6 +160,39 @@ class JWKSKeySource:
 
     def __repr__(self) -> str:
         return f"JWKSKeySource({self._description!r}, kids={sorted(self._keys)})"
+
+
+class RefreshNeeded(Exception):
+    """Internal signal: the ``kid`` is unknown and a JWKS refresh is due; the caller
+    refreshes (in a worker thread when on the event loop) and verifies once more."""
+
+    def __init__(self, keys: JWKSKeySource) -> None:
+        self.keys = keys
+
+
+def select_key(keys: JWKSKeySource, header: Mapping[str, Any], *,
+               algorithms: Collection[str], now: float, may_refresh: bool) -> PyJWK:
+    """The key a JWS header names, after pinning its algorithm.
+
+    Raises:
+        InvalidToken: algorithm not allowed, ``kid`` missing or unknown, or the key's type
+            does not match the algorithm (no algorithm confusion).
+        RefreshNeeded: the ``kid`` is unknown and a refresh is allowed and due.
+    """
+    alg = header.get("alg")
+    if alg not in algorithms:
+        raise InvalidToken(f"algorithm {alg!r} is not allowed for this issuer")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 256:
+        raise InvalidToken("kid header missing or invalid")
+    key = keys.lookup(kid)
+    if key is None:
+        if may_refresh and keys.refresh_due(kid, now):
+            raise RefreshNeeded(keys)
+        raise InvalidToken("unknown signing key")
+    if key.algorithm_name != alg:
+        raise InvalidToken("key does not match the token's algorithm")
+    return key
 
 
 def _is_private(jwk: PyJWK) -> bool:

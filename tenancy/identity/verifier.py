@@ -27,7 +27,12 @@ from tenancy.context import Principal, PrincipalKind
 from tenancy.errors import ConfigurationError, InvalidToken
 from tenancy.identity.cache import VerifiedTokenCache
 from tenancy.identity.claims import principal_from
-from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource
+from tenancy.identity.keys import (
+    ASYMMETRIC_ALGORITHMS,
+    JWKSKeySource,
+    RefreshNeeded,
+    select_key,
+)
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "tid")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt"})
@@ -69,10 +74,11 @@ class VerifiedToken:
     kid: str
     expires_at: float
 
-
-class _RefreshNeeded(Exception):
-    def __init__(self, keys: JWKSKeySource) -> None:
-        self.keys = keys
+    # A user's access token names no forwarding service, grant or request of its own.
+    request_id: None = None
+    caller: None = None
+    support_grant_id: None = None
+    region: None = None
 
 
 class TokenVerifier:
@@ -126,7 +132,7 @@ class TokenVerifier:
         text, digest = self._precheck(token)
         try:
             return self._verify(text, digest, now, may_refresh=True)
-        except _RefreshNeeded as need:
+        except RefreshNeeded as need:
             need.keys.refresh(now)
             return self._verify(text, digest, now, may_refresh=False)
 
@@ -139,9 +145,13 @@ class TokenVerifier:
         text, digest = self._precheck(token)
         try:
             return self._verify(text, digest, now, may_refresh=True)
-        except _RefreshNeeded as need:
+        except RefreshNeeded as need:
             await anyio.to_thread.run_sync(need.keys.refresh, now)
             return self._verify(text, digest, now, may_refresh=False)
+
+    async def authenticate(self, token: str | bytes, *, now: float) -> VerifiedToken:
+        """The middleware's entry point (:class:`tenancy.authn.Authenticator`)."""
+        return await self.verify_async(token, now=now)
 
     def cached(self, token: str | bytes, *, now: float) -> VerifiedToken | None:
         """The earlier verification of ``token`` if still valid; no parsing, no I/O.
@@ -185,20 +195,9 @@ class TokenVerifier:
         typ = header.get("typ")
         if not isinstance(typ, str) or _media_type(typ) not in issuer.token_types:
             raise InvalidToken("token type is not an access token")
-        alg = header.get("alg")
-        if alg not in issuer.algorithms:
-            raise InvalidToken(f"algorithm {alg!r} is not allowed for this issuer")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 256:
-            raise InvalidToken("kid header missing or invalid")
-
-        key = issuer.keys.lookup(kid)
-        if key is None:
-            if may_refresh and issuer.keys.refresh_due(kid, now):
-                raise _RefreshNeeded(issuer.keys)
-            raise InvalidToken("unknown signing key")
-        if key.algorithm_name != alg:
-            raise InvalidToken("key does not match the token's algorithm")
+        key = select_key(issuer.keys, header, algorithms=issuer.algorithms, now=now,
+                         may_refresh=may_refresh)
+        alg, kid = header["alg"], header["kid"]
 
         try:
             claims = jwt.decode(
@@ -232,20 +231,20 @@ class TokenVerifier:
         return verified
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> float:
-        exp = _numeric_date(claims, "exp")
-        iat = _numeric_date(claims, "iat")
+        exp = numeric_date(claims, "exp")
+        iat = numeric_date(claims, "iat")
         if now >= exp + self._leeway:
             raise InvalidToken("token has expired")
         if iat > now + self._leeway:
             raise InvalidToken("token was issued in the future")
         if exp - iat > self._max_lifetime:
             raise InvalidToken("token lifetime exceeds the allowed maximum")
-        if "nbf" in claims and _numeric_date(claims, "nbf") > now + self._leeway:
+        if "nbf" in claims and numeric_date(claims, "nbf") > now + self._leeway:
             raise InvalidToken("token is not yet valid")
         return exp
 
 
-def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+def numeric_date(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"{name} claim is not a NumericDate")
