@@ -1,0 +1,193 @@
+"""A service's own signing keys for context tokens, and the JWKS that publishes them.
+
+Rotation never breaks a token in flight or a verifier with a cached JWKS:
+
+- a **next** key is published before it signs anything, so verifiers that refresh their
+  JWKS on schedule (``JWKSKeySource(max_age=...)``) already hold it when it takes over;
+- ``rotate()`` promotes next to **active**, creates a new next, and keeps the old active
+  key published as **retired** for ``retain`` seconds (longer than any token it signed);
+- private keys are written to one file with mode 0600 and never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+
+from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.errors import ConfigurationError
+from tenancy.identity.jwk import SigningPrivateKey, algorithm_of, generate, public_jwk
+
+KeyState = Literal["active", "next", "retired"]
+KEYS_FILE = "signing-keys.json"
+JWKS_FILE = "jwks.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One private key with its ``kid`` and rotation state."""
+
+    private_key: SigningPrivateKey = field(repr=False)
+    state: KeyState
+    retired_at: float | None = None
+    jwk: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jwk", public_jwk(self.private_key))
+
+    @property
+    def kid(self) -> str:
+        return str(self.jwk["kid"])
+
+    @property
+    def algorithm(self) -> str:
+        return algorithm_of(self.private_key)
+
+
+class ServiceKeyring:
+    """The signing keys of one service (``service`` is the ``iss`` of its tokens).
+
+    Args:
+        service: the service's name, as downstream verifiers are configured to trust it.
+        keys: exactly one active key, at most one next key, any retired keys.
+        retain: seconds a retired key stays published (default one hour, longer than
+            any context or message token lives).
+    """
+
+    def __init__(self, service: str, keys: Sequence[SigningKey], *, retain: float = 3600.0,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        if not service or not service.isascii() or any(c.isspace() for c in service):
+            raise ConfigurationError("a service name must be non-empty ASCII without spaces")
+        active = [k for k in keys if k.state == "active"]
+        if len(active) != 1 or sum(k.state == "next" for k in keys) > 1:
+            raise ConfigurationError("a keyring needs one active key and at most one next key")
+        if len({k.algorithm for k in keys}) != 1:
+            raise ConfigurationError("all keys of a keyring must use one algorithm")
+        self.service = service
+        self._keys = list(keys)
+        self._retain = retain
+        self._clock = clock
+        self._path: Path | None = None
+
+    @classmethod
+    def generate(cls, service: str, *, algorithm: str = "EdDSA", **kwargs: Any) -> ServiceKeyring:
+        """A new keyring with an active and a pre-published next key."""
+        keys = [SigningKey(generate(algorithm), "active"), SigningKey(generate(algorithm), "next")]
+        return cls(service, keys, **kwargs)
+
+    @classmethod
+    def load_or_create(cls, directory: str | Path, service: str, *, algorithm: str = "EdDSA",
+                       **kwargs: Any) -> ServiceKeyring:
+        """Open the keyring stored in ``directory`` (created 0700 if absent) and write its
+        public JWKS beside it as ``jwks.json``."""
+        folder = Path(directory)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / KEYS_FILE
+        if path.exists():
+            ring = cls(service, _read_keys(path), **kwargs)
+        else:
+            ring = cls.generate(service, algorithm=algorithm, **kwargs)
+        ring._path = path
+        ring.save()
+        return ring
+
+    @property
+    def active(self) -> SigningKey:
+        return next(k for k in self._keys if k.state == "active")
+
+    @property
+    def algorithm(self) -> str:
+        return self.active.algorithm
+
+    def jwks(self, *, now: float | None = None) -> dict[str, Any]:
+        """The public keys verifiers need: active, next, and retired ones still in use."""
+        self._forget_expired(self._clock.timestamp() if now is None else now)
+        return {"keys": [dict(k.jwk) for k in self._keys]}
+
+    def rotate(self) -> SigningKey:
+        """Promote the next key to active; returns the new active key."""
+        now = self._clock.timestamp()
+        algorithm = self.algorithm
+        rotated: list[SigningKey] = []
+        promoted = False
+        for key in self._keys:
+            if key.state == "active":
+                rotated.append(replace(key, state="retired", retired_at=now))
+            elif key.state == "next":
+                rotated.append(replace(key, state="active"))
+                promoted = True
+            else:
+                rotated.append(key)
+        if not promoted:
+            rotated.append(SigningKey(generate(algorithm), "active"))
+        rotated.append(SigningKey(generate(algorithm), "next"))
+        self._keys = rotated
+        self._forget_expired(now)
+        self.save()
+        return self.active
+
+    def save(self) -> None:
+        """Persist private keys (0600) and the public JWKS, if the keyring has a home."""
+        if self._path is None:
+            return
+        entries = [
+            {
+                "state": k.state,
+                "retired_at": k.retired_at,
+                "pem": k.private_key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ).decode(),
+            }
+            for k in self._keys
+        ]
+        document = {"version": FORMAT_VERSION, "service": self.service, "keys": entries}
+        _write_private(self._path, json.dumps(document))
+        public = self._path.with_name(JWKS_FILE)
+        tmp = public.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.jwks(), indent=2), encoding="utf-8")
+        tmp.replace(public)
+
+    @property
+    def jwks_path(self) -> Path | None:
+        return None if self._path is None else self._path.with_name(JWKS_FILE)
+
+    def _forget_expired(self, now: float) -> None:
+        self._keys = [k for k in self._keys if k.retired_at is None
+                      or now - k.retired_at < self._retain]
+
+    def __repr__(self) -> str:
+        kids = ", ".join(f"{k.state}:{k.kid}" for k in self._keys)
+        return f"ServiceKeyring({self.service!r}, [{kids}], private keys=***)"
+
+
+def _read_keys(path: Path) -> list[SigningKey]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("version") != FORMAT_VERSION:
+            raise ConfigurationError(f"{path}: unsupported keyring format")
+        keys = []
+        for entry in document["keys"]:
+            loaded = serialization.load_pem_private_key(entry["pem"].encode(), password=None)
+            algorithm_of(loaded)  # type: ignore[arg-type]  # refuses other key types
+            keys.append(SigningKey(loaded, entry["state"], entry.get("retired_at")))  # type: ignore[arg-type]
+        return keys
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"cannot read keyring {path}: {exc}") from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)  # O_EXCL below: never reuse a file with wider permissions
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,295 @@
+"""Verifying context tokens in the service they were minted for.
+
+Checked, in order: size; header parse; ``typ`` is ``tenancy-ctx+jwt`` (a user's access
+token, an ID token or anything else is refused); ``iss`` exactly equals a trusted
+service; ``alg`` pinned for that service and the ``kid`` in its JWKS; the signature;
+``aud`` equals this service (``strict_aud``); every claim present with its type; format
+version; ``iat``/``exp`` against the injected clock with a small leeway and a lifetime of
+at most ``max_lifetime``; the scopes within what that service may delegate; the body
+digest for message tokens; and last, the ``jti`` is seen for the first time (so a
+forged or expired token cannot fill the replay guard).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from jwt.exceptions import PyJWTError
+
+from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.context import Assurance, Principal, PrincipalKind
+from tenancy.errors import ConfigurationError, InvalidToken
+from tenancy.identity.claims import tenant_id_from
+from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource, RefreshNeeded, select_key
+from tenancy.identity.verifier import numeric_date
+from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
+from tenancy.propagation.tokens import (
+    CONTEXT_TOKEN_TYPE,
+    DEFAULT_TTL,
+    FORMAT_VERSION,
+    REQUIRED_CLAIMS,
+    body_digest,
+)
+from tenancy.tenants.model import validate_region
+
+MAX_TOKEN_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedService:
+    """A service whose context tokens we accept, and the most it may delegate.
+
+    ``scopes`` is a ceiling: a token from this service naming any other scope is
+    refused, so a compromised or buggy caller cannot grant itself more than it was
+    trusted with. ``kinds`` are the principal kinds it may forward.
+    """
+
+    name: str
+    keys: JWKSKeySource
+    scopes: frozenset[str]
+    algorithms: frozenset[str] = frozenset({"EdDSA"})
+    kinds: frozenset[PrincipalKind] = frozenset({PrincipalKind.USER, PrincipalKind.SERVICE})
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigurationError("a trusted service needs a name")
+        if not self.algorithms or self.algorithms - ASYMMETRIC_ALGORITHMS:
+            raise ConfigurationError(f"service {self.name!r}: algorithms must be a subset of "
+                                     f"{sorted(ASYMMETRIC_ALGORITHMS)}")
+
+
+def trusted_service(name: str, *, keys: JWKSKeySource, scopes: Collection[str],
+                    algorithms: Collection[str] = ("EdDSA",),
+                    kinds: Collection[PrincipalKind] = (PrincipalKind.USER,
+                                                        PrincipalKind.SERVICE)) -> TrustedService:
+    """Build a :class:`TrustedService` from plain collections."""
+    if isinstance(scopes, str):
+        raise ConfigurationError("scopes must be a collection of scope names")
+    return TrustedService(name, keys, frozenset(scopes), frozenset(algorithms), frozenset(kinds))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedContext:
+    """A verified context token (an :class:`tenancy.authn.Authentication`)."""
+
+    principal: Principal
+    expires_at: float
+    request_id: str
+    caller: str
+    region: str
+    jti: str
+    support_grant_id: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+class ContextTokenVerifier:
+    """Accepts context tokens minted for ``audience`` by trusted services only.
+
+    Args:
+        audience: this service's name; tokens for any other service are refused.
+        services: the services allowed to call this one.
+        leeway: clock skew tolerated on ``iat``/``exp``, seconds (at most 30).
+        max_lifetime: the longest ``exp - iat`` accepted (60 s for calls; message
+            consumers raise it to the publisher's ``max_ttl``).
+        replay: where seen ``jti`` values are kept (default: this process's memory; see
+            :mod:`tenancy.propagation.replay` to share it across replicas).
+        check_replay: turn off only for at-least-once message delivery, where a
+            redelivered message legitimately repeats its token (the ``bdy`` binding
+            still ties the token to that exact message).
+    """
+
+    def __init__(self, *, audience: str, services: Iterable[TrustedService],
+                 clock: Clock = SYSTEM_CLOCK, leeway: float = 5.0,
+                 max_lifetime: float = DEFAULT_TTL, replay: ReplayGuard | None = None,
+                 check_replay: bool = True) -> None:
+        self._services: dict[str, TrustedService] = {}
+        for service in services:
+            if service.name in self._services:
+                raise ConfigurationError(f"service {service.name!r} trusted twice")
+            self._services[service.name] = service
+        if not audience:
+            raise ConfigurationError("a context token verifier needs its own audience")
+        if not self._services:
+            raise ConfigurationError("a context token verifier needs a trusted service")
+        if not 0 <= leeway <= 30:
+            raise ConfigurationError("leeway must be between 0 and 30 seconds")
+        if not 1 <= max_lifetime <= 24 * 3600:
+            raise ConfigurationError("max_lifetime must be between 1 s and 24 h")
+        self.audience = audience
+        self._clock = clock
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._replay: ReplayGuard | None = (
+            (replay if replay is not None else MemoryReplayGuard()) if check_replay else None
+        )
+
+    def verify(self, token: str | bytes, *, now: float | None = None,
+               body: bytes | None = None) -> VerifiedContext:
+        """Verify ``token`` (blocking if the caller's JWKS must be fetched).
+
+        ``body`` must be given for message tokens and must match their ``bdy``.
+
+        Raises:
+            InvalidToken: any check failed; ``reason`` says which, for logs only.
+        """
+        now = self._clock.timestamp() if now is None else now
+        text = _ascii(token)
+        try:
+            return self._verify(text, now, body, may_refresh=True)
+        except RefreshNeeded as need:
+            need.keys.refresh(now)
+            return self._verify(text, now, body, may_refresh=False)
+
+    async def verify_async(self, token: str | bytes, *, now: float | None = None,
+                           body: bytes | None = None) -> VerifiedContext:
+        """Like :meth:`verify`, with any JWKS fetch in a worker thread."""
+        now = self._clock.timestamp() if now is None else now
+        text = _ascii(token)
+        try:
+            return self._verify(text, now, body, may_refresh=True)
+        except RefreshNeeded as need:
+            await anyio.to_thread.run_sync(need.keys.refresh, now)
+            return self._verify(text, now, body, may_refresh=False)
+
+    async def authenticate(self, token: str | bytes, *, now: float) -> VerifiedContext:
+        """The middleware's entry point (:class:`tenancy.authn.Authenticator`)."""
+        return await self.verify_async(token, now=now)
+
+    def cached(self, token: str | bytes, *, now: float) -> None:
+        """Never a cache hit: every context token is single-use."""
+        return None
+
+    def _verify(self, token: str, now: float, body: bytes | None, *,
+                may_refresh: bool) -> VerifiedContext:
+        try:
+            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+        except PyJWTError as exc:
+            raise InvalidToken(f"malformed context token: {exc}") from exc
+        header, payload = unverified["header"], unverified["payload"]
+        if header.get("typ") != CONTEXT_TOKEN_TYPE:
+            raise InvalidToken("not a context token")
+        iss = payload.get("iss")
+        service = self._services.get(iss) if isinstance(iss, str) else None
+        if service is None:
+            raise InvalidToken("context token from an untrusted service")
+        key = select_key(service.keys, header, algorithms=service.algorithms, now=now,
+                         may_refresh=may_refresh)
+        try:
+            claims = jwt.decode(
+                token, key=key, algorithms=[header["alg"]], audience=self.audience,
+                issuer=service.name,
+                options={"require": list(REQUIRED_CLAIMS), "strict_aud": True,
+                         "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except PyJWTError as exc:
+            raise InvalidToken(f"context token verification failed: {exc}") from exc
+        if claims["ver"] != FORMAT_VERSION:
+            raise InvalidToken("unsupported context token version")
+        expires_at = self._check_times(claims, now)
+        principal = _principal(claims, service)
+        _check_body(claims, body)
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
+            raise InvalidToken("jti claim invalid")
+        if self._replay is not None and not self._replay.first_use(
+                f"{service.name}/{jti}", expires_at=expires_at + self._leeway, now=now):
+            raise InvalidToken("context token replayed (or replay guard full)")
+        sgid = claims.get("sgid")
+        if sgid is not None and not isinstance(sgid, str):
+            raise InvalidToken("sgid claim invalid")
+        return VerifiedContext(
+            principal=principal,
+            expires_at=expires_at,
+            request_id=_string(claims, "rid", 128),
+            caller=service.name,
+            region=_region(claims),
+            jti=jti,
+            support_grant_id=sgid,
+            claims=claims,
+        )
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> float:
+        iat, exp = numeric_date(claims, "iat"), numeric_date(claims, "exp")
+        if now >= exp + self._leeway:
+            raise InvalidToken("context token has expired")
+        if iat > now + self._leeway:
+            raise InvalidToken("context token was issued in the future")
+        if not 0 < exp - iat <= self._max_lifetime:
+            raise InvalidToken("context token lifetime exceeds the allowed maximum")
+        return exp
+
+
+def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:
+    scope = _string(claims, "scope", 4096, allow_empty=True)
+    scopes = frozenset(scope.split())
+    if not scopes <= service.scopes:
+        raise InvalidToken(f"context token carries scopes beyond what {service.name!r} "
+                           f"may delegate: {sorted(scopes - service.scopes)}")
+    aal = claims["aal"]
+    try:
+        if isinstance(aal, bool) or not isinstance(aal, int):
+            raise TypeError("aal must be an integer")
+        kind = PrincipalKind(claims["kind"])
+        assurance = Assurance(aal)
+    except (ValueError, TypeError) as exc:
+        raise InvalidToken("kind or aal claim invalid") from exc
+    if kind not in service.kinds:
+        raise InvalidToken(f"{service.name!r} may not forward principals of kind {kind.value!r}")
+    roles = claims["roles"]
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidToken("roles claim must be a list of strings")
+    return Principal(
+        issuer=_string(claims, "piss", 512),
+        tenant_id=tenant_id_from(claims),
+        subject=_string(claims, "sub", 255),
+        kind=kind,
+        roles=frozenset(roles),
+        scopes=scopes,
+        assurance=assurance,
+    )
+
+
+def _check_body(claims: Mapping[str, Any], body: bytes | None) -> None:
+    bound = claims.get("bdy")
+    if body is None:
+        if bound is not None:
+            raise InvalidToken("message token used without its message body")
+        return
+    if not isinstance(bound, str):
+        raise InvalidToken("message token is not bound to a body")
+    if not hmac.compare_digest(bound, body_digest(body)):
+        raise InvalidToken("message body does not match its token")
+
+
+def _region(claims: Mapping[str, Any]) -> str:
+    try:
+        return validate_region(_string(claims, "region", 64))
+    except ValueError as exc:
+        raise InvalidToken("region claim invalid") from exc
+
+
+def _string(claims: Mapping[str, Any], name: str, limit: int, *,
+            allow_empty: bool = False) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or len(value) > limit or not (value or allow_empty):
+        raise InvalidToken(f"{name} claim missing or invalid")
+    return value
+
+
+def _ascii(token: str | bytes) -> str:
+    if not isinstance(token, str | bytes) or not token:
+        raise InvalidToken("token is empty")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+    if isinstance(token, bytes):
+        try:
+            return token.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InvalidToken("token is not ASCII") from exc
+    return token
+

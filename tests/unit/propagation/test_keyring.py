@@ -1,0 +1,109 @@
+"""Service keyrings: private keys stay private, rotation never breaks a token in flight."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from tenancy.clock import FrozenClock
+from tenancy.context import TenantContext
+from tenancy.errors import ConfigurationError, InvalidToken
+from tenancy.identity import JWKSKeySource
+from tenancy.propagation import (
+    ContextTokenMinter,
+    ContextTokenVerifier,
+    ServiceKeyring,
+    SigningKey,
+    trusted_service,
+)
+from tests.unit.propagation.conftest import DELEGABLE, EDGE, WORKLOGS
+
+READ = ["worklogs:read"]
+
+
+def test_private_keys_are_written_0600_and_never_shown(tmp_path: Path) -> None:
+    ring = ServiceKeyring.load_or_create(tmp_path / "edge", EDGE)
+    key_file = tmp_path / "edge" / "signing-keys.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "PRIVATE KEY" in key_file.read_text()
+    public = json.loads((tmp_path / "edge" / "jwks.json").read_text())
+    assert all("d" not in jwk for jwk in public["keys"])  # no private member published
+    assert "PRIVATE" not in repr(ring) and "d=" not in repr(ring.active)
+
+
+def test_reopened_keyring_signs_with_the_same_key(tmp_path: Path) -> None:
+    first = ServiceKeyring.load_or_create(tmp_path / "edge", EDGE)
+    again = ServiceKeyring.load_or_create(tmp_path / "edge", EDGE)
+    assert again.active.kid == first.active.kid
+    assert again.jwks() == first.jwks()
+
+
+def test_unreadable_keyring_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "edge").mkdir()
+    (tmp_path / "edge" / "signing-keys.json").write_text('{"version": 99, "keys": []}')
+    with pytest.raises(ConfigurationError, match="unsupported keyring format"):
+        ServiceKeyring.load_or_create(tmp_path / "edge", EDGE)
+
+
+@pytest.mark.parametrize("name", ["", "edge service", "édge"])
+def test_service_names_must_be_plain(name: str) -> None:
+    with pytest.raises(ConfigurationError):
+        ServiceKeyring.generate(name)
+
+
+def test_rotation_is_seamless_for_a_verifier_with_a_cached_jwks(
+        tmp_path: Path, clock: FrozenClock, acme_ctx: TenantContext) -> None:
+    ring = ServiceKeyring.load_or_create(tmp_path / "edge", EDGE, clock=clock, retain=600)
+    keys = JWKSKeySource.from_file(tmp_path / "edge" / "jwks.json", algorithms=["EdDSA"])
+    verifier = ContextTokenVerifier(
+        audience=WORKLOGS, clock=clock,
+        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)])
+    minter = ContextTokenMinter(ring, clock=clock)
+    in_flight = minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ)
+    verifier.verify(minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
+    fetches = keys.fetch_count
+
+    old_kid = ring.active.kid
+    new_active = ring.rotate()
+    assert new_active.kid != old_kid
+    # The new active key was published as "next" before it signed anything, so the
+    # verifier needs no fetch for it, and the token signed before rotation still verifies.
+    verifier.verify(minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
+    verifier.verify(in_flight)
+    assert keys.fetch_count == fetches
+
+    # Once the retired key's retention passes it leaves the JWKS; a token it signed is
+    # refused after the verifier's next refresh.
+    clock.advance(601)
+    ring.save()
+    assert old_kid not in {k["kid"] for k in ring.jwks()["keys"]}
+    keys.refresh(clock.timestamp())
+    assert keys.lookup(old_kid) is None
+
+
+def test_token_signed_by_a_retired_and_expired_key_is_refused(
+        clock: FrozenClock, acme_ctx: TenantContext) -> None:
+    ring = ServiceKeyring.generate(EDGE, clock=clock, retain=120)
+    old_key = ring.active
+    ring.rotate()
+    clock.advance(121)
+    keys = JWKSKeySource(lambda: ring.jwks(), algorithms=["EdDSA"], min_refresh_interval=0)
+    verifier = ContextTokenVerifier(
+        audience=WORKLOGS, clock=clock,
+        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)])
+    # A holder of the retired private key mints a fresh-looking token with it.
+    leaked = ContextTokenMinter(ServiceKeyring(EDGE, [SigningKey(old_key.private_key, "active")]),
+                                clock=clock)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(leaked.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
+
+
+def test_keyring_needs_exactly_one_active_key(clock: FrozenClock) -> None:
+    ring = ServiceKeyring.generate(EDGE, clock=clock)
+    with pytest.raises(ConfigurationError):
+        ServiceKeyring(EDGE, [ring.active, ring.active])
+    with pytest.raises(ConfigurationError):
+        ServiceKeyring.generate(EDGE, algorithm="HS256")
