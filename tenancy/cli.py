@@ -42,34 +42,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from services.worklogs.main import build_demo
+    from services.demo import run
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    demo = build_demo(_settings(args))
-    base = f"http://{args.host}:{args.port}"
-    data = demo.settings.data_dir
-    print(
-        f"tenancy demo: worklogs service on {base} (region {demo.settings.region}, "
-        f"data in {data})\n"
-        f"tenants: {', '.join(t.slug for t in demo.tenants.list())}\n\n"
-        "try it:\n"
-        f"  TOKEN=$(.venv/bin/tenancy dev-token --tenant acme --sub alice --data-dir {data})\n"
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n"
-        f"       -d '{{\"description\":\"design review\",\"minutes\":45,\"day\":\"2026-11-22\"}}' "
-        f"{base}/worklogs\n"
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/worklogs\n"
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-ID: globex' "
-        f"{base}/worklogs   # still acme\n",
-        flush=True,
-    )
-    uvicorn.run(demo.app, host=args.host, port=args.port, log_level="warning")
-    return 0
+    return run(_settings(args), host=args.host, port=args.port, backend_port=args.backend_port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.demo import serve_worklogs
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return serve_worklogs(_settings(args), host=args.host, port=args.port,
+                          parent_pid=args.parent_pid)
 
 
 def _dev_token(args: argparse.Namespace) -> int:
-    from services.worklogs.main import open_registry
+    from services.demo_state import open_registry
     from tenancy.identity import DevIssuer
 
     settings = _settings(args)
@@ -91,7 +79,7 @@ def _dev_token(args: argparse.Namespace) -> int:
 
 
 def _tenants(args: argparse.Namespace) -> int:
-    from services.worklogs.main import open_registry
+    from services.demo_state import open_registry
 
     registry = open_registry(_settings(args))
     if args.action == "create":
@@ -147,11 +135,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="state directory (default: $TENANCY_DATA_DIR "
                                           "or ./.tenancy-demo)")
 
-    demo = commands.add_parser("demo", help="run the worklogs service on embedded defaults")
+    demo = commands.add_parser("demo", help="run the edge and worklogs services on embedded "
+                                             "defaults")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=int, default=8000, help="the edge's public port")
+    demo.add_argument("--backend-port", type=int, default=8001,
+                      help="the worklogs backend's loopback port")
     data_dir(demo)
     demo.set_defaults(handler=_demo)
+
+    serve = commands.add_parser("serve", help="run one demo service (started by `demo`)")
+    serve.add_argument("service", choices=["worklogs"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    data_dir(serve)
+    serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
     token.add_argument("--tenant", required=True, help="tenant slug")

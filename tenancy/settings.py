@@ -12,7 +12,7 @@ from tenancy.tenants.model import validate_region
 
 DEFAULT_DATA_DIR = ".tenancy-demo"
 DEFAULT_REGION = "eu-central-1"
-DEFAULT_AUDIENCE = "worklogs"
+DEFAULT_AUDIENCE = "edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,8 @@ class Settings:
     """Where state lives and which region this process serves.
 
     Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL`` or
-    ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``.
+    ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``
+    (the audience of users' access tokens at the edge).
     """
 
     data_dir: Path

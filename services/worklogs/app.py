@@ -19,9 +19,9 @@ from starlette.routing import Route
 
 from services.worklogs.payload import parse_json_object, worklog_fields
 from services.worklogs.store import WorklogStore
+from tenancy.authn import Authenticator
 from tenancy.context import current, require_scope
 from tenancy.events import EventSink
-from tenancy.identity import TokenVerifier
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
 from tenancy.tenants import TenantRegistry
@@ -33,13 +33,17 @@ WRITE = "worklogs:write"
 def create_app(
     *,
     store: WorklogStore,
-    verifier: TokenVerifier,
+    verifier: Authenticator,
     tenants: TenantRegistry,
     region: str,
     events: EventSink | None = None,
     startup_audit: Callable[[], Sequence[object]] | None = None,
 ) -> Starlette:
-    """Build the worklogs service around an already-configured store and verifier."""
+    """Build the worklogs service around an already-configured store and verifier.
+
+    In the two-service deployment ``verifier`` is a ``ContextTokenVerifier`` that trusts
+    the edge only; as a single service it can be a ``TokenVerifier`` for users' tokens.
+    """
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -53,6 +57,8 @@ def create_app(
                 "subject": ctx.principal.subject,
                 "scopes": sorted(ctx.principal.scopes),
                 "mfa": ctx.principal.mfa,
+                "caller": ctx.caller,
+                "request_id": ctx.request_id,
             }
         )
 

@@ -60,7 +60,7 @@ def test_dev_token_verifies_with_the_dev_issuer_jwks(tmp_path: Path,
                          "--scopes", "worklogs:read", "--data-dir", d)
     assert code == 0
     keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
-    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="worklogs", keys=keys,
+    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
                                              algorithms=["EdDSA"])])
     principal = verifier.verify(token.strip()).principal
     assert (principal.tenant_id, principal.subject, principal.mfa) == (tenant_id, "alice", True)

@@ -15,7 +15,7 @@ def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
     assert settings.data_dir == tmp_path.resolve()
     assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'tenancy.db'}"
     assert settings.uses_sqlite
-    assert (settings.region, settings.audience) == ("eu-central-1", "worklogs")
+    assert (settings.region, settings.audience) == ("eu-central-1", "edge")
 
 
 def test_environment_overrides(tmp_path: Path) -> None:

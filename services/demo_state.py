@@ -1,0 +1,76 @@
+"""Demonstrates the state both demo services share: database, tenants, and keys.
+
+The demo keeps everything in one data directory: a SQLite database (or the PostgreSQL
+of ``TENANCY_DATABASE_URL``), the dev issuer's key and JWKS, and the edge's context-token
+keyring with its public JWKS, which the worklogs backend trusts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+from tenancy.identity import DevIssuer
+from tenancy.propagation import ServiceKeyring
+from tenancy.settings import Settings
+from tenancy.tenants import TenantRegistry
+
+logger = logging.getLogger("tenancy.demo")
+
+DEMO_TENANTS = (("acme", "Acme Corporation"), ("globex", "Globex Inc."))
+EDGE = "edge"
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The settings' database; SQLite gets WAL and a busy timeout for concurrent access."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.uses_sqlite:
+        return create_engine(settings.database_url, pool_pre_ping=True)
+    engine = create_engine(settings.database_url, connect_args={"timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def open_registry(settings: Settings) -> TenantRegistry:
+    registry = TenantRegistry(open_engine(settings))
+    registry.create_schema()
+    return registry
+
+
+def edge_keyring_dir(settings: Settings) -> Path:
+    return settings.data_dir / "service-keys" / EDGE
+
+
+def edge_jwks_path(settings: Settings) -> Path:
+    return edge_keyring_dir(settings) / "jwks.json"
+
+
+def prepare(settings: Settings) -> TenantRegistry:
+    """Create (or reopen) the schema, the demo tenants and every key, once, before any
+    service process starts."""
+    from services.worklogs.store import WorklogStore
+
+    if settings.uses_sqlite:
+        logger.warning(
+            "database is SQLite: tenant isolation is enforced by the ORM scoping layer "
+            "only; PostgreSQL Row-Level Security is not in play"
+        )
+    engine = open_engine(settings)
+    registry = TenantRegistry(engine)
+    if settings.uses_sqlite:
+        registry.create_schema()
+        WorklogStore(engine).create_schema()
+    for slug, name in DEMO_TENANTS:
+        registry.ensure(slug, region=settings.region, display_name=name)
+    DevIssuer.load_or_create(settings.data_dir)
+    ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE)
+    return registry

@@ -1,0 +1,1 @@
+"""Demonstrates an edge service: users' tokens stop here, backends get context tokens."""

@@ -1,0 +1,108 @@
+"""Demonstrates the edge: it verifies users and calls backends with context tokens only.
+
+The user's access token never leaves the edge. For each call to the worklogs backend
+the edge first requires the scope the route needs, then mints a context token for the
+``worklogs`` audience carrying that one scope (``ContextAuth``), and forwards only the
+request's method, path, query, body and content type. A scope the user lacks is refused
+here (403) and nothing is sent; a backend that does not answer is a 502 problem.
+
+Routes: ``GET /healthz`` and ``GET /.well-known/jwks.json`` (public: the keys backends
+use to verify the edge), ``GET /whoami``, ``GET/POST /worklogs``,
+``GET/PATCH/DELETE /worklogs/{id}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tenancy.authn import Authenticator
+from tenancy.context import require_scope
+from tenancy.errors import DownstreamUnavailable
+from tenancy.events import EventSink
+from tenancy.middleware import TenancyMiddleware
+from tenancy.problems import exception_handlers
+from tenancy.propagation import ContextAuth, ContextTokenMinter, ServiceKeyring
+from tenancy.tenants import TenantRegistry
+
+BACKEND = "worklogs"
+READ = "worklogs:read"
+WRITE = "worklogs:write"
+JWKS_PATH = "/.well-known/jwks.json"
+
+# Each public route and the one scope the backend call needs (None: identity only).
+ROUTES: tuple[tuple[str, str, str | None], ...] = (
+    ("GET", "/whoami", None),
+    ("GET", "/worklogs", READ),
+    ("POST", "/worklogs", WRITE),
+    ("GET", "/worklogs/{id}", READ),
+    ("PATCH", "/worklogs/{id}", WRITE),
+    ("DELETE", "/worklogs/{id}", WRITE),
+)
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
+# The edge sets its own x-request-id: the backend answers with the same id (it came in
+# the context token), so logs of both services correlate.
+FORWARDED_RESPONSE_HEADERS = ("content-type", "location")
+
+
+def create_app(
+    *,
+    verifier: Authenticator,
+    tenants: TenantRegistry,
+    region: str,
+    keyring: ServiceKeyring,
+    worklogs_url: str,
+    events: EventSink | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = 10.0,
+) -> Starlette:
+    """Build the edge in front of the worklogs backend at ``worklogs_url``."""
+    minter = ContextTokenMinter(keyring)
+    base_auth = ContextAuth(minter, audience=BACKEND, scopes=())
+    backend = httpx.AsyncClient(base_url=worklogs_url, transport=transport, timeout=timeout)
+
+    def forward(scope: str | None) -> Callable[[Request], Awaitable[Response]]:
+        auth = base_auth.with_scopes(*([scope] if scope else []))
+
+        async def endpoint(request: Request) -> Response:
+            if scope is not None:
+                require_scope(scope)  # refused here, before any token is minted
+            headers = {k: v for k in FORWARDED_REQUEST_HEADERS
+                       if (v := request.headers.get(k)) is not None}
+            try:
+                answer = await backend.request(
+                    request.method, request.url.path, params=request.url.query,
+                    content=await request.body(), headers=headers, auth=auth)
+            except httpx.TransportError as exc:
+                raise DownstreamUnavailable(f"{BACKEND} did not answer") from exc
+            kept = {k: v for k in FORWARDED_RESPONSE_HEADERS
+                    if (v := answer.headers.get(k)) is not None}
+            return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+        return endpoint
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(keyring.jwks(), headers={"cache-control": "max-age=60"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await backend.aclose()
+
+    routes = [Route("/healthz", healthz), Route(JWKS_PATH, jwks)]
+    routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]
+    middleware = [Middleware(TenancyMiddleware, verifier=verifier, tenants=tenants,
+                             region=region, public_paths=("/healthz", JWKS_PATH),
+                             events=events)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                     exception_handlers=exception_handlers())

@@ -1,0 +1,27 @@
+"""Demonstrates wiring the edge on embedded defaults: dev issuer users, worklogs backend."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from services.demo_state import EDGE, edge_keyring_dir, open_engine
+from services.edge.app import create_app
+from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.identity.dev import JWKS_FILE
+from tenancy.propagation import ServiceKeyring
+from tenancy.settings import Settings
+from tenancy.tenants import TenantRegistry
+
+
+def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
+    """The edge over the demo's state; users' tokens must be minted for ``settings.audience``."""
+    keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
+    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
+                                             algorithms=["EdDSA"])])
+    return create_app(
+        verifier=verifier,
+        tenants=TenantRegistry(open_engine(settings)),
+        region=settings.region,
+        keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
+        worklogs_url=worklogs_url,
+    )
