@@ -6,7 +6,7 @@ calling service signs for one audience, one minute and only the scopes the call 
 
 from tenancy.propagation.keyring import ServiceKeyring, SigningKey
 from tenancy.propagation.messages import CONTEXT_HEADER, MessageConsumer, inject
-from tenancy.propagation.outbound import ContextAuth
+from tenancy.propagation.outbound import ContextAuth, context_headers
 from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
 from tenancy.propagation.tokens import CONTEXT_TOKEN_TYPE, ContextTokenMinter
 from tenancy.propagation.verify import (
@@ -29,6 +29,7 @@ __all__ = [
     "SigningKey",
     "TrustedService",
     "VerifiedContext",
+    "context_headers",
     "inject",
     "trusted_service",
 ]

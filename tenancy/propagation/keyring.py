@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,17 +86,22 @@ class ServiceKeyring:
     @classmethod
     def load_or_create(cls, directory: str | Path, service: str, *, algorithm: str = "EdDSA",
                        **kwargs: Any) -> ServiceKeyring:
-        """Open the keyring stored in ``directory`` (created 0700 if absent) and write its
-        public JWKS beside it as ``jwks.json``."""
+        """Open the keyring stored in ``directory`` (created 0700 with a new keyring and its
+        public ``jwks.json`` if absent).
+
+        Safe when several processes (workers, replicas on one volume) open it at once:
+        the first to create it wins and the others load what it wrote.
+        """
         folder = Path(directory)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = folder / KEYS_FILE
-        if path.exists():
-            ring = cls(service, _read_keys(path), **kwargs)
-        else:
-            ring = cls.generate(service, algorithm=algorithm, **kwargs)
+        if not path.exists():
+            fresh = cls.generate(service, algorithm=algorithm, **kwargs)
+            fresh._path = path
+            if fresh._publish(create=True):
+                return fresh
+        ring = cls(service, _read_keys(path), **kwargs)
         ring._path = path
-        ring.save()
         return ring
 
     @property
@@ -135,8 +141,13 @@ class ServiceKeyring:
 
     def save(self) -> None:
         """Persist private keys (0600) and the public JWKS, if the keyring has a home."""
+        self._publish(create=False)
+
+    def _publish(self, *, create: bool) -> bool:
+        """Write the key file (only if absent when ``create``), then the JWKS; returns
+        False if ``create`` lost the race to another process."""
         if self._path is None:
-            return
+            return True
         entries = [
             {
                 "state": k.state,
@@ -150,11 +161,12 @@ class ServiceKeyring:
             for k in self._keys
         ]
         document = {"version": FORMAT_VERSION, "service": self.service, "keys": entries}
-        _write_private(self._path, json.dumps(document))
-        public = self._path.with_name(JWKS_FILE)
-        tmp = public.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.jwks(), indent=2), encoding="utf-8")
-        tmp.replace(public)
+        if not _write_atomically(self._path, json.dumps(document), mode=0o600,
+                                 exclusive=create):
+            return False
+        _write_atomically(self._path.with_name(JWKS_FILE), json.dumps(self.jwks(), indent=2),
+                          mode=0o644, exclusive=False)
+        return True
 
     @property
     def jwks_path(self) -> Path | None:
@@ -184,10 +196,23 @@ def _read_keys(path: Path) -> list[SigningKey]:
         raise ConfigurationError(f"cannot read keyring {path}: {exc}") from exc
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)  # O_EXCL below: never reuse a file with wider permissions
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+def _write_atomically(path: Path, text: str, *, mode: int, exclusive: bool) -> bool:
+    """Write ``text`` to a unique temporary file created with ``mode``, then move it into
+    place: replacing ``path``, or, if ``exclusive``, only if ``path`` does not exist yet
+    (returns False then). Readers never see a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if not exclusive:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)  # atomic "create if absent"
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -4,18 +4,37 @@ Use :class:`ContextAuth` as ``auth=`` on an ``httpx.Client`` or ``httpx.AsyncCli
 (or per request). Each request gets its own token for ``audience`` with only ``scopes``;
 without a bound context the request is refused before anything is sent. Headers that
 name a tenant and tenant members of ``baggage``/``tracestate`` are removed from the
-request, so no downstream service can be tempted by them.
+request, so no downstream service can be tempted by them. :func:`context_headers` does
+the same for any other client (aiohttp, gRPC metadata, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Generator
+from collections.abc import Collection, Generator, Iterable
 
 import httpx
 
 from tenancy.errors import ConfigurationError
 from tenancy.headers import scrub
 from tenancy.propagation.tokens import ContextTokenMinter
+
+
+def context_headers(minter: ContextTokenMinter, *, audience: str, scopes: Collection[str],
+                    headers: Iterable[tuple[str, str]] = (),
+                    strip_headers: Collection[str] = ()) -> list[tuple[str, str]]:
+    """``headers`` without tenant-naming entries, plus ``Authorization`` with a fresh
+    context token for ``audience``: for clients other than httpx.
+
+    Raises:
+        NoTenantContext: no tenant context is bound.
+        InsufficientScope: the caller lacks one of ``scopes``.
+    """
+    token = minter.mint(audience=audience, scopes=scopes)
+    extra = frozenset(h.lower().replace("_", "-").encode() for h in strip_headers)
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
+           if k.lower() != "authorization"]
+    kept = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scrub(raw, extra)]
+    return [*kept, ("Authorization", f"Bearer {token}")]
 
 
 class ContextAuth(httpx.Auth):

@@ -1,9 +1,9 @@
 """Verifying context tokens in the service they were minted for.
 
 Checked, in order: size; header parse; ``typ`` is ``tenancy-ctx+jwt`` (a user's access
-token, an ID token or anything else is refused); ``iss`` exactly equals a trusted
-service; ``alg`` pinned for that service and the ``kid`` in its JWKS; the signature;
-``aud`` equals this service (``strict_aud``); every claim present with its type; format
+token, an ID token or anything else is refused); the ``kid`` is in the JWKS of a trusted
+service, and ``alg`` is pinned for that service; the signature; ``iss`` exactly equals
+that service and ``aud`` this one (``strict_aud``); every claim present with its type; format
 version; ``iat``/``exp`` against the injected clock with a small leeway and a lifetime of
 at most ``max_lifetime``; the scopes within what that service may delegate; the body
 digest for message tokens; and last, the ``jti`` is seen for the first time (so a
@@ -25,7 +25,7 @@ from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import Assurance, Principal, PrincipalKind
 from tenancy.errors import ConfigurationError, InvalidToken
 from tenancy.identity.claims import tenant_id_from
-from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource, RefreshNeeded, select_key
+from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource, select_key
 from tenancy.identity.verifier import numeric_date
 from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
 from tenancy.propagation.tokens import (
@@ -141,8 +141,9 @@ class ContextTokenVerifier:
         text = _ascii(token)
         try:
             return self._verify(text, now, body, may_refresh=True)
-        except RefreshNeeded as need:
-            need.keys.refresh(now)
+        except _RefreshDue as due:
+            for keys in due.sources:
+                keys.refresh(now)
             return self._verify(text, now, body, may_refresh=False)
 
     async def verify_async(self, token: str | bytes, *, now: float | None = None,
@@ -152,8 +153,9 @@ class ContextTokenVerifier:
         text = _ascii(token)
         try:
             return self._verify(text, now, body, may_refresh=True)
-        except RefreshNeeded as need:
-            await anyio.to_thread.run_sync(need.keys.refresh, now)
+        except _RefreshDue as due:
+            for keys in due.sources:
+                await anyio.to_thread.run_sync(keys.refresh, now)
             return self._verify(text, now, body, may_refresh=False)
 
     async def authenticate(self, token: str | bytes, *, now: float) -> VerifiedContext:
@@ -166,19 +168,18 @@ class ContextTokenVerifier:
 
     def _verify(self, token: str, now: float, body: bytes | None, *,
                 may_refresh: bool) -> VerifiedContext:
+        # Only the (short) header is read before the signature is checked: the key id
+        # names the service, and jwt.decode then requires that service as ``iss``. The
+        # payload is parsed once, by PyJWT, after the signature.
         try:
-            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
         except PyJWTError as exc:
             raise InvalidToken(f"malformed context token: {exc}") from exc
-        header, payload = unverified["header"], unverified["payload"]
         if header.get("typ") != CONTEXT_TOKEN_TYPE:
             raise InvalidToken("not a context token")
-        iss = payload.get("iss")
-        service = self._services.get(iss) if isinstance(iss, str) else None
-        if service is None:
-            raise InvalidToken("context token from an untrusted service")
+        service = self._service_signing(header.get("kid"), now, may_refresh=may_refresh)
         key = select_key(service.keys, header, algorithms=service.algorithms, now=now,
-                         may_refresh=may_refresh)
+                         may_refresh=False)
         try:
             claims = jwt.decode(
                 token, key=key, algorithms=[header["alg"]], audience=self.audience,
@@ -213,6 +214,19 @@ class ContextTokenVerifier:
             claims=claims,
         )
 
+    def _service_signing(self, kid: object, now: float, *, may_refresh: bool) -> TrustedService:
+        """The trusted service whose JWKS holds ``kid`` (key ids are thumbprints)."""
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidToken("kid header missing or invalid")
+        for service in self._services.values():
+            if service.keys.lookup(kid) is not None:
+                return service
+        if may_refresh:
+            due = [s.keys for s in self._services.values() if s.keys.refresh_due(kid, now)]
+            if due:
+                raise _RefreshDue(due)
+        raise InvalidToken("unknown signing key: no trusted service holds it")
+
     def _check_times(self, claims: Mapping[str, Any], now: float) -> float:
         iat, exp = numeric_date(claims, "iat"), numeric_date(claims, "exp")
         if now >= exp + self._leeway:
@@ -222,6 +236,13 @@ class ContextTokenVerifier:
         if not 0 < exp - iat <= self._max_lifetime:
             raise InvalidToken("context token lifetime exceeds the allowed maximum")
         return exp
+
+
+class _RefreshDue(Exception):
+    """Internal: the key id is unknown and these JWKS sources may be refreshed."""
+
+    def __init__(self, sources: list[JWKSKeySource]) -> None:
+        self.sources = sources
 
 
 def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:

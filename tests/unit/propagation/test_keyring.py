@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_keyring_needs_exactly_one_active_key(clock: FrozenClock) -> None:
         ServiceKeyring(EDGE, [ring.active, ring.active])
     with pytest.raises(ConfigurationError):
         ServiceKeyring.generate(EDGE, algorithm="HS256")
+
+
+def test_concurrent_opens_agree_on_one_keyring(tmp_path: Path) -> None:
+    # Workers or replicas on one volume may start together: exactly one keyring may win,
+    # or a process would sign with a key that no JWKS publishes.
+    barrier = threading.Barrier(8)
+    kids: list[str] = []
+
+    def open_ring() -> None:
+        barrier.wait()
+        kids.append(ServiceKeyring.load_or_create(tmp_path / "edge", EDGE).active.kid)
+
+    threads = [threading.Thread(target=open_ring) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    jwks = json.loads((tmp_path / "edge" / "jwks.json").read_text())
+    published = {k["kid"] for k in jwks["keys"]}
+    assert len(kids) == 8 and len(set(kids)) == 1 and kids[0] in published
+    assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == ["jwks.json",
+                                                                      "signing-keys.json"]

@@ -9,7 +9,12 @@ import pytest
 
 from tenancy.context import TenantContext, bind, current_or_none
 from tenancy.errors import InsufficientScope, NoTenantContext
-from tenancy.propagation import ContextAuth, ContextTokenMinter, ContextTokenVerifier
+from tenancy.propagation import (
+    ContextAuth,
+    ContextTokenMinter,
+    ContextTokenVerifier,
+    context_headers,
+)
 from tenancy.tenants import Tenant
 from tests.unit.propagation.conftest import WORKLOGS, context_of
 
@@ -128,3 +133,20 @@ def test_with_scopes_makes_an_auth_for_another_call(minter: ContextTokenMinter,
         http.post("http://worklogs/worklogs", auth=base.with_scopes("worklogs:write"))
     assert ctx_verifier.verify(bearer_of(sent.requests[0])).principal.scopes == {
         "worklogs:write"}
+
+
+def test_context_headers_serve_any_client(minter: ContextTokenMinter,
+                                          ctx_verifier: ContextTokenVerifier,
+                                          acme_ctx: TenantContext) -> None:
+    inbound = [("X-Tenant-ID", "globex"), ("baggage", "tenant=globex,k=v"),
+               ("Authorization", "Bearer user-token"), ("Accept", "application/json")]
+    with pytest.raises(NoTenantContext):
+        context_headers(minter, audience=WORKLOGS, scopes=["worklogs:read"], headers=inbound)
+    with bind(acme_ctx):
+        out = context_headers(minter, audience=WORKLOGS, scopes=["worklogs:read"],
+                              headers=inbound)
+    names = [k for k, _ in out]
+    assert names == ["baggage", "Accept", "Authorization"]
+    assert dict(out)["baggage"] == "k=v"
+    token = dict(out)["Authorization"].removeprefix("Bearer ")
+    assert ctx_verifier.verify(token).principal.tenant_id == acme_ctx.tenant_id

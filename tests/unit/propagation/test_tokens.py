@@ -136,8 +136,23 @@ def test_token_signed_by_an_unknown_issuer_is_refused(ctx_verifier: ContextToken
                                                       acme_ctx: TenantContext,
                                                       clock: FrozenClock) -> None:
     stranger = ContextTokenMinter(ServiceKeyring.generate("billing", clock=clock), clock=clock)
-    with pytest.raises(InvalidToken, match="untrusted service"):
+    with pytest.raises(InvalidToken, match="no trusted service holds it"):
         ctx_verifier.verify(stranger.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
+
+
+def test_trusted_key_cannot_speak_for_another_service(
+        minter: ContextTokenMinter, edge_ring: ServiceKeyring, clock: FrozenClock,
+        acme_ctx: TenantContext) -> None:
+    # Both services are trusted, but the edge's key may only sign as the edge: the one
+    # with the wider delegation ceiling cannot be impersonated.
+    batch = ServiceKeyring.generate("batch", clock=clock)
+    verifier = ContextTokenVerifier(
+        audience=WORKLOGS, clock=clock,
+        services=[trusted_service(EDGE, keys=keys_of(edge_ring), scopes={"worklogs:read"}),
+                  trusted_service("batch", keys=keys_of(batch), scopes=DELEGABLE)])
+    token = minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ)
+    with pytest.raises(InvalidToken, match=r"(?i)issuer"):
+        verifier.verify(_resign(token, edge_ring, iss="batch", scope="worklogs:write"))
 
 
 def test_token_naming_a_trusted_issuer_but_signed_by_another_key_is_refused(
