@@ -15,7 +15,9 @@ How: each server is this file re-invoked (``--serve bare|tenancy``) under uvicor
 (uvloop + httptools, one worker, log level warning) pinned to CPU 0; ``wrk --latency``
 is pinned to CPU 1 and sends the same ``Authorization`` header to both (the bare app
 ignores it, so requests are the same size). Runs alternate bare, tenancy, bare, ... and
-each variant reports the median of its rounds. A script, not a test: nothing asserts.
+each variant reports the median of its rounds. That plumbing (servers, wrk, medians) is
+``bench/harness.py``, shared with ``propagation.py``. A script, not a test: nothing
+asserts.
 
     .venv/bin/python bench/edge.py [--duration 10] [--rounds 2] [--json]
 """
@@ -23,21 +25,12 @@ each variant reports the median of its rounds. A script, not a test: nothing ass
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
-import re
-import shutil
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import harness
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,6 +48,7 @@ REGISTRY_CACHE_TTL = 3600.0
 PATH = "/whoami"
 VARIANTS = ("bare", "tenancy")
 TARGET_RATIO = 0.80
+PROG = Path(__file__).name
 
 
 # -- server side (``--serve``) --------------------------------------------------------
@@ -97,21 +91,7 @@ def open_engine(data_dir: Path) -> Engine:
     return create_engine(f"sqlite:///{data_dir / 't.db'}")
 
 
-def serve(variant: str, port: int, data_dir: Path) -> None:
-    import uvicorn
-    uvicorn.run(build_app(variant, data_dir), host="127.0.0.1", port=port, loop="uvloop",
-                http="httptools", log_level="warning", access_log=False, workers=1)
-
-
 # -- driver side ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    variant: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
 
 
 def prepare(data_dir: Path) -> str:
@@ -127,131 +107,37 @@ def prepare(data_dir: Path) -> str:
                        scopes=["worklogs:read"], ttl=3600)
 
 
-def ensure_wrk() -> str:
-    if found := shutil.which("wrk"):
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "-q", "wrk"]
-        if subprocess.run(install, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-            subprocess.run(install, capture_output=True)
-        if found := shutil.which("wrk"):
-            return found
-    sys.exit("edge.py: wrk is not installed (Debian: apt-get install wrk); cannot run")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def spawn_server(variant: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["taskset", "-c", "0", sys.executable, str(Path(__file__).resolve()),
-                             "--serve", variant, "--port", str(port), "--data-dir", str(data_dir)])
-
-
-def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
-    """Poll ``/healthz`` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with code {proc.returncode}")
-        try:
-            if get(port, "/healthz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} not ready after {timeout:.0f} s")
+def spawn_server(variant: str, port: int, data_dir: Path) -> harness.Server:
+    return harness.spawn(harness.self_command(__file__, "--serve", variant, "--port", str(port),
+                                              "--data-dir", str(data_dir)))
 
 
 def sanity_check(port: int, token: str) -> None:
     """The tenancy server must take the real path: 200 + tenant with the token, 401 without."""
-    status, body = get(port, PATH, token)
+    status, body = harness.http_get(port, PATH, harness.bearer(token))
     if status != 200 or json.loads(body).get("tenant") != TENANT_SLUG:
         raise RuntimeError(f"tenancy server with token: {status} {body!r}")
-    status, body = get(port, PATH)
+    status, body = harness.http_get(port, PATH)
     if status != 401:
         raise RuntimeError(f"tenancy server without token: expected 401, got {status}")
 
 
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _latency_ms(output: str, pct: str) -> float:
-    match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no {pct}% latency line in wrk output:\n{output}")
-    return float(match.group(1)) * _UNIT_MS[match.group(2)]
-
-
-def run_wrk(wrk: str, variant: str, port: int, token: str, seconds: int,
-            connections: int) -> Run:
-    cmd = ["taskset", "-c", "1", wrk, "-t1", f"-c{connections}", f"-d{seconds}s",
-           "--latency", "-H", f"Authorization: Bearer {token}",
-           f"http://127.0.0.1:{port}{PATH}"]
-    output = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
-    if bad:
-        raise RuntimeError(f"{variant}: {bad.group(1)} non-2xx responses; not a valid run")
-    if errors := re.search(r"Socket errors:.*", output):
-        print(f"warning: {variant}: {errors.group(0)}", file=sys.stderr)
-    rps = re.search(r"^Requests/sec:\s*([\d.]+)", output, re.MULTILINE)
-    if rps is None:
-        raise RuntimeError(f"no Requests/sec in wrk output:\n{output}")
-    return Run(variant, float(rps.group(1)), _latency_ms(output, "50"),
-               _latency_ms(output, "99"))
-
-
 def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, object]:
-    wrk = ensure_wrk()
+    wrk = harness.ensure_wrk(PROG)
     token = prepare(data_dir)
-    ports = {variant: free_port() for variant in VARIANTS}
-    servers: list[subprocess.Popen[bytes]] = []
-    try:
+    ports = {variant: harness.free_port() for variant in VARIANTS}
+    load = harness.Load.from_args(args)
+    with harness.running() as servers:
         for variant in VARIANTS:
             servers.append(spawn_server(variant, ports[variant], data_dir))
         for proc, variant in zip(servers, VARIANTS, strict=True):
-            wait_ready(proc, ports[variant])
+            harness.wait_ready(proc, ports[variant])
         sanity_check(ports["tenancy"], token)
-        runs: list[Run] = []
-        for round_no in range(args.rounds):
-            for variant in VARIANTS:
-                if args.warmup > 0:
-                    run_wrk(wrk, variant, ports[variant], token, args.warmup, args.connections)
-                runs.append(run_wrk(wrk, variant, ports[variant], token, args.duration,
-                                    args.connections))
-                if not args.json:
-                    r = runs[-1]
-                    print(f"  round {round_no + 1} {variant:8} {r.rps:9.0f} req/s "
-                          f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms", file=sys.stderr)
-    finally:
-        for proc in servers:
-            proc.terminate()
-        for proc in servers:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    medians = {
-        v: {key: statistics.median(getattr(r, key) for r in runs if r.variant == v)
-            for key in ("rps", "p50_ms", "p99_ms")}
-        for v in VARIANTS
-    }
+        runs = harness.alternate(wrk, ports, PATH, load, headers=harness.bearer(token),
+                                 progress=not args.json)
+    medians = harness.medians(runs, VARIANTS)
     return {
-        "path": PATH, "duration_s": args.duration, "warmup_s": args.warmup,
-        "rounds": args.rounds, "connections": args.connections,
+        **load.describe(PATH),
         "registry_cache_ttl_s": REGISTRY_CACHE_TTL, "token": "hot (verified-token cache hit)",
         "medians": medians, "runs": [asdict(r) for r in runs],
         "ratio": medians["tenancy"]["rps"] / medians["bare"]["rps"], "target": TARGET_RATIO,
@@ -265,33 +151,26 @@ def report(result: dict[str, object]) -> None:
           f"{result['duration_s']} s rounds (warm-up {result['warmup_s']} s each)")
     print(f"tenancy: hot token (verified-token cache hit), tenant registry "
           f"cache_ttl={result['registry_cache_ttl_s']:.0f} s (cache hit)")
-    print(f"{'variant':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(harness.TABLE_HEADER)
     for variant, m in medians.items():
-        print(f"{variant:10}{m['rps']:>10.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}")
+        print(harness.table_row(variant, m))
     print(f"ratio tenancy/bare throughput: {result['ratio']:.2f} "
           f"(target >= {TARGET_RATIO:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--data-dir", type=Path, help="state directory (default: a temp dir)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per variant (>= 2)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    harness.add_options(parser, VARIANTS, rounds=2, rounds_help="rounds per variant (>= 2)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.data_dir)
+        harness.serve(build_app(args.serve, args.data_dir), args.port)
         return
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (alternation cancels drift)")
-    if not {0, 1} <= os.sched_getaffinity(0):
-        sys.exit("edge.py: needs CPUs 0 and 1 (server and load generator are pinned apart)")
-    with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmp:
-        result = measure(args, args.data_dir or Path(tmp))
+    harness.require_cpus(PROG, "server and load generator are pinned apart")
+    with harness.state_dir(args.data_dir) as data_dir:
+        result = measure(args, data_dir)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
