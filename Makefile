@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,dev]'
+	# OPA's own Go evaluator, the reference engine for policy tests and engine parity.
+	# Its metadata asks for Python >= 3.14; the py3-none wheel runs on 3.11.
+	$(BIN)/pip install --quiet --ignore-requires-python -c requirements.lock opa-golib-python-bindings
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +33,7 @@ bench: $(STAMP)
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install --quiet -e '.[test,dev]'
+	.lockvenv/bin/pip install --quiet --ignore-requires-python opa-golib-python-bindings
 	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 	rm -rf .lockvenv
 

@@ -12,6 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 
+from tenancy.authz import (
+    Authorizer,
+    EmbeddedRego,
+    JsonLinesDecisionLog,
+    OPAServer,
+    PolicyBundle,
+    PolicyDecisionPoint,
+)
 from tenancy.identity import DevIssuer
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
@@ -52,6 +60,16 @@ def edge_keyring_dir(settings: Settings) -> Path:
 
 def edge_jwks_path(settings: Settings) -> Path:
     return edge_keyring_dir(settings) / "jwks.json"
+
+
+def authorizer_for(settings: Settings, service: str) -> Authorizer:
+    """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
+    (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
+    bundle = PolicyBundle.from_directory()
+    pdp: PolicyDecisionPoint = (EmbeddedRego(bundle) if settings.opa_url is None
+                                else OPAServer(settings.opa_url, bundle=bundle))
+    log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
+    return Authorizer(pdp, service=service, bundle=bundle, log=log)
 
 
 def prepare(settings: Settings) -> TenantRegistry:

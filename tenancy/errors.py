@@ -80,6 +80,37 @@ class KeySourceUnavailable(TenancyError):
     code = "key-source-unavailable"
 
 
+# -- authorization -------------------------------------------------------------------
+
+
+class AuthorizationError(TenancyError):
+    """Base for policy decisions that do not allow the action."""
+
+    code = "authorization-error"
+
+
+class AccessDenied(AuthorizationError):
+    """The policy decided: not allowed. ``reasons`` are for logs and audit only."""
+
+    code = "access-denied"
+
+    def __init__(self, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__("the policy does not allow this action")
+        self.reasons = reasons
+        self.reason = ",".join(reasons) or "denied"
+
+
+class DecisionUnavailable(AuthorizationError):
+    """No valid decision could be had (engine down, timeout, error, undefined or malformed
+    result): the action is refused, and the caller may retry later."""
+
+    code = "decision-unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 # -- propagation -----------------------------------------------------------------------
 
 

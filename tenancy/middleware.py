@@ -10,7 +10,10 @@ propagation). Per HTTP or WebSocket connection:
    (``tenancy.propagation.ContextTokenVerifier``);
 3. resolve the tenant from the token's ``tid`` only, and refuse it unless active and
    homed in this service's region;
-4. bind a ``TenantContext`` for the app call and always unbind it, even on cancellation.
+4. with an ``authorizer``, ask the policy whether this principal may call this route
+   (method + route template) and refuse unless it allows: 403 on a deny, 503 when no
+   valid decision can be had (engine down, timeout, undefined);
+5. bind a ``TenantContext`` for the app call and always unbind it, even on cancellation.
 
 Refusals are RFC 9457 problem responses (``tenancy.problems``) and security events.
 """
@@ -23,15 +26,20 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import anyio.to_thread
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenancy.authn import Authentication, Authenticator, build_context
+from tenancy.authz.authorizer import Authorizer, bind_authorizer, unbind_authorizer
+from tenancy.authz.decision import Action
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import TenantContext
 from tenancy.context import enter as _bind
 from tenancy.context import leave as _unbind
 from tenancy.errors import (
+    AccessDenied,
     ConfigurationError,
+    DecisionUnavailable,
     InvalidToken,
     MissingCredentials,
     NotFound,
@@ -67,6 +75,10 @@ class TenancyMiddleware:
         startup_audit: called (in a worker thread) when the server starts; if it returns
             findings, start-up fails and the server does not serve. Use
             ``functools.partial(tenancy.scoping.audit.audit_engine, engine)``.
+        authorizer: decides every request by policy (``tenancy.authz.Authorizer``);
+            handlers can then ``await tenancy.authz.authorize(action, resource)``.
+        routes: the app's routes, so the decision names the route template (the
+            middleware runs before the router); a path no route matches is a 404.
     """
 
     def __init__(
@@ -83,6 +95,8 @@ class TenancyMiddleware:
         clock: Clock = SYSTEM_CLOCK,
         realm: str = "tenancy",
         startup_audit: Callable[[], Sequence[object]] | None = None,
+        authorizer: Authorizer | None = None,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         if not isinstance(verifier, Authenticator):
             raise ConfigurationError("TenancyMiddleware needs an Authenticator "
@@ -91,7 +105,11 @@ class TenancyMiddleware:
             tenant_path_prefix.startswith("/") and tenant_path_prefix.endswith("/")
         ):
             raise ConfigurationError("tenant_path_prefix must start and end with '/'")
+        if authorizer is not None and not routes:
+            raise ConfigurationError("an authorizer needs the app's routes to name them")
         self.app = app
+        self._authorizer = authorizer
+        self._routes = tuple(routes)
         self._verifier = verifier
         self._tenants = tenants
         self._region = validate_region(region)
@@ -129,6 +147,8 @@ class TenancyMiddleware:
             if admitted is None:
                 admitted = await self._admit(token, now)
             ctx = self._context(*admitted, path, request_id)
+            if self._authorizer is not None:
+                await self._authorize(ctx, admitted[1], scope, now)
         except TenancyError as exc:
             self._refused(exc, request_id)
             await self._refuse(exc, scope, receive, send, request_id)
@@ -143,10 +163,39 @@ class TenancyMiddleware:
             await send(message)
 
         bound = _bind(ctx)
+        authorizing = None if self._authorizer is None else bind_authorizer(self._authorizer)
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            if authorizing is not None:
+                unbind_authorizer(authorizing)
             _unbind(bound)
+
+    async def _authorize(self, ctx: TenantContext, tenant: Tenant, scope: Scope,
+                         now: float) -> None:
+        assert self._authorizer is not None
+        action = self._action(scope)
+        status = tenant.status.value
+        decision = self._authorizer.cached(ctx, action, now=now, tenant_status=status)
+        if decision is None:
+            decision = await self._authorizer.decide(ctx, action, now=now,
+                                                     tenant_status=status)
+        decision.enforce()
+
+    def _action(self, scope: Scope) -> Action:
+        """The route template this request will reach; a 404 if none matches."""
+        method = scope.get("method", "WEBSOCKET")
+        template = None
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                template = getattr(route, "path", None)
+                break
+            if match is Match.PARTIAL and template is None:
+                template = getattr(route, "path", None)  # path known, method not allowed
+        if template is None:
+            raise NotFound("no such resource")
+        return Action.http(method, template)
 
     async def _audited_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse to start (``lifespan.startup.failed``) while the audit finds problems."""
@@ -237,7 +286,7 @@ class TenancyMiddleware:
     def _refused(self, exc: TenancyError, request_id: str) -> None:
         self._events.emit(
             SecurityEvent(
-                action="auth.refused",
+                action=_REFUSAL_ACTIONS.get(type(exc), "auth.refused"),
                 at=self._clock.now(),
                 reason=getattr(exc, "reason", None) or exc.code,
                 request_id=request_id,
@@ -279,6 +328,9 @@ def _bearer_token(authorizations: list[bytes]) -> bytes:
 # prefix and a counter serve (and cost far less than a uuid4 per request).
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(1)
+
+
+_REFUSAL_ACTIONS = {AccessDenied: "authz.denied", DecisionUnavailable: "authz.unavailable"}
 
 
 def context_of(scope: dict[str, Any]) -> TenantContext | None:

@@ -36,6 +36,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.InvalidToken: ProblemSpec(401, "Invalid credentials"),
     errors.AuthenticationError: ProblemSpec(401, "Authentication failed"),
     errors.KeySourceUnavailable: ProblemSpec(503, "Identity keys unavailable"),
+    errors.AccessDenied: ProblemSpec(403, "Forbidden"),
+    errors.DecisionUnavailable: ProblemSpec(503, "Authorization decision unavailable"),
     errors.DownstreamUnavailable: ProblemSpec(502, "Downstream service unavailable"),
     errors.TenantSuspended: ProblemSpec(403, "Tenant suspended"),
     errors.TenantOffboarded: ProblemSpec(403, "Tenant offboarded"),

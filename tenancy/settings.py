@@ -21,13 +21,15 @@ class Settings:
 
     Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL`` or
     ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``
-    (the audience of users' access tokens at the edge).
+    (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
+    to decide with; default: the embedded Rego engine).
     """
 
     data_dir: Path
     region: str
     database_url: str
     audience: str
+    opa_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -41,6 +43,7 @@ class Settings:
             or source.get("DATABASE_URL")
             or f"sqlite:///{data_dir / 'tenancy.db'}",
             audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
+            opa_url=source.get("TENANCY_OPA_URL") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         validate_region(settings.region)

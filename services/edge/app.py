@@ -7,8 +7,9 @@ request's method, path, query, body and content type. A scope the user lacks is 
 here (403) and nothing is sent; a backend that does not answer is a 502 problem.
 
 Routes: ``GET /healthz`` and ``GET /.well-known/jwks.json`` (public: the keys backends
-use to verify the edge), ``GET /whoami``, ``GET/POST /worklogs``,
-``GET/PATCH/DELETE /worklogs/{id}``.
+use to verify the edge), ``GET /whoami``, ``GET/POST /worklogs``, ``GET /worklogs/export``,
+``GET/PATCH/DELETE /worklogs/{id}``. With an ``authorizer`` the policy decides each
+route at the edge too (service ``edge`` in the route data).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tenancy.authn import Authenticator
+from tenancy.authz import Authorizer
 from tenancy.context import require_scope
 from tenancy.errors import DownstreamUnavailable
 from tenancy.events import EventSink
@@ -35,6 +37,7 @@ from tenancy.tenants import TenantRegistry
 BACKEND = "worklogs"
 READ = "worklogs:read"
 WRITE = "worklogs:write"
+EXPORT = "worklogs:export"
 JWKS_PATH = "/.well-known/jwks.json"
 
 # Each public route and the one scope the backend call needs (None: identity only).
@@ -42,6 +45,7 @@ ROUTES: tuple[tuple[str, str, str | None], ...] = (
     ("GET", "/whoami", None),
     ("GET", "/worklogs", READ),
     ("POST", "/worklogs", WRITE),
+    ("GET", "/worklogs/export", EXPORT),
     ("GET", "/worklogs/{id}", READ),
     ("PATCH", "/worklogs/{id}", WRITE),
     ("DELETE", "/worklogs/{id}", WRITE),
@@ -62,6 +66,7 @@ def create_app(
     events: EventSink | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: float = 10.0,
+    authorizer: Authorizer | None = None,
 ) -> Starlette:
     """Build the edge in front of the worklogs backend at ``worklogs_url``."""
     minter = ContextTokenMinter(keyring)
@@ -103,6 +108,6 @@ def create_app(
     routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]
     middleware = [Middleware(TenancyMiddleware, verifier=verifier, tenants=tenants,
                              region=region, public_paths=("/healthz", JWKS_PATH),
-                             events=events)]
+                             events=events, authorizer=authorizer, routes=routes)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers=exception_handlers())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from services.demo_state import EDGE, edge_keyring_dir, open_engine
+from services.demo_state import EDGE, authorizer_for, edge_keyring_dir, open_engine
 from services.edge.app import create_app
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
@@ -24,4 +24,5 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
         region=settings.region,
         keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
         worklogs_url=worklogs_url,
+        authorizer=authorizer_for(settings, EDGE),
     )

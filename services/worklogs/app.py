@@ -1,9 +1,11 @@
 """Demonstrates a tenant-isolated API: every route runs inside a verified tenant context.
 
 Routes: ``GET /healthz`` (public), ``GET /whoami``, ``GET/POST /worklogs``,
-``GET/PATCH/DELETE /worklogs/{id}``. Reading needs ``worklogs:read``, writing needs
-``worklogs:write``. A worklog of another tenant answers 404, exactly like one that does
-not exist.
+``GET /worklogs/export``, ``GET/PATCH/DELETE /worklogs/{id}``. Reading needs
+``worklogs:read``, writing ``worklogs:write``, exporting ``worklogs:export`` (with MFA,
+by policy). A worklog of another tenant answers 404, exactly like one that does not
+exist. With an ``authorizer`` the policy decides every route first, and deleting also
+asks for the finer action ``worklogs.delete`` on the worklog itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.routing import Route
 from services.worklogs.payload import parse_json_object, worklog_fields
 from services.worklogs.store import WorklogStore
 from tenancy.authn import Authenticator
+from tenancy.authz import Authorizer, Resource, authorize
 from tenancy.context import current, require_scope
 from tenancy.events import EventSink
 from tenancy.middleware import TenancyMiddleware
@@ -28,6 +31,7 @@ from tenancy.tenants import TenantRegistry
 
 READ = "worklogs:read"
 WRITE = "worklogs:write"
+EXPORT = "worklogs:export"
 
 
 def create_app(
@@ -38,6 +42,7 @@ def create_app(
     region: str,
     events: EventSink | None = None,
     startup_audit: Callable[[], Sequence[object]] | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Starlette:
     """Build the worklogs service around an already-configured store and verifier.
 
@@ -73,6 +78,10 @@ def create_app(
         return JSONResponse(created, status_code=201,
                             headers={"Location": f"/worklogs/{created['id']}"})
 
+    async def export_worklogs(request: Request) -> Response:
+        require_scope(EXPORT)
+        return JSONResponse({"items": await run_in_threadpool(store.list, limit=10_000)})
+
     async def get_worklog(request: Request) -> Response:
         require_scope(READ)
         return JSONResponse(await run_in_threadpool(store.get, request.path_params["id"]))
@@ -85,7 +94,11 @@ def create_app(
 
     async def delete_worklog(request: Request) -> Response:
         require_scope(WRITE)
-        await run_in_threadpool(store.delete, request.path_params["id"])
+        worklog = await run_in_threadpool(store.get, request.path_params["id"])
+        if authorizer is not None:
+            await authorize("worklogs.delete", Resource(tenant_id=worklog["tenant_id"],
+                                                        type="worklog", id=worklog["id"]))
+        await run_in_threadpool(store.delete, worklog["id"])
         return Response(status_code=204)
 
     routes = [
@@ -93,6 +106,7 @@ def create_app(
         Route("/whoami", whoami),
         Route("/worklogs", list_worklogs, methods=["GET"]),
         Route("/worklogs", create_worklog, methods=["POST"]),
+        Route("/worklogs/export", export_worklogs, methods=["GET"]),
         Route("/worklogs/{id}", get_worklog, methods=["GET"]),
         Route("/worklogs/{id}", patch_worklog, methods=["PATCH"]),
         Route("/worklogs/{id}", delete_worklog, methods=["DELETE"]),
@@ -106,6 +120,8 @@ def create_app(
             public_paths=("/healthz",),
             events=events,
             startup_audit=startup_audit,
+            authorizer=authorizer,
+            routes=routes,
         )
     ]
     return Starlette(routes=routes, middleware=middleware,

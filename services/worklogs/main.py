@@ -12,8 +12,8 @@ import functools
 
 from starlette.applications import Starlette
 
-from services.demo_state import edge_jwks_path, open_engine
-from services.worklogs.app import READ, WRITE, create_app
+from services.demo_state import authorizer_for, edge_jwks_path, open_engine
+from services.worklogs.app import EXPORT, READ, WRITE, create_app
 from services.worklogs.store import WorklogStore
 from tenancy.identity import JWKSKeySource
 from tenancy.propagation import ContextTokenVerifier, trusted_service
@@ -32,11 +32,12 @@ def build_worklogs(settings: Settings) -> Starlette:
     verifier = ContextTokenVerifier(
         audience=SERVICE,
         # The edge may delegate worklogs scopes and nothing else.
-        services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE})],
+        services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE, EXPORT})],
     )
     # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this process
     # is the application role, and refuses to start if the isolation audit finds a gap.
     startup_audit = None if settings.uses_sqlite else functools.partial(audit_engine, engine)
     return create_app(store=WorklogStore(engine), verifier=verifier,
                       tenants=TenantRegistry(engine), region=settings.region,
-                      startup_audit=startup_audit)
+                      startup_audit=startup_audit,
+                      authorizer=authorizer_for(settings, SERVICE))

@@ -107,7 +107,8 @@ def as_edge(data: Path, *, clock: FrozenClock | None = None,
 
 def acme_context(data: Path, scopes: frozenset[str]) -> TenantContext:
     tid = tenant_ids(data)["acme"]
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tid, subject="alice", scopes=scopes)
+    principal = Principal(issuer=DEV_ISSUER, tenant_id=tid, subject="alice", scopes=scopes,
+                          roles=frozenset({"member"}))
     return TenantContext(tid, "acme", "eu-central-1", principal, "e2e-1")
 
 
@@ -187,8 +188,8 @@ def test_scopes_beyond_the_callers_are_refused_and_nothing_is_written(demo: Demo
     writer = bearer(dev_token(demo.data, "acme", "alice"))
     with httpx.Client(base_url=demo.edge, timeout=5) as http:
         refused = http.post("/worklogs", json=ENTRY, headers=reader)
-        assert refused.status_code == 403
-        assert refused.json()["type"] == "urn:tenancy:problem:insufficient-scope"
+        assert refused.status_code == 403  # the edge's policy refuses: no call downstream
+        assert refused.json()["type"] == "urn:tenancy:problem:access-denied"
         assert http.get("/worklogs", headers=writer).json()["items"] == []
 
 

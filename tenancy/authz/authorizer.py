@@ -1,0 +1,161 @@
+"""Enforcing decisions: cache, engine off the event loop with a deadline, decision log.
+
+The middleware asks for every request (method + route template); handlers ask for finer
+actions with ``await authorize(action, resource)``. Anything but a valid allow is a
+refusal: a deny raises ``AccessDenied`` (403), and an engine that errs, times out,
+answers undefined or malformed raises ``DecisionUnavailable`` (503).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Hashable
+
+import anyio
+import anyio.to_thread
+
+from tenancy.authz.bundle import PolicyBundle
+from tenancy.authz.cache import DecisionCache
+from tenancy.authz.decision import Action, Decision, Resource, build_input
+from tenancy.authz.log import DecisionLogSink, DecisionRecord
+from tenancy.authz.pdp import PolicyDecisionPoint
+from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.context import TenantContext, current
+from tenancy.errors import ConfigurationError, DecisionUnavailable
+
+ACTIVE = "active"
+
+
+class Authorizer:
+    """Decisions for one service (``service`` is its name in the policy's route data).
+
+    Args:
+        pdp: the decision point (``EmbeddedRego``, ``OPAServer``, ...).
+        service: this service's name, as in ``data.tenancy.routes``.
+        bundle: the policy bundle whose changes must empty the cache at once.
+        cache: decision cache (default: a new one); pass ``None`` via ``cache=False``
+            only to measure the engine.
+        log: where every enforced decision goes (default: nowhere).
+        timeout: seconds an engine may take before the decision is unavailable.
+    """
+
+    def __init__(self, pdp: PolicyDecisionPoint, *, service: str,
+                 bundle: PolicyBundle | None = None, cache: DecisionCache | bool = True,
+                 log: DecisionLogSink | None = None, clock: Clock = SYSTEM_CLOCK,
+                 timeout: float = 2.0) -> None:
+        if not isinstance(pdp, PolicyDecisionPoint):
+            raise ConfigurationError("Authorizer needs a PolicyDecisionPoint")
+        if not service:
+            raise ConfigurationError("Authorizer needs this service's name")
+        if not 0 < timeout <= 30:
+            raise ConfigurationError("timeout must be between 0 and 30 seconds")
+        self.pdp = pdp
+        self.service = service
+        self._cache: DecisionCache | None = (
+            cache if isinstance(cache, DecisionCache) else DecisionCache() if cache else None)
+        self._log = log
+        self._clock = clock
+        self._timeout = timeout
+        if bundle is not None and self._cache is not None:
+            cache_ = self._cache
+            bundle.subscribe(lambda b: cache_.invalidate(b.revision))
+
+    def _key(self, ctx: TenantContext, action: Action, resource: Resource | None,
+             tenant_status: str) -> Hashable:
+        # Everything the input holds except the time (see tenancy.authz.cache).
+        return (self.pdp.revision, ctx.tenant_id, ctx.region, tenant_status, ctx.principal,
+                ctx.caller, ctx.support_grant_id, action, resource)
+
+    def cached(self, ctx: TenantContext, action: Action, *, now: float,
+               tenant_status: str = ACTIVE, resource: Resource | None = None) -> Decision | None:
+        """The cached decision, if any; no I/O. A hit is logged like any decision."""
+        if self._cache is None:
+            return None
+        hit = self._cache.get(self._key(ctx, action, resource, tenant_status), now)
+        if hit is not None and self._log is not None:
+            self._record(ctx, action, resource, tenant_status, now, hit, cached=True,
+                         started=None)
+        return hit
+
+    async def decide(self, ctx: TenantContext, action: Action, *, now: float | None = None,
+                     tenant_status: str = ACTIVE, resource: Resource | None = None) -> Decision:
+        """The decision for ``ctx`` doing ``action``, from the cache or the engine.
+
+        Raises:
+            DecisionUnavailable: the engine failed, timed out or gave no valid decision.
+        """
+        now = self._clock.timestamp() if now is None else now
+        hit = self.cached(ctx, action, now=now, tenant_status=tenant_status, resource=resource)
+        if hit is not None:
+            return hit
+        key = self._key(ctx, action, resource, tenant_status)
+        document = build_input(ctx, service=self.service, action=action, now=now,
+                               tenant_status=tenant_status, resource=resource)
+        started = time.perf_counter()
+        decision: Decision | None = None
+        with anyio.move_on_after(self._timeout):
+            decision = await anyio.to_thread.run_sync(self.pdp.decide, document,
+                                                      abandon_on_cancel=True)
+        if decision is None:
+            raise DecisionUnavailable(f"{self.pdp.name} did not decide within "
+                                      f"{self._timeout} s")
+        if self._cache is not None:
+            self._cache.put(key, decision, now)
+        if self._log is not None:
+            self._record(ctx, action, resource, tenant_status, now, decision, cached=False,
+                         started=started)
+        return decision
+
+    async def authorize(self, ctx: TenantContext, action: Action, *,
+                        resource: Resource | None = None, tenant_status: str = ACTIVE) -> Decision:
+        """Like :meth:`decide`, then enforce.
+
+        Raises:
+            AccessDenied: the policy said no.
+            DecisionUnavailable: no valid decision could be had.
+        """
+        decision = await self.decide(ctx, action, resource=resource, tenant_status=tenant_status)
+        return decision.enforce()
+
+    def _record(self, ctx: TenantContext, action: Action, resource: Resource | None,
+                tenant_status: str, now: float, decision: Decision, *, cached: bool,
+                started: float | None) -> None:
+        assert self._log is not None
+        latency = 0.0 if started is None else (time.perf_counter() - started) * 1e6
+        service = self.service
+        self._log.record(DecisionRecord(
+            at=now, service=service, decision=decision, cached=cached, latency_us=latency,
+            input=lambda: build_input(ctx, service=service, action=action, now=now,
+                                      tenant_status=tenant_status, resource=resource)))
+
+
+_authorizer: contextvars.ContextVar[Authorizer | None] = contextvars.ContextVar(
+    "tenancy_authorizer", default=None)
+
+
+def bind_authorizer(authorizer: Authorizer) -> contextvars.Token[Authorizer | None]:
+    """Make ``authorizer`` the one :func:`authorize` uses in this context (the
+    middleware does this per request)."""
+    return _authorizer.set(authorizer)
+
+
+def unbind_authorizer(token: contextvars.Token[Authorizer | None]) -> None:
+    _authorizer.reset(token)
+
+
+async def authorize(action: str | Action, resource: Resource | None = None) -> Decision:
+    """A finer decision inside a request: may the current principal do ``action`` (a
+    named action from ``data.tenancy.actions``) to ``resource``?
+
+    Raises:
+        NoTenantContext: no request context is bound.
+        AccessDenied: the policy said no.
+        DecisionUnavailable: no authorizer is bound, or no valid decision could be had.
+    """
+    ctx = current()
+    authorizer = _authorizer.get()
+    if authorizer is None:
+        raise DecisionUnavailable("no authorizer is bound to this request")
+    named = Action.named(action) if isinstance(action, str) else action
+    return await authorizer.authorize(ctx, named, resource=resource)

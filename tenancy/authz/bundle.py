@@ -1,0 +1,131 @@
+"""Policies and their data, with a revision that every change bumps.
+
+A bundle is a directory laid out like an OPA bundle: ``*.rego`` modules (``*_test.rego``
+are tests, never loaded into a decision point) and JSON data files merged into ``data``.
+Engines subscribe to changes: when data changes (a role binding removed, a route
+declared) the revision moves, engines reload, and every cached decision made under the
+old revision becomes unreachable.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tenancy.errors import ConfigurationError
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
+_PACKAGED_POLICY_DIR = Path(__file__).resolve().parent / "_policies"
+
+
+def default_policy_dir() -> Path:
+    """The policies shipped with tenancy (inside the wheel, or the source tree's)."""
+    return _PACKAGED_POLICY_DIR if _PACKAGED_POLICY_DIR.is_dir() else DEFAULT_POLICY_DIR
+
+
+class PolicyBundle:
+    """Rego modules plus a data document; thread-safe; ``revision`` counts changes."""
+
+    def __init__(self, modules: Mapping[str, str], data: Mapping[str, Any]) -> None:
+        if not modules:
+            raise ConfigurationError("a policy bundle needs at least one Rego module")
+        self._modules = dict(modules)
+        self._data: dict[str, Any] = copy.deepcopy(dict(data))
+        self._revision = 1
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[PolicyBundle], None]] = []
+
+    @classmethod
+    def from_directory(cls, directory: str | Path | None = None) -> PolicyBundle:
+        """Load ``*.rego`` (not ``*_test.rego``) and ``data/*.json`` below ``directory``."""
+        root = Path(directory) if directory is not None else default_policy_dir()
+        if not root.is_dir():
+            raise ConfigurationError(f"policy directory {root} does not exist")
+        modules = {
+            str(path.relative_to(root)): path.read_text(encoding="utf-8")
+            for path in sorted(root.rglob("*.rego")) if not path.name.endswith("_test.rego")
+        }
+        data: dict[str, Any] = {}
+        for path in sorted((root / "data").glob("*.json")):
+            try:
+                _merge(data, json.loads(path.read_text(encoding="utf-8")))
+            except ValueError as exc:
+                raise ConfigurationError(f"policy data {path} is invalid: {exc}") from exc
+        return cls(modules, data)
+
+    @property
+    def modules(self) -> dict[str, str]:
+        return dict(self._modules)
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def data(self) -> dict[str, Any]:
+        """A deep copy of the data document."""
+        with self._lock:
+            return copy.deepcopy(self._data)
+
+    def get(self, path: Sequence[str]) -> Any:
+        with self._lock:
+            node: Any = self._data
+            for key in path:
+                if not isinstance(node, dict) or key not in node:
+                    return None
+                node = node[key]
+            return copy.deepcopy(node)
+
+    def set(self, path: Sequence[str], value: Any) -> int:
+        """Set ``data[path...] = value`` (``None`` removes it); returns the new revision.
+
+        Engines reload before this returns, so the next decision sees the change.
+        """
+        if not path or not all(isinstance(k, str) and k for k in path):
+            raise ConfigurationError("a data path is a non-empty sequence of keys")
+        with self._lock:
+            node = self._data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ConfigurationError(f"data path {'/'.join(path)} crosses a value")
+            if value is None:
+                node.pop(path[-1], None)
+            else:
+                node[path[-1]] = copy.deepcopy(value)
+            self._revision += 1
+            revision = self._revision
+        for listener in list(self._listeners):
+            listener(self)
+        return revision
+
+    def subscribe(self, listener: Callable[[PolicyBundle], None]) -> None:
+        """Call ``listener(bundle)`` after every change."""
+        self._listeners.append(listener)
+
+    # -- conveniences for the data the shipped policy reads --------------------------
+
+    def bind_roles(self, tenant_id: str, subject: str, roles: Sequence[str]) -> int:
+        """Make policy data the source of ``subject``'s roles in ``tenant_id``."""
+        return self.set(("tenancy", "role_bindings", tenant_id, subject), sorted(set(roles)))
+
+    def unbind_roles(self, tenant_id: str, subject: str) -> int:
+        """Remove every role of ``subject`` in ``tenant_id`` (effective next decision)."""
+        bindings = self.get(("tenancy", "role_bindings", tenant_id)) or {}
+        bindings.pop(subject, None)
+        return self.set(("tenancy", "role_bindings", tenant_id), bindings)
+
+
+def _merge(into: dict[str, Any], more: Any) -> None:
+    if not isinstance(more, dict):
+        raise ValueError("a data file must hold a JSON object")
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif key in into:
+            raise ValueError(f"data key {key!r} is defined twice")
+        else:
+            into[key] = value

@@ -1,0 +1,81 @@
+"""OPA's own Go evaluator in-process (``opa-golib-python-bindings``): real OPA semantics.
+
+Not a default dependency: its metadata asks for Python >= 3.14 although the wheel is
+``py3-none`` and runs on 3.11 (``pip install --ignore-requires-python
+opa-golib-python-bindings``, which ``make test`` does). The project uses it as the
+reference engine: ``*_test.rego`` run on it, and every shared case table is replayed on
+it beside the default engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from tenancy.authz.bundle import PolicyBundle
+from tenancy.authz.decision import Decision, decision_from
+from tenancy.errors import ConfigurationError, DecisionUnavailable
+
+DECISION_PATH = "tenancy.authz.decision"
+
+
+class GoRego:
+    """A :class:`PolicyDecisionPoint` over OPA's Go ``rego`` package."""
+
+    name = "opa-go"
+
+    def __init__(self, bundle: PolicyBundle, *, path: str = DECISION_PATH,
+                 include_tests: dict[str, str] | None = None) -> None:
+        try:
+            from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+        except ImportError as exc:
+            raise ConfigurationError(
+                "GoRego needs opa-golib-python-bindings "
+                "(pip install --ignore-requires-python opa-golib-python-bindings)") from exc
+        self._engine_type = OpaEngine
+        self._error = OpaError
+        self._undefined = OpaUndefinedError
+        self._path = path
+        self._tests = dict(include_tests or {})
+        self._lock = threading.Lock()
+        self._load(bundle)
+        bundle.subscribe(self._load)
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def _load(self, bundle: PolicyBundle) -> None:
+        engine = self._engine_type()
+        try:
+            for name, source in {**bundle.modules, **self._tests}.items():
+                engine.add_policy(name, source)
+            engine.add_data(bundle.data())
+        except self._error as exc:
+            raise ConfigurationError(f"policy bundle does not compile: {exc}") from exc
+        with self._lock:
+            old = getattr(self, "_engine", None)
+            self._engine = engine
+            self._revision = bundle.revision
+        if old is not None:
+            old.close()
+
+    def evaluate(self, path: str, input: Mapping[str, Any] | None = None) -> Any:
+        """The document at ``data.<path>`` (``None`` if undefined); for policy tests."""
+        with self._lock:
+            try:
+                return self._engine.eval_document(path, None if input is None else dict(input))
+            except self._undefined:
+                return None
+
+    def decide(self, input: Mapping[str, Any]) -> Decision:
+        with self._lock:
+            revision = self._revision
+            try:
+                result = self._engine.eval_document(self._path, dict(input))
+            except self._undefined:
+                result = None
+            except self._error as exc:
+                raise DecisionUnavailable(f"opa evaluation failed: {exc.code}") from exc
+        return decision_from(result, revision=revision, engine=self.name)

@@ -1,0 +1,108 @@
+"""OPA as a server: decisions over its REST Data API through ``opa-python-client``.
+
+Only fixed, configured paths are ever queried: the request's facts travel in the JSON
+``input``, never in the URL (a request-derived path segment would let a caller choose
+which rule answers: Rego injection, CVE-2025-46569). OPA answers an undefined decision
+with 200 and no ``result``; that, any HTTP error, a timeout, or a malformed result is
+``DecisionUnavailable``, which the middleware turns into a 503 and never into an allow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tenancy.authz.bundle import PolicyBundle
+from tenancy.authz.decision import Decision, decision_from
+from tenancy.errors import ConfigurationError, DecisionUnavailable
+
+DECISION_PACKAGE = "tenancy/authz"
+DECISION_RULE = "decision"
+_PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class OPAServer:
+    """A :class:`PolicyDecisionPoint` that asks an OPA server.
+
+    Args:
+        url: OPA's base URL, e.g. ``http://127.0.0.1:8181``.
+        bundle: if given, its policies and data are pushed at construction and its data
+            again on every change (``bundle.set``), so revisions match. Leave it out when
+            OPA loads a bundle itself; then ``revision`` is the one you pass.
+        timeout: seconds for each HTTP call; the session keeps connections alive.
+        retries: retries on 500/502/504 (default none: fail fast, the caller denies).
+    """
+
+    name = "opa-server"
+
+    def __init__(self, url: str, *, bundle: PolicyBundle | None = None, timeout: float = 1.0,
+                 retries: int = 0, token: str | None = None, revision: int = 1,
+                 package: str = DECISION_PACKAGE, rule: str = DECISION_RULE) -> None:
+        from opa_client.opa import OpaClient
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"OPA url must be http(s)://host[:port], got {url!r}")
+        for segment in [*package.split("/"), rule]:
+            if not _PATH_SEGMENT.fullmatch(segment):
+                raise ConfigurationError(f"decision path segment {segment!r} is not an identifier")
+        if not 0 < timeout <= 30:
+            raise ConfigurationError("timeout must be between 0 and 30 seconds")
+        self._client = OpaClient(
+            host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 80),
+            ssl=parts.scheme == "https", timeout=timeout, retries=retries, token=token)
+        self._package = package
+        self._rule = rule
+        self._revision = revision
+        if bundle is not None:
+            self.push(bundle)
+            bundle.subscribe(self._push_data)
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def push(self, bundle: PolicyBundle) -> None:
+        """Upload every module and the data document (PUT /v1/policies, /v1/data)."""
+        try:
+            for name, source in bundle.modules.items():
+                self._client.update_policy_from_string(source, _policy_id(name))
+        except Exception as exc:
+            raise ConfigurationError(f"cannot push policies to OPA: {exc}") from exc
+        self._push_data(bundle)
+
+    def _push_data(self, bundle: PolicyBundle) -> None:
+        data = bundle.data()
+        try:
+            for key, value in data.items():
+                self._client.update_or_create_data(value, key)
+        except Exception as exc:
+            raise DecisionUnavailable(f"cannot push policy data to OPA: {exc}") from exc
+        self._revision = bundle.revision
+
+    def decide(self, input: Mapping[str, Any]) -> Decision:
+        revision = self._revision
+        try:
+            answer = self._client.query_rule(dict(input), self._package, self._rule)
+        except requests.Timeout as exc:
+            raise DecisionUnavailable("opa timed out") from exc
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise DecisionUnavailable(f"opa answered HTTP {status}") from exc
+        except (requests.RequestException, OSError, ValueError) as exc:
+            raise DecisionUnavailable(f"opa unreachable: {type(exc).__name__}") from exc
+        if not isinstance(answer, dict):
+            raise DecisionUnavailable("opa answered something other than an object")
+        # No "result" member: the decision is undefined (OPA's 200 for a missing rule).
+        return decision_from(answer.get("result"), revision=revision, engine=self.name)
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+
+def _policy_id(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", name.removesuffix(".rego"))
