@@ -94,9 +94,14 @@ class Authorizer:
                                tenant_status=tenant_status, resource=resource)
         started = time.perf_counter()
         decision: Decision | None = None
-        with anyio.move_on_after(self._timeout):
-            decision = await anyio.to_thread.run_sync(self.pdp.decide, document,
-                                                      abandon_on_cancel=True)
+        try:
+            with anyio.move_on_after(self._timeout):
+                decision = await anyio.to_thread.run_sync(self.pdp.decide, document,
+                                                          abandon_on_cancel=True)
+        except DecisionUnavailable:
+            raise
+        except Exception as exc:  # an engine bug is no decision, never an allow
+            raise DecisionUnavailable(f"{self.pdp.name} failed: {type(exc).__name__}") from exc
         if decision is None:
             raise DecisionUnavailable(f"{self.pdp.name} did not decide within "
                                       f"{self._timeout} s")

@@ -75,14 +75,11 @@ class EmbeddedRego:
 
 
 def _binding(output: Any) -> Any:
-    """The decision document, or ``None`` when undefined."""
-    if not output.ok():
+    """The decision document, or ``None`` when undefined or ambiguous.
+
+    Read from the output regopy already parsed: asking the native layer for the binding
+    of an undefined result aborts the process (rego-cpp 1.5.2).
+    """
+    if not output.ok() or len(output.results) != 1:
         return None
-    try:
-        node = output.binding("x")
-    except ValueError:  # the query had no result: undefined
-        return None
-    try:
-        return json.loads(node.json())
-    except ValueError:
-        return None
+    return output.results[0].bindings.get("x")
