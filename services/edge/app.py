@@ -103,6 +103,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await backend.aclose()
+        if authorizer is not None:
+            authorizer.close()  # the decision log is written out before exit
 
     routes = [Route("/healthz", healthz), Route(JWKS_PATH, jwks)]
     routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]

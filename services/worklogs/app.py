@@ -10,7 +10,8 @@ asks for the finer action ``worklogs.delete`` on the worklog itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -124,5 +125,11 @@ def create_app(
             routes=routes,
         )
     ]
-    return Starlette(routes=routes, middleware=middleware,
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if authorizer is not None:
+            authorizer.close()  # the decision log is written out before exit
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers=exception_handlers())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Hashable
+from dataclasses import replace
 
 import anyio
 import anyio.to_thread
@@ -18,7 +19,7 @@ import anyio.to_thread
 from tenancy.authz.bundle import PolicyBundle
 from tenancy.authz.cache import DecisionCache
 from tenancy.authz.decision import Action, Decision, Resource, build_input
-from tenancy.authz.log import DecisionLogSink, DecisionRecord
+from tenancy.authz.log import DecisionLogSink, DecisionRecord, new_decision_id
 from tenancy.authz.pdp import PolicyDecisionPoint
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import TenantContext, current
@@ -105,6 +106,7 @@ class Authorizer:
         if decision is None:
             raise DecisionUnavailable(f"{self.pdp.name} did not decide within "
                                       f"{self._timeout} s")
+        decision = replace(decision, decision_id=new_decision_id())
         if self._cache is not None:
             self._cache.put(key, decision, now)
         if self._log is not None:
@@ -122,6 +124,12 @@ class Authorizer:
         """
         decision = await self.decide(ctx, action, resource=resource, tenant_status=tenant_status)
         return decision.enforce()
+
+    def close(self) -> None:
+        """Flush and close the decision log (call it at shutdown)."""
+        close = getattr(self._log, "close", None)
+        if callable(close):
+            close()
 
     def _record(self, ctx: TenantContext, action: Action, resource: Resource | None,
                 tenant_status: str, now: float, decision: Decision, *, cached: bool,

@@ -70,6 +70,13 @@ class PolicyBundle:
         with self._lock:
             return copy.deepcopy(self._data)
 
+    def snapshot(self) -> tuple[int, dict[str, Any]]:
+        """The revision and a copy of the data, read together: listeners run outside the
+        lock, so a listener must load a snapshot and never apply one older than what it
+        already holds (changes may arrive out of order)."""
+        with self._lock:
+            return self._revision, copy.deepcopy(self._data)
+
     def get(self, path: Sequence[str]) -> Any:
         with self._lock:
             node: Any = self._data
@@ -98,8 +105,16 @@ class PolicyBundle:
                 node[path[-1]] = copy.deepcopy(value)
             self._revision += 1
             revision = self._revision
+        # Every listener runs even if one fails (a failed push to OPA must not keep the
+        # decision cache from being emptied); the first failure is raised afterwards.
+        failures: list[Exception] = []
         for listener in list(self._listeners):
-            listener(self)
+            try:
+                listener(self)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
         return revision
 
     def subscribe(self, listener: Callable[[PolicyBundle], None]) -> None:

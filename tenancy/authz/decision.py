@@ -70,6 +70,7 @@ class Decision:
     valid_until: float | None = None
     revision: int = 0
     engine: str = ""
+    decision_id: str | None = None
 
     def enforce(self) -> Decision:
         """Return self if allowed.

@@ -45,18 +45,21 @@ class EmbeddedRego:
 
     def _load(self, bundle: PolicyBundle) -> None:
         regopy = self._regopy
+        revision, data = bundle.snapshot()
         interpreter = regopy.Interpreter()
         try:
             for name, source in bundle.modules.items():
                 interpreter.add_module(name, source)
-            interpreter.add_data_json(json.dumps(bundle.data()))
+            interpreter.add_data_json(json.dumps(data))
             compiled = interpreter.build(self._query)
         except regopy.RegoError as exc:
             raise ConfigurationError(f"policy bundle does not compile: {exc}") from exc
         with self._lock:
+            if revision < getattr(self, "_revision", 0):
+                return  # a newer change was loaded first; never go back to older data
             self._interpreter = interpreter
             self._compiled = compiled
-            self._revision = bundle.revision
+            self._revision = revision
 
     def decide(self, input: Mapping[str, Any]) -> Decision:
         """Evaluate the decision for ``input``.

@@ -47,19 +47,25 @@ class GoRego:
         return self._revision
 
     def _load(self, bundle: PolicyBundle) -> None:
+        revision, data = bundle.snapshot()
         engine = self._engine_type()
         try:
             for name, source in {**bundle.modules, **self._tests}.items():
                 engine.add_policy(name, source)
-            engine.add_data(bundle.data())
+            engine.add_data(data)
         except self._error as exc:
+            engine.close()
             raise ConfigurationError(f"policy bundle does not compile: {exc}") from exc
         with self._lock:
-            old = getattr(self, "_engine", None)
-            self._engine = engine
-            self._revision = bundle.revision
-        if old is not None:
-            old.close()
+            if revision < getattr(self, "_revision", 0):
+                stale, old = engine, None  # a newer change was loaded first
+            else:
+                stale, old = None, getattr(self, "_engine", None)
+                self._engine = engine
+                self._revision = revision
+        for leftover in (stale, old):
+            if leftover is not None:
+                leftover.close()
 
     def evaluate(self, path: str, input: Mapping[str, Any] | None = None) -> Any:
         """The document at ``data.<path>`` (``None`` if undefined); for policy tests."""

@@ -10,6 +10,7 @@ with 200 and no ``result``; that, any HTTP error, a timeout, or a malformed resu
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,8 @@ class OPAServer:
             again on every change (``bundle.set``), so revisions match. Leave it out when
             OPA loads a bundle itself; then ``revision`` is the one you pass.
         timeout: seconds for each HTTP call; the session keeps connections alive.
-        retries: retries on 500/502/504 (default none: fail fast, the caller denies).
+        retries: retries of the policy and data pushes on connection errors and
+            500/502/504. Decisions are never retried: a failed one is refused at once.
     """
 
     name = "opa-server"
@@ -45,6 +47,10 @@ class OPAServer:
         from opa_client.opa import OpaClient
 
         parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"OPA url has an invalid port: {url!r}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(f"OPA url must be http(s)://host[:port], got {url!r}")
         for segment in [*package.split("/"), rule]:
@@ -53,13 +59,19 @@ class OPAServer:
         if not 0 < timeout <= 30:
             raise ConfigurationError("timeout must be between 0 and 30 seconds")
         self._client = OpaClient(
-            host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 80),
+            host=parts.hostname, port=port or (443 if parts.scheme == "https" else 80),
             ssl=parts.scheme == "https", timeout=timeout, retries=retries, token=token)
         self._package = package
         self._rule = rule
         self._revision = revision
+        self._push_lock = threading.Lock()
         if bundle is not None:
-            self.push(bundle)
+            self._revision = 0
+            try:
+                self.push(bundle)
+            except ConfigurationError:
+                self.close()
+                raise
             bundle.subscribe(self._push_data)
 
     @property
@@ -73,16 +85,25 @@ class OPAServer:
                 self._client.update_policy_from_string(source, _policy_id(name))
         except Exception as exc:
             raise ConfigurationError(f"cannot push policies to OPA: {exc}") from exc
-        self._push_data(bundle)
+        try:
+            self._push_data(bundle)
+        except DecisionUnavailable as exc:
+            raise ConfigurationError(str(exc)) from exc
 
     def _push_data(self, bundle: PolicyBundle) -> None:
-        data = bundle.data()
-        try:
-            for key, value in data.items():
-                self._client.update_or_create_data(value, key)
-        except Exception as exc:
-            raise DecisionUnavailable(f"cannot push policy data to OPA: {exc}") from exc
-        self._revision = bundle.revision
+        """PUT the data document; changes may race, so pushes are serialised and one
+        older than what OPA already holds is skipped (a revoked role must stay revoked).
+        Top-level keys removed from the bundle are not deleted in OPA."""
+        revision, data = bundle.snapshot()
+        with self._push_lock:
+            if revision <= self._revision:
+                return
+            try:
+                for key, value in data.items():
+                    self._client.update_or_create_data(value, key)
+            except Exception as exc:
+                raise DecisionUnavailable(f"cannot push policy data to OPA: {exc}") from exc
+            self._revision = revision
 
     def decide(self, input: Mapping[str, Any]) -> Decision:
         revision = self._revision

@@ -367,3 +367,18 @@ async def test_memory_log_records_hits_and_misses(bundle: PolicyBundle, acme: Te
     for _ in range(3):
         await authorizer.decide(ctx_for(acme), GET_WORKLOGS)
     assert [r.cached for r in log.records] == [False, True, True]
+
+
+async def test_revocation_empties_the_cache_even_when_another_listener_fails(
+        bundle: PolicyBundle, acme: Tenant) -> None:
+    bundle.bind_roles(acme.id, "alice", ["member"])
+
+    def failing_push(_: PolicyBundle) -> None:
+        raise DecisionUnavailable("opa unreachable")
+
+    bundle.subscribe(failing_push)  # runs before the engine and the cache hear of changes
+    authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle)
+    assert (await authorizer.decide(ctx_for(acme), GET_WORKLOGS)).allow
+    with pytest.raises(DecisionUnavailable):
+        bundle.unbind_roles(acme.id, "alice")
+    assert not (await authorizer.decide(ctx_for(acme), GET_WORKLOGS)).allow
