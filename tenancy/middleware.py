@@ -110,6 +110,7 @@ class TenancyMiddleware:
         self.app = app
         self._authorizer = authorizer
         self._routes = tuple(routes)
+        self._static_actions: dict[tuple[str, str], Action] = {}
         self._verifier = verifier
         self._tenants = tenants
         self._region = validate_region(region)
@@ -183,19 +184,32 @@ class TenancyMiddleware:
         decision.enforce()
 
     def _action(self, scope: Scope) -> Action:
-        """The route template this request will reach; a 404 if none matches."""
+        """The route template this request will reach; a 404 if none matches.
+
+        Full matches of routes without parameters are remembered (a bounded set: the
+        app's own routes and methods), so the common case is one dict lookup.
+        """
         method = scope.get("method", "WEBSOCKET")
-        template = None
+        remembered = self._static_actions.get((method, scope["path"]))
+        if remembered is not None:
+            return remembered
+        found: BaseRoute | None = None
+        full = False
         for route in self._routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                template = getattr(route, "path", None)
+                found, full = route, True
                 break
-            if match is Match.PARTIAL and template is None:
-                template = getattr(route, "path", None)  # path known, method not allowed
+            if match is Match.PARTIAL and found is None:
+                found = route  # path known, method not allowed: the policy denies it
+        template = getattr(found, "path", None)
         if template is None:
             raise NotFound("no such resource")
-        return Action.http(method, template)
+        action = Action.http(method, template)
+        if full and not getattr(found, "param_convertors", True):
+            # Only full matches: a client's made-up methods must not grow this dict.
+            self._static_actions[(method, scope["path"])] = action
+        return action
 
     async def _audited_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse to start (``lifespan.startup.failed``) while the audit finds problems."""

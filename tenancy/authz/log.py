@@ -5,9 +5,11 @@ Sinks receive :class:`DecisionRecord` values on the request path, so they must b
 into JSON lines (building the input document there, not on the request path).
 
 An engine decision is logged in full, under a ``decision_id``. A decision served from
-the cache is the same decision for the same input at a later ``now``, so its line names
-the ``decision_id`` it repeats (``cached_from``) with its own time, instead of repeating
-the input: that keeps a hot cache from turning the log into the bottleneck.
+the cache is the same decision for the same input at a later ``now``, so the JSON-lines
+sink writes, per write cycle (``interval``, 50 ms), one line per repeated decision:
+``cached_from`` (the ``decision_id`` it repeats), ``count``, and the first and last
+time. That keeps a hot cache from turning the log into the bottleneck; a sink that
+needs one line per request receives every record and can write them all.
 
 ``close()`` drains the queue and runs at interpreter exit too, so a shutdown loses
 nothing that was recorded.
@@ -16,11 +18,11 @@ nothing that was recorded.
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import itertools
 import json
 import os
-import queue
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -56,7 +58,7 @@ class DecisionRecord:
     def as_json(self) -> dict[str, Any]:
         decision = self.decision
         record: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(self.at, UTC).isoformat(),
+            "timestamp": _iso(self.at),
             "service": self.service,
             "result": {"allow": decision.allow, "reasons": list(decision.reasons)},
             "revision": decision.revision,
@@ -104,13 +106,22 @@ class MemoryDecisionLog:
 
 
 class JsonLinesDecisionLog:
-    """Writes one JSON object per decision to ``path`` (appending), from a writer thread."""
+    """Writes decisions as JSON lines to ``path`` (appending), from a writer thread.
 
-    def __init__(self, path: str | Path, *, max_queue: int = 100_000) -> None:
+    The request path only appends to a deque; the writer wakes every ``interval``
+    seconds. At most ``max_pending`` records wait; beyond that they are counted as
+    dropped, and the count is written to the log.
+    """
+
+    def __init__(self, path: str | Path, *, max_pending: int = 100_000,
+                 interval: float = 0.05) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue[DecisionRecord | None] = queue.Queue(max_queue)
+        self._pending: collections.deque[DecisionRecord] = collections.deque()
+        self._max = max_pending
+        self._interval = interval
         self._dropped = 0
+        self._stop = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._write, name="tenancy-decision-log",
                                         daemon=True)
@@ -119,38 +130,59 @@ class JsonLinesDecisionLog:
 
     @property
     def dropped(self) -> int:
-        """Records lost because the writer fell ``max_queue`` behind (never silently: the
-        count is written to the log when the writer catches up)."""
         return self._dropped
 
     def record(self, record: DecisionRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._pending) >= self._max:
             self._dropped += 1
+            return
+        self._pending.append(record)  # atomic; no lock on the request path
 
     def close(self, timeout: float = 10.0) -> None:
         """Write everything recorded so far, then stop the writer. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout)
         atexit.unregister(self.close)
 
     def _write(self) -> None:
         with self._path.open("a", encoding="utf-8") as handle:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    handle.flush()
-                    return
-                self._write_one(handle, item)
-                if self._queue.empty():
-                    handle.flush()
+            while not self._stop.wait(self._interval):
+                self._drain(handle)
+            self._drain(handle)
 
-    def _write_one(self, handle: TextIO, item: DecisionRecord) -> None:
+    def _drain(self, handle: TextIO) -> None:
+        pending = self._pending
+        repeats: dict[tuple[str, bool], dict[str, Any]] = {}
+        lines: list[str] = []
+        while pending:
+            item = pending.popleft()
+            decision = item.decision
+            if item.cached and decision.decision_id is not None:
+                key = (decision.decision_id, decision.allow)
+                repeat = repeats.get(key)
+                if repeat is None:
+                    repeats[key] = repeat = {"cached_from": decision.decision_id,
+                                             "service": item.service,
+                                             "allow": decision.allow, "count": 0,
+                                             "first": item.at, "last": item.at}
+                repeat["count"] += 1
+                repeat["last"] = item.at
+            else:
+                lines.append(json.dumps(item.as_json(), separators=(",", ":")))
+        for repeat in repeats.values():
+            repeat["first"] = _iso(repeat["first"])
+            repeat["last"] = _iso(repeat["last"])
+            lines.append(json.dumps(repeat, separators=(",", ":")))
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            handle.write(json.dumps({"dropped_records": dropped}) + "\n")
-        handle.write(json.dumps(item.as_json(), separators=(",", ":")) + "\n")
+            lines.append(json.dumps({"dropped_records": dropped}))
+        if lines:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()

@@ -331,14 +331,33 @@ async def test_every_decision_is_logged_with_masked_input(tmp_path: Path, bundle
     await authorizer.decide(ctx_for(acme), Action.http("GET", "/nowhere"))
     log.close()
     lines = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
-    assert [(r["cached"], r["result"]["allow"]) for r in lines] == [
-        (False, True), (True, True), (False, False)]
-    first = lines[0]
+    full = [r for r in lines if "decision_id" in r]
+    repeats = [r for r in lines if "cached_from" in r]
+    assert [(r["cached"], r["result"]["allow"]) for r in full] == [(False, True), (False, False)]
+    # The cache hit repeats the first decision: one line naming it, with a count.
+    assert [(r["cached_from"], r["count"], r["allow"]) for r in repeats] == [
+        (full[0]["decision_id"], 1, True)]
+    first = full[0]
     assert first["input"]["resource"]["attributes"] == {"api_token": "***", "colour": "blue"}
     assert "s3cr3t" not in (tmp_path / "decisions.jsonl").read_text()
     assert first["revision"] == bundle.revision and first["engine"] == "embedded-rego"
     assert first["latency_us"] > 0 and first["service"] == "worklogs"
-    assert lines[2]["result"]["reasons"] == ["action_not_declared"]
+    assert full[1]["result"]["reasons"] == ["action_not_declared"]
+
+
+def test_hits_are_counted_per_decision_they_repeat(tmp_path: Path) -> None:
+    from tenancy.authz import DecisionRecord
+
+    log = JsonLinesDecisionLog(tmp_path / "d.jsonl", interval=3600)  # one drain, at close
+    original = Decision(allow=True, decision_id="p-1")
+    for i in range(500):
+        log.record(DecisionRecord(at=1000.0 + i, service="s", decision=original, cached=True,
+                                  latency_us=0, input=lambda: {}))
+    log.close()
+    (line,) = (tmp_path / "d.jsonl").read_text().splitlines()
+    repeat = json.loads(line)
+    assert (repeat["cached_from"], repeat["count"]) == ("p-1", 500)
+    assert repeat["first"] < repeat["last"]
 
 
 def test_close_writes_everything_recorded(tmp_path: Path, acme: Tenant) -> None:
