@@ -14,7 +14,7 @@ import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import ParamSpec, TypeVar
 
@@ -62,6 +62,16 @@ class Principal:
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     assurance: Assurance = Assurance.SINGLE_FACTOR
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Principals key the decision cache on every request; hash the fields once.
+        object.__setattr__(self, "_hash", hash((self.issuer, self.tenant_id, self.subject,
+                                                self.kind.value, self.roles, self.scopes,
+                                                int(self.assurance))))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -149,7 +149,14 @@ class TenancyMiddleware:
                 admitted = await self._admit(token, now)
             ctx = self._context(*admitted, path, request_id)
             if self._authorizer is not None:
-                await self._authorize(ctx, admitted[1], scope, now)
+                # Hot path: a cached decision needs no await.
+                action = self._action(scope)
+                status = admitted[1].status.value
+                decision = self._authorizer.cached(ctx, action, now=now, tenant_status=status)
+                if decision is None:
+                    decision = await self._authorizer.decide(ctx, action, now=now,
+                                                             tenant_status=status)
+                decision.enforce()
         except TenancyError as exc:
             self._refused(exc, request_id)
             await self._refuse(exc, scope, receive, send, request_id)
@@ -171,17 +178,6 @@ class TenancyMiddleware:
             if authorizing is not None:
                 unbind_authorizer(authorizing)
             _unbind(bound)
-
-    async def _authorize(self, ctx: TenantContext, tenant: Tenant, scope: Scope,
-                         now: float) -> None:
-        assert self._authorizer is not None
-        action = self._action(scope)
-        status = tenant.status.value
-        decision = self._authorizer.cached(ctx, action, now=now, tenant_status=status)
-        if decision is None:
-            decision = await self._authorizer.decide(ctx, action, now=now,
-                                                     tenant_status=status)
-        decision.enforce()
 
     def _action(self, scope: Scope) -> Action:
         """The route template this request will reach; a 404 if none matches.

@@ -75,7 +75,11 @@ class DecisionRecord:
 
 
 class DecisionLogSink(Protocol):
-    """Receives every enforced decision; must not block or raise."""
+    """Receives every enforced decision; must not block or raise.
+
+    A sink may also define ``repeat(decision, at)``: the authorizer then reports cache
+    hits through it instead of building a record per request.
+    """
 
     def record(self, record: DecisionRecord) -> None: ...
 
@@ -118,6 +122,7 @@ class JsonLinesDecisionLog:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._pending: collections.deque[DecisionRecord] = collections.deque()
+        self._repeats: collections.deque[tuple[Decision, float, str]] = collections.deque()
         self._max = max_pending
         self._interval = interval
         self._dropped = 0
@@ -138,6 +143,13 @@ class JsonLinesDecisionLog:
             return
         self._pending.append(record)  # atomic; no lock on the request path
 
+    def repeat(self, decision: Decision, at: float, service: str) -> None:
+        """A cache hit of ``decision`` at ``at``: counted, written once per cycle."""
+        if len(self._repeats) >= self._max:
+            self._dropped += 1
+            return
+        self._repeats.append((decision, at, service))
+
     def close(self, timeout: float = 10.0) -> None:
         """Write everything recorded so far, then stop the writer. Idempotent."""
         if self._closed:
@@ -154,24 +166,25 @@ class JsonLinesDecisionLog:
             self._drain(handle)
 
     def _drain(self, handle: TextIO) -> None:
-        pending = self._pending
-        repeats: dict[tuple[str, bool], dict[str, Any]] = {}
+        pending, hits = self._pending, self._repeats
+        repeats: dict[tuple[str | None, bool], dict[str, Any]] = {}
         lines: list[str] = []
         while pending:
             item = pending.popleft()
-            decision = item.decision
-            if item.cached and decision.decision_id is not None:
-                key = (decision.decision_id, decision.allow)
-                repeat = repeats.get(key)
-                if repeat is None:
-                    repeats[key] = repeat = {"cached_from": decision.decision_id,
-                                             "service": item.service,
-                                             "allow": decision.allow, "count": 0,
-                                             "first": item.at, "last": item.at}
-                repeat["count"] += 1
-                repeat["last"] = item.at
+            if item.cached and item.decision.decision_id is not None:
+                hits.append((item.decision, item.at, item.service))
             else:
                 lines.append(json.dumps(item.as_json(), separators=(",", ":")))
+        while hits:
+            decision, at, service = hits.popleft()
+            key = (decision.decision_id, decision.allow)
+            repeat = repeats.get(key)
+            if repeat is None:
+                repeats[key] = repeat = {"cached_from": decision.decision_id,
+                                         "service": service, "allow": decision.allow,
+                                         "count": 0, "first": at, "last": at}
+            repeat["count"] += 1
+            repeat["last"] = at
         for repeat in repeats.values():
             repeat["first"] = _iso(repeat["first"])
             repeat["last"] = _iso(repeat["last"])
