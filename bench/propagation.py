@@ -14,7 +14,7 @@ What it measures, in one run:
    (a) **direct**: the worklogs app served alone, authenticating the user token itself
        (``TokenVerifier``, hot verified-token cache);
    (b) **via edge**: the edge app verifies the user token (hot cache), mints a context
-       token and forwards ``GET /whoami`` over httpx to a worklogs backend on another
+       token and forwards ``GET /whoami`` over aiohttp to a worklogs backend on another
        port that accepts only context tokens from the edge (a full verification per
        request: context tokens are single-use and never cached);
    and the throughput ratio (b)/(a). ``/whoami`` does no database work.
@@ -25,7 +25,7 @@ encoding and claim checks, while a cached edge request costs about 70 us in tota
 hop can easily cost more than the request itself. This bench shows where that time goes:
 library overhead vs. raw crypto per token, and, end to end, the CPU one hop costs per
 request and how much of it is the token (mint + verify) rather than the second HTTP
-exchange (the edge's httpx client and the backend's own request handling). Versions of
+exchange (the edge's aiohttp client and the backend's own request handling). Versions of
 the libraries on that path are printed with the results, since they move the numbers.
 
 How: microbenchmarks run first, in this process pinned to CPU 0, with nothing else
@@ -340,7 +340,7 @@ def environment() -> dict[str, str]:
     import platform
 
     found = {"python": platform.python_version()}
-    for dist in ("cryptography", "PyJWT", "httpx", "httpcore", "anyio", "uvicorn"):
+    for dist in ("cryptography", "PyJWT", "aiohttp", "httpx", "httpcore", "anyio", "uvicorn"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -388,7 +388,7 @@ def report(result: dict[str, Any]) -> None:
     print(f"the hop costs ~{hop['hop_us']:.0f} us of CPU 0 per request; the context token's "
           f"{hop['algorithm']} mint + verify (microbenchmark above) is "
           f"{hop['token_us']:.0f} us of it ({hop['token_share']:.0%}), the rest is the second "
-          f"HTTP exchange (httpx client in the edge, second server)")
+          f"HTTP exchange (aiohttp client in the edge, second server)")
 
 
 def main() -> None:

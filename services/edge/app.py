@@ -5,6 +5,7 @@ the edge first requires the scope the route needs, then mints a context token fo
 ``worklogs`` audience carrying that one scope (``ContextAuth``), and forwards only the
 request's method, path, query, body and content type. A scope the user lacks is refused
 here (403) and nothing is sent; a backend that does not answer is a 502 problem.
+``services/edge/backends.py`` shows the call with aiohttp (default) and with httpx.
 
 Routes: ``GET /healthz`` and ``GET /.well-known/jwks.json`` (public: the keys backends
 use to verify the edge), ``GET /whoami``, ``GET/POST /worklogs``, ``GET /worklogs/export``,
@@ -24,14 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.edge.backends import AiohttpBackend, Backend, HttpxBackend
 from tenancy.authn import Authenticator
 from tenancy.authz import Authorizer
 from tenancy.context import require_scope
-from tenancy.errors import DownstreamUnavailable
 from tenancy.events import EventSink
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
-from tenancy.propagation import ContextAuth, ContextTokenMinter, ServiceKeyring
+from tenancy.propagation import ContextTokenMinter, ServiceKeyring
 from tenancy.tenants import TenantRegistry
 
 BACKEND = "worklogs"
@@ -68,28 +69,31 @@ def create_app(
     timeout: float = 10.0,
     authorizer: Authorizer | None = None,
 ) -> Starlette:
-    """Build the edge in front of the worklogs backend at ``worklogs_url``."""
+    """Build the edge in front of the worklogs backend at ``worklogs_url``.
+
+    With an httpx ``transport`` (tests: an in-process backend) calls go through httpx and
+    ``ContextAuth``; otherwise through aiohttp and ``context_headers``.
+    """
     minter = ContextTokenMinter(keyring)
-    base_auth = ContextAuth(minter, audience=BACKEND, scopes=())
-    backend = httpx.AsyncClient(base_url=worklogs_url, transport=transport, timeout=timeout)
+    backend: Backend = (
+        HttpxBackend(worklogs_url, minter=minter, audience=BACKEND, transport=transport,
+                     timeout=timeout) if transport is not None
+        else AiohttpBackend(worklogs_url, minter=minter, audience=BACKEND, timeout=timeout))
 
     def forward(scope: str | None) -> Callable[[Request], Awaitable[Response]]:
-        auth = base_auth.with_scopes(*([scope] if scope else []))
+        scopes = [scope] if scope else []
 
         async def endpoint(request: Request) -> Response:
             if scope is not None:
                 require_scope(scope)  # refused here, before any token is minted
             headers = {k: v for k in FORWARDED_REQUEST_HEADERS
                        if (v := request.headers.get(k)) is not None}
-            try:
-                answer = await backend.request(
-                    request.method, request.url.path, params=request.url.query,
-                    content=await request.body(), headers=headers, auth=auth)
-            except httpx.TransportError as exc:
-                raise DownstreamUnavailable(f"{BACKEND} did not answer") from exc
+            answer = await backend.forward(request.method, request.url.path,
+                                           request.url.query, await request.body(),
+                                           headers, scopes)
             kept = {k: v for k in FORWARDED_RESPONSE_HEADERS
                     if (v := answer.headers.get(k)) is not None}
-            return Response(answer.content, status_code=answer.status_code, headers=kept)
+            return Response(answer.body, status_code=answer.status, headers=kept)
 
         return endpoint
 

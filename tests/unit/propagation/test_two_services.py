@@ -187,3 +187,43 @@ async def test_suspended_tenant_is_refused_by_the_backend_too(
     response = await direct.get("/worklogs", headers=bearer(token))
     assert response.status_code == 403
     assert response.json()["type"] == "urn:tenancy:problem:tenant-suspended"
+
+
+async def test_aiohttp_backend_sends_a_context_token_and_reports_a_dead_backend(
+        edge_ring: ServiceKeyring, ctx_verifier: ContextTokenVerifier, acme: Tenant) -> None:
+    import socket
+
+    from aiohttp import web
+
+    from services.edge.backends import AiohttpBackend
+    from tenancy.errors import DownstreamUnavailable
+
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"ok": True}, headers={"Location": "/x"})
+
+    server = web.Application()
+    server.router.add_get("/worklogs", handler)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    backend = AiohttpBackend(f"http://127.0.0.1:{port}", minter=ContextTokenMinter(edge_ring),
+                             audience=WORKLOGS, timeout=2)
+    try:
+        with bind(context_of(acme)):
+            answer = await backend.forward("GET", "/worklogs", "a=1", b"",
+                                           {"accept": "application/json"}, ["worklogs:read"])
+        assert answer.status == 200 and answer.headers["location"] == "/x"
+        token = seen[0]["Authorization"].removeprefix("Bearer ")
+        assert ctx_verifier.verify(token).principal.scopes == {"worklogs:read"}
+    finally:
+        await runner.cleanup()
+    with bind(context_of(acme)), pytest.raises(DownstreamUnavailable):
+        await backend.forward("GET", "/worklogs", "", b"", {}, [])
+    await backend.aclose()
