@@ -8,6 +8,7 @@ keyring with its public JWKS, which the worklogs backend trusts.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -21,6 +22,8 @@ from tenancy.authz import (
     PolicyDecisionPoint,
 )
 from tenancy.identity import DevIssuer
+from tenancy.keys import LocalKeyProvider, RootKey, TenantKeys
+from tenancy.keys.local import ROOT_KEY_ENV
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
@@ -62,6 +65,20 @@ def edge_jwks_path(settings: Settings) -> Path:
     return edge_keyring_dir(settings) / "jwks.json"
 
 
+def open_keys(settings: Settings, *, engine: Engine | None = None) -> TenantKeys:
+    """The tenants' keys: platform-managed KEKs in ``keys/keks.json`` sealed by the root
+    key (``TENANCY_ROOT_KEY``, else ``keys/root.key``, created 0600), data keys in the
+    database. The demo's second local provider, ``customer-local``, stands in for a
+    customer's own KMS so ``tenancy keys use-cmk`` and ``revoke-test`` can be tried."""
+    folder = settings.data_dir / "keys"
+    root = (RootKey.from_env() if os.environ.get(ROOT_KEY_ENV)
+            else RootKey.load_or_create(folder / "root.key"))
+    providers = [LocalKeyProvider(folder / "keks.json", root=root),
+                 LocalKeyProvider(folder / "customer-keks.json", root=root,
+                                  name="customer-local")]
+    return TenantKeys(engine or open_engine(settings), providers, default_provider="local")
+
+
 def authorizer_for(settings: Settings, service: str) -> Authorizer:
     """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
     (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
@@ -87,8 +104,12 @@ def prepare(settings: Settings) -> TenantRegistry:
     if settings.uses_sqlite:
         registry.create_schema()
         WorklogStore(engine).create_schema()
+    keys = open_keys(settings, engine=engine)
+    if settings.uses_sqlite:
+        keys.create_schema()
     for slug, name in DEMO_TENANTS:
-        registry.ensure(slug, region=settings.region, display_name=name)
+        tenant = registry.ensure(slug, region=settings.region, display_name=name)
+        keys.provision(tenant.id)
     DevIssuer.load_or_create(settings.data_dir)
     ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE)
     return registry

@@ -96,6 +96,69 @@ def _tenants(args: argparse.Namespace) -> int:
                 "offboard": registry.offboard}[args.action]
         moved = move(tenant.id, actor="cli", reason=args.reason)
         print(f"{moved.slug}\t{moved.status.value}")
+        if args.action == "offboard":
+            from services.demo_state import open_keys
+
+            # Offboarding ends with crypto-shredding: the tenant's data keys go with it.
+            keys = open_keys(_settings(args))
+            if keys.status(moved.id).kek is not None:
+                keys.shred(moved.id)
+                print(f"{moved.slug}\tkeys destroyed")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from services.demo_state import open_keys, open_registry
+    from tenancy.keys import KeyRef
+
+    settings = _settings(args)
+    tenant = open_registry(settings).get_by_slug(args.tenant)
+    keys = open_keys(settings)
+    if args.action == "status":
+        status = keys.status(tenant.id)
+        kek, info = status.kek, status.kek_info
+        if kek is None:
+            print(f"{tenant.slug}: no key")
+            return EXIT_ERROR
+        enabled = "unknown" if info is None else ("enabled" if info.enabled else "DISABLED")
+        versions = "" if info is None else ",".join(info.versions)
+        print(f"{tenant.slug}\tkek\t{kek.ref.provider}:{kek.ref.key_id}\t{kek.managed_by}\t"
+              f"{kek.state}\t{enabled}\tversions={versions}")
+        for dek in status.data_keys:
+            print(f"{tenant.slug}\tdek\t{dek.purpose}\tv{dek.version}\t{dek.state}\t"
+                  f"kek-version={dek.kek.version}\tmessages>={dek.messages}\t"
+                  f"{dek.created_at.isoformat()}")
+    elif args.action == "rotate":
+        if args.data_key:
+            version = keys.rotate_data_key(tenant.id, args.data_key)
+            print(f"{tenant.slug}: data key {args.data_key} now at version {version}")
+        else:
+            count = keys.rotate_kek(tenant.id)
+            print(f"{tenant.slug}: KEK rotated; {count} data key(s) re-wrapped, no data touched")
+    elif args.action == "use-cmk":
+        provider = keys.provider(args.provider)
+        ref = (KeyRef(args.provider, args.key_id) if args.key_id
+               else provider.create_key(tenant_id=tenant.id))
+        count = keys.use_provider(tenant.id, ref)
+        print(f"{tenant.slug}: now under customer key {ref.provider}:{ref.key_id}; "
+              f"{count} data key(s) re-wrapped")
+    elif args.action == "revoke-test":
+        status = keys.status(tenant.id)
+        if status.kek is None:
+            raise ValueError("the tenant has no key")
+        provider = keys.provider(status.kek.ref.provider)
+        if args.restore:
+            provider.enable(status.kek.ref)
+            print(f"{tenant.slug}: key re-enabled; reads recover once the key is unwrapped again")
+        else:
+            provider.disable(status.kek.ref)
+            print(f"{tenant.slug}: key disabled (as if the customer revoked it); encrypted "
+                  f"reads fail within the data-key cache TTL ({keys.cache.ttl:.0f} s)")
+    elif args.action == "shred":
+        if args.confirm != tenant.slug:
+            raise ValueError(f"shredding is irreversible: pass --confirm {tenant.slug}")
+        keys.shred(tenant.id)
+        print(f"{tenant.slug}: keys destroyed; its encrypted data can never be read again")
     return 0
 
 
@@ -178,6 +241,30 @@ def _parser() -> argparse.ArgumentParser:
         move.add_argument("--reason", required=True)
         data_dir(move)
     tenants.set_defaults(handler=_tenants)
+
+    keys = commands.add_parser("keys", help="a tenant's encryption keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    for name, text in (("status", "show the tenant's KEK and data keys"),
+                       ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
+                       ("use-cmk", "move the tenant under a customer-managed key"),
+                       ("revoke-test", "disable the tenant's key, as its owner would"),
+                       ("shred", "destroy the tenant's keys (irreversible)")):
+        action = key_actions.add_parser(name, help=text)
+        action.add_argument("--tenant", required=True, help="tenant slug")
+        data_dir(action)
+        if name == "rotate":
+            action.add_argument("--data-key", metavar="PURPOSE",
+                                help="rotate this purpose's data key instead of the KEK")
+        if name == "use-cmk":
+            action.add_argument("--provider", default="customer-local",
+                                help="configured provider holding the customer's key")
+            action.add_argument("--key-id", help="the customer's key id (default: create one)")
+        if name == "revoke-test":
+            action.add_argument("--restore", action="store_true", help="re-enable the key")
+        if name == "shred":
+            action.add_argument("--confirm", required=True, metavar="SLUG",
+                                help="repeat the tenant slug")
+    keys.set_defaults(handler=_keys)
 
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)

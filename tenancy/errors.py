@@ -111,6 +111,56 @@ class DecisionUnavailable(AuthorizationError):
         self.reason = reason
 
 
+# -- keys ------------------------------------------------------------------------------
+
+
+class KeyManagementError(TenancyError):
+    """Base for per-tenant key errors."""
+
+    code = "key-error"
+
+
+class KeyUnavailable(KeyManagementError):
+    """The tenant's key cannot be used now (disabled or revoked by its owner, or its key
+    service is unreachable). Nothing is decrypted; nothing falls back to another key."""
+
+    code = "key-unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class KeyDestroyed(KeyUnavailable):
+    """The tenant's keys were destroyed (crypto-shredding): its data is gone for good."""
+
+    code = "key-destroyed"
+
+
+class DecryptionFailed(KeyManagementError):
+    """A ciphertext failed its integrity check: tampered, truncated, or not bound to this
+    tenant, table, column and row. Deliberately carries no detail for callers."""
+
+    code = "decryption-failed"
+
+    def __init__(self, reason: str = "decryption failed") -> None:
+        super().__init__("decryption failed")
+        self.reason = reason
+
+
+class UnknownKeyVersion(DecryptionFailed):
+    """A ciphertext names a format or data-key version that does not exist."""
+
+    code = "unknown-key-version"
+
+
+class UnsealedWrite(KeyManagementError, ValueError):
+    """A value for an encrypted column reached the database without being encrypted (a
+    Core statement bypassing the ORM, or a missing key service on the session)."""
+
+    code = "unsealed-write"
+
+
 # -- propagation -----------------------------------------------------------------------
 
 

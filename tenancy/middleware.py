@@ -119,7 +119,7 @@ class TenancyMiddleware:
         self._extra_strip = frozenset(normalize(h.encode("latin-1")) for h in strip_headers)
         # Header names that need a closer look; everything else passes untouched.
         self._special = self._extra_strip | MEMBER_LIST_HEADERS | {b"authorization"}
-        self._events = events or LoggingSink()
+        self._events = events if events is not None else LoggingSink()
         self._clock = clock
         self._realm = realm
         self._startup_audit = startup_audit

@@ -47,5 +47,55 @@ GRANT SELECT, INSERT, UPDATE ON tenancy_tenants TO tenancy_app;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
+-- Running upgrade 0001 -> 0002
+
+ALTER TABLE worklogs ADD COLUMN comment BYTEA;
+
+CREATE TABLE tenancy_tenant_keks (
+    tenant_id VARCHAR(36) NOT NULL, 
+    provider VARCHAR(32) NOT NULL, 
+    key_id VARCHAR(512) NOT NULL, 
+    managed_by VARCHAR(16) NOT NULL, 
+    state VARCHAR(16) NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    PRIMARY KEY (tenant_id)
+);
+
+CREATE TABLE tenancy_data_keys (
+    tenant_id VARCHAR(36) NOT NULL, 
+    purpose VARCHAR(64) NOT NULL, 
+    version INTEGER NOT NULL, 
+    wrapped BYTEA NOT NULL, 
+    kek_provider VARCHAR(32) NOT NULL, 
+    kek_id VARCHAR(512) NOT NULL, 
+    kek_version VARCHAR(32), 
+    state VARCHAR(16) NOT NULL, 
+    messages BIGINT NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    PRIMARY KEY (tenant_id, purpose, version)
+);
+
+ALTER TABLE tenancy_tenant_keks ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_tenant_keks FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_tenant_keks;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_tenant_keks USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_tenant_keks TO tenancy_app;
+
+ALTER TABLE tenancy_data_keys ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_data_keys FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_data_keys;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_data_keys USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_data_keys TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
 COMMIT;
 

@@ -95,11 +95,11 @@ def create_app(
 
     async def delete_worklog(request: Request) -> Response:
         require_scope(WRITE)
-        worklog = await run_in_threadpool(store.get, request.path_params["id"])
+        tenant_id, worklog_id = await run_in_threadpool(store.locate, request.path_params["id"])
         if authorizer is not None:
-            await authorize("worklogs.delete", Resource(tenant_id=worklog["tenant_id"],
-                                                        type="worklog", id=worklog["id"]))
-        await run_in_threadpool(store.delete, worklog["id"])
+            await authorize("worklogs.delete", Resource(tenant_id=tenant_id, type="worklog",
+                                                        id=worklog_id))
+        await run_in_threadpool(store.delete, worklog_id)
         return Response(status_code=204)
 
     routes = [

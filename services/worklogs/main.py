@@ -12,7 +12,7 @@ import functools
 
 from starlette.applications import Starlette
 
-from services.demo_state import authorizer_for, edge_jwks_path, open_engine
+from services.demo_state import authorizer_for, edge_jwks_path, open_engine, open_keys
 from services.worklogs.app import EXPORT, READ, WRITE, create_app
 from services.worklogs.store import WorklogStore
 from tenancy.identity import JWKSKeySource
@@ -37,7 +37,8 @@ def build_worklogs(settings: Settings) -> Starlette:
     # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this process
     # is the application role, and refuses to start if the isolation audit finds a gap.
     startup_audit = None if settings.uses_sqlite else functools.partial(audit_engine, engine)
-    return create_app(store=WorklogStore(engine), verifier=verifier,
+    store = WorklogStore(engine, keys=open_keys(settings, engine=engine))
+    return create_app(store=store, verifier=verifier,
                       tenants=TenantRegistry(engine), region=settings.region,
                       startup_audit=startup_audit,
                       authorizer=authorizer_for(settings, SERVICE))

@@ -9,7 +9,8 @@ from typing import Any
 from tenancy.errors import InvalidRequest
 
 MAX_BODY_BYTES = 16 * 1024
-FIELDS = ("description", "minutes", "day")
+FIELDS = ("description", "minutes", "day", "comment")
+OPTIONAL = frozenset({"comment"})
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def worklog_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in FIELDS:
         if name not in body:
-            if not partial:
+            if not partial and name not in OPTIONAL:
                 problems[name] = "required"
             continue
         try:
@@ -66,4 +67,13 @@ def _day(value: Any) -> date:
         raise ValueError("must be an ISO date (YYYY-MM-DD)") from exc
 
 
-_VALIDATORS = {"description": _description, "minutes": _minutes, "day": _day}
+def _comment(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2000:
+        raise ValueError("must be a string of at most 2000 characters, or null")
+    return value
+
+
+_VALIDATORS = {"description": _description, "minutes": _minutes, "day": _day,
+               "comment": _comment}

@@ -18,6 +18,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current
 from tenancy.errors import NotFound
+from tenancy.keys import EncryptedString, TenantKeys
+from tenancy.keys.columns import SESSION_KEYS
 from tenancy.scoping import TenantScoped, TenantSession
 
 
@@ -34,14 +36,19 @@ class Worklog(TenantScoped, Base):
     minutes: Mapped[int] = mapped_column(Integer)
     day: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Encrypted at rest under the tenant's data key, bound to this row (tenancy.keys).
+    comment: Mapped[str | None] = mapped_column(EncryptedString(), nullable=True)
 
 
 class WorklogStore:
     """CRUD on worklogs of the current tenant only."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK,
+                 keys: TenantKeys | None = None) -> None:
         self._engine = engine
-        self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False)
+        info = {} if keys is None else {SESSION_KEYS: keys}
+        self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
+                                      info=info)
         self._clock = clock
 
     def create_schema(self) -> None:
@@ -57,10 +64,15 @@ class WorklogStore:
         with self._sessions() as session:
             return _public(_one(session, worklog_id))
 
-    def create(self, *, description: str, minutes: int, day: date) -> dict[str, Any]:
+    @property
+    def sessions(self) -> sessionmaker[TenantSession]:
+        return self._sessions
+
+    def create(self, *, description: str, minutes: int, day: date,
+               comment: str | None = None) -> dict[str, Any]:
         worklog = Worklog(id=str(uuid.uuid4()), author=current().principal.subject,
                           description=description, minutes=minutes, day=day,
-                          created_at=self._clock.now())
+                          created_at=self._clock.now(), comment=comment)
         with self._sessions() as session:
             session.add(worklog)  # tenant_id is stamped by the scoping layer
             session.commit()
@@ -73,6 +85,16 @@ class WorklogStore:
                 setattr(worklog, name, value)
             session.commit()
             return _public(worklog)
+
+    def locate(self, worklog_id: str) -> tuple[str, str]:
+        """(tenant id, id) of a worklog, reading no encrypted column (so it works while
+        the tenant's key is unavailable)."""
+        with self._sessions() as session:
+            found = session.execute(select(Worklog.tenant_id, Worklog.id).where(
+                Worklog.id == _uuid(worklog_id))).first()
+        if found is None:
+            raise NotFound("no such worklog")
+        return str(found[0]), str(found[1])
 
     def delete(self, worklog_id: str) -> None:
         with self._sessions() as session:
@@ -108,5 +130,6 @@ def _public(worklog: Worklog) -> dict[str, Any]:
         "description": worklog.description,
         "minutes": worklog.minutes,
         "day": worklog.day.isoformat(),
+        "comment": worklog.comment,
         "created_at": created.isoformat(),
     }

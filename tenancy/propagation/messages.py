@@ -63,7 +63,7 @@ class MessageConsumer:
         self._verifier = verifier
         self._tenants = tenants
         self._region = validate_region(region)
-        self._events = events or LoggingSink()
+        self._events = events if events is not None else LoggingSink()
         self._clock = clock
 
     def context_for(self, headers: Mapping[str, Any], body: bytes) -> TenantContext:

@@ -83,7 +83,7 @@ def system_scope(reason: str, *, events: EventSink | None = None) -> Iterator[No
     """
     if not reason.strip():
         raise ValueError("system_scope needs a reason")
-    (events or LoggingSink()).emit(
+    (events if events is not None else LoggingSink()).emit(
         SecurityEvent(action="system_scope.entered", at=SYSTEM_CLOCK.now(), reason=reason)
     )
     token = _system_reason.set(reason)

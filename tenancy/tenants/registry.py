@@ -78,7 +78,7 @@ class TenantRegistry:
             raise ValueError("cache_ttl must be >= 0")
         self._engine = engine
         self._clock = clock
-        self._events = events or LoggingSink()
+        self._events = events if events is not None else LoggingSink()
         self._ttl = cache_ttl
         self._cache: dict[str, tuple[float, Tenant]] = {}
         self._lock = threading.Lock()

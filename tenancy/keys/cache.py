@@ -1,0 +1,63 @@
+"""Unwrapped data keys, kept briefly: a time-to-live and a use limit per entry.
+
+The cache is what makes a customer's revocation take effect *within the TTL* rather
+than at once: after the TTL every entry must be unwrapped again by the provider, and a
+disabled or destroyed KEK then refuses. ``forget(tenant)`` drops a tenant's entries at
+once (key rotation, provider switch, shredding).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+
+from tenancy.keys.envelope import DataKey
+
+
+class _Entry:
+    __slots__ = ("expires", "uses", "value")
+
+    def __init__(self, expires: float, value: DataKey) -> None:
+        self.expires = expires
+        self.uses = 0
+        self.value = value
+
+
+class DataKeyCache:
+    """(tenant, purpose, version) -> derived data key; bounded by age, uses and size."""
+
+    def __init__(self, *, ttl: float = 300.0, max_uses: int = 1_000_000,
+                 max_entries: int = 10_000) -> None:
+        if ttl <= 0 or max_uses < 1 or max_entries < 1:
+            raise ValueError("ttl, max_uses and max_entries must be positive")
+        self.ttl = ttl
+        self._max_uses = max_uses
+        self._max_entries = max_entries
+        self._entries: dict[Hashable, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int], now: float) -> DataKey | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if now >= entry.expires or entry.uses >= self._max_uses:
+                del self._entries[key]
+                return None
+            entry.uses += 1
+            return entry.value
+
+    def put(self, key: tuple[str, str, int], value: DataKey, now: float) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = _Entry(now + self.ttl, value)
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if isinstance(k, tuple) and k[0] == tenant_id]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,204 @@
+"""Platform-managed KEKs in a local key file, each sealed by a root key.
+
+The root key (32 bytes) comes from the environment (``TENANCY_ROOT_KEY``, base64) or a
+file with mode 0600; KEKs are generated here and written only wrapped by it (AES-256-GCM,
+associated data naming the key id and version). Nothing is written in the clear. A
+data key is wrapped under a KEK version with the wrap context as associated data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tenancy.errors import ConfigurationError, DecryptionFailed, KeyDestroyed, KeyUnavailable
+from tenancy.keys.provider import KeyInfo, KeyRef, context_bytes
+
+ROOT_KEY_ENV = "TENANCY_ROOT_KEY"
+NAME = "local"
+
+
+class RootKey:
+    """The key that seals every local KEK; ``repr`` never shows it."""
+
+    def __init__(self, material: bytes) -> None:
+        if len(material) != 32:
+            raise ConfigurationError("the root key must be 32 bytes")
+        self._aead = AESGCM(material)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RootKey:
+        value = (os.environ if env is None else env).get(ROOT_KEY_ENV)
+        if not value:
+            raise ConfigurationError(f"{ROOT_KEY_ENV} is not set")
+        try:
+            return cls(base64.b64decode(value, validate=True))
+        except ValueError as exc:
+            raise ConfigurationError(f"{ROOT_KEY_ENV} is not base64") from exc
+
+    @classmethod
+    def load_or_create(cls, path: str | Path) -> RootKey:
+        """Read the root key file, or create it (0600) with a fresh random key."""
+        file = Path(path)
+        if not file.exists():
+            file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(os.urandom(32))
+        if file.stat().st_mode & 0o077:
+            raise ConfigurationError(f"root key file {file} must not be readable by others")
+        return cls(file.read_bytes())
+
+    def seal(self, material: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, material, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], aad)
+        except InvalidTag as exc:
+            raise ConfigurationError("a stored KEK does not open under this root key") from exc
+
+    def __repr__(self) -> str:
+        return "RootKey(***)"
+
+
+class LocalKeyProvider:
+    """KEKs in a JSON file (``path``), sealed by ``root``; one KEK per tenant, versioned."""
+
+    def __init__(self, path: str | Path, *, root: RootKey, name: str = NAME) -> None:
+        self.name = name
+        self._path = Path(path)
+        self._root = root
+        self._lock = threading.RLock()
+        self._stamp = 0
+        self._keys: dict[str, dict[str, Any]] = self._read()
+
+    def create_key(self, *, tenant_id: str) -> KeyRef:
+        key_id = f"kek-{tenant_id}-{os.urandom(4).hex()}"
+        with self._lock:
+            self._keys[key_id] = {"tenant_id": tenant_id, "enabled": True, "destroyed": False,
+                                  "current": "1", "versions": {"1": self._seal(key_id, "1")}}
+            self._write()
+        return KeyRef(self.name, key_id, "1")
+
+    def wrap(self, key: KeyRef, dek: bytes, *,
+             context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+        entry = self._usable(key)
+        version = entry["current"]
+        kek = self._open(key.key_id, version, entry["versions"][version])
+        nonce = os.urandom(12)
+        blob = nonce + AESGCM(kek).encrypt(nonce, dek, context_bytes(context))
+        return blob, KeyRef(self.name, key.key_id, version)
+
+    def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes:
+        entry = self._usable(key)
+        version = key.version or entry["current"]
+        sealed = entry["versions"].get(version)
+        if sealed is None:
+            raise KeyUnavailable("KEK version does not exist")
+        kek = self._open(key.key_id, version, sealed)
+        try:
+            return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], context_bytes(context))
+        except InvalidTag as exc:
+            raise DecryptionFailed("wrapped data key does not open in this context") from exc
+
+    def rotate(self, key: KeyRef) -> KeyRef:
+        with self._lock:
+            entry = self._entry(key)
+            version = str(max(int(v) for v in entry["versions"]) + 1)
+            entry["versions"][version] = self._seal(key.key_id, version)
+            entry["current"] = version
+            self._write()
+        return KeyRef(self.name, key.key_id, version)
+
+    def describe(self, key: KeyRef) -> KeyInfo:
+        entry = self._entry(key)
+        return KeyInfo(KeyRef(self.name, key.key_id, entry["current"]),
+                       enabled=entry["enabled"] and not entry["destroyed"],
+                       versions=tuple(sorted(entry["versions"], key=int)),
+                       managed_by="platform" if self.name == NAME else "customer",
+                       location=str(self._path))
+
+    def disable(self, key: KeyRef) -> None:
+        self._set(key, enabled=False)
+
+    def enable(self, key: KeyRef) -> None:
+        self._set(key, enabled=True)
+
+    def destroy(self, key: KeyRef) -> None:
+        with self._lock:
+            entry = self._entry(key)
+            entry.update(destroyed=True, enabled=False, versions={})
+            self._write()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _usable(self, key: KeyRef) -> dict[str, Any]:
+        entry = self._entry(key)
+        if entry["destroyed"]:
+            raise KeyDestroyed("the tenant's key was destroyed")
+        if not entry["enabled"]:
+            raise KeyUnavailable("the tenant's key is disabled")
+        return entry
+
+    def _entry(self, key: KeyRef) -> dict[str, Any]:
+        self._reload_if_changed()
+        if key.provider != self.name or key.key_id not in self._keys:
+            raise KeyUnavailable("no such key")
+        return self._keys[key.key_id]
+
+    def _set(self, key: KeyRef, *, enabled: bool) -> None:
+        with self._lock:
+            entry = self._entry(key)
+            if entry["destroyed"]:
+                raise KeyDestroyed("the tenant's key was destroyed")
+            entry["enabled"] = enabled
+            self._write()
+
+    def _seal(self, key_id: str, version: str) -> str:
+        sealed = self._root.seal(os.urandom(32), f"{key_id}/{version}".encode())
+        return base64.b64encode(sealed).decode()
+
+    def _open(self, key_id: str, version: str, sealed: str) -> bytes:
+        return self._root.open(base64.b64decode(sealed), f"{key_id}/{version}".encode())
+
+    def _reload_if_changed(self) -> None:
+        # Another process (the CLI revoking a key, a second service) may change the file.
+        try:
+            stamp = self._path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if stamp != self._stamp:
+            with self._lock:
+                self._keys = self._read()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        self._stamp = self._path.stat().st_mtime_ns if self._path.exists() else 0
+        if not self._path.exists():
+            return {}
+        try:
+            document = json.loads(self._path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read key file {self._path}: {exc}") from exc
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if document.get("version") != 1 or not isinstance(keys, dict):
+            raise ConfigurationError(f"{self._path} is not a tenancy key file")
+        return keys
+
+    def _write(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"version": 1, "keys": self._keys}, handle)
+        os.replace(tmp, self._path)
+        self._stamp = self._path.stat().st_mtime_ns

@@ -1,0 +1,176 @@
+"""Where wrapped data keys live: two tables, tenant-owned, under RLS on PostgreSQL.
+
+``tenancy_tenant_keks`` names each tenant's KEK (provider, key id, who manages it);
+``tenancy_data_keys`` holds every data key version wrapped by it, with the exact KEK
+version that wrapped it, its state and an approximate message count. Neither holds key
+material in the clear. ``tenant_id`` leads both primary keys, like every tenant-owned
+table; every transaction here sets the RLS tenant setting first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    func,
+    select,
+    update,
+)
+
+from tenancy.keys.provider import KeyRef
+from tenancy.scoping.rls import set_tenant
+
+metadata = MetaData()
+
+tenant_keks = Table(
+    "tenancy_tenant_keks", metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("key_id", String(512), nullable=False),
+    Column("managed_by", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+data_keys = Table(
+    "tenancy_data_keys", metadata,
+    Column("tenant_id", String(36), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("kek_provider", String(32), nullable=False),
+    Column("kek_id", String(512), nullable=False),
+    Column("kek_version", String(32)),
+    Column("state", String(16), nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "purpose", "version"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KekRecord:
+    tenant_id: str
+    ref: KeyRef
+    managed_by: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeyRecord:
+    tenant_id: str
+    purpose: str
+    version: int
+    wrapped: bytes
+    kek: KeyRef
+    state: str
+    messages: int
+    created_at: datetime
+
+
+class DataKeyStore:
+    """Reads and writes the two tables for one tenant per transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self._engine)
+
+    @contextmanager
+    def transaction(self, tenant_id: str) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                set_tenant(conn, tenant_id)
+            yield conn
+
+    def kek(self, conn: Connection, tenant_id: str) -> KekRecord | None:
+        row = conn.execute(select(tenant_keks).where(tenant_keks.c.tenant_id == tenant_id)).first()
+        if row is None:
+            return None
+        return KekRecord(row.tenant_id, KeyRef(row.provider, row.key_id), row.managed_by,
+                         row.state)
+
+    def put_kek(self, conn: Connection, record: KekRecord, now: datetime) -> None:
+        values = {"provider": record.ref.provider, "key_id": record.ref.key_id,
+                  "managed_by": record.managed_by, "state": record.state, "updated_at": now}
+        done = conn.execute(update(tenant_keks).where(
+            tenant_keks.c.tenant_id == record.tenant_id).values(**values))
+        if done.rowcount == 0:
+            conn.execute(tenant_keks.insert().values(tenant_id=record.tenant_id, **values))
+
+    def data_key(self, conn: Connection, tenant_id: str, purpose: str,
+                 version: int | None = None) -> DataKeyRecord | None:
+        """A given version, or the newest active one."""
+        query = select(data_keys).where(data_keys.c.tenant_id == tenant_id,
+                                        data_keys.c.purpose == purpose)
+        if version is None:
+            query = query.where(data_keys.c.state == "active").order_by(
+                data_keys.c.version.desc()).limit(1)
+        else:
+            query = query.where(data_keys.c.version == version)
+        row = conn.execute(query).first()
+        return None if row is None else _record(row)
+
+    def data_keys_of(self, conn: Connection, tenant_id: str) -> list[DataKeyRecord]:
+        rows = conn.execute(select(data_keys).where(data_keys.c.tenant_id == tenant_id)
+                            .order_by(data_keys.c.purpose, data_keys.c.version))
+        return [_record(row) for row in rows]
+
+    def next_version(self, conn: Connection, tenant_id: str, purpose: str) -> int:
+        current = conn.execute(select(func.max(data_keys.c.version)).where(
+            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose)).scalar()
+        return int(current or 0) + 1
+
+    def add_data_key(self, conn: Connection, record: DataKeyRecord) -> None:
+        conn.execute(data_keys.insert().values(
+            tenant_id=record.tenant_id, purpose=record.purpose, version=record.version,
+            wrapped=record.wrapped, kek_provider=record.kek.provider, kek_id=record.kek.key_id,
+            kek_version=record.kek.version, state=record.state, messages=record.messages,
+            created_at=record.created_at))
+
+    def rewrap(self, conn: Connection, record: DataKeyRecord, wrapped: bytes,
+               kek: KeyRef) -> None:
+        conn.execute(update(data_keys).where(
+            data_keys.c.tenant_id == record.tenant_id, data_keys.c.purpose == record.purpose,
+            data_keys.c.version == record.version).values(
+            wrapped=wrapped, kek_provider=kek.provider, kek_id=kek.key_id,
+            kek_version=kek.version))
+
+    def retire(self, conn: Connection, tenant_id: str, purpose: str, version: int) -> None:
+        conn.execute(update(data_keys).where(
+            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose,
+            data_keys.c.version == version).values(state="retired"))
+
+    def count_messages(self, conn: Connection, tenant_id: str, purpose: str, version: int,
+                       messages: int) -> None:
+        conn.execute(update(data_keys).where(
+            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose,
+            data_keys.c.version == version).values(messages=data_keys.c.messages + messages))
+
+    def forget_data_keys(self, conn: Connection, tenant_id: str) -> int:
+        return int(conn.execute(data_keys.delete().where(
+            data_keys.c.tenant_id == tenant_id)).rowcount)
+
+
+def _record(row: Row[Any]) -> DataKeyRecord:
+    return DataKeyRecord(
+        tenant_id=row.tenant_id, purpose=row.purpose, version=int(row.version),
+        wrapped=bytes(row.wrapped), kek=KeyRef(row.kek_provider, row.kek_id, row.kek_version),
+        state=row.state, messages=int(row.messages), created_at=row.created_at)

@@ -1,0 +1,79 @@
+"""The worklogs comment is encrypted at rest; a revoked key is a 503, the rest keeps working."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from services.worklogs.app import create_app
+from services.worklogs.store import WorklogStore
+from tenancy.clock import FrozenClock
+from tenancy.events import MemorySink
+from tenancy.identity import TokenVerifier
+from tenancy.keys import TenantKeys
+from tenancy.tenants import Tenant, TenantRegistry
+from tests.conftest import REGION, TokenFactory, bearer
+from tests.unit.keys.conftest import Counting
+
+pytestmark = pytest.mark.anyio
+ENTRY = {"description": "review", "minutes": 30, "day": "2026-11-20",
+         "comment": "plaintext-marker: the customer's secret plan"}
+
+
+@pytest.fixture
+async def client(engine: Engine, tenant_keys: TenantKeys, verifier: TokenVerifier,
+                 registry: TenantRegistry, events: MemorySink, acme: Tenant,
+                 globex: Tenant) -> AsyncIterator[httpx.AsyncClient]:
+    tenant_keys.provision(acme.id)
+    tenant_keys.provision(globex.id)
+    store = WorklogStore(engine, keys=tenant_keys)
+    store.create_schema()
+    app: Any = create_app(store=store, verifier=verifier, tenants=registry, region=REGION,
+                          events=events)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://worklogs") as c:
+        yield c
+
+
+async def test_comment_round_trips_and_is_ciphertext_in_the_table(
+        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
+        engine: Engine) -> None:
+    created = await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
+    assert created.status_code == 201 and created.json()["comment"] == ENTRY["comment"]
+    got = await client.get(f"/worklogs/{created.json()['id']}", headers=bearer(token_for(acme)))
+    assert got.json()["comment"] == ENTRY["comment"]
+    with engine.connect() as conn:
+        raw = conn.execute(text("SELECT comment FROM worklogs")).scalar_one()
+    assert b"plaintext-marker" not in bytes(raw) and bytes(raw)[0] == 1
+
+
+async def test_revoked_key_is_a_503_for_encrypted_reads_only_and_only_for_that_tenant(
+        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, globex: Tenant,
+        tenant_keys: TenantKeys, platform: Counting, clock: FrozenClock) -> None:
+    acme_user, globex_user = bearer(token_for(acme)), bearer(token_for(globex))
+    mine = (await client.post("/worklogs", json=ENTRY, headers=acme_user)).json()
+    await client.post("/worklogs", json=ENTRY, headers=globex_user)
+    kek = tenant_keys.status(acme.id).kek
+    assert kek is not None
+    platform.disable(kek.ref)  # as if acme revoked its key
+    assert (await client.get("/worklogs", headers=acme_user)).status_code == 200  # cached
+    clock.advance(61)  # past the data-key cache TTL
+
+    refused = await client.get("/worklogs", headers=acme_user)
+    assert refused.status_code == 503
+    assert refused.json()["type"] == "urn:tenancy:problem:key-unavailable"
+    writing = await client.post("/worklogs", json=ENTRY, headers=acme_user)
+    assert writing.status_code == 503
+    # Unencrypted operations keep working for acme; globex is not affected at all.
+    assert (await client.get("/whoami", headers=acme_user)).status_code == 200
+    plain = {k: v for k, v in ENTRY.items() if k != "comment"}
+    assert (await client.post("/worklogs", json=plain, headers=acme_user)).status_code == 201
+    assert (await client.delete(f"/worklogs/{mine['id']}", headers=acme_user)).status_code == 204
+    assert (await client.get("/worklogs", headers=globex_user)).status_code == 200
+
+    platform.enable(kek.ref)
+    assert (await client.get("/worklogs", headers=acme_user)).status_code == 200
