@@ -37,15 +37,18 @@ class DataKeyCache:
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, int], now: float) -> DataKey | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if now >= entry.expires or entry.uses >= self._max_uses:
-                del self._entries[key]
-                return None
-            entry.uses += 1
-            return entry.value
+        # Lock-free on the hot path: a dict read is atomic; the use count is approximate
+        # under concurrency, which only makes an entry live a few uses longer or shorter.
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now >= entry.expires or entry.uses >= self._max_uses:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+            return None
+        entry.uses += 1
+        return entry.value
 
     def put(self, key: tuple[str, str, int], value: DataKey, now: float) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ TAG_BYTES = 16
 _HEADER = struct.Struct(">BI12s32s")
 HEADER_BYTES = _HEADER.size  # 49
 _AAD_PREFIX = b"tenancy/v1"
+_LEN = struct.Struct(">H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +51,13 @@ class Binding:
     row_key: str
 
     def aad(self, header: bytes) -> bytes:
-        parts = [_AAD_PREFIX]
-        for value in (self.tenant_id, self.table, self.column, self.row_key):
-            raw = value.encode("utf-8")
-            if len(raw) > 0xFFFF:
-                raise KeyManagementError("a binding field is too long")
-            parts.append(struct.pack(">H", len(raw)) + raw)
-        parts.append(header)
-        return b"".join(parts)
+        fields = [v.encode("utf-8") for v in (self.tenant_id, self.table, self.column,
+                                              self.row_key)]
+        if any(len(f) > 0xFFFF for f in fields):
+            raise KeyManagementError("a binding field is too long")
+        t, a, c, r = fields
+        return b"".join((_AAD_PREFIX, _LEN.pack(len(t)), t, _LEN.pack(len(a)), a,
+                         _LEN.pack(len(c)), c, _LEN.pack(len(r)), r, header))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,9 @@ def open_(key: DataKey, ciphertext: bytes, binding: Binding) -> bytes:
     _, _, nonce, commitment = _HEADER.unpack_from(ciphertext)
     if not hmac.compare_digest(commitment, key.commitment):
         raise DecryptionFailed("key commitment mismatch")
-    header = ciphertext[:HEADER_BYTES]
+    view = memoryview(ciphertext)  # no copy of large values
     try:
-        return key.aead.decrypt(nonce, ciphertext[HEADER_BYTES:], binding.aad(header))
+        return key.aead.decrypt(nonce, view[HEADER_BYTES:], binding.aad(bytes(view[:HEADER_BYTES])))
     except InvalidTag as exc:
         raise DecryptionFailed("authentication failed") from exc
 

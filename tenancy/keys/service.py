@@ -13,10 +13,11 @@ is a ``key.*`` security event naming tenant, key, purpose, principal and support
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -91,7 +92,8 @@ class TenantKeys:
         # Messages sealed by this process per data key: in all, and not yet in the database.
         self._sent: dict[tuple[str, str, int], int] = {}
         self._unflushed: dict[tuple[str, str, int], int] = {}
-        self._current: dict[tuple[str, str], tuple[DataKeyRecord, float, int]] = {}
+        self._current: dict[tuple[str, str], tuple[DataKeyRecord, float, int, float]] = {}
+        self._count_lock = threading.Lock()
 
     def create_schema(self) -> None:
         self.store.create_schema()
@@ -232,33 +234,34 @@ class TenantKeys:
         # warm encrypt touches neither the database nor the provider.
         slot = (tenant_id, purpose)
         remembered = self._current.get(slot)
-        if remembered is not None and now < remembered[1]:
-            record, _, sent_at_load = remembered
-            sent = self._sent.get((tenant_id, purpose, record.version), 0) - sent_at_load
-            if not self._worn(record, sent):
-                cached = self.cache.get((tenant_id, purpose, record.version), now)
-                if cached is not None:
-                    return cached
+        if remembered is not None:
+            record, until, sent_at_load, retire_at = remembered
+            if now < until and now < retire_at:
+                sent = self._sent.get((tenant_id, purpose, record.version), 0) - sent_at_load
+                if record.messages + sent < self._max_messages:
+                    cached = self.cache.get((tenant_id, purpose, record.version), now)
+                    if cached is not None:
+                        return cached
         with self.store.transaction(tenant_id) as conn:
             found = self.store.data_key(conn, tenant_id, purpose)
             unflushed = 0 if found is None else self._unflushed.get(
                 (tenant_id, purpose, found.version), 0)
             if found is None or self._worn(found, unflushed):
-                version = self._new_data_key(conn, tenant_id, purpose)
+                version = self._new_data_key(conn, tenant_id, purpose, now)
                 found = self.store.data_key(conn, tenant_id, purpose, version)
                 assert found is not None
         key = self._key(tenant_id, purpose, found.version, now, record=found)
         counted = (tenant_id, purpose, found.version)
         # The stored count already includes what was flushed; what is not yet flushed is
-        # added back through the difference below.
+        # added back through the difference.
         self._current[slot] = (found, now + self.cache.ttl,
-                               self._sent.get(counted, 0) - self._unflushed.get(counted, 0))
+                               self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
+                               (_aware(found.created_at) + self._max_age).timestamp())
         return key
 
-    def _worn(self, record: DataKeyRecord, counted: int) -> bool:
-        age = self._clock.now() - record.created_at.replace(
-            tzinfo=record.created_at.tzinfo or self._clock.now().tzinfo)
-        return age >= self._max_age or record.messages + counted >= self._max_messages
+    def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
+        return (self._clock.now() - _aware(record.created_at) >= self._max_age
+                or record.messages + unflushed >= self._max_messages)
 
     def _key(self, tenant_id: str, purpose: str, version: int, now: float, *,
              record: DataKeyRecord | None = None) -> DataKey:
@@ -275,13 +278,17 @@ class TenantKeys:
         self.cache.put((tenant_id, purpose, version), key, now)
         return key
 
-    def _new_data_key(self, conn: Connection, tenant_id: str, purpose: str) -> int:
+    def _new_data_key(self, conn: Connection, tenant_id: str, purpose: str,
+                      now: float | None = None) -> int:
         kek = self._kek(conn, tenant_id)
         version = self.store.next_version(conn, tenant_id, purpose)
         material = os.urandom(DEK_BYTES)
         wrapped, used = self._wrap(kek.ref, tenant_id, purpose, version, material)
         self.store.add_data_key(conn, DataKeyRecord(tenant_id, purpose, version, wrapped, used,
                                                     "active", 0, self._clock.now()))
+        # The new key is in hand: cache it rather than ask the provider to unwrap it again.
+        self.cache.put((tenant_id, purpose, version), DataKey.from_material(material, version),
+                       self._clock.timestamp() if now is None else now)
         return version
 
     def _kek(self, conn: Connection, tenant_id: str) -> KekRecord:
@@ -328,13 +335,14 @@ class TenantKeys:
 
     def _count(self, tenant_id: str, purpose: str, version: int) -> None:
         key = (tenant_id, purpose, version)
-        self._sent[key] = self._sent.get(key, 0) + 1
-        unflushed = self._unflushed.get(key, 0) + 1
-        if unflushed >= COUNT_FLUSH_EVERY:
+        with self._count_lock:
+            self._sent[key] = self._sent.get(key, 0) + 1
+            unflushed = self._unflushed.get(key, 0) + 1
+            flush = unflushed >= COUNT_FLUSH_EVERY
+            self._unflushed[key] = 0 if flush else unflushed
+        if flush:
             with self.store.transaction(tenant_id) as conn:
                 self.store.count_messages(conn, tenant_id, purpose, version, unflushed)
-            unflushed = 0
-        self._unflushed[key] = unflushed
 
     def _forget(self, tenant_id: str) -> None:
         self.cache.forget(tenant_id)
@@ -359,6 +367,11 @@ class TenantKeys:
             action=action, at=self._clock.now(), tenant_id=tenant_id,
             actor=None if ctx is None else ctx.principal.subject,
             request_id=None if ctx is None else ctx.request_id, details=info))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _wrap_context(tenant_id: str, purpose: str, version: int) -> Mapping[str, str]:
