@@ -90,3 +90,35 @@ def test_migrated_database_passes_the_audit_and_isolates_worklogs(
         owner.dispose()
     finally:
         app.dispose()
+
+
+def test_tenant_keys_work_as_the_app_role_under_rls(migrated: tuple[str, str],
+                                                   tmp_path: Path) -> None:
+    from tenancy.keys import Binding, LocalKeyProvider, RootKey, TenantKeys
+
+    _, app_url = migrated
+    app = create_engine(app_url)
+    try:
+        provider = LocalKeyProvider(tmp_path / "keks.json",
+                                    root=RootKey.load_or_create(tmp_path / "root.key"))
+        keys = TenantKeys(app, [provider])
+        keys.provision(A)
+        keys.provision(B)
+        store = WorklogStore(app, keys=keys)
+        with bind(ctx(A)):
+            mine = store.create(description="a", minutes=5, day=date(2026, 11, 1),
+                                comment="plaintext-marker")
+            assert store.get(mine["id"])["comment"] == "plaintext-marker"
+        sealed = keys.encrypt(b"x", Binding(B, "t", "c", "r"), purpose="p")
+        assert keys.decrypt(sealed, Binding(B, "t", "c", "r"), purpose="p") == b"x"
+        with app.begin() as conn:  # RLS: tenant A's setting sees only A's key rows
+            conn.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": A})
+            tenants = set(conn.execute(text(
+                "SELECT tenant_id FROM tenancy_data_keys UNION "
+                "SELECT tenant_id FROM tenancy_tenant_keks")).scalars())
+            raw = conn.execute(text("SELECT comment FROM worklogs")).scalar_one()
+        assert tenants == {A}
+        assert b"plaintext-marker" not in bytes(raw)
+        assert audit_engine(app) == []
+    finally:
+        app.dispose()

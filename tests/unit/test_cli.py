@@ -69,3 +69,46 @@ def test_dev_token_verifies_with_the_dev_issuer_jwks(tmp_path: Path,
 
 def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
+
+
+def test_keys_commands_show_rotate_revoke_and_shred(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from services.demo_state import prepare
+    from tenancy.settings import Settings
+
+    d = str(tmp_path)
+    prepare(Settings.from_env({}, data_dir=d))
+    code, out, _ = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)
+    assert code == 0 and "\tkek\tlocal:" in out and "\tenabled\t" in out
+    assert run(capsys, "keys", "rotate", "--tenant", "acme", "--data-dir", d)[0] == 0
+    assert "versions=1,2" in run(capsys, "keys", "status", "--tenant", "acme",
+                                 "--data-dir", d)[1]
+    code, out, _ = run(capsys, "keys", "use-cmk", "--tenant", "acme", "--data-dir", d)
+    assert code == 0 and "customer-local:" in out
+    assert run(capsys, "keys", "revoke-test", "--tenant", "acme", "--data-dir", d)[0] == 0
+    status = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)[1]
+    assert "\tcustomer\t" in status and "DISABLED" in status
+    code, _, err = run(capsys, "keys", "shred", "--tenant", "acme", "--confirm", "globex",
+                       "--data-dir", d)
+    assert code == 1 and "irreversible" in err
+    assert run(capsys, "keys", "shred", "--tenant", "acme", "--confirm", "acme",
+               "--data-dir", d)[0] == 0
+    assert "\tdestroyed\t" in run(capsys, "keys", "status", "--tenant", "acme",
+                                  "--data-dir", d)[1]
+    # globex is untouched
+    assert "\tactive\tenabled" in run(capsys, "keys", "status", "--tenant", "globex",
+                                      "--data-dir", d)[1]
+
+
+def test_offboarding_shreds_the_tenants_keys(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from services.demo_state import prepare
+    from tenancy.settings import Settings
+
+    d = str(tmp_path)
+    prepare(Settings.from_env({}, data_dir=d))
+    code, out, _ = run(capsys, "tenants", "offboard", "globex", "--reason", "ended",
+                       "--data-dir", d)
+    assert code == 0 and "keys destroyed" in out
+    assert "\tdestroyed\t" in run(capsys, "keys", "status", "--tenant", "globex",
+                                  "--data-dir", d)[1]

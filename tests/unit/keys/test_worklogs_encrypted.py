@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,9 +13,10 @@ from sqlalchemy import Engine, text
 from services.worklogs.app import create_app
 from services.worklogs.store import WorklogStore
 from tenancy.clock import FrozenClock
+from tenancy.errors import KeyDestroyed
 from tenancy.events import MemorySink
 from tenancy.identity import TokenVerifier
-from tenancy.keys import TenantKeys
+from tenancy.keys import Binding, TenantKeys
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import REGION, TokenFactory, bearer
 from tests.unit.keys.conftest import Counting
@@ -77,3 +79,35 @@ async def test_revoked_key_is_a_503_for_encrypted_reads_only_and_only_for_that_t
 
     platform.enable(kek.ref)
     assert (await client.get("/worklogs", headers=acme_user)).status_code == 200
+
+
+async def test_no_plaintext_anywhere_in_the_database_file(
+        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
+        engine: Engine) -> None:
+    created = await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
+    assert created.status_code == 201
+    engine.dispose()  # everything written out to the file
+    database = engine.url.database
+    assert database is not None
+    raw = Path(database).read_bytes()
+    assert b"plaintext-marker" not in raw
+    assert b"review" in raw  # the unencrypted description is there: the scan is real
+
+
+async def test_shredded_tenant_rows_remain_but_no_key_opens_them(
+        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, globex: Tenant,
+        tenant_keys: TenantKeys, engine: Engine) -> None:
+    await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
+    await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(globex)))
+    tenant_keys.shred(acme.id)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT tenant_id, comment FROM worklogs")).fetchall()
+    acme_rows = [bytes(c) for t, c in rows if t == acme.id]
+    assert len(acme_rows) == 1 and acme_rows[0][0] == 1  # the ciphertext is still there
+    refused = await client.get("/worklogs", headers=bearer(token_for(acme)))
+    assert refused.status_code == 410
+    assert refused.json()["type"] == "urn:tenancy:problem:key-destroyed"
+    with pytest.raises(KeyDestroyed):
+        tenant_keys.decrypt(acme_rows[0], Binding(acme.id, "worklogs", "comment", "x"),
+                            purpose="worklogs")
+    assert (await client.get("/worklogs", headers=bearer(token_for(globex)))).status_code == 200
