@@ -22,7 +22,7 @@ from tenancy.authz import (
     PolicyDecisionPoint,
 )
 from tenancy.identity import DevIssuer
-from tenancy.keys import LocalKeyProvider, RootKey, TenantKeys
+from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
 from tenancy.keys.local import ROOT_KEY_ENV
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
@@ -69,14 +69,33 @@ def open_keys(settings: Settings, *, engine: Engine | None = None) -> TenantKeys
     """The tenants' keys: platform-managed KEKs in ``keys/keks.json`` sealed by the root
     key (``TENANCY_ROOT_KEY``, else ``keys/root.key``, created 0600), data keys in the
     database. The demo's second local provider, ``customer-local``, stands in for a
-    customer's own KMS so ``tenancy keys use-cmk`` and ``revoke-test`` can be tried."""
+    customer's own KMS so ``tenancy keys use-cmk`` and ``revoke-test`` can be tried.
+    ``TENANCY_PKCS11_LIBRARY``/``_TOKEN``/``_PIN`` add an HSM (provider ``pkcs11``) and
+    ``TENANCY_AWS_KMS_REGION`` (optional ``_ENDPOINT``) AWS KMS (provider ``aws-kms``)."""
     folder = settings.data_dir / "keys"
     root = (RootKey.from_env() if os.environ.get(ROOT_KEY_ENV)
             else RootKey.load_or_create(folder / "root.key"))
-    providers = [LocalKeyProvider(folder / "keks.json", root=root),
-                 LocalKeyProvider(folder / "customer-keks.json", root=root,
-                                  name="customer-local")]
-    return TenantKeys(engine or open_engine(settings), providers, default_provider="local")
+    providers: list[KeyProvider] = [
+        LocalKeyProvider(folder / "keks.json", root=root),
+        LocalKeyProvider(folder / "customer-keks.json", root=root, name="customer-local"),
+    ]
+    env = os.environ
+    if env.get("TENANCY_PKCS11_LIBRARY"):  # an HSM, e.g. /usr/lib/softhsm/libsofthsm2.so
+        from tenancy.keys.pkcs11 import Pkcs11KeyProvider
+
+        providers.append(Pkcs11KeyProvider(env["TENANCY_PKCS11_LIBRARY"],
+                                           token_label=env.get("TENANCY_PKCS11_TOKEN", ""),
+                                           user_pin=env.get("TENANCY_PKCS11_PIN", "")))
+    if env.get("TENANCY_AWS_KMS_REGION"):  # customer keys in AWS KMS (boto3 credentials)
+        from tenancy.keys.aws import AwsKmsKeyProvider
+
+        endpoint = env.get("TENANCY_AWS_KMS_ENDPOINT")
+        providers.append(AwsKmsKeyProvider.from_region(
+            env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})))
+    keys = TenantKeys(engine or open_engine(settings), providers, default_provider="local")
+    if settings.uses_sqlite:
+        keys.create_schema()  # on PostgreSQL the migrations create it, as the owner
+    return keys
 
 
 def authorizer_for(settings: Settings, service: str) -> Authorizer:
@@ -105,8 +124,6 @@ def prepare(settings: Settings) -> TenantRegistry:
         registry.create_schema()
         WorklogStore(engine).create_schema()
     keys = open_keys(settings, engine=engine)
-    if settings.uses_sqlite:
-        keys.create_schema()
     for slug, name in DEMO_TENANTS:
         tenant = registry.ensure(slug, region=settings.region, display_name=name)
         keys.provision(tenant.id)

@@ -86,6 +86,17 @@ def _tenants(args: argparse.Namespace) -> int:
         tenant = registry.provision(args.slug, region=args.region or _settings(args).region,
                                     display_name=args.name, actor="cli")
         print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}")
+        if args.key_provider or args.key_id:
+            from services.demo_state import open_keys
+            from tenancy.keys import KeyRef
+
+            # Customer-managed from the start: the tenant's own key, in its own KMS/HSM.
+            keys = open_keys(_settings(args))
+            provider = args.key_provider or "customer-local"
+            ref = (KeyRef(provider, args.key_id) if args.key_id
+                   else keys.provider(provider).create_key(tenant_id=tenant.id))
+            keys.provision(tenant.id, key=ref)
+            print(f"{tenant.slug}\tkey\t{ref.provider}:{ref.key_id}\tcustomer")
     elif args.action == "list":
         for tenant in registry.list():
             print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}\t"
@@ -232,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("slug")
     create.add_argument("--region", help="home region (default: $TENANCY_REGION)")
     create.add_argument("--name", help="display name")
+    create.add_argument("--key-provider", help="customer-managed key: the provider holding it "
+                                               "(default platform-managed keys)")
+    create.add_argument("--key-id", help="customer-managed key: its id in that provider")
     data_dir(create)
     listing = actions.add_parser("list", help="list tenants")
     data_dir(listing)

@@ -112,3 +112,13 @@ def test_offboarding_shreds_the_tenants_keys(tmp_path: Path,
     assert code == 0 and "keys destroyed" in out
     assert "\tdestroyed\t" in run(capsys, "keys", "status", "--tenant", "globex",
                                   "--data-dir", d)[1]
+
+
+def test_tenant_created_with_a_customer_managed_key(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "tenants", "create", "initech", "--key-provider",
+                       "customer-local", "--data-dir", d)
+    assert code == 0 and "\tkey\tcustomer-local:" in out
+    status = run(capsys, "keys", "status", "--tenant", "initech", "--data-dir", d)[1]
+    assert "\tcustomer\tactive\tenabled" in status
