@@ -62,13 +62,14 @@ class Principal:
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     assurance: Assurance = Assurance.SINGLE_FACTOR
+    device_trusted: bool = False  # the IdP vouches for a managed device (support staff)
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # Principals key the decision cache on every request; hash the fields once.
         object.__setattr__(self, "_hash", hash((self.issuer, self.tenant_id, self.subject,
                                                 self.kind.value, self.roles, self.scopes,
-                                                int(self.assurance))))
+                                                int(self.assurance), self.device_trusted)))
 
     def __hash__(self) -> int:
         return self._hash

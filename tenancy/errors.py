@@ -161,6 +161,33 @@ class UnsealedWrite(KeyManagementError, ValueError):
     code = "unsealed-write"
 
 
+# -- support access --------------------------------------------------------------------
+
+
+class SupportAccessError(TenancyError):
+    """Base for support-access refusals."""
+
+    code = "support-access-error"
+
+
+class ConsentRefused(SupportAccessError):
+    """An approval, denial or revocation that the rules do not allow: self-approval, a
+    non-admin or another tenant's admin, no MFA, wider scopes or a longer duration than
+    allowed, or a grant not in a state that allows it."""
+
+    code = "consent-refused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoActiveGrant(SupportAccessError):
+    """A support principal asked for a tenant it holds no active grant for."""
+
+    code = "no-active-grant"
+
+
 # -- propagation -----------------------------------------------------------------------
 
 

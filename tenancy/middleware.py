@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -31,9 +33,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenancy.authn import Authentication, Authenticator, build_context
 from tenancy.authz.authorizer import Authorizer, bind_authorizer, unbind_authorizer
-from tenancy.authz.decision import Action
+from tenancy.authz.decision import Action, GrantFacts
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.context import TenantContext
+from tenancy.context import Principal, PrincipalKind, TenantContext
 from tenancy.context import enter as _bind
 from tenancy.context import leave as _unbind
 from tenancy.errors import (
@@ -42,6 +44,7 @@ from tenancy.errors import (
     DecisionUnavailable,
     InvalidToken,
     MissingCredentials,
+    NoActiveGrant,
     NotFound,
     TenancyError,
     UnknownTenant,
@@ -49,12 +52,17 @@ from tenancy.errors import (
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.headers import MEMBER_LIST_HEADERS, normalize, without_tenant_members
 from tenancy.problems import problem_response
+from tenancy.support.model import Grant
+from tenancy.support.service import SupportAccess
 from tenancy.tenants.model import Tenant, validate_region
 from tenancy.tenants.registry import TenantRegistry
 
 Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Support staff name the tenant they work on here (it must not mention "tenant": such
+# headers are stripped as caller say-so).
+SUPPORT_TARGET_HEADER = "x-support-target"
 _CONNECTION_TYPES = frozenset({"http", "websocket"})
 
 
@@ -79,6 +87,9 @@ class TenancyMiddleware:
             handlers can then ``await tenancy.authz.authorize(action, resource)``.
         routes: the app's routes, so the decision names the route template (the
             middleware runs before the router); a path no route matches is a 404.
+        support: the support-access workflow; with it, support staff name a target
+            tenant in ``support_target_header`` and are admitted only under an active
+            grant (their scopes narrowed to the grant's). Without it they are refused.
     """
 
     def __init__(
@@ -97,6 +108,8 @@ class TenancyMiddleware:
         startup_audit: Callable[[], Sequence[object]] | None = None,
         authorizer: Authorizer | None = None,
         routes: Sequence[BaseRoute] = (),
+        support: SupportAccess | None = None,
+        support_target_header: str = SUPPORT_TARGET_HEADER,
     ) -> None:
         if not isinstance(verifier, Authenticator):
             raise ConfigurationError("TenancyMiddleware needs an Authenticator "
@@ -109,6 +122,11 @@ class TenancyMiddleware:
             raise ConfigurationError("an authorizer needs the app's routes to name them")
         self.app = app
         self._authorizer = authorizer
+        self._support = support
+        self._support_header = support_target_header.lower().encode("latin-1")
+        if b"tenant" in self._support_header:
+            raise ConfigurationError("the support target header must not be stripped as a "
+                                     "tenant header: choose a name without 'tenant'")
         self._routes = tuple(routes)
         self._static_actions: dict[tuple[str, str], Action] = {}
         self._verifier = verifier
@@ -145,18 +163,26 @@ class TenancyMiddleware:
             now = self._clock.timestamp()
             # Hot path: token and tenant both cached, so nothing is awaited.
             admitted = self._admit_cached(token, now)
+            grant: GrantFacts | None = None
             if admitted is None:
-                admitted = await self._admit(token, now)
+                auth, tenant, grant = await self._admit(token, now, scope)
+                admitted = (auth, tenant)
             ctx = self._context(*admitted, path, request_id)
+            if grant is not None:
+                ctx = _under_grant(ctx, grant)
             if self._authorizer is not None:
                 # Hot path: a cached decision needs no await.
                 action = self._action(scope)
                 status = admitted[1].status.value
-                decision = self._authorizer.cached(ctx, action, now=now, tenant_status=status)
+                decision = self._authorizer.cached(ctx, action, now=now, tenant_status=status,
+                                                   grant=grant)
                 if decision is None:
                     decision = await self._authorizer.decide(ctx, action, now=now,
-                                                             tenant_status=status)
+                                                             tenant_status=status, grant=grant)
                 decision.enforce()
+            if grant is not None and self._support is not None:
+                await anyio.to_thread.run_sync(self._record_support_use, grant, request_id,
+                                               path)
         except TenancyError as exc:
             self._refused(exc, request_id)
             await self._refuse(exc, scope, receive, send, request_id)
@@ -229,14 +255,76 @@ class TenancyMiddleware:
 
     def _admit_cached(self, token: bytes, now: float) -> tuple[Authentication, Tenant] | None:
         verified = self._verifier.cached(token, now=now)
-        if verified is None:
-            return None
+        if verified is None or verified.principal.kind is PrincipalKind.SUPPORT:
+            return None  # support staff take the slow path: their grant is read every time
         tenant = self._tenants.peek(verified.principal.tenant_id, now=now)
         return None if tenant is None else (verified, tenant)
 
-    async def _admit(self, token: bytes, now: float) -> tuple[Authentication, Tenant]:
+    async def _admit(self, token: bytes, now: float,
+                     scope: Scope) -> tuple[Authentication, Tenant, GrantFacts | None]:
         verified = await self._verifier.authenticate(token, now=now)
-        return verified, await self._resolve(verified.principal.tenant_id)
+        if verified.principal.kind is not PrincipalKind.SUPPORT:
+            return verified, await self._resolve(verified.principal.tenant_id), None
+        return await self._admit_support(verified, now, scope)
+
+    async def _admit_support(self, verified: Authentication, now: float,
+                             scope: Scope) -> tuple[Authentication, Tenant, GrantFacts | None]:
+        """Support staff: the tenant is the one they name (edge) or the one their grant
+        was for (a context token downstream), and only an active grant admits them. The
+        grant is read on every request, so a revocation holds on the very next one."""
+        if self._support is None:
+            raise NoActiveGrant("this service does not admit support staff")
+        principal = verified.principal
+        if verified.caller is not None:  # a context token: the tenant and grant are signed
+            tenant = await self._resolve(principal.tenant_id)
+            found = None
+            if verified.support_grant_id is not None:
+                found = await anyio.to_thread.run_sync(self._support_grant, tenant.id,
+                                                       verified.support_grant_id)
+            if found is None or (found.engineer, found.engineer_issuer) != (
+                    principal.subject, principal.issuer):
+                raise NoActiveGrant("no active grant for this tenant")
+        else:
+            target = _header(scope, self._support_header)
+            if not target:
+                raise NoActiveGrant("support staff name the tenant in " +
+                                    self._support_header.decode())
+            tenant = await self._target(target)
+            found = await anyio.to_thread.run_sync(self._active_grant, tenant.id, principal)
+            if found is None:
+                raise NoActiveGrant("no active grant for this tenant")
+        when = datetime.fromtimestamp(now, UTC)
+        expires = found.expires_at()
+        assert expires is not None
+        return verified, tenant, GrantFacts(found.id, found.tenant_id, found.scopes,
+                                            expires.timestamp(), found.active_at(when))
+
+    def _support_grant(self, tenant_id: str, grant_id: str) -> Grant | None:
+        assert self._support is not None
+        try:
+            grant = self._support.get(tenant_id, grant_id)
+        except NotFound:
+            return None
+        return grant if grant.active_at(self._clock.now()) else None
+
+    def _active_grant(self, tenant_id: str, principal: Principal) -> Grant | None:
+        assert self._support is not None
+        return self._support.active_grant(tenant_id, principal)
+
+    def _record_support_use(self, grant: GrantFacts, request_id: str, path: str) -> None:
+        assert self._support is not None
+        self._support.record_use(self._support.get(grant.tenant_id, grant.id),
+                                 request_id=request_id, route=path)
+
+    async def _target(self, value: str) -> Tenant:
+        """The tenant a support principal names, by slug or id; unknown is a 404."""
+        try:
+            return await anyio.to_thread.run_sync(self._tenants.get_by_slug, value)
+        except (UnknownTenant, ValueError):
+            try:
+                return await anyio.to_thread.run_sync(self._tenants.get, value)
+            except (UnknownTenant, ValueError) as exc:
+                raise NotFound("no such tenant") from exc
 
     def _context(
         self, auth: Authentication, tenant: Tenant, path: str, request_id: str
@@ -340,7 +428,20 @@ _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(1)
 
 
-_REFUSAL_ACTIONS = {AccessDenied: "authz.denied", DecisionUnavailable: "authz.unavailable"}
+_REFUSAL_ACTIONS = {AccessDenied: "authz.denied", DecisionUnavailable: "authz.unavailable",
+                    NoActiveGrant: "support.refused"}
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1")).strip()
+    return None
+
+
+def _under_grant(ctx: TenantContext, grant: GrantFacts) -> TenantContext:
+    """The context of a support principal under ``grant``: it names the grant, and the
+    principal holds only the scopes both its token and the grant allow."""
+    principal = replace(ctx.principal, scopes=ctx.principal.scopes & grant.scopes)
+    return replace(ctx, principal=principal, support_grant_id=grant.id)
 
 
 def context_of(scope: dict[str, Any]) -> TenantContext | None:

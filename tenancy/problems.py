@@ -38,6 +38,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.KeySourceUnavailable: ProblemSpec(503, "Identity keys unavailable"),
     errors.AccessDenied: ProblemSpec(403, "Forbidden"),
     errors.DecisionUnavailable: ProblemSpec(503, "Authorization decision unavailable"),
+    errors.ConsentRefused: ProblemSpec(403, "Consent refused", show_detail=True),
+    errors.NoActiveGrant: ProblemSpec(403, "No active support grant"),
     errors.KeyDestroyed: ProblemSpec(410, "Data destroyed"),
     errors.KeyUnavailable: ProblemSpec(503, "Tenant key unavailable"),
     errors.DecryptionFailed: ProblemSpec(500, "Stored data failed its integrity check"),

@@ -8,7 +8,14 @@ undefined) refuses.
 from tenancy.authz.authorizer import Authorizer, authorize, bind_authorizer, unbind_authorizer
 from tenancy.authz.bundle import PolicyBundle, default_policy_dir
 from tenancy.authz.cache import DecisionCache
-from tenancy.authz.decision import Action, Decision, Resource, build_input, decision_from
+from tenancy.authz.decision import (
+    Action,
+    Decision,
+    GrantFacts,
+    Resource,
+    build_input,
+    decision_from,
+)
 from tenancy.authz.embedded import EmbeddedRego
 from tenancy.authz.log import (
     DecisionLogSink,
@@ -28,6 +35,7 @@ __all__ = [
     "DecisionLogSink",
     "DecisionRecord",
     "EmbeddedRego",
+    "GrantFacts",
     "JsonLinesDecisionLog",
     "MemoryDecisionLog",
     "OPAServer",

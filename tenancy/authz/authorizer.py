@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from tenancy.authz.bundle import PolicyBundle
 from tenancy.authz.cache import DecisionCache
-from tenancy.authz.decision import Action, Decision, Resource, build_input
+from tenancy.authz.decision import Action, Decision, GrantFacts, Resource, build_input
 from tenancy.authz.log import DecisionLogSink, DecisionRecord, new_decision_id
 from tenancy.authz.pdp import PolicyDecisionPoint
 from tenancy.clock import SYSTEM_CLOCK, Clock
@@ -66,17 +66,18 @@ class Authorizer:
             bundle.subscribe(lambda b: cache_.invalidate(b.revision))
 
     def _key(self, ctx: TenantContext, action: Action, resource: Resource | None,
-             tenant_status: str) -> Hashable:
+             tenant_status: str, grant: GrantFacts | None = None) -> Hashable:
         # Everything the input holds except the time (see tenancy.authz.cache).
         return (self.pdp.revision, ctx.tenant_id, ctx.region, tenant_status, ctx.principal,
-                ctx.caller, ctx.support_grant_id, action, resource)
+                ctx.caller, ctx.support_grant_id, action, resource, grant)
 
     def cached(self, ctx: TenantContext, action: Action, *, now: float,
-               tenant_status: str = ACTIVE, resource: Resource | None = None) -> Decision | None:
+               tenant_status: str = ACTIVE, resource: Resource | None = None,
+               grant: GrantFacts | None = None) -> Decision | None:
         """The cached decision, if any; no I/O. A hit is logged like any decision."""
         if self._cache is None:
             return None
-        hit = self._cache.get(self._key(ctx, action, resource, tenant_status), now)
+        hit = self._cache.get(self._key(ctx, action, resource, tenant_status, grant), now)
         if hit is not None and self._log is not None:
             if self._repeat is not None:
                 self._repeat(hit, now, self.service)  # the cheap path for hot caches
@@ -86,19 +87,21 @@ class Authorizer:
         return hit
 
     async def decide(self, ctx: TenantContext, action: Action, *, now: float | None = None,
-                     tenant_status: str = ACTIVE, resource: Resource | None = None) -> Decision:
+                     tenant_status: str = ACTIVE, resource: Resource | None = None,
+                     grant: GrantFacts | None = None) -> Decision:
         """The decision for ``ctx`` doing ``action``, from the cache or the engine.
 
         Raises:
             DecisionUnavailable: the engine failed, timed out or gave no valid decision.
         """
         now = self._clock.timestamp() if now is None else now
-        hit = self.cached(ctx, action, now=now, tenant_status=tenant_status, resource=resource)
+        hit = self.cached(ctx, action, now=now, tenant_status=tenant_status, resource=resource,
+                          grant=grant)
         if hit is not None:
             return hit
-        key = self._key(ctx, action, resource, tenant_status)
+        key = self._key(ctx, action, resource, tenant_status, grant)
         document = build_input(ctx, service=self.service, action=action, now=now,
-                               tenant_status=tenant_status, resource=resource)
+                               tenant_status=tenant_status, resource=resource, grant=grant)
         started = time.perf_counter()
         decision: Decision | None = None
         try:
@@ -121,14 +124,16 @@ class Authorizer:
         return decision
 
     async def authorize(self, ctx: TenantContext, action: Action, *,
-                        resource: Resource | None = None, tenant_status: str = ACTIVE) -> Decision:
+                        resource: Resource | None = None, tenant_status: str = ACTIVE,
+                        grant: GrantFacts | None = None) -> Decision:
         """Like :meth:`decide`, then enforce.
 
         Raises:
             AccessDenied: the policy said no.
             DecisionUnavailable: no valid decision could be had.
         """
-        decision = await self.decide(ctx, action, resource=resource, tenant_status=tenant_status)
+        decision = await self.decide(ctx, action, resource=resource, tenant_status=tenant_status,
+                                     grant=grant)
         return decision.enforce()
 
     def close(self) -> None:

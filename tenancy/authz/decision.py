@@ -61,6 +61,21 @@ class Resource:
 
 
 @dataclass(frozen=True, slots=True)
+class GrantFacts:
+    """What the policy needs to know of a support grant (hashable: part of the cache key)."""
+
+    id: str
+    tenant_id: str
+    scopes: frozenset[str]
+    expires_at: float
+    active: bool
+
+    def as_input(self) -> dict[str, Any]:
+        return {"id": self.id, "tenant_id": self.tenant_id, "scopes": sorted(self.scopes),
+                "expires_at": int(self.expires_at), "active": self.active}
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """A policy's answer. ``enforce()`` raises unless it allows."""
 
@@ -84,7 +99,8 @@ class Decision:
 
 
 def build_input(ctx: TenantContext, *, service: str, action: Action, now: float,
-                tenant_status: str, resource: Resource | None = None) -> dict[str, Any]:
+                tenant_status: str, resource: Resource | None = None,
+                grant: GrantFacts | None = None) -> dict[str, Any]:
     """The policy input for ``ctx`` doing ``action`` (to ``resource``, default: the tenant
     itself) at ``now``. Only verified facts go in; nothing from the request body."""
     principal = ctx.principal
@@ -101,11 +117,13 @@ def build_input(ctx: TenantContext, *, service: str, action: Action, now: float,
             "scopes": sorted(principal.scopes),
             "mfa": principal.mfa,
             "assurance": int(principal.assurance),
+            "device_trusted": principal.device_trusted,
             "caller": ctx.caller,
             "support_grant_id": ctx.support_grant_id,
         },
         "tenant": {"id": ctx.tenant_id, "region": ctx.region, "status": tenant_status},
         "resource": (resource or Resource(tenant_id=ctx.tenant_id)).as_input(),
+        "support_grant": None if grant is None else grant.as_input(),
     }
 
 

@@ -11,6 +11,7 @@ from tenancy.errors import InvalidToken
 
 TENANT_CLAIM = "tid"
 KIND_CLAIM = "kind"
+DEVICE_CLAIM = "trusted_device"
 MAX_SUBJECT_LENGTH = 255
 
 # RFC 8176 methods that prove possession of a hardware-bound key.
@@ -68,6 +69,7 @@ def principal_from(
         roles=frozenset(_strings(claims.get("roles"), "roles")),
         scopes=frozenset(scope.split()),
         assurance=assurance_from(claims.get("amr")),
+        device_trusted=claims.get(DEVICE_CLAIM) is True,
     )
 
 

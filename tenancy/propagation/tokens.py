@@ -111,6 +111,8 @@ class ContextTokenMinter:
         }
         if ctx.support_grant_id is not None:
             claims["sgid"] = ctx.support_grant_id
+        if principal.device_trusted:
+            claims["dvt"] = True
         if body is not None:
             claims["bdy"] = body_digest(body)
         key = self._keyring.active

@@ -272,6 +272,7 @@ def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:
         roles=frozenset(roles),
         scopes=scopes,
         assurance=assurance,
+        device_trusted=claims.get("dvt") is True,
     )
 
 

@@ -62,7 +62,7 @@ _role_scopes contains scope if {
 
 # People get what their token carries and their roles grant, both.
 effective_scopes contains scope if {
-	input.principal.kind != "service"
+	input.principal.kind == "user"
 	some scope in input.principal.scopes
 	scope in _role_scopes
 }
@@ -72,6 +72,19 @@ effective_scopes contains scope if {
 	input.principal.kind == "service"
 	some scope in input.principal.scopes
 	scope in object.get(data.tenancy.service_scopes, input.principal.subject, [])
+}
+
+# Support staff get what the tenant's admin consented to in the grant, nothing else.
+effective_scopes contains scope if {
+	input.principal.kind == "support"
+	_grant_active
+	some scope in input.support_grant.scopes
+}
+
+_grant_active if {
+	input.support_grant.active == true
+	input.now < input.support_grant.expires_at
+	input.support_grant.tenant_id == input.tenant.id
 }
 
 # -- why not --------------------------------------------------------------------------
@@ -94,13 +107,39 @@ reasons contains "mfa_required" if {
 	not input.principal.mfa
 }
 
-reasons contains "tenant_mismatch" if input.principal.tenant_id != input.resource.tenant_id
+# A person or service of the tenant acts on the tenant's own resources.
+reasons contains "tenant_mismatch" if {
+	input.principal.kind != "support"
+	input.principal.tenant_id != input.resource.tenant_id
+}
+
+# Support staff act on the resources of the tenant that granted them access, only.
+reasons contains "tenant_mismatch" if {
+	input.principal.kind == "support"
+	input.resource.tenant_id != input.tenant.id
+}
 
 reasons contains "tenant_not_active" if input.tenant.status != "active"
 
-# Support staff act only under an active, consented grant (filled in with support access).
-reasons contains "support_requires_grant" if input.principal.kind == "support"
+# Support staff act only under an active, consented grant, with MFA, from a trusted device.
+reasons contains "support_requires_grant" if {
+	input.principal.kind == "support"
+	not _grant_active
+}
+
+reasons contains "mfa_required" if {
+	input.principal.kind == "support"
+	not input.principal.mfa
+}
+
+reasons contains "untrusted_device" if {
+	input.principal.kind == "support"
+	not input.principal.device_trusted
+}
 
 # -- how long the answer holds --------------------------------------------------------
 
 default _valid_until := null
+
+# A decision under a grant holds no longer than the grant.
+_valid_until := input.support_grant.expires_at if input.principal.kind == "support"

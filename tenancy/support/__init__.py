@@ -1,0 +1,19 @@
+"""Time-boxed, consented support access: the tenant's admin decides, the grant expires."""
+
+from tenancy.support.model import TICKET_GRACE, Grant, GrantState
+from tenancy.support.notify import LoggingNotifier, MemoryNotifier, Notice, Notifier, OutboxNotifier
+from tenancy.support.service import ADMIN_ROLE, SupportAccess, is_write_scope
+
+__all__ = [
+    "ADMIN_ROLE",
+    "TICKET_GRACE",
+    "Grant",
+    "GrantState",
+    "LoggingNotifier",
+    "MemoryNotifier",
+    "Notice",
+    "Notifier",
+    "OutboxNotifier",
+    "SupportAccess",
+    "is_write_scope",
+]

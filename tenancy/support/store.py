@@ -1,0 +1,168 @@
+"""Grants and their trail in two tenant-owned tables (``tenant_id`` first; RLS on PG)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+
+from tenancy.scoping.rls import set_tenant
+from tenancy.support.model import Grant, GrantState
+
+metadata = MetaData()
+
+grants = Table(
+    "tenancy_support_grants", metadata,
+    Column("tenant_id", String(36), nullable=False),
+    Column("id", String(36), nullable=False),
+    Column("engineer", String(255), nullable=False),
+    Column("engineer_issuer", String(512), nullable=False),
+    Column("ticket_id", String(128), nullable=False),
+    Column("justification", Text, nullable=False),
+    Column("requested_scopes", Text, nullable=False),
+    Column("requested_seconds", Float, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("pending_until", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("seconds", Float),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", String(255)),
+    Column("ticket_closed_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(255)),
+    Column("break_glass", Boolean, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+trail = Table(
+    "tenancy_support_trail", metadata,
+    Column("tenant_id", String(36), nullable=False),
+    Column("grant_id", String(36), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "grant_id", "seq"),
+)
+
+
+class GrantStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self._engine)
+
+    @contextmanager
+    def transaction(self, tenant_id: str) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                set_tenant(conn, tenant_id)
+            yield conn
+
+    def put(self, conn: Connection, grant: Grant) -> None:
+        values = _values(grant)
+        done = conn.execute(update(grants).where(grants.c.tenant_id == grant.tenant_id,
+                                                 grants.c.id == grant.id).values(**values))
+        if done.rowcount == 0:
+            conn.execute(grants.insert().values(tenant_id=grant.tenant_id, id=grant.id,
+                                                **values))
+
+    def get(self, conn: Connection, tenant_id: str, grant_id: str) -> Grant | None:
+        row = conn.execute(select(grants).where(grants.c.tenant_id == tenant_id,
+                                                grants.c.id == grant_id)).first()
+        return None if row is None else _grant(row)
+
+    def of_tenant(self, conn: Connection, tenant_id: str) -> list[Grant]:
+        rows = conn.execute(select(grants).where(grants.c.tenant_id == tenant_id)
+                            .order_by(grants.c.requested_at.desc()))
+        return [_grant(r) for r in rows]
+
+    def of_engineer(self, conn: Connection, tenant_id: str, engineer: str,
+                    issuer: str) -> list[Grant]:
+        rows = conn.execute(select(grants).where(
+            grants.c.tenant_id == tenant_id, grants.c.engineer == engineer,
+            grants.c.engineer_issuer == issuer, grants.c.state == GrantState.APPROVED.value))
+        return [_grant(r) for r in rows]
+
+    def by_ticket(self, conn: Connection, ticket_id: str) -> list[Grant]:
+        rows = conn.execute(select(grants).where(grants.c.ticket_id == ticket_id))
+        return [_grant(r) for r in rows]
+
+    def record(self, conn: Connection, grant: Grant, *, at: datetime, actor: str,
+               action: str, detail: dict[str, Any]) -> None:
+        seq = conn.execute(select(func.coalesce(func.max(trail.c.seq), 0)).where(
+            trail.c.tenant_id == grant.tenant_id, trail.c.grant_id == grant.id)).scalar_one()
+        conn.execute(trail.insert().values(
+            tenant_id=grant.tenant_id, grant_id=grant.id, seq=int(seq) + 1, at=at, actor=actor,
+            action=action, detail=json.dumps(detail, sort_keys=True)))
+
+    def trail_of(self, conn: Connection, tenant_id: str, grant_id: str) -> list[dict[str, Any]]:
+        rows = conn.execute(select(trail).where(trail.c.tenant_id == tenant_id,
+                                                trail.c.grant_id == grant_id)
+                            .order_by(trail.c.seq))
+        return [{"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
+                 "detail": json.loads(r.detail)} for r in rows]
+
+
+def _values(grant: Grant) -> dict[str, Any]:
+    return {
+        "engineer": grant.engineer, "engineer_issuer": grant.engineer_issuer,
+        "ticket_id": grant.ticket_id, "justification": grant.justification,
+        "requested_scopes": json.dumps(sorted(grant.requested_scopes)),
+        "requested_seconds": grant.requested_duration.total_seconds(),
+        "requested_at": grant.requested_at, "pending_until": grant.pending_until,
+        "state": grant.state.value, "scopes": json.dumps(sorted(grant.scopes)),
+        "seconds": None if grant.duration is None else grant.duration.total_seconds(),
+        "decided_at": grant.decided_at, "decided_by": grant.decided_by,
+        "ticket_closed_at": grant.ticket_closed_at, "revoked_at": grant.revoked_at,
+        "revoked_by": grant.revoked_by, "break_glass": grant.break_glass,
+    }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _grant(row: Row[Any]) -> Grant:
+    return Grant(
+        id=row.id, tenant_id=row.tenant_id, engineer=row.engineer,
+        engineer_issuer=row.engineer_issuer, ticket_id=row.ticket_id,
+        justification=row.justification,
+        requested_scopes=frozenset(json.loads(row.requested_scopes)),
+        requested_duration=timedelta(seconds=row.requested_seconds),
+        requested_at=_aware(row.requested_at),  # type: ignore[arg-type]
+        pending_until=_aware(row.pending_until),  # type: ignore[arg-type]
+        state=GrantState(row.state), scopes=frozenset(json.loads(row.scopes)),
+        duration=None if row.seconds is None else timedelta(seconds=row.seconds),
+        decided_at=_aware(row.decided_at), decided_by=row.decided_by,
+        ticket_closed_at=_aware(row.ticket_closed_at), revoked_at=_aware(row.revoked_at),
+        revoked_by=row.revoked_by, break_glass=bool(row.break_glass),
+    )
