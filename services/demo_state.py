@@ -26,11 +26,14 @@ from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
 from tenancy.keys.local import ROOT_KEY_ENV
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
+from tenancy.support import OutboxNotifier, SupportAccess
 from tenancy.tenants import TenantRegistry
 
 logger = logging.getLogger("tenancy.demo")
 
 DEMO_TENANTS = (("acme", "Acme Corporation"), ("globex", "Globex Inc."))
+# Support staff's tokens name the platform's own tenant, which serves no customer data.
+STAFF_TENANT_ID = "00000000-0000-4000-8000-000000000001"
 EDGE = "edge"
 
 
@@ -98,6 +101,15 @@ def open_keys(settings: Settings, *, engine: Engine | None = None) -> TenantKeys
     return keys
 
 
+def open_support(settings: Settings, *, engine: Engine | None = None) -> SupportAccess:
+    """Support access over the demo's database; notices go to ``outbox/`` as JSON."""
+    support = SupportAccess(engine or open_engine(settings),
+                            notifier=OutboxNotifier(settings.data_dir / "outbox"))
+    if settings.uses_sqlite:
+        support.create_schema()
+    return support
+
+
 def authorizer_for(settings: Settings, service: str) -> Authorizer:
     """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
     (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
@@ -124,6 +136,7 @@ def prepare(settings: Settings) -> TenantRegistry:
         registry.create_schema()
         WorklogStore(engine).create_schema()
     keys = open_keys(settings, engine=engine)
+    open_support(settings, engine=engine)
     for slug, name in DEMO_TENANTS:
         tenant = registry.ensure(slug, region=settings.region, display_name=name)
         keys.provision(tenant.id)

@@ -57,22 +57,32 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
-    from services.demo_state import open_registry
+    from services.demo_state import STAFF_TENANT_ID, open_registry
+    from tenancy.context import PrincipalKind
     from tenancy.identity import DevIssuer
 
     settings = _settings(args)
-    tenant = open_registry(settings).get_by_slug(args.tenant)
     issuer = DevIssuer.load_or_create(settings.data_dir)
     roles = [r for r in args.roles.split(",") if r]
+    kind = PrincipalKind(args.kind)
+    if kind is PrincipalKind.SUPPORT:
+        tenant_id = STAFF_TENANT_ID  # staff belong to the platform, not to a customer tenant
+    else:
+        if not args.tenant:
+            raise ValueError("--tenant is required for users")
+        tenant_id = open_registry(settings).get_by_slug(args.tenant).id
+    extra = {"trusted_device": True} if args.trusted_device else None
     print(
         issuer.mint(
-            tenant_id=tenant.id,
+            tenant_id=tenant_id,
             subject=args.sub,
             audience=settings.audience,
             roles=roles,
             scopes=args.scopes.split(),
             mfa=args.mfa,
             ttl=args.ttl,
+            kind=kind,
+            extra_claims=extra,
         )
     )
     return 0
@@ -227,7 +237,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
-    token.add_argument("--tenant", required=True, help="tenant slug")
+    token.add_argument("--tenant", help="tenant slug (users)")
+    token.add_argument("--kind", choices=["user", "support"], default="user",
+                       help="support: platform staff, who reach a tenant only under a grant")
+    token.add_argument("--trusted-device", action="store_true",
+                       help="claim a managed device (support staff need it)")
     token.add_argument("--sub", required=True, help="subject (user id)")
     token.add_argument("--roles", default="member", help="comma-separated roles")
     token.add_argument("--scopes", default="worklogs:read worklogs:write",

@@ -33,6 +33,7 @@ from tenancy.events import EventSink
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
 from tenancy.propagation import ContextTokenMinter, ServiceKeyring
+from tenancy.support import SupportAccess
 from tenancy.tenants import TenantRegistry
 
 BACKEND = "worklogs"
@@ -68,6 +69,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: float = 10.0,
     authorizer: Authorizer | None = None,
+    support: SupportAccess | None = None,
 ) -> Starlette:
     """Build the edge in front of the worklogs backend at ``worklogs_url``.
 
@@ -114,6 +116,7 @@ def create_app(
     routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]
     middleware = [Middleware(TenancyMiddleware, verifier=verifier, tenants=tenants,
                              region=region, public_paths=("/healthz", JWKS_PATH),
-                             events=events, authorizer=authorizer, routes=routes)]
+                             events=events, authorizer=authorizer, routes=routes,
+                             support=support)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers=exception_handlers())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from services.demo_state import EDGE, authorizer_for, edge_keyring_dir, open_engine
+from services.demo_state import EDGE, authorizer_for, edge_keyring_dir, open_engine, open_support
 from services.edge.app import create_app
+from tenancy.context import PrincipalKind
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
 from tenancy.propagation import ServiceKeyring
@@ -16,8 +17,10 @@ from tenancy.tenants import TenantRegistry
 def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
     """The edge over the demo's state; users' tokens must be minted for ``settings.audience``."""
     keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
+    # The dev issuer also stands in for the staff IdP: it may assert support principals.
     verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
-                                             algorithms=["EdDSA"])])
+                                             algorithms=["EdDSA"],
+                                             kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))])
     return create_app(
         verifier=verifier,
         tenants=TenantRegistry(open_engine(settings)),
@@ -25,4 +28,5 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
         keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
         worklogs_url=worklogs_url,
         authorizer=authorizer_for(settings, EDGE),
+        support=open_support(settings),
     )

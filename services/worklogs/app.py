@@ -28,6 +28,7 @@ from tenancy.context import current, require_scope
 from tenancy.events import EventSink
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
+from tenancy.support import SupportAccess
 from tenancy.tenants import TenantRegistry
 
 READ = "worklogs:read"
@@ -44,6 +45,7 @@ def create_app(
     events: EventSink | None = None,
     startup_audit: Callable[[], Sequence[object]] | None = None,
     authorizer: Authorizer | None = None,
+    support: SupportAccess | None = None,
 ) -> Starlette:
     """Build the worklogs service around an already-configured store and verifier.
 
@@ -123,6 +125,7 @@ def create_app(
             startup_audit=startup_audit,
             authorizer=authorizer,
             routes=routes,
+            support=support,
         )
     ]
     @asynccontextmanager

@@ -12,9 +12,16 @@ import functools
 
 from starlette.applications import Starlette
 
-from services.demo_state import authorizer_for, edge_jwks_path, open_engine, open_keys
+from services.demo_state import (
+    authorizer_for,
+    edge_jwks_path,
+    open_engine,
+    open_keys,
+    open_support,
+)
 from services.worklogs.app import EXPORT, READ, WRITE, create_app
 from services.worklogs.store import WorklogStore
+from tenancy.context import PrincipalKind
 from tenancy.identity import JWKSKeySource
 from tenancy.propagation import ContextTokenVerifier, trusted_service
 from tenancy.scoping.audit import audit_engine
@@ -32,7 +39,8 @@ def build_worklogs(settings: Settings) -> Starlette:
     verifier = ContextTokenVerifier(
         audience=SERVICE,
         # The edge may delegate worklogs scopes and nothing else.
-        services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE, EXPORT})],
+        services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE, EXPORT},
+                                  kinds=[PrincipalKind.USER, PrincipalKind.SUPPORT])],
     )
     # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this process
     # is the application role, and refuses to start if the isolation audit finds a gap.
@@ -41,4 +49,5 @@ def build_worklogs(settings: Settings) -> Starlette:
     return create_app(store=store, verifier=verifier,
                       tenants=TenantRegistry(engine), region=settings.region,
                       startup_audit=startup_audit,
-                      authorizer=authorizer_for(settings, SERVICE))
+                      authorizer=authorizer_for(settings, SERVICE),
+                      support=open_support(settings, engine=engine))
