@@ -197,7 +197,8 @@ class TenancyMiddleware:
             await send(message)
 
         bound = _bind(ctx)
-        authorizing = None if self._authorizer is None else bind_authorizer(self._authorizer)
+        authorizing = (None if self._authorizer is None
+                       else bind_authorizer(self._authorizer, grant))
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:

@@ -83,7 +83,7 @@ class Authorizer:
                 self._repeat(hit, now, self.service)  # the cheap path for hot caches
             else:
                 self._record(ctx, action, resource, tenant_status, now, hit, cached=True,
-                             started=None)
+                             started=None, grant=grant)
         return hit
 
     async def decide(self, ctx: TenantContext, action: Action, *, now: float | None = None,
@@ -120,7 +120,7 @@ class Authorizer:
             self._cache.put(key, decision, now)
         if self._log is not None:
             self._record(ctx, action, resource, tenant_status, now, decision, cached=False,
-                         started=started)
+                         started=started, grant=grant)
         return decision
 
     async def authorize(self, ctx: TenantContext, action: Action, *,
@@ -144,27 +144,30 @@ class Authorizer:
 
     def _record(self, ctx: TenantContext, action: Action, resource: Resource | None,
                 tenant_status: str, now: float, decision: Decision, *, cached: bool,
-                started: float | None) -> None:
+                started: float | None, grant: GrantFacts | None = None) -> None:
         assert self._log is not None
         latency = 0.0 if started is None else (time.perf_counter() - started) * 1e6
         service = self.service
         self._log.record(DecisionRecord(
             at=now, service=service, decision=decision, cached=cached, latency_us=latency,
             input=lambda: build_input(ctx, service=service, action=action, now=now,
-                                      tenant_status=tenant_status, resource=resource)))
+                                      tenant_status=tenant_status, resource=resource,
+                                      grant=grant)))
 
 
-_authorizer: contextvars.ContextVar[Authorizer | None] = contextvars.ContextVar(
+_Bound = tuple[Authorizer, GrantFacts | None]
+_authorizer: contextvars.ContextVar[_Bound | None] = contextvars.ContextVar(
     "tenancy_authorizer", default=None)
 
 
-def bind_authorizer(authorizer: Authorizer) -> contextvars.Token[Authorizer | None]:
-    """Make ``authorizer`` the one :func:`authorize` uses in this context (the
-    middleware does this per request)."""
-    return _authorizer.set(authorizer)
+def bind_authorizer(authorizer: Authorizer,
+                    grant: GrantFacts | None = None) -> contextvars.Token[_Bound | None]:
+    """Make ``authorizer`` (and the request's support grant) what :func:`authorize` uses
+    in this context (the middleware does this per request)."""
+    return _authorizer.set((authorizer, grant))
 
 
-def unbind_authorizer(token: contextvars.Token[Authorizer | None]) -> None:
+def unbind_authorizer(token: contextvars.Token[_Bound | None]) -> None:
     _authorizer.reset(token)
 
 
@@ -178,8 +181,9 @@ async def authorize(action: str | Action, resource: Resource | None = None) -> D
         DecisionUnavailable: no authorizer is bound, or no valid decision could be had.
     """
     ctx = current()
-    authorizer = _authorizer.get()
-    if authorizer is None:
+    bound = _authorizer.get()
+    if bound is None:
         raise DecisionUnavailable("no authorizer is bound to this request")
+    authorizer, grant = bound
     named = Action.named(action) if isinstance(action, str) else action
-    return await authorizer.authorize(ctx, named, resource=resource)
+    return await authorizer.authorize(ctx, named, resource=resource, grant=grant)
