@@ -97,5 +97,63 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_data_keys TO tenancy_app;
 
 UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
 
+-- Running upgrade 0002 -> 0003
+
+CREATE TABLE tenancy_support_grants (
+    tenant_id VARCHAR(36) NOT NULL, 
+    id VARCHAR(36) NOT NULL, 
+    engineer VARCHAR(255) NOT NULL, 
+    engineer_issuer VARCHAR(512) NOT NULL, 
+    ticket_id VARCHAR(128) NOT NULL, 
+    justification TEXT NOT NULL, 
+    requested_scopes TEXT NOT NULL, 
+    requested_seconds FLOAT NOT NULL, 
+    requested_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    pending_until TIMESTAMP WITH TIME ZONE NOT NULL, 
+    state VARCHAR(16) NOT NULL, 
+    scopes TEXT NOT NULL, 
+    seconds FLOAT, 
+    decided_at TIMESTAMP WITH TIME ZONE, 
+    decided_by VARCHAR(255), 
+    ticket_closed_at TIMESTAMP WITH TIME ZONE, 
+    revoked_at TIMESTAMP WITH TIME ZONE, 
+    revoked_by VARCHAR(255), 
+    break_glass BOOLEAN NOT NULL, 
+    PRIMARY KEY (tenant_id, id)
+);
+
+CREATE TABLE tenancy_support_trail (
+    tenant_id VARCHAR(36) NOT NULL, 
+    grant_id VARCHAR(36) NOT NULL, 
+    seq INTEGER NOT NULL, 
+    at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    actor VARCHAR(255) NOT NULL, 
+    action VARCHAR(64) NOT NULL, 
+    detail TEXT NOT NULL, 
+    PRIMARY KEY (tenant_id, grant_id, seq)
+);
+
+ALTER TABLE tenancy_support_grants ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_support_grants FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_support_grants;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_support_grants USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_support_grants TO tenancy_app;
+
+ALTER TABLE tenancy_support_trail ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_support_trail FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_support_trail;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_support_trail USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_support_trail TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+
 COMMIT;
 

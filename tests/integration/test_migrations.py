@@ -16,6 +16,7 @@ from services.worklogs.store import WorklogStore
 from tenancy.context import bind
 from tenancy.scoping import TenantSession
 from tenancy.scoping.audit import audit_engine
+from tenancy.support import SupportAccess
 from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
 from tests.support.scoping_models import A, B, ctx
 
@@ -119,6 +120,32 @@ def test_tenant_keys_work_as_the_app_role_under_rls(migrated: tuple[str, str],
             raw = conn.execute(text("SELECT comment FROM worklogs")).scalar_one()
         assert tenants == {A}
         assert b"plaintext-marker" not in bytes(raw)
+        assert audit_engine(app) == []
+    finally:
+        app.dispose()
+
+
+def test_support_grants_work_as_the_app_role_under_rls(migrated: tuple[str, str]) -> None:
+    from datetime import timedelta
+
+    from tenancy.context import Assurance, Principal, PrincipalKind
+
+    _, app_url = migrated
+    app = create_engine(app_url)
+    try:
+        support = SupportAccess(app)
+        staff = Principal("https://idp", "00000000-0000-4000-8000-000000000001", "sam",
+                          kind=PrincipalKind.SUPPORT)
+        admin = Principal("https://idp", A, "ann", roles=frozenset({"admin"}),
+                          assurance=Assurance.MULTI_FACTOR)
+        grant = support.request(A, staff, ticket_id="T-1", justification="j",
+                                scopes=["worklogs:read"], duration=timedelta(hours=1))
+        support.approve(A, grant.id, admin)
+        support.request(B, staff, ticket_id="T-2", justification="j",
+                        scopes=["worklogs:read"], duration=timedelta(hours=1))
+        assert support.active_grant(A, staff) is not None
+        assert [g.ticket_id for g in support.grants(A)] == ["T-1"]  # B's request is not seen
+        assert len(support.close_ticket("T-1", tenant_id=A)) == 1
         assert audit_engine(app) == []
     finally:
         app.dispose()

@@ -1,0 +1,68 @@
+"""Support grants and their trail, tenant-owned, under forced RLS; DML for the app.
+
+Revision ID: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from tenancy.scoping.rls import grant_statements, rls_statements
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    grants = op.create_table(
+        "tenancy_support_grants",
+        sa.Column("tenant_id", sa.String(36), nullable=False),
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("engineer", sa.String(255), nullable=False),
+        sa.Column("engineer_issuer", sa.String(512), nullable=False),
+        sa.Column("ticket_id", sa.String(128), nullable=False),
+        sa.Column("justification", sa.Text, nullable=False),
+        sa.Column("requested_scopes", sa.Text, nullable=False),
+        sa.Column("requested_seconds", sa.Float, nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("pending_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),
+        sa.Column("seconds", sa.Float),
+        sa.Column("decided_at", sa.DateTime(timezone=True)),
+        sa.Column("decided_by", sa.String(255)),
+        sa.Column("ticket_closed_at", sa.DateTime(timezone=True)),
+        sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.Column("revoked_by", sa.String(255)),
+        sa.Column("break_glass", sa.Boolean, nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "id"),
+    )
+    trail = op.create_table(
+        "tenancy_support_trail",
+        sa.Column("tenant_id", sa.String(36), nullable=False),
+        sa.Column("grant_id", sa.String(36), nullable=False),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(255), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "grant_id", "seq"),
+    )
+    dialect = op.get_context().dialect
+    if dialect.name != "postgresql":
+        return
+    app_role = context.config.attributes.get("app_role")
+    if not app_role:
+        raise RuntimeError("PostgreSQL migrations need the application role name (app_role)")
+    for table in (grants, trail):
+        for statement in (*rls_statements(table, dialect),
+                          *grant_statements(app_role, [table], dialect)):
+            op.execute(statement)
+
+
+def downgrade() -> None:
+    op.drop_table("tenancy_support_trail")
+    op.drop_table("tenancy_support_grants")
