@@ -211,6 +211,69 @@ def _db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _support(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from services.demo_state import STAFF_TENANT_ID, open_registry, open_support
+    from tenancy.clock import SYSTEM_CLOCK
+    from tenancy.context import Assurance, Principal, PrincipalKind
+    from tenancy.identity import DEV_ISSUER
+    from tenancy.support import Grant
+
+    settings = _settings(args)
+    tenant = open_registry(settings).get_by_slug(args.tenant)
+    support = open_support(settings)
+
+    def scopes(text: str) -> list[str]:
+        return [s for s in text.replace(",", " ").split() if s]
+
+    def hours(value: float | None) -> timedelta | None:
+        return None if value is None else timedelta(hours=value)
+
+    def ends(grant: Grant) -> str:
+        expires = grant.expires_at()
+        return "-" if expires is None else expires.isoformat()
+
+    def admin() -> Principal:
+        # The operator acts as the named tenant user, with the roles and MFA it asserts.
+        return Principal(issuer=DEV_ISSUER, tenant_id=tenant.id, subject=args.actor,
+                         kind=PrincipalKind.USER,
+                         roles=frozenset(r for r in args.roles.split(",") if r),
+                         assurance=(Assurance.MULTI_FACTOR if getattr(args, "mfa", False)
+                                    else Assurance.SINGLE_FACTOR))
+
+    if args.action == "request":
+        engineer = Principal(issuer=DEV_ISSUER, tenant_id=STAFF_TENANT_ID, subject=args.actor,
+                             kind=PrincipalKind.SUPPORT)
+        duration = hours(args.hours)
+        assert duration is not None
+        grant = support.request(tenant.id, engineer, ticket_id=args.ticket,
+                                justification=args.justification, scopes=scopes(args.scopes),
+                                duration=duration)
+        print(grant.id)
+    elif args.action == "approve":
+        grant = support.approve(tenant.id, args.grant_id, admin(), duration=hours(args.hours),
+                                scopes=scopes(args.scopes) if args.scopes else None,
+                                allow_write=args.allow_write)
+        print(f"{grant.id}\tapproved\t{','.join(sorted(grant.scopes))}\t{ends(grant)}")
+    elif args.action == "deny":
+        grant = support.deny(tenant.id, args.grant_id, admin(), reason=args.reason)
+        print(f"{grant.id}\tdenied")
+    elif args.action == "revoke":
+        grant = support.revoke(tenant.id, args.grant_id, admin(), reason=args.reason)
+        print(f"{grant.id}\trevoked\t{ends(grant)}")
+    elif args.action == "list":
+        now = SYSTEM_CLOCK.now()
+        for grant in support.grants(tenant.id):
+            shown = grant.scopes or grant.requested_scopes
+            print(f"{grant.id}\t{grant.status_at(now)}\t{grant.engineer}\t{grant.ticket_id}\t"
+                  f"{','.join(sorted(shown))}\t{ends(grant)}")
+    elif args.action == "close-ticket":
+        for grant in support.close_ticket(args.ticket, tenant_id=tenant.id):
+            print(f"{grant.id}\tticket closed\t{ends(grant)}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenancy", description=__doc__)
     commands = parser.add_subparsers(title="commands")
@@ -308,6 +371,62 @@ def _parser() -> argparse.ArgumentParser:
     db_migrate.add_argument("--sql", action="store_true",
                             help="print the SQL instead of running it")
     db_migrate.set_defaults(handler=_db_migrate)
+    support = commands.add_parser(
+        "support", help="support access grants (operator tool: acts as the named people)",
+        description="Operator tool for support-access grants. It acts AS the people named "
+                    "with --as (and trusts --roles and --mfa as given): the engineer "
+                    "requesting, the tenant's admin deciding. It authenticates nobody; "
+                    "in production these decisions come from the people themselves, "
+                    "through their own authenticated sessions.")
+    support_actions = support.add_subparsers(dest="action", required=True)
+    as_help = "subject of the person this command acts as"
+
+    def hours(text: str) -> float:
+        value = float(text)
+        if not 0 < value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError("a positive number of hours")
+        return value
+
+    req = support_actions.add_parser("request", help="as a support engineer, request access")
+    req.add_argument("--tenant", required=True, help="tenant slug")
+    req.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
+                     help=as_help + " (a support engineer)")
+    req.add_argument("--ticket", required=True, help="the ticket that needs the access")
+    req.add_argument("--justification", required=True)
+    req.add_argument("--scopes", required=True, help="space- or comma-separated scopes")
+    req.add_argument("--hours", type=hours, required=True, help="requested duration")
+    for name, text in (("approve", "as the tenant's admin, approve a pending request"),
+                       ("deny", "as the tenant's admin, deny a pending request"),
+                       ("revoke", "as the tenant's admin, end an active grant now")):
+        decide = support_actions.add_parser(name, help=text)
+        decide.add_argument("grant_id", metavar="GRANT_ID")
+        decide.add_argument("--tenant", required=True, help="tenant slug")
+        decide.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
+                            help=as_help + " (a user of the tenant)")
+        decide.add_argument("--roles", default="", help="comma-separated roles it holds")
+        if name != "revoke":
+            decide.add_argument("--mfa", action="store_true",
+                                help="it authenticated with MFA (required to decide)")
+        if name == "approve":
+            decide.add_argument("--hours", type=hours,
+                                help="approved duration (default: as requested)")
+            decide.add_argument("--scopes", help="narrow to these scopes (default: as "
+                                                 "requested, minus writes)")
+            decide.add_argument("--allow-write", action="store_true",
+                                help="consent to write scopes too")
+        else:
+            decide.add_argument("--reason", required=True)
+        data_dir(decide)
+    grant_list = support_actions.add_parser(
+        "list", help="the tenant's grants: id, status, engineer, ticket, scopes, ends")
+    grant_list.add_argument("--tenant", required=True, help="tenant slug")
+    close = support_actions.add_parser(
+        "close-ticket", help="the ticket closed: its grants end 24 h from now at the latest")
+    close.add_argument("ticket", metavar="TICKET")
+    close.add_argument("--tenant", required=True, help="tenant slug")
+    for action in (req, grant_list, close):
+        data_dir(action)
+    support.set_defaults(handler=_support)
     return parser
 
 

@@ -126,7 +126,8 @@ class SupportAccess:
         """The tenant's admin (or the engineer, giving it back) ends a grant now."""
         grant = self.get(tenant_id, grant_id)
         now = self._clock.now()
-        is_engineer = (actor.subject, actor.issuer) == (grant.engineer, grant.engineer_issuer)
+        is_engineer = (actor.kind is PrincipalKind.SUPPORT and (actor.subject, actor.issuer)
+                       == (grant.engineer, grant.engineer_issuer))
         if not is_engineer:
             self._check_admin(grant, actor)
         if grant.state is not GrantState.APPROVED or not grant.active_at(now):
@@ -138,9 +139,11 @@ class SupportAccess:
                      subject=f"Support access for ticket {grant.ticket_id} revoked")
         return revoked
 
-    def close_ticket(self, ticket_id: str, *, tenant_id: str) -> list[Grant]:
-        """The ticket was closed: its grants end 24 hours from now at the latest."""
-        now = self._clock.now()
+    def close_ticket(self, ticket_id: str, *, tenant_id: str,
+                     at: datetime | None = None) -> list[Grant]:
+        """The ticket was closed (``at``, default now; never later than now): its grants
+        end 24 hours after that at the latest."""
+        now = self._clock.now() if at is None else min(at, self._clock.now())
         closed = []
         with self.store.transaction(tenant_id) as conn:
             for grant in self.store.by_ticket(conn, ticket_id):
@@ -154,6 +157,20 @@ class SupportAccess:
         for grant in closed:
             self._emit("ticket_closed", grant, actor="ticketing")
         return closed
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def record_break_glass(self, grant: Grant, *, actor: str, detail: dict[str, object],
+                           subject: str) -> Grant:
+        """Store an emergency grant made without consent (``tenancy.support.breakglass``
+        checked the two approvals), with its trail, event and a notice to the tenant."""
+        if not grant.break_glass or grant.state is not GrantState.APPROVED:
+            raise ConsentRefused("not an approved break-glass grant")
+        self._save(grant, actor=actor, action="break_glass", detail=detail)
+        self._notify("break_glass", grant, to=f"tenant-admins:{grant.tenant_id}",
+                     subject=subject)
+        return grant
 
     # -- reading -------------------------------------------------------------------------
 

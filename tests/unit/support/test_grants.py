@@ -182,3 +182,26 @@ def test_denied_request_cannot_be_approved_later(support: SupportAccess, acme: T
     support.deny(acme.id, grant_id, admin(acme), reason="not needed")
     with pytest.raises(ConsentRefused, match="denied"):
         support.approve(acme.id, grant_id, admin(acme))
+
+
+def test_only_the_engineer_itself_may_give_a_grant_back(support: SupportAccess,
+                                                         acme: Tenant) -> None:
+    grant_id = pending(support, acme)
+    support.approve(acme.id, grant_id, admin(acme))
+    namesake = admin(acme, subject="sam", roles=frozenset(), kind=PrincipalKind.USER)
+    with pytest.raises(ConsentRefused):
+        support.revoke(acme.id, grant_id, namesake, reason="not mine")
+    assert support.revoke(acme.id, grant_id, engineer(), reason="done").state is (
+        GrantState.REVOKED)
+
+
+def test_ticket_closure_counts_from_when_it_closed(support: SupportAccess, acme: Tenant,
+                                                   clock: FrozenClock) -> None:
+    long = SupportAccess(support.store._engine, max_duration=timedelta(days=3), clock=clock)
+    grant_id = long.request(acme.id, engineer(), ticket_id="T-5", justification="j",
+                            scopes=READ, duration=timedelta(days=3)).id
+    long.approve(acme.id, grant_id, admin(acme))
+    closed_at = clock.now()
+    clock.advance(3600)  # the webhook arrives an hour after the ticket closed
+    long.close_ticket("T-5", tenant_id=acme.id, at=closed_at)
+    assert long.get(acme.id, grant_id).expires_at() == closed_at + timedelta(hours=24)
