@@ -21,7 +21,8 @@ from tenancy.settings import Settings
 READY_TIMEOUT = 30.0
 
 
-def run(settings: Settings, *, host: str, port: int, backend_port: int) -> int:
+def run(settings: Settings, *, host: str, port: int, backend_port: int,
+        console_port: int) -> int:
     """Serve the demo until interrupted; returns the exit status."""
     import uvicorn
 
@@ -30,20 +31,20 @@ def run(settings: Settings, *, host: str, port: int, backend_port: int) -> int:
 
     registry = prepare(settings)
     backend_url = f"http://127.0.0.1:{backend_port}"
-    backend = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-        [sys.executable, "-m", "tenancy.cli", "serve", "worklogs", "--host", "127.0.0.1",
-         "--port", str(backend_port), "--data-dir", str(settings.data_dir),
-         "--parent-pid", str(os.getpid())],
-        env={**os.environ, "TENANCY_REGION": settings.region},
-    )
+    console_url = f"http://127.0.0.1:{console_port}"
+    backend = _spawn("worklogs", backend_port, settings)
+    console = _spawn("console", console_port, settings)
     try:
         edge = build_edge(settings, worklogs_url=backend_url)
         _wait_ready(backend, backend_url)
+        _wait_ready(console, console_url)
         base = f"http://{host}:{port}"
         data = settings.data_dir
         print(
             f"tenancy demo: edge on {base} (region {settings.region}, data in {data})\n"
             f"  worklogs backend on {backend_url}: context tokens from the edge only\n"
+            f"  admin console on {console_url}: sign in with an admin token "
+            f"(dev-token --tenant acme --sub ann --roles admin --mfa)\n"
             f"tenants: {', '.join(t.slug for t in registry.list())}\n\n"
             "try it:\n"
             f"  TOKEN=$(.venv/bin/tenancy dev-token --tenant acme --sub alice --data-dir {data})\n"
@@ -60,24 +61,41 @@ def run(settings: Settings, *, host: str, port: int, backend_port: int) -> int:
         )
         uvicorn.run(edge, host=host, port=port, log_level="warning")
     finally:
-        backend.terminate()
-        try:
-            backend.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            backend.kill()
-            backend.wait()
+        for child in (backend, console):
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
     return 0
 
 
-def serve_worklogs(settings: Settings, *, host: str, port: int, parent_pid: int | None) -> int:
-    """The backend process: serve worklogs; exit when the demo process is gone."""
+def _spawn(service: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603  (our own interpreter and module)
+        [sys.executable, "-m", "tenancy.cli", "serve", service, "--host", "127.0.0.1",
+         "--port", str(port), "--data-dir", str(settings.data_dir),
+         "--parent-pid", str(os.getpid())],
+        env={**os.environ, "TENANCY_REGION": settings.region},
+    )
+
+
+def serve(service: str, settings: Settings, *, host: str, port: int,
+          parent_pid: int | None) -> int:
+    """A demo service process (worklogs or console); exits when the demo process is gone."""
     import uvicorn
 
-    from services.worklogs.main import build_worklogs
+    if service == "worklogs":
+        from services.worklogs.main import build_worklogs
 
+        app = build_worklogs(settings)
+    else:
+        from services.console.main import build_console
+
+        app = build_console(settings)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    uvicorn.run(build_worklogs(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
 
 

@@ -45,15 +45,17 @@ def _demo(args: argparse.Namespace) -> int:
     from services.demo import run
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(_settings(args), host=args.host, port=args.port, backend_port=args.backend_port)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return run(_settings(args), host=args.host, port=args.port, backend_port=args.backend_port,
+               console_port=args.console_port)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from services.demo import serve_worklogs
+    from services.demo import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return serve_worklogs(_settings(args), host=args.host, port=args.port,
-                          parent_pid=args.parent_pid)
+    return serve(args.service, _settings(args), host=args.host, port=args.port,
+                 parent_pid=args.parent_pid)
 
 
 def _dev_token(args: argparse.Namespace) -> int:
@@ -288,11 +290,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="the edge's public port")
     demo.add_argument("--backend-port", type=int, default=8001,
                       help="the worklogs backend's loopback port")
+    demo.add_argument("--console-port", type=int, default=8002,
+                      help="the tenant admin console's loopback port")
     data_dir(demo)
     demo.set_defaults(handler=_demo)
 
     serve = commands.add_parser("serve", help="run one demo service (started by `demo`)")
-    serve.add_argument("service", choices=["worklogs"])
+    serve.add_argument("service", choices=["worklogs", "console"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--parent-pid", type=int, help="exit when this process is gone")

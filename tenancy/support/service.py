@@ -59,6 +59,11 @@ class SupportAccess:
         self._events = events if events is not None else LoggingSink()
         self._notifier = notifier if notifier is not None else LoggingNotifier()
 
+    @property
+    def admin_role(self) -> str:
+        """The role that makes a tenant user an admin who decides support access."""
+        return self._admin_role
+
     def create_schema(self) -> None:
         self.store.create_schema()
 
@@ -123,7 +128,8 @@ class SupportAccess:
         return denied
 
     def revoke(self, tenant_id: str, grant_id: str, actor: Principal, *, reason: str) -> Grant:
-        """The tenant's admin (or the engineer, giving it back) ends a grant now."""
+        """The tenant's admin (or the engineer, giving it back) ends a grant now. No MFA
+        is asked: revoking only ever takes access away."""
         grant = self.get(tenant_id, grant_id)
         now = self._clock.now()
         is_engineer = (actor.kind is PrincipalKind.SUPPORT and (actor.subject, actor.issuer)
@@ -186,7 +192,10 @@ class SupportAccess:
             return self.store.of_tenant(conn, tenant_id)
 
     def trail(self, tenant_id: str, grant_id: str) -> list[dict[str, object]]:
+        """The grant's steps in order; ``NotFound`` for a grant this tenant does not have."""
         with self.store.transaction(tenant_id) as conn:
+            if self.store.get(conn, tenant_id, grant_id) is None:
+                raise NotFound("no such grant")
             return self.store.trail_of(conn, tenant_id, grant_id)
 
     def active_grant(self, tenant_id: str, engineer: Principal, *,

@@ -42,6 +42,7 @@ class Demo:
     edge: str
     backend: str
     data: Path
+    console: str = ""
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float) -> None:
@@ -60,14 +61,16 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float) -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    port, backend_port = free_port(), free_port()
+    port, backend_port, console_port = free_port(), free_port(), free_port()
     data = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     proc = subprocess.Popen([*TENANCY, "demo", "--port", str(port), "--backend-port",
-                             str(backend_port), "--data-dir", str(data)],
+                             str(backend_port), "--console-port", str(console_port),
+                             "--data-dir", str(data)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    running = Demo(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}", data)
+    running = Demo(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}", data,
+                   f"http://127.0.0.1:{console_port}")
     try:
         wait_ready(proc, running.edge, started)
         # Reported, not asserted: the target (< 3 s) is measured, never a timing test.
@@ -193,15 +196,40 @@ def test_scopes_beyond_the_callers_are_refused_and_nothing_is_written(demo: Demo
         assert http.get("/worklogs", headers=writer).json()["items"] == []
 
 
-def test_stopping_the_demo_stops_the_backend(tmp_path: Path) -> None:
-    port, backend_port = free_port(), free_port()
+def test_stopping_the_demo_stops_the_backend_and_the_console(tmp_path: Path) -> None:
+    port, backend_port, console_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen([*TENANCY, "demo", "--port", str(port), "--backend-port",
-                             str(backend_port), "--data-dir", str(tmp_path / "d")],
+                             str(backend_port), "--console-port", str(console_port),
+                             "--data-dir", str(tmp_path / "d")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}", time.monotonic())
+        assert httpx.get(f"http://127.0.0.1:{console_port}/login", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{backend_port}/healthz", timeout=2)
+    for child in (backend_port, console_port):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{child}/healthz", timeout=2)
+
+
+def test_support_flow_across_the_demo_processes(demo: Demo) -> None:
+    def cli(*args: str) -> str:
+        return subprocess.run([*TENANCY, *args, "--data-dir", str(demo.data)],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    sam = cli("dev-token", "--kind", "support", "--sub", "sam", "--mfa", "--trusted-device",
+              "--scopes", "worklogs:read")
+    staff = {"Authorization": f"Bearer {sam}", "x-support-target": "acme"}
+    with httpx.Client(base_url=demo.edge, timeout=5) as http:
+        assert http.get("/worklogs", headers=staff).status_code == 403
+        grant_id = cli("support", "request", "--tenant", "acme", "--as", "sam", "--ticket",
+                       "T-1", "--justification", "export broken", "--scopes", "worklogs:read",
+                       "--hours", "2").split()[-1]
+        cli("support", "approve", grant_id, "--tenant", "acme", "--as", "ann", "--roles",
+            "admin", "--mfa", "--hours", "1")
+        me = http.get("/whoami", headers=staff)
+        assert me.status_code == 200 and me.json()["tenant"] == "acme"
+        cli("support", "revoke", grant_id, "--tenant", "acme", "--as", "ann", "--roles",
+            "admin", "--reason", "done")
+        assert http.get("/whoami", headers=staff).status_code == 403
