@@ -266,6 +266,7 @@ def _support(args: argparse.Namespace) -> int:
         print(f"{grant.id}\trevoked\t{ends(grant)}")
     elif args.action == "list":
         now = SYSTEM_CLOCK.now()
+        support.sweep(tenant.id)  # endings go to the trail and the admins first
         for grant in support.grants(tenant.id):
             shown = grant.scopes or grant.requested_scopes
             print(f"{grant.id}\t{grant.status_at(now)}\t{grant.engineer}\t{grant.ticket_id}\t"

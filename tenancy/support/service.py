@@ -164,6 +164,32 @@ class SupportAccess:
             self._emit("ticket_closed", grant, actor="ticketing")
         return closed
 
+    def sweep(self, tenant_id: str) -> list[Grant]:
+        """Record what time has ended: pending requests nobody decided become expired,
+        and grants past their end get an "expired" trail entry and notice (once each).
+        Access never depends on this running; it keeps the trail and people informed."""
+        now = self._clock.now()
+        ended: list[Grant] = []
+        with self.store.transaction(tenant_id) as conn:
+            for grant in self.store.of_tenant(conn, tenant_id):
+                if grant.state is GrantState.PENDING and now >= grant.pending_until:
+                    grant = grant.with_changes(state=GrantState.EXPIRED)
+                    self.store.put(conn, grant)
+                elif not (grant.state is GrantState.APPROVED and not grant.active_at(now)):
+                    continue
+                trail = self.store.trail_of(conn, tenant_id, grant.id)
+                if any(entry["action"] == "expired" for entry in trail):
+                    continue
+                self.store.record(conn, grant, at=now, actor="system", action="expired",
+                                  detail={"ended": (grant.expires_at() or grant.pending_until)
+                                          .isoformat()})
+                ended.append(grant)
+        for grant in ended:
+            self._emit("expired", grant, actor="system")
+            self._notify("expired", grant, to=f"tenant-admins:{tenant_id}",
+                         subject=f"Support access for ticket {grant.ticket_id} has ended")
+        return ended
+
     def now(self) -> datetime:
         return self._clock.now()
 

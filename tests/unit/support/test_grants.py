@@ -205,3 +205,18 @@ def test_ticket_closure_counts_from_when_it_closed(support: SupportAccess, acme:
     clock.advance(3600)  # the webhook arrives an hour after the ticket closed
     long.close_ticket("T-5", tenant_id=acme.id, at=closed_at)
     assert long.get(acme.id, grant_id).expires_at() == closed_at + timedelta(hours=24)
+
+
+def test_sweep_records_and_notifies_each_ending_once(support: SupportAccess, acme: Tenant,
+                                                      clock: FrozenClock,
+                                                      notices: MemoryNotifier) -> None:
+    approved = pending(support, acme, duration=HOURS, ticket="T-1")
+    support.approve(acme.id, approved, admin(acme))
+    undecided = pending(support, acme, ticket="T-2")
+    assert support.sweep(acme.id) == []
+    clock.advance(2 * 86400)
+    assert {g.id for g in support.sweep(acme.id)} == {approved, undecided}
+    assert support.sweep(acme.id) == []  # once each
+    assert support.get(acme.id, undecided).state is GrantState.EXPIRED
+    assert [n.kind for n in notices.notices].count("expired") == 2
+    assert support.trail(acme.id, approved)[-1]["action"] == "expired"
