@@ -9,8 +9,7 @@ table; every transaction here sets the RLS tenant setting first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,7 +33,7 @@ from sqlalchemy import (
 )
 
 from tenancy.keys.provider import KeyRef
-from tenancy.scoping.rls import set_tenant
+from tenancy.scoping.rls import tenant_transaction
 
 metadata = MetaData()
 
@@ -93,12 +92,8 @@ class DataKeyStore:
     def create_schema(self) -> None:
         metadata.create_all(self._engine)
 
-    @contextmanager
-    def transaction(self, tenant_id: str) -> Iterator[Connection]:
-        with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                set_tenant(conn, tenant_id)
-            yield conn
+    def transaction(self, tenant_id: str) -> AbstractContextManager[Connection]:
+        return tenant_transaction(self._engine, tenant_id)
 
     def kek(self, conn: Connection, tenant_id: str) -> KekRecord | None:
         row = conn.execute(select(tenant_keks).where(tenant_keks.c.tenant_id == tenant_id)).first()

@@ -11,9 +11,10 @@ with the transaction: safe with pooled connections and PgBouncer transaction mod
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, Dialect, Table, func, select, text
+from sqlalchemy import Connection, Dialect, Engine, Table, func, select, text
 
 TENANT_SETTING = "tenancy.tenant_id"
 POLICY_NAME = "tenancy_tenant_isolation"
@@ -94,3 +95,28 @@ def grant_statements(role: str, tables: Iterable[Table], dialect: Dialect, *,
 def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING) -> None:
     """Set the tenant for the current transaction only (``is_local => true``)."""
     connection.execute(select(func.set_config(setting, tenant_id, True)))
+
+
+@contextmanager
+def tenant_transaction(engine: Engine, tenant_id: str) -> Iterator[Connection]:
+    """A transaction for ``tenant_id``'s rows outside the ORM (key and grant stores): on
+    PostgreSQL the RLS setting is applied first, local to the transaction."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            set_tenant(conn, tenant_id)
+        yield conn
+
+
+def migration_statements(tables: Iterable[Table], dialect: Dialect, app_role: str | None,
+                         ) -> list[str]:
+    """What a migration runs on PostgreSQL for new tenant-owned tables: forced RLS and
+    DML-only grants to the application role. Nothing on other databases."""
+    if dialect.name != "postgresql":
+        return []
+    if not app_role:
+        raise RuntimeError("PostgreSQL migrations need the application role name (app_role)")
+    statements: list[str] = []
+    for table in tables:
+        statements += [*rls_statements(table, dialect), *grant_statements(app_role, [table],
+                                                                           dialect)]
+    return statements

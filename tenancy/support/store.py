@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from tenancy.scoping.rls import set_tenant
+from tenancy.scoping.rls import tenant_transaction
 from tenancy.support.model import Grant, GrantState
 
 metadata = MetaData()
@@ -76,12 +75,8 @@ class GrantStore:
     def create_schema(self) -> None:
         metadata.create_all(self._engine)
 
-    @contextmanager
-    def transaction(self, tenant_id: str) -> Iterator[Connection]:
-        with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                set_tenant(conn, tenant_id)
-            yield conn
+    def transaction(self, tenant_id: str) -> AbstractContextManager[Connection]:
+        return tenant_transaction(self._engine, tenant_id)
 
     def put(self, conn: Connection, grant: Grant) -> None:
         values = _values(grant)

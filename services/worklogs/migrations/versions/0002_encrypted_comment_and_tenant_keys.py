@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
-from tenancy.scoping.rls import grant_statements, rls_statements
+from tenancy.scoping.rls import migration_statements
 
 revision = "0002"
 down_revision = "0001"
@@ -41,16 +41,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "purpose", "version"),
     )
-    dialect = op.get_context().dialect
-    if dialect.name != "postgresql":
-        return
     app_role = context.config.attributes.get("app_role")
-    if not app_role:
-        raise RuntimeError("PostgreSQL migrations need the application role name (app_role)")
-    for table in (keks, data_keys):
-        for statement in (*rls_statements(table, dialect),
-                          *grant_statements(app_role, [table], dialect)):
-            op.execute(statement)
+    for statement in migration_statements((keks, data_keys), op.get_context().dialect, app_role):
+        op.execute(statement)
 
 
 def downgrade() -> None:
