@@ -276,6 +276,11 @@ class TenancyMiddleware:
         if self._support is None:
             raise NoActiveGrant("this service does not admit support staff")
         principal = verified.principal
+        # The policy checks these too; they hold even where no policy is configured.
+        if not principal.mfa:
+            raise AccessDenied(("mfa_required",))
+        if not principal.device_trusted:
+            raise AccessDenied(("untrusted_device",))
         if verified.caller is not None:  # a context token: the tenant and grant are signed
             tenant = await self._resolve(principal.tenant_id)
             found = None
