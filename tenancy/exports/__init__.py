@@ -1,0 +1,35 @@
+"""Per-tenant exports: a sealed snapshot of the tenant's data and a signed, expiring
+download link (see :mod:`tenancy.exports.service`). The retention job deletes exports
+12 days after creation (data class ``exports``, :mod:`tenancy.retention`)."""
+
+from tenancy.exports.errors import (
+    ExportError,
+    ExportGone,
+    ExportLinkExpired,
+    ExportLinkInvalid,
+    ExportTenantMismatch,
+)
+from tenancy.exports.model import EXPORTS_TABLE, ExportRecord, create_schema
+from tenancy.exports.service import (
+    FORMATS,
+    WORKLOG_FIELDS,
+    ExportDownload,
+    ExportLink,
+    ExportService,
+)
+
+__all__ = [
+    "EXPORTS_TABLE",
+    "FORMATS",
+    "WORKLOG_FIELDS",
+    "ExportDownload",
+    "ExportError",
+    "ExportGone",
+    "ExportLink",
+    "ExportLinkExpired",
+    "ExportLinkInvalid",
+    "ExportRecord",
+    "ExportService",
+    "ExportTenantMismatch",
+    "create_schema",
+]

@@ -1,0 +1,200 @@
+"""Exports: JSON/CSV snapshots of the tenant's worklogs behind a signed, expiring link."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from services.worklogs.store import WorklogStore
+from tenancy.clock import FrozenClock
+from tenancy.context import bind
+from tenancy.errors import ConfigurationError, InvalidRequest, NoTenantContext
+from tenancy.events import MemorySink
+from tenancy.exports import (
+    ExportGone,
+    ExportLinkExpired,
+    ExportLinkInvalid,
+    ExportService,
+    ExportTenantMismatch,
+)
+from tenancy.keys import TenantKeys
+from tenancy.problems import spec_for
+from tenancy.tenants import Tenant
+from tests.unit.exports.conftest import ctx_of, export_service
+
+SECRET = "plaintext-marker: the customer's secret plan"
+
+
+def add_worklogs(store: WorklogStore, tenant: Tenant, *descriptions: str) -> list[str]:
+    with bind(ctx_of(tenant)):
+        return [store.create(description=d, minutes=30, day=date(2026, 11, 20),
+                             comment=SECRET)["id"] for d in descriptions]
+
+
+def test_json_export_holds_the_tenants_worklogs_only(
+        exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant,
+        events: MemorySink) -> None:
+    mine = add_worklogs(worklogs, acme, "design review", "standup")
+    add_worklogs(worklogs, globex, "globex only")
+    with bind(ctx_of(acme)):
+        link = exports.create("json")
+        got = exports.download(link.token)
+    assert (link.rows, link.format, link.tenant_id) == (2, "json", acme.id)
+    assert got.media_type == "application/json" and got.filename.endswith(".json")
+    document = json.loads(got.content)
+    assert document["tenant_id"] == acme.id and document["export_id"] == link.export_id
+    assert sorted(item["id"] for item in document["items"]) == sorted(mine)
+    assert {item["comment"] for item in document["items"]} == {SECRET}
+    created = [e for e in events.events if e.action == "export.created"]
+    downloaded = [e for e in events.events if e.action == "export.downloaded"]
+    assert len(created) == 1 and created[0].tenant_id == acme.id
+    assert created[0].actor == "alice" and created[0].details["rows"] == "2"
+    assert len(downloaded) == 1 and downloaded[0].details["export_id"] == link.export_id
+
+
+def test_csv_export_has_a_header_row_per_worklog_and_defuses_formulas(
+        exports: ExportService, worklogs: WorklogStore, acme: Tenant) -> None:
+    add_worklogs(worklogs, acme, "=HYPERLINK(\"http://evil.test\")", "plain")
+    with bind(ctx_of(acme)):
+        got = exports.download(exports.create("csv").token)
+    assert got.media_type.startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8"))))
+    assert rows[0] == ["id", "author", "description", "minutes", "day", "comment",
+                       "created_at"]
+    assert len(rows) == 3
+    descriptions = sorted(r[2] for r in rows[1:])
+    assert descriptions == ["'=HYPERLINK(\"http://evil.test\")", "plain"]
+    assert all(r[1] == "alice" and r[3] == "30" and r[5] == SECRET for r in rows[1:])
+
+
+def test_content_is_ciphertext_at_rest(exports: ExportService, worklogs: WorklogStore,
+                                       acme: Tenant, engine: Engine) -> None:
+    add_worklogs(worklogs, acme, "x")
+    with bind(ctx_of(acme)):
+        exports.create("json")
+    with engine.connect() as conn:
+        raw = bytes(conn.execute(text("SELECT content FROM tenancy_exports")).scalar_one())
+    assert b"plaintext-marker" not in raw and b"alice" not in raw
+
+
+@pytest.mark.parametrize("tamper", ["payload", "mac", "garbage", "empty", "extra-part"])
+def test_a_tampered_link_is_refused(exports: ExportService, acme: Tenant, globex: Tenant,
+                                    events: MemorySink, tamper: str) -> None:
+    with bind(ctx_of(acme)):
+        token = exports.create("json").token
+    payload, mac = token.split(".")
+    if tamper == "payload":  # a forged link naming another tenant, old MAC kept
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["t"] = globex.id
+        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        token = f"{forged}.{mac}"
+    elif tamper == "mac":
+        token = f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}"  # all-data bits
+    elif tamper == "garbage":
+        token = "not-a-link"
+    elif tamper == "empty":
+        token = ""
+    else:
+        token = f"{token}.more"
+    with bind(ctx_of(acme)), pytest.raises(ExportLinkInvalid) as refused:
+        exports.download(token)
+    assert refused.value.code == "export-link-invalid"
+    assert events.actions()[-1] == "export.refused"
+    assert events.events[-1].reason == "export-link-invalid"
+
+
+def test_a_link_signed_with_another_key_is_refused(
+        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
+        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
+    other = export_service(engine, worklogs, tenant_keys, clock, events,
+                           signing_key=b"o" * 32)
+    with bind(ctx_of(acme)):
+        token = other.create("json").token
+        with pytest.raises(ExportLinkInvalid):
+            exports.download(token)
+
+
+def test_a_retired_signing_key_still_verifies_during_rotation(
+        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
+        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
+    rotated = export_service(engine, worklogs, tenant_keys, clock, events,
+                             signing_key=b"n" * 32, previous_keys=[b"k" * 32])
+    with bind(ctx_of(acme)):
+        old_token = exports.create("json").token
+        assert rotated.download(old_token).tenant_id == acme.id
+        new_token = rotated.create("json").token
+        with pytest.raises(ExportLinkInvalid):
+            exports.download(new_token)
+
+
+def test_an_expired_link_is_refused(exports: ExportService, acme: Tenant,
+                                    clock: FrozenClock) -> None:
+    with bind(ctx_of(acme)):
+        token = exports.create("csv").token
+        clock.advance(timedelta(hours=24).total_seconds() - 1)
+        assert exports.download(token).format == "csv"  # the last second of the window
+        clock.advance(1)
+        with pytest.raises(ExportLinkExpired) as refused:
+            exports.download(token)
+    assert refused.value.code == "export-link-expired"
+
+
+def test_another_tenants_link_is_refused(exports: ExportService, worklogs: WorklogStore,
+                                         acme: Tenant, globex: Tenant,
+                                         events: MemorySink) -> None:
+    add_worklogs(worklogs, acme, "acme secret")
+    with bind(ctx_of(acme)):
+        token = exports.create("json").token
+    with bind(ctx_of(globex, sub="mallory")), pytest.raises(ExportTenantMismatch) as refused:
+        exports.download(token)
+    assert refused.value.code == "export-tenant-mismatch"
+    assert "acme" not in str(refused.value) and acme.id not in str(refused.value)
+    assert spec_for(refused.value).status == 404  # answered like a link naming nothing
+    last = events.events[-1]
+    assert (last.action, last.tenant_id, last.actor) == ("export.refused", globex.id,
+                                                         "mallory")
+
+
+def test_a_deleted_export_is_gone(exports: ExportService, acme: Tenant,
+                                  engine: Engine) -> None:
+    with bind(ctx_of(acme)):
+        token = exports.create("json").token
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM tenancy_exports"))
+    with bind(ctx_of(acme)), pytest.raises(ExportGone) as refused:
+        exports.download(token)
+    assert refused.value.code == "export-gone"
+
+
+def test_downloading_needs_a_bound_tenant(exports: ExportService, acme: Tenant) -> None:
+    with bind(ctx_of(acme)):
+        token = exports.create("json").token
+    with pytest.raises(NoTenantContext):
+        exports.download(token)
+    with pytest.raises(NoTenantContext):
+        exports.create("json")
+
+
+def test_an_unknown_format_is_an_invalid_request(exports: ExportService,
+                                                 acme: Tenant) -> None:
+    with bind(ctx_of(acme)), pytest.raises(InvalidRequest) as refused:
+        exports.create("xlsx")
+    assert "format" in refused.value.errors
+
+
+@pytest.mark.parametrize(("key", "window"), [(b"short", timedelta(hours=1)),
+                                             (b"k" * 32, timedelta(0))],
+                         ids=["short-key", "empty-window"])
+def test_weak_settings_are_refused(engine: Engine, worklogs: WorklogStore,
+                                   tenant_keys: TenantKeys, clock: FrozenClock,
+                                   events: MemorySink, key: bytes,
+                                   window: timedelta) -> None:
+    with pytest.raises(ConfigurationError):
+        export_service(engine, worklogs, tenant_keys, clock, events, signing_key=key,
+                       window=window)
