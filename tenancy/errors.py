@@ -225,9 +225,19 @@ class TenantOffboarded(TenantError):
 
 
 class WrongRegion(TenantError):
-    """The tenant's data is homed in another region than this service instance."""
+    """The tenant's data is homed in another region than this service instance.
+
+    ``tenant_id``, ``home_region`` and ``region`` are for logs and audit only."""
 
     code = "wrong-region"
+
+    def __init__(self, message: str = "tenant is homed in another region", *,
+                 tenant_id: str | None = None, home_region: str | None = None,
+                 region: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.home_region = home_region
+        self.region = region
 
 
 class InvalidTenantField(TenantError, ValueError):

@@ -48,6 +48,7 @@ from tenancy.errors import (
     NotFound,
     TenancyError,
     UnknownTenant,
+    WrongRegion,
 )
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.headers import MEMBER_LIST_HEADERS, normalize, without_tenant_members
@@ -388,13 +389,19 @@ class TenancyMiddleware:
         return value
 
     def _refused(self, exc: TenancyError, request_id: str) -> None:
+        details = {"code": exc.code}
+        tenant_id = None
+        if isinstance(exc, WrongRegion):
+            tenant_id = exc.tenant_id
+            details.update(home_region=exc.home_region or "", region=self._region)
         self._events.emit(
             SecurityEvent(
                 action=_REFUSAL_ACTIONS.get(type(exc), "auth.refused"),
                 at=self._clock.now(),
+                tenant_id=tenant_id,
                 reason=getattr(exc, "reason", None) or exc.code,
                 request_id=request_id,
-                details={"code": exc.code},
+                details=details,
             )
         )
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -36,6 +36,9 @@ from tenancy.keys.cache import DataKeyCache
 from tenancy.keys.envelope import DEK_BYTES, Binding, DataKey, header_version, open_, seal
 from tenancy.keys.provider import KeyInfo, KeyProvider, KeyRef, ProviderUnavailable
 from tenancy.keys.store import DataKeyRecord, DataKeyStore, KekRecord
+
+if TYPE_CHECKING:
+    from tenancy.residency.keys import KeyResidency
 
 T = TypeVar("T")
 DEFAULT_PURPOSE = "default"
@@ -73,7 +76,9 @@ class TenantKeys:
                  dek_max_messages: int = DEFAULT_MAX_MESSAGES,
                  events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK,
                  retries: int = 3, backoff: float = 0.05,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 residency: KeyResidency | None = None) -> None:
+        self._residency = residency
         self._providers = {p.name: p for p in providers}
         if default_provider not in self._providers:
             raise ConfigurationError(f"no key provider named {default_provider!r}")
@@ -110,6 +115,7 @@ class TenantKeys:
                 return existing
         chosen = self.provider(provider or (key.provider if key else self._default))
         ref = key or self._call(lambda: chosen.create_key(tenant_id=tenant_id))
+        self._check_region(tenant_id, chosen, ref)
         managed_by = "customer" if key is not None else "platform"
         record = KekRecord(tenant_id, KeyRef(ref.provider, ref.key_id), managed_by, "active")
         with self.store.transaction(tenant_id) as conn:
@@ -121,7 +127,7 @@ class TenantKeys:
         """Move the tenant to another KEK (e.g. its own CMK): every data key is unwrapped
         under the old KEK and wrapped under the new one; no data is re-encrypted. Returns
         the number of data keys re-wrapped."""
-        self.provider(key.provider)
+        self._check_region(tenant_id, self.provider(key.provider), key)
         with self.store.transaction(tenant_id) as conn:
             old = self._kek(conn, tenant_id)
             records = self.store.data_keys_of(conn, tenant_id)
@@ -353,6 +359,13 @@ class TenantKeys:
         ctx = current_or_none()
         if ctx is not None and ctx.tenant_id != tenant_id:
             raise TenantContextConflict("data of another tenant than the bound one")
+
+    def _check_region(self, tenant_id: str, provider: KeyProvider, key: KeyRef) -> None:
+        """With ``residency``: refuse a KEK outside the tenant's home region, before it
+        is recorded or anything is wrapped under it (``ResidencyViolation``)."""
+        residency = self._residency
+        if residency is not None:
+            self._call(lambda: residency.check_ref(tenant_id, provider, key))
 
     def _emit(self, action: str, tenant_id: str, key: KeyRef | None, **details: str) -> None:
         ctx = current_or_none()
