@@ -7,6 +7,8 @@ keyring with its public JWKS, which the worklogs backend trusts.
 
 from __future__ import annotations
 
+import base64
+import functools
 import logging
 import os
 from pathlib import Path
@@ -21,6 +23,7 @@ from tenancy.authz import (
     PolicyBundle,
     PolicyDecisionPoint,
 )
+from tenancy.exports import ExportService
 from tenancy.identity import DevIssuer
 from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
 from tenancy.keys.local import ROOT_KEY_ENV
@@ -108,6 +111,40 @@ def open_support(settings: Settings, *, engine: Engine | None = None) -> Support
     if settings.uses_sqlite:
         support.create_schema()
     return support
+
+
+EXPORT_KEY_ENV = "TENANCY_EXPORT_SIGNING_KEY"  # base64url of >= 32 random bytes
+
+
+def export_signing_key(settings: Settings) -> bytes:
+    """The export links' HMAC key: ``TENANCY_EXPORT_SIGNING_KEY``, else
+    ``keys/export-signing.key`` (created 0600). Dedicated: never the root key."""
+    encoded = os.environ.get(EXPORT_KEY_ENV)
+    if encoded:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    path = settings.data_dir / "keys" / "export-signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+    return path.read_bytes()
+
+
+def open_exports(settings: Settings, *, engine: Engine | None = None,
+                 keys: TenantKeys | None = None) -> ExportService:
+    """Exports of the worklogs, their content sealed under each tenant's key."""
+    from services.worklogs.store import WorklogStore
+    from tenancy.exports import create_schema
+
+    engine = engine or open_engine(settings)
+    keys = keys or open_keys(settings, engine=engine)
+    store = WorklogStore(engine, keys=keys)
+    if settings.uses_sqlite:
+        store.create_schema()
+        create_schema(engine)  # on PostgreSQL the migrations create it, as the owner
+    return ExportService(engine, source=functools.partial(store.list, limit=100_000),
+                         keys=keys, signing_key=export_signing_key(settings))
 
 
 def authorizer_for(settings: Settings, service: str) -> Authorizer:

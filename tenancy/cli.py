@@ -185,6 +185,75 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> int:
+    from services.demo_state import open_engine, open_keys, open_registry
+    from services.worklogs.store import Worklog
+    from tenancy.exports import create_schema as create_exports_schema
+    from tenancy.retention import (
+        DEFAULT_ERASURE_TABLES,
+        RetentionJob,
+        erase_tenant_personal_data,
+    )
+    from tenancy.retention import create_schema as create_retention_schema
+
+    settings = _settings(args)
+    registry = open_registry(settings)
+    engine = open_engine(settings)
+    if settings.uses_sqlite:  # on PostgreSQL the migrations create them, as the owner
+        create_retention_schema(engine)
+        create_exports_schema(engine)
+    if args.action == "run":
+        slugs = {t.id: t.slug for t in registry.list()}
+        job = RetentionJob(engine, batch_size=args.batch_size, tenants=lambda: list(slugs))
+        report = job.run()
+        for (tenant_id, data_class), deleted in sorted(report.counts.items()):
+            if deleted or args.verbose:
+                print(f"{slugs.get(tenant_id, tenant_id)}\t{data_class}\tdeleted={deleted}")
+        print(f"retention: {report.total} row(s) deleted; a rerun deletes nothing more")
+    elif args.action == "erase":
+        tenant = registry.get_by_slug(args.tenant)
+        if args.confirm != tenant.slug:
+            raise ValueError(f"erasure is irreversible: pass --confirm {tenant.slug}")
+        erased = erase_tenant_personal_data(
+            tenant.id, engine=engine, keys=open_keys(settings, engine=engine),
+            tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
+            requested_by=args.requested_by)
+        for table, deleted in erased.deleted.items():
+            print(f"{tenant.slug}\t{table}\tdeleted={deleted}")
+        print(f"{tenant.slug}: personal data erased; keys {erased.keys}. Offboard the "
+              f"tenant next: `tenancy tenants offboard {tenant.slug} --reason erasure`")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.demo_state import open_exports, open_registry
+    from tenancy.context import Principal, PrincipalKind, TenantContext, bind
+
+    settings = _settings(args)
+    tenant = open_registry(settings).get_by_slug(args.tenant)
+    exports = open_exports(settings)
+    ctx = TenantContext(tenant.id, tenant.slug, settings.region,
+                        Principal("tenancy-cli", tenant.id, args.as_subject,
+                                  kind=PrincipalKind.SERVICE), "cli")
+    with bind(ctx):
+        if args.action == "create":
+            link = exports.create(args.format)
+            print(f"{tenant.slug}\t{link.export_id}\t{link.format}\trows={link.rows}\t"
+                  f"expires={link.expires_at.isoformat()}")
+            print(link.token)
+        else:
+            got = exports.download(args.token)
+            if args.out == "-":
+                sys.stdout.buffer.write(got.content)
+            else:
+                Path(args.out or got.filename).write_bytes(got.content)
+                print(f"{tenant.slug}: wrote {args.out or got.filename} "
+                      f"({len(got.content)} bytes)", file=sys.stderr)
+    return 0
+
+
 def _db_audit(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
@@ -361,6 +430,40 @@ def _parser() -> argparse.ArgumentParser:
             action.add_argument("--confirm", required=True, metavar="SLUG",
                                 help="repeat the tenant slug")
     keys.set_defaults(handler=_keys)
+
+    retention = commands.add_parser("retention", help="retention rules and erasure")
+    retention_actions = retention.add_subparsers(dest="action", required=True)
+    run_retention = retention_actions.add_parser(
+        "run", help="delete what is due (exports 12 days after export, mappings 14 days "
+                    "after first notification); idempotent, resumable")
+    run_retention.add_argument("--batch-size", type=int, default=500,
+                               help="rows per transaction")
+    run_retention.add_argument("--verbose", action="store_true", help="also list zero counts")
+    data_dir(run_retention)
+    erase = retention_actions.add_parser(
+        "erase", help="a tenant's right to erasure: delete its personal data, shred its keys")
+    erase.add_argument("--tenant", required=True, help="tenant slug")
+    erase.add_argument("--confirm", required=True, metavar="SLUG",
+                       help="repeat the tenant slug")
+    erase.add_argument("--requested-by", help="who asked (recorded in the audit log)")
+    data_dir(erase)
+    retention.set_defaults(handler=_retention)
+
+    export = commands.add_parser("export", help="a tenant's worklogs export and its link")
+    export_actions = export.add_subparsers(dest="action", required=True)
+    create_export = export_actions.add_parser("create",
+                                              help="snapshot the worklogs; print the link")
+    create_export.add_argument("--format", choices=("json", "csv"), default="json")
+    download = export_actions.add_parser("download", help="fetch an export by its link token")
+    download.add_argument("--token", required=True, help="the token `export create` printed")
+    download.add_argument("--out",
+                          help="file to write (default: export-<id>.<format>; - = stdout)")
+    for action in (create_export, download):
+        action.add_argument("--tenant", required=True, help="tenant slug")
+        action.add_argument("--as", dest="as_subject", default="cli",
+                            help="subject recorded as the actor")
+        data_dir(action)
+    export.set_defaults(handler=_export)
 
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)

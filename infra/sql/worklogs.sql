@@ -155,5 +155,75 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_support_trail TO tenancy_app;
 
 UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+CREATE TABLE tenancy_exports (
+    tenant_id VARCHAR(36) NOT NULL, 
+    id VARCHAR(36) NOT NULL, 
+    format VARCHAR(8) NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    expires_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    created_by VARCHAR(255) NOT NULL, 
+    rows INTEGER NOT NULL, 
+    size INTEGER NOT NULL, 
+    content BYTEA NOT NULL, 
+    PRIMARY KEY (tenant_id, id)
+);
+
+CREATE INDEX ix_tenancy_exports_created ON tenancy_exports (tenant_id, created_at);
+
+CREATE TABLE tenancy_identity_mappings (
+    tenant_id VARCHAR(36) NOT NULL, 
+    id VARCHAR(36) NOT NULL, 
+    external_id VARCHAR(255) NOT NULL, 
+    email VARCHAR(320) NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    first_notified_at TIMESTAMP WITH TIME ZONE, 
+    PRIMARY KEY (tenant_id, id), 
+    CONSTRAINT uq_tenancy_identity_mappings_external UNIQUE (tenant_id, external_id)
+);
+
+CREATE INDEX ix_tenancy_identity_mappings_notified ON tenancy_identity_mappings (tenant_id, first_notified_at);
+
+CREATE TABLE tenancy_contribution_settings (
+    tenant_id VARCHAR(36) NOT NULL, 
+    allowed BOOLEAN NOT NULL, 
+    changed_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    changed_by VARCHAR(255) NOT NULL, 
+    PRIMARY KEY (tenant_id)
+);
+
+ALTER TABLE tenancy_exports ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_exports FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_exports;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_exports USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_exports TO tenancy_app;
+
+ALTER TABLE tenancy_identity_mappings ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_identity_mappings FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_identity_mappings;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_identity_mappings USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_identity_mappings TO tenancy_app;
+
+ALTER TABLE tenancy_contribution_settings ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_contribution_settings FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_contribution_settings;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_contribution_settings USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_contribution_settings TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
+
 COMMIT;
 
