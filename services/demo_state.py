@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 
+from tenancy.audit import AuditLog
 from tenancy.authz import (
     Authorizer,
     EmbeddedRego,
@@ -23,6 +24,7 @@ from tenancy.authz import (
     PolicyBundle,
     PolicyDecisionPoint,
 )
+from tenancy.events import EventSink
 from tenancy.exports import ExportService
 from tenancy.identity import DevIssuer
 from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
@@ -71,7 +73,8 @@ def edge_jwks_path(settings: Settings) -> Path:
     return edge_keyring_dir(settings) / "jwks.json"
 
 
-def open_keys(settings: Settings, *, engine: Engine | None = None) -> TenantKeys:
+def open_keys(settings: Settings, *, engine: Engine | None = None,
+              events: EventSink | None = None) -> TenantKeys:
     """The tenants' keys: platform-managed KEKs in ``keys/keks.json`` sealed by the root
     key (``TENANCY_ROOT_KEY``, else ``keys/root.key``, created 0600), data keys in the
     database. The demo's second local provider, ``customer-local``, stands in for a
@@ -98,15 +101,17 @@ def open_keys(settings: Settings, *, engine: Engine | None = None) -> TenantKeys
         endpoint = env.get("TENANCY_AWS_KMS_ENDPOINT")
         providers.append(AwsKmsKeyProvider.from_region(
             env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})))
-    keys = TenantKeys(engine or open_engine(settings), providers, default_provider="local")
+    keys = TenantKeys(engine or open_engine(settings), providers, default_provider="local",
+                      events=events)
     if settings.uses_sqlite:
         keys.create_schema()  # on PostgreSQL the migrations create it, as the owner
     return keys
 
 
-def open_support(settings: Settings, *, engine: Engine | None = None) -> SupportAccess:
+def open_support(settings: Settings, *, engine: Engine | None = None,
+                 events: EventSink | None = None) -> SupportAccess:
     """Support access over the demo's database; notices go to ``outbox/`` as JSON."""
-    support = SupportAccess(engine or open_engine(settings),
+    support = SupportAccess(engine or open_engine(settings), events=events,
                             notifier=OutboxNotifier(settings.data_dir / "outbox"))
     if settings.uses_sqlite:
         support.create_schema()
@@ -147,6 +152,28 @@ def open_exports(settings: Settings, *, engine: Engine | None = None,
                          keys=keys, signing_key=export_signing_key(settings))
 
 
+def audit_key_file(settings: Settings) -> Path | None:
+    """The audit chain's HMAC key: ``$TENANCY_AUDIT_KEY`` if set (then ``None`` here),
+    else ``keys/audit.key`` (created 0600). It is never stored in the database."""
+    from tenancy.audit import write_audit_key
+
+    if os.environ.get("TENANCY_AUDIT_KEY"):
+        return None
+    path = settings.data_dir / "keys" / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_audit_key(path)
+    return path
+
+
+def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
+    """The per-tenant, hash-chained audit log every demo component writes its events to."""
+    log = AuditLog(engine or open_engine(settings), audit_key_file(settings))
+    if settings.uses_sqlite:
+        log.create_schema()
+    return log
+
+
 def authorizer_for(settings: Settings, service: str) -> Authorizer:
     """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
     (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
@@ -172,6 +199,7 @@ def prepare(settings: Settings) -> TenantRegistry:
     if settings.uses_sqlite:
         registry.create_schema()
         WorklogStore(engine).create_schema()
+    open_audit(settings, engine=engine)
     keys = open_keys(settings, engine=engine)
     open_support(settings, engine=engine)
     for slug, name in DEMO_TENANTS:

@@ -254,6 +254,39 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from services.demo_state import audit_key_file, open_engine, open_registry
+    from tenancy.audit import PLATFORM_CHAIN, AuditLog
+    from tenancy.events import SecurityEvent
+
+    settings = _settings(args)
+    tenant_id = (PLATFORM_CHAIN if args.tenant == PLATFORM_CHAIN
+                 else open_registry(settings).get_by_slug(args.tenant).id)
+    engine = open_engine(settings)
+    log = AuditLog(engine, args.key_file or audit_key_file(settings))
+    if settings.uses_sqlite:
+        log.create_schema()
+    try:
+        if args.action == "verify":
+            result = log.verify(tenant_id)
+            print(result)
+            return 0 if result.ok else EXIT_ERROR
+        # Exporting the trail is itself audited, committed before any line is written.
+        log.emit_durable(SecurityEvent("audit.exported", datetime.now(UTC),
+                                       tenant_id=tenant_id, actor="cli"))
+        if args.out == "-":
+            count = log.export_jsonl(tenant_id, sys.stdout)
+        else:
+            with open(args.out, "x", encoding="ascii") as out:
+                count = log.export_jsonl(tenant_id, out)
+        print(f"{args.tenant}: {count} events exported", file=sys.stderr)
+        return 0
+    finally:
+        log.close()
+
+
 def _db_audit(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
@@ -464,6 +497,22 @@ def _parser() -> argparse.ArgumentParser:
                             help="subject recorded as the actor")
         data_dir(action)
     export.set_defaults(handler=_export)
+
+    audit_cmd = commands.add_parser("audit", help="verify or export a tenant's audit trail")
+    audit_actions = audit_cmd.add_subparsers(dest="action", required=True)
+    for name, text in (("verify", "recompute the hash chain and check its signed head"),
+                       ("export", "write the trail as JSON lines")):
+        audit_action = audit_actions.add_parser(name, help=text)
+        audit_action.add_argument("--tenant", required=True, metavar="SLUG",
+                                  help="tenant slug, or 'platform' for tenant-less events")
+        audit_action.add_argument("--key-file", help="0600 file holding the hex audit key "
+                                                     "(default: the demo's, or "
+                                                     "$TENANCY_AUDIT_KEY)")
+        data_dir(audit_action)
+        if name == "export":
+            audit_action.add_argument("--out", default="-",
+                                      help="file to create (default: stdout)")
+    audit_cmd.set_defaults(handler=_audit)
 
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)

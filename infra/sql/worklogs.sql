@@ -225,5 +225,53 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_contribution_settings TO tenancy
 
 UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0005
+
+CREATE TABLE tenancy_audit_events (
+    tenant_id VARCHAR(36) NOT NULL, 
+    seq INTEGER NOT NULL, 
+    v INTEGER NOT NULL, 
+    at VARCHAR(32) NOT NULL, 
+    action VARCHAR(64) NOT NULL, 
+    actor VARCHAR(255), 
+    request_id VARCHAR(64), 
+    reason TEXT, 
+    details TEXT NOT NULL, 
+    prev_hash VARCHAR(64) NOT NULL, 
+    hash VARCHAR(64) NOT NULL, 
+    PRIMARY KEY (tenant_id, seq)
+);
+
+CREATE TABLE tenancy_audit_heads (
+    tenant_id VARCHAR(36) NOT NULL, 
+    seq INTEGER NOT NULL, 
+    hash VARCHAR(64) NOT NULL, 
+    mac VARCHAR(64) NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    PRIMARY KEY (tenant_id)
+);
+
+ALTER TABLE tenancy_audit_events ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_audit_events FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_audit_events;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_audit_events USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+ALTER TABLE tenancy_audit_heads ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_audit_heads FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_audit_heads;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_audit_heads USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT ON tenancy_audit_events TO tenancy_app;
+
+GRANT SELECT, INSERT, UPDATE ON tenancy_audit_heads TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
+
 COMMIT;
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from services.demo_state import EDGE, authorizer_for, edge_keyring_dir, open_engine, open_support
+from services.demo_state import (
+    EDGE,
+    authorizer_for,
+    edge_keyring_dir,
+    open_audit,
+    open_engine,
+    open_support,
+)
 from services.edge.app import create_app
 from tenancy.context import PrincipalKind
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
@@ -21,12 +28,15 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
     verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
                                              algorithms=["EdDSA"],
                                              kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))])
+    engine = open_engine(settings)
+    audit = open_audit(settings, engine=engine)
     return create_app(
         verifier=verifier,
-        tenants=TenantRegistry(open_engine(settings)),
+        events=audit,
+        tenants=TenantRegistry(engine, events=audit),
         region=settings.region,
         keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
         worklogs_url=worklogs_url,
         authorizer=authorizer_for(settings, EDGE),
-        support=open_support(settings),
+        support=open_support(settings, engine=engine, events=audit),
     )

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from services.demo_state import (
     authorizer_for,
     edge_jwks_path,
+    open_audit,
     open_engine,
     open_keys,
     open_support,
@@ -45,9 +46,10 @@ def build_worklogs(settings: Settings) -> Starlette:
     # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this process
     # is the application role, and refuses to start if the isolation audit finds a gap.
     startup_audit = None if settings.uses_sqlite else functools.partial(audit_engine, engine)
-    store = WorklogStore(engine, keys=open_keys(settings, engine=engine))
-    return create_app(store=store, verifier=verifier,
-                      tenants=TenantRegistry(engine), region=settings.region,
+    audit = open_audit(settings, engine=engine)  # every component's events, hash-chained
+    store = WorklogStore(engine, keys=open_keys(settings, engine=engine, events=audit))
+    return create_app(store=store, verifier=verifier, events=audit,
+                      tenants=TenantRegistry(engine, events=audit), region=settings.region,
                       startup_audit=startup_audit,
                       authorizer=authorizer_for(settings, SERVICE),
-                      support=open_support(settings, engine=engine))
+                      support=open_support(settings, engine=engine, events=audit))

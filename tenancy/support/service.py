@@ -245,6 +245,7 @@ class SupportAccess:
                             for e in self.store.trail_of(conn, grant.tenant_id, grant.id))
             self.store.record(conn, grant, at=now, actor=grant.engineer, action="used",
                               detail={"request_id": request_id, "route": route})
+        self._emit("used", grant, actor=grant.engineer)
         if first:
             self._notify("first_use", grant, to=f"tenant-admins:{grant.tenant_id}",
                          subject=f"Support used its access for ticket {grant.ticket_id}")

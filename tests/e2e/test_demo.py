@@ -7,6 +7,7 @@ backend has never seen.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -233,3 +234,23 @@ def test_support_flow_across_the_demo_processes(demo: Demo) -> None:
         cli("support", "revoke", grant_id, "--tenant", "acme", "--as", "ann", "--roles",
             "admin", "--reason", "done")
         assert http.get("/whoami", headers=staff).status_code == 403
+
+
+def test_the_demos_audit_trail_records_requests_and_verifies(demo: Demo) -> None:
+    token = dev_token(demo.data, "acme", "alice")
+    with httpx.Client(base_url=demo.edge, timeout=5) as http:
+        assert http.get("/worklogs", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert http.post("/worklogs", json={**ENTRY, "comment": "audited"},
+                         headers=bearer(token)).status_code == 201
+    time.sleep(0.5)  # the audit writers flush every 50 ms
+    verify = subprocess.run([*TENANCY, "audit", "verify", "--tenant", "acme", "--data-dir",
+                             str(demo.data)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    exported = subprocess.run([*TENANCY, "audit", "export", "--tenant", "acme", "--data-dir",
+                               str(demo.data)], capture_output=True, text=True, check=True)
+    actions = {json.loads(line)["action"] for line in exported.stdout.splitlines()}
+    assert {"key.wrap", "tenant.provisioned"} & actions
+    platform = subprocess.run([*TENANCY, "audit", "export", "--tenant", "platform",
+                               "--data-dir", str(demo.data)], capture_output=True, text=True,
+                              check=True).stdout
+    assert "auth.refused" in platform
