@@ -137,7 +137,8 @@ def export_signing_key(settings: Settings) -> bytes:
 
 
 def open_exports(settings: Settings, *, engine: Engine | None = None,
-                 keys: TenantKeys | None = None) -> ExportService:
+                 keys: TenantKeys | None = None,
+                 events: EventSink | None = None) -> ExportService:
     """Exports of the worklogs, their content sealed under each tenant's key."""
     from services.worklogs.store import WorklogStore
     from tenancy.exports import create_schema
@@ -149,7 +150,7 @@ def open_exports(settings: Settings, *, engine: Engine | None = None,
         store.create_schema()
         create_schema(engine)  # on PostgreSQL the migrations create it, as the owner
     return ExportService(engine, source=functools.partial(store.list, limit=100_000),
-                         keys=keys, signing_key=export_signing_key(settings))
+                         keys=keys, signing_key=export_signing_key(settings), events=events)
 
 
 def audit_key_file(settings: Settings) -> Path | None:

@@ -186,7 +186,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> int:
-    from services.demo_state import open_engine, open_keys, open_registry
+    from services.demo_state import open_audit, open_engine, open_keys, open_registry
     from services.worklogs.store import Worklog
     from tenancy.exports import create_schema as create_exports_schema
     from tenancy.retention import (
@@ -202,9 +202,11 @@ def _retention(args: argparse.Namespace) -> int:
     if settings.uses_sqlite:  # on PostgreSQL the migrations create them, as the owner
         create_retention_schema(engine)
         create_exports_schema(engine)
+    audit = open_audit(settings, engine=engine)  # purge counts go to each tenant's trail
     if args.action == "run":
         slugs = {t.id: t.slug for t in registry.list()}
-        job = RetentionJob(engine, batch_size=args.batch_size, tenants=lambda: list(slugs))
+        job = RetentionJob(engine, batch_size=args.batch_size, tenants=lambda: list(slugs),
+                           events=audit)
         report = job.run()
         for (tenant_id, data_class), deleted in sorted(report.counts.items()):
             if deleted or args.verbose:
@@ -217,23 +219,25 @@ def _retention(args: argparse.Namespace) -> int:
         erased = erase_tenant_personal_data(
             tenant.id, engine=engine, keys=open_keys(settings, engine=engine),
             tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
-            requested_by=args.requested_by)
+            requested_by=args.requested_by, events=audit)
         for table, deleted in erased.deleted.items():
             print(f"{tenant.slug}\t{table}\tdeleted={deleted}")
         print(f"{tenant.slug}: personal data erased; keys {erased.keys}. Offboard the "
               f"tenant next: `tenancy tenants offboard {tenant.slug} --reason erasure`")
+    audit.close()
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.demo_state import open_exports, open_registry
+    from services.demo_state import open_audit, open_exports, open_registry
     from tenancy.context import Principal, PrincipalKind, TenantContext, bind
 
     settings = _settings(args)
     tenant = open_registry(settings).get_by_slug(args.tenant)
-    exports = open_exports(settings)
+    audit = open_audit(settings)
+    exports = open_exports(settings, events=audit)
     ctx = TenantContext(tenant.id, tenant.slug, settings.region,
                         Principal("tenancy-cli", tenant.id, args.as_subject,
                                   kind=PrincipalKind.SERVICE), "cli")
@@ -251,6 +255,7 @@ def _export(args: argparse.Namespace) -> int:
                 Path(args.out or got.filename).write_bytes(got.content)
                 print(f"{tenant.slug}: wrote {args.out or got.filename} "
                       f"({len(got.content)} bytes)", file=sys.stderr)
+    audit.close()  # the export's events are in the tenant's trail before we exit
     return 0
 
 

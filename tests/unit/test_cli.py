@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,31 @@ def test_tenant_created_with_a_customer_managed_key(tmp_path: Path,
     assert code == 0 and "\tkey\tcustomer-local:" in out
     status = run(capsys, "keys", "status", "--tenant", "initech", "--data-dir", d)[1]
     assert "\tcustomer\tactive\tenabled" in status
+
+
+def test_export_retention_and_audit_commands(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from services.demo_state import prepare
+    from tenancy.settings import Settings
+
+    d = str(tmp_path)
+    prepare(Settings.from_env({}, data_dir=d))
+    code, out, _ = run(capsys, "export", "create", "--tenant", "acme", "--format", "csv",
+                       "--data-dir", d)
+    assert code == 0
+    token = out.strip().splitlines()[-1]
+    target = tmp_path / "acme.csv"
+    assert run(capsys, "export", "download", "--tenant", "acme", "--token", token, "--out",
+               str(target), "--data-dir", d)[0] == 0
+    assert target.read_text().startswith("id,")
+    code, _, err = run(capsys, "export", "download", "--tenant", "globex", "--token", token,
+                       "--out", str(tmp_path / "x.csv"), "--data-dir", d)
+    assert code == 1 and err.startswith("tenancy: error: ")  # another tenant's link
+    code, out, _ = run(capsys, "retention", "run", "--data-dir", d)
+    assert code == 0 and "0 row(s) deleted" in out
+    code, out, _ = run(capsys, "audit", "verify", "--tenant", "acme", "--data-dir", d)
+    assert code == 0, out
+    code, out, _ = run(capsys, "audit", "export", "--tenant", "acme", "--data-dir", d)
+    actions = [json.loads(line)["action"] for line in out.splitlines()]
+    assert "export.created" in actions and "export.downloaded" in actions
+    assert "retention.purged" in actions
