@@ -48,6 +48,8 @@ ROUTES: tuple[tuple[str, str, str | None], ...] = (
     ("GET", "/worklogs", READ),
     ("POST", "/worklogs", WRITE),
     ("GET", "/worklogs/export", EXPORT),
+    ("POST", "/exports", EXPORT),
+    ("GET", "/exports/{token}", EXPORT),
     ("GET", "/worklogs/{id}", READ),
     ("PATCH", "/worklogs/{id}", WRITE),
     ("DELETE", "/worklogs/{id}", WRITE),
@@ -55,7 +57,8 @@ ROUTES: tuple[tuple[str, str, str | None], ...] = (
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
 # The edge sets its own x-request-id: the backend answers with the same id (it came in
 # the context token), so logs of both services correlate.
-FORWARDED_RESPONSE_HEADERS = ("content-type", "location")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "content-disposition",
+                              "cache-control", "referrer-policy", "x-content-type-options")
 
 
 def create_app(

@@ -1,7 +1,8 @@
 """Demonstrates a tenant-isolated API: every route runs inside a verified tenant context.
 
 Routes: ``GET /healthz`` (public), ``GET /whoami``, ``GET/POST /worklogs``,
-``GET /worklogs/export``, ``GET/PATCH/DELETE /worklogs/{id}``. Reading needs
+``GET /worklogs/export``, ``GET/PATCH/DELETE /worklogs/{id}``, ``POST /exports`` (a
+snapshot, answered with a signed link valid for 24 h) and ``GET /exports/{token}``. Reading needs
 ``worklogs:read``, writing ``worklogs:write``, exporting ``worklogs:export`` (with MFA,
 by policy). A worklog of another tenant answers 404, exactly like one that does not
 exist. With an ``authorizer`` the policy decides every route first, and deleting also
@@ -25,7 +26,9 @@ from services.worklogs.store import WorklogStore
 from tenancy.authn import Authenticator
 from tenancy.authz import Authorizer, Resource, authorize
 from tenancy.context import current, require_scope
+from tenancy.errors import InvalidRequest, NotFound
 from tenancy.events import EventSink
+from tenancy.exports import ExportService
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
 from tenancy.support import SupportAccess
@@ -46,6 +49,7 @@ def create_app(
     startup_audit: Callable[[], Sequence[object]] | None = None,
     authorizer: Authorizer | None = None,
     support: SupportAccess | None = None,
+    exports: ExportService | None = None,
 ) -> Starlette:
     """Build the worklogs service around an already-configured store and verifier.
 
@@ -85,6 +89,32 @@ def create_app(
         require_scope(EXPORT)
         return JSONResponse({"items": await run_in_threadpool(store.list, limit=10_000)})
 
+    async def create_export(request: Request) -> Response:
+        require_scope(EXPORT)
+        if exports is None:
+            raise NotFound("exports are not enabled here")
+        raw = await request.body()
+        body = parse_json_object(raw) if raw.strip() else {}
+        fmt = body.get("format", "json")
+        if not isinstance(fmt, str):
+            raise InvalidRequest("invalid export", errors={"format": "must be a string"})
+        link = await run_in_threadpool(exports.create, fmt)
+        location = f"/exports/{link.token}"
+        return JSONResponse({"id": link.export_id, "format": link.format, "rows": link.rows,
+                             "expires_at": link.expires_at.isoformat(), "download": location},
+                            status_code=201, headers={"Location": location,
+                                                      "Cache-Control": "no-store"})
+
+    async def download_export(request: Request) -> Response:
+        require_scope(EXPORT)
+        if exports is None:
+            raise NotFound("exports are not enabled here")
+        got = await run_in_threadpool(exports.download, request.path_params["token"])
+        return Response(got.content, media_type=got.media_type, headers={
+            "Content-Disposition": f'attachment; filename="{got.filename}"',
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff"})
+
     async def get_worklog(request: Request) -> Response:
         require_scope(READ)
         return JSONResponse(await run_in_threadpool(store.get, request.path_params["id"]))
@@ -110,6 +140,8 @@ def create_app(
         Route("/worklogs", list_worklogs, methods=["GET"]),
         Route("/worklogs", create_worklog, methods=["POST"]),
         Route("/worklogs/export", export_worklogs, methods=["GET"]),
+        Route("/exports", create_export, methods=["POST"]),
+        Route("/exports/{token}", download_export, methods=["GET"]),
         Route("/worklogs/{id}", get_worklog, methods=["GET"]),
         Route("/worklogs/{id}", patch_worklog, methods=["PATCH"]),
         Route("/worklogs/{id}", delete_worklog, methods=["DELETE"]),

@@ -17,6 +17,7 @@ from services.demo_state import (
     edge_jwks_path,
     open_audit,
     open_engine,
+    open_exports,
     open_keys,
     open_support,
 )
@@ -47,9 +48,11 @@ def build_worklogs(settings: Settings) -> Starlette:
     # is the application role, and refuses to start if the isolation audit finds a gap.
     startup_audit = None if settings.uses_sqlite else functools.partial(audit_engine, engine)
     audit = open_audit(settings, engine=engine)  # every component's events, hash-chained
-    store = WorklogStore(engine, keys=open_keys(settings, engine=engine, events=audit))
+    keys = open_keys(settings, engine=engine, events=audit)
+    store = WorklogStore(engine, keys=keys)
     return create_app(store=store, verifier=verifier, events=audit,
                       tenants=TenantRegistry(engine, events=audit), region=settings.region,
                       startup_audit=startup_audit,
                       authorizer=authorizer_for(settings, SERVICE),
-                      support=open_support(settings, engine=engine, events=audit))
+                      support=open_support(settings, engine=engine, events=audit),
+                      exports=open_exports(settings, engine=engine, keys=keys, events=audit))

@@ -20,6 +20,7 @@ from services.worklogs.app import create_app as create_worklogs
 from services.worklogs.store import WorklogStore
 from tenancy.authz import Authorizer, EmbeddedRego, PolicyBundle
 from tenancy.events import MemorySink
+from tenancy.exports import ExportService
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
 from tenancy.tenants import Tenant, TenantRegistry
@@ -56,10 +57,26 @@ def edge_ring() -> ServiceKeyring:
 
 
 @pytest.fixture
+def exports(engine: Any, store: WorklogStore, registry: TenantRegistry, acme: Tenant,
+            globex: Tenant, tmp_path: Any) -> ExportService:
+    from tenancy.exports import create_schema
+    from tenancy.keys import LocalKeyProvider, RootKey, TenantKeys
+
+    keys = TenantKeys(engine, [LocalKeyProvider(tmp_path / "keks.json",
+                                                root=RootKey(bytes(range(32))))])
+    keys.create_schema()
+    for tenant in (acme, globex):
+        keys.provision(tenant.id)
+    create_schema(engine)
+    return ExportService(engine, source=store.list, keys=keys, signing_key=bytes(32) + b"x")
+
+
+@pytest.fixture
 def services(bundle: PolicyBundle, store: WorklogStore, registry: TenantRegistry,
-             keys: JWKSKeySource, edge_ring: ServiceKeyring) -> dict[str, Any]:
+             keys: JWKSKeySource, edge_ring: ServiceKeyring,
+             exports: ExportService) -> dict[str, Any]:
     worklogs = create_worklogs(
-        store=store, tenants=registry, region=REGION, events=MemorySink(),
+        store=store, tenants=registry, region=REGION, events=MemorySink(), exports=exports,
         verifier=ContextTokenVerifier(audience="worklogs", services=[trusted_service(
             "edge", keys=keys_of(edge_ring), scopes=EVERY_SCOPE)]),
         authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle))
@@ -88,6 +105,8 @@ EXPECTED_SCOPES = {
     "GET /worklogs/{id}": ["worklogs:read"],
     "PATCH /worklogs/{id}": ["worklogs:write"],
     "DELETE /worklogs/{id}": ["worklogs:write"],
+    "POST /exports": ["worklogs:export"],
+    "GET /exports/{token}": ["worklogs:export"],
 }
 
 
@@ -115,11 +134,18 @@ def users(token_for: TokenFactory, acme: Tenant, globex: Tenant) -> Users:
 
 
 async def call(client: httpx.AsyncClient, method: str, route: str, headers: dict[str, str],
-               worklog_id: str) -> httpx.Response:
-    path = route.replace("{id}", worklog_id)
+               worklog_id: str, token: str = "") -> httpx.Response:
+    path = route.replace("{id}", worklog_id).replace("{token}", token)
     body = {"description": "changed"} if method == "PATCH" else ENTRY
     kwargs: dict[str, Any] = {"json": body} if method in ("POST", "PATCH") else {}
     return await client.request(method, path, headers=headers, **kwargs)
+
+
+async def export_link(client: httpx.AsyncClient, users: Users, tenant: Tenant) -> str:
+    made = await client.post("/exports", json={"format": "json"},
+                             headers=users.headers(tenant=tenant))
+    assert made.status_code == 201, made.text
+    return str(made.json()["download"]).removeprefix("/exports/")
 
 
 async def seed(client: httpx.AsyncClient, users: Users, tenant: Tenant) -> str:
@@ -136,30 +162,36 @@ async def test_route_through_edge_and_worklogs(edge_client: httpx.AsyncClient, u
                                                scopes: list[str]) -> None:
     mine = await seed(edge_client, users, users.acme)
     theirs = await seed(edge_client, users, users.globex)
+    my_link = their_link = ""
+    if "{token}" in route:  # a download needs a link: made by an admin with MFA
+        my_link = await export_link(edge_client, users, users.acme)
+        their_link = await export_link(edge_client, users, users.globex)
 
     # Allowed with exactly the route's scopes (and MFA where they are sensitive).
     needs_mfa = bool(SENSITIVE & set(scopes))
     allowed = await call(edge_client, method, route,
-                         users.headers(scopes=scopes, mfa=needs_mfa), mine)
+                         users.headers(scopes=scopes, mfa=needs_mfa), mine, my_link)
     assert allowed.status_code in (200, 201, 204), allowed.text
 
     # Denied without the scope (when the route needs one).
     if scopes:
         others = [s for s in EVERY_SCOPE if s not in scopes]
-        denied = await call(edge_client, method, route, users.headers(scopes=others), mine)
+        denied = await call(edge_client, method, route, users.headers(scopes=others), mine,
+                            my_link)
         assert denied.status_code == 403
         assert denied.json()["type"] == "urn:tenancy:problem:access-denied"
 
     # Denied by role even when the token carries the scope.
     if scopes:
         viewer_only = await call(edge_client, method, route,
-                                 users.headers(scopes=scopes, roles=("guest",), mfa=True), mine)
+                                 users.headers(scopes=scopes, roles=("guest",), mfa=True), mine,
+                                 my_link)
         assert viewer_only.status_code == 403
 
     # Denied without MFA where the scope is sensitive.
     if needs_mfa:
         no_mfa = await call(edge_client, method, route,
-                            users.headers(scopes=scopes, mfa=False), mine)
+                            users.headers(scopes=scopes, mfa=False), mine, my_link)
         assert no_mfa.status_code == 403
 
     # Another tenant: its object is "not found", and its data never shows up.
@@ -169,6 +201,12 @@ async def test_route_through_edge_and_worklogs(edge_client: httpx.AsyncClient, u
         still = await edge_client.get(f"/worklogs/{theirs}",
                                       headers=users.headers(tenant=users.globex))
         assert still.status_code == 200 and still.json()["description"] == ENTRY["description"]
+    elif "{token}" in route:  # another tenant's link is "not found", and says nothing
+        foreign = await call(edge_client, method, route, users.headers(), mine, their_link)
+        assert foreign.status_code == 404
+        assert theirs not in allowed.text
+    elif route == "/exports":
+        assert theirs not in allowed.text
     elif method == "GET" and route != "/whoami":
         listing = await call(edge_client, method, route, users.headers(), mine)
         assert theirs not in {item["id"] for item in listing.json()["items"]}
@@ -193,7 +231,7 @@ async def test_backend_decides_each_route_on_its_own(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=services["worklogs"]),
                                  base_url="http://worklogs") as client:
         response = await call(client, method, route, bearer(token),
-                              "00000000-0000-4000-8000-000000000000")
+                              "00000000-0000-4000-8000-000000000000", "any-link")
     if scopes:
         assert response.status_code == 403
     else:
