@@ -1,4 +1,5 @@
-"""``tenancy``: run the demo, mint dev tokens, manage the tenant registry.
+"""``tenancy``: run the demo, mint dev tokens; manage tenants, keys, support access,
+audit trails, retention and exports.
 
 Errors print one line to stderr and exit non-zero; nothing is half-done.
 """
