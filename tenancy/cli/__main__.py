@@ -1,0 +1,5 @@
+"""``python -m tenancy.cli``."""
+
+from tenancy.cli import main
+
+raise SystemExit(main())

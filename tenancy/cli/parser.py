@@ -1,0 +1,222 @@
+"""The command line's shape: every command, its arguments and its handler."""
+
+from __future__ import annotations
+
+import argparse
+
+from tenancy.cli.database import db_audit_command, db_migrate_command
+from tenancy.cli.evidence import audit_command, export_command, retention_command
+from tenancy.cli.keys import keys_command
+from tenancy.cli.services import demo_command, dev_token_command, serve_command, tenants_command
+from tenancy.cli.support import support_command
+
+DESCRIPTION = "tenancy: multi-tenant isolation: demo, tenants, keys, support access, evidence"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenancy", description=DESCRIPTION)
+    commands = parser.add_subparsers(title="commands")
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="state directory (default: $TENANCY_DATA_DIR "
+                                          "or ./.tenancy-demo)")
+
+    demo = commands.add_parser("demo", help="run the edge and worklogs services on embedded "
+                                             "defaults")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="the edge's public port")
+    demo.add_argument("--backend-port", type=int, default=8001,
+                      help="the worklogs backend's loopback port")
+    demo.add_argument("--console-port", type=int, default=8002,
+                      help="the tenant admin console's loopback port")
+    data_dir(demo)
+    demo.set_defaults(handler=demo_command)
+
+    serve = commands.add_parser("serve", help="run one demo service (started by `demo`)")
+    serve.add_argument("service", choices=["worklogs", "console"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    data_dir(serve)
+    serve.set_defaults(handler=serve_command)
+
+    token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
+    token.add_argument("--tenant", help="tenant slug (users)")
+    token.add_argument("--kind", choices=["user", "support"], default="user",
+                       help="support: platform staff, who reach a tenant only under a grant")
+    token.add_argument("--trusted-device", action="store_true",
+                       help="claim a managed device (support staff need it)")
+    token.add_argument("--sub", required=True, help="subject (user id)")
+    token.add_argument("--roles", default="member", help="comma-separated roles")
+    token.add_argument("--scopes", default="worklogs:read worklogs:write",
+                       help="space-separated scopes")
+    token.add_argument("--mfa", action=argparse.BooleanOptionalAction, default=False)
+    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds")
+    data_dir(token)
+    token.set_defaults(handler=dev_token_command)
+
+    tenants = commands.add_parser("tenants", help="manage the tenant registry")
+    actions = tenants.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="provision a tenant")
+    create.add_argument("slug")
+    create.add_argument("--region", help="home region (default: $TENANCY_REGION)")
+    create.add_argument("--name", help="display name")
+    create.add_argument("--key-provider", help="customer-managed key: the provider holding it "
+                                               "(default platform-managed keys)")
+    create.add_argument("--key-id", help="customer-managed key: its id in that provider")
+    data_dir(create)
+    listing = actions.add_parser("list", help="list tenants")
+    data_dir(listing)
+    for name in ("suspend", "activate", "offboard"):
+        move = actions.add_parser(name, help=f"{name} a tenant")
+        move.add_argument("slug")
+        move.add_argument("--reason", required=True)
+        data_dir(move)
+    tenants.set_defaults(handler=tenants_command)
+
+    keys = commands.add_parser("keys", help="a tenant's encryption keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    for name, text in (("status", "show the tenant's KEK and data keys"),
+                       ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
+                       ("use-cmk", "move the tenant under a customer-managed key"),
+                       ("revoke-test", "disable the tenant's key, as its owner would"),
+                       ("shred", "destroy the tenant's keys (irreversible)")):
+        action = key_actions.add_parser(name, help=text)
+        action.add_argument("--tenant", required=True, help="tenant slug")
+        data_dir(action)
+        if name == "rotate":
+            action.add_argument("--data-key", metavar="PURPOSE",
+                                help="rotate this purpose's data key instead of the KEK")
+        if name == "use-cmk":
+            action.add_argument("--provider", default="customer-local",
+                                help="configured provider holding the customer's key")
+            action.add_argument("--key-id", help="the customer's key id (default: create one)")
+        if name == "revoke-test":
+            action.add_argument("--restore", action="store_true", help="re-enable the key")
+        if name == "shred":
+            action.add_argument("--confirm", required=True, metavar="SLUG",
+                                help="repeat the tenant slug")
+    keys.set_defaults(handler=keys_command)
+
+    retention = commands.add_parser("retention", help="retention rules and erasure")
+    retention_actions = retention.add_subparsers(dest="action", required=True)
+    run_retention = retention_actions.add_parser(
+        "run", help="delete what is due (exports 12 days after export, mappings 14 days "
+                    "after first notification); idempotent, resumable")
+    run_retention.add_argument("--batch-size", type=int, default=500,
+                               help="rows per transaction")
+    run_retention.add_argument("--verbose", action="store_true", help="also list zero counts")
+    data_dir(run_retention)
+    erase = retention_actions.add_parser(
+        "erase", help="a tenant's right to erasure: delete its personal data, shred its keys")
+    erase.add_argument("--tenant", required=True, help="tenant slug")
+    erase.add_argument("--confirm", required=True, metavar="SLUG",
+                       help="repeat the tenant slug")
+    erase.add_argument("--requested-by", help="who asked (recorded in the audit log)")
+    data_dir(erase)
+    retention.set_defaults(handler=retention_command)
+
+    export = commands.add_parser("export", help="a tenant's worklogs export and its link")
+    export_actions = export.add_subparsers(dest="action", required=True)
+    create_export = export_actions.add_parser("create",
+                                              help="snapshot the worklogs; print the link")
+    create_export.add_argument("--format", choices=("json", "csv"), default="json")
+    download = export_actions.add_parser("download", help="fetch an export by its link token")
+    download.add_argument("--token", required=True, help="the token `export create` printed")
+    download.add_argument("--out",
+                          help="file to write (default: export-<id>.<format>; - = stdout)")
+    for action in (create_export, download):
+        action.add_argument("--tenant", required=True, help="tenant slug")
+        action.add_argument("--as", dest="as_subject", default="cli",
+                            help="subject recorded as the actor")
+        data_dir(action)
+    export.set_defaults(handler=export_command)
+
+    audit_cmd = commands.add_parser("audit", help="verify or export a tenant's audit trail")
+    audit_actions = audit_cmd.add_subparsers(dest="action", required=True)
+    for name, text in (("verify", "recompute the hash chain and check its signed head"),
+                       ("export", "write the trail as JSON lines")):
+        audit_action = audit_actions.add_parser(name, help=text)
+        audit_action.add_argument("--tenant", required=True, metavar="SLUG",
+                                  help="tenant slug, or 'platform' for tenant-less events")
+        audit_action.add_argument("--key-file", help="0600 file holding the hex audit key "
+                                                     "(default: the demo's, or "
+                                                     "$TENANCY_AUDIT_KEY)")
+        data_dir(audit_action)
+        if name == "export":
+            audit_action.add_argument("--out", default="-",
+                                      help="file to create (default: stdout)")
+    audit_cmd.set_defaults(handler=audit_command)
+
+    db = commands.add_parser("db", help="check a live PostgreSQL database")
+    db_actions = db.add_subparsers(dest="db_action", required=True)
+    db_audit = db_actions.add_parser("audit", help="audit RLS, roles, views and functions")
+    db_audit.add_argument("--url", required=True,
+                          help="SQLAlchemy URL; connect as the application role")
+    db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
+    db_audit.set_defaults(handler=db_audit_command)
+    db_migrate = db_actions.add_parser("migrate", help="apply the worklogs migrations")
+    db_migrate.add_argument("--url", required=True, help="the OWNER's SQLAlchemy URL")
+    db_migrate.add_argument("--app-role", required=True,
+                            help="application role to grant DML (NOSUPERUSER NOBYPASSRLS)")
+    db_migrate.add_argument("--sql", action="store_true",
+                            help="print the SQL instead of running it")
+    db_migrate.set_defaults(handler=db_migrate_command)
+    support = commands.add_parser(
+        "support", help="support access grants (operator tool: acts as the named people)",
+        description="Operator tool for support-access grants. It acts AS the people named "
+                    "with --as (and trusts --roles and --mfa as given): the engineer "
+                    "requesting, the tenant's admin deciding. It authenticates nobody; "
+                    "in production these decisions come from the people themselves, "
+                    "through their own authenticated sessions.")
+    support_actions = support.add_subparsers(dest="action", required=True)
+    as_help = "subject of the person this command acts as"
+
+    def hours(text: str) -> float:
+        value = float(text)
+        if not 0 < value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError("a positive number of hours")
+        return value
+
+    req = support_actions.add_parser("request", help="as a support engineer, request access")
+    req.add_argument("--tenant", required=True, help="tenant slug")
+    req.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
+                     help=as_help + " (a support engineer)")
+    req.add_argument("--ticket", required=True, help="the ticket that needs the access")
+    req.add_argument("--justification", required=True)
+    req.add_argument("--scopes", required=True, help="space- or comma-separated scopes")
+    req.add_argument("--hours", type=hours, required=True, help="requested duration")
+    for name, text in (("approve", "as the tenant's admin, approve a pending request"),
+                       ("deny", "as the tenant's admin, deny a pending request"),
+                       ("revoke", "as the tenant's admin, end an active grant now")):
+        decide = support_actions.add_parser(name, help=text)
+        decide.add_argument("grant_id", metavar="GRANT_ID")
+        decide.add_argument("--tenant", required=True, help="tenant slug")
+        decide.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
+                            help=as_help + " (a user of the tenant)")
+        decide.add_argument("--roles", default="", help="comma-separated roles it holds")
+        if name != "revoke":
+            decide.add_argument("--mfa", action="store_true",
+                                help="it authenticated with MFA (required to decide)")
+        if name == "approve":
+            decide.add_argument("--hours", type=hours,
+                                help="approved duration (default: as requested)")
+            decide.add_argument("--scopes", help="narrow to these scopes (default: as "
+                                                 "requested, minus writes)")
+            decide.add_argument("--allow-write", action="store_true",
+                                help="consent to write scopes too")
+        else:
+            decide.add_argument("--reason", required=True)
+        data_dir(decide)
+    grant_list = support_actions.add_parser(
+        "list", help="the tenant's grants: id, status, engineer, ticket, scopes, ends")
+    grant_list.add_argument("--tenant", required=True, help="tenant slug")
+    close = support_actions.add_parser(
+        "close-ticket", help="the ticket closed: its grants end 24 h from now at the latest")
+    close.add_argument("ticket", metavar="TICKET")
+    close.add_argument("--tenant", required=True, help="tenant slug")
+    for action in (req, grant_list, close):
+        data_dir(action)
+    support.set_defaults(handler=support_command)
+    return parser
+
