@@ -1,4 +1,4 @@
-"""Security events: what the audit log (a later ``tenancy.audit`` sink) will record.
+"""Security events: what the audit log (``tenancy.audit.AuditLog``, a sink) records.
 
 Components emit events to an ``EventSink`` they are given. The sink must not raise into
 the request path; ``MemorySink`` keeps them for tests and tools.
