@@ -30,6 +30,7 @@ from tenancy.identity import DevIssuer
 from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
 from tenancy.keys.local import ROOT_KEY_ENV
 from tenancy.propagation import ServiceKeyring
+from tenancy.secretfile import load_or_create_secret
 from tenancy.settings import Settings
 from tenancy.support import OutboxNotifier, SupportAccess
 from tenancy.tenants import TenantRegistry
@@ -127,13 +128,7 @@ def export_signing_key(settings: Settings) -> bytes:
     encoded = os.environ.get(EXPORT_KEY_ENV)
     if encoded:
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-    path = settings.data_dir / "keys" / "export-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(os.urandom(32))
-    return path.read_bytes()
+    return load_or_create_secret(settings.data_dir / "keys" / "export-signing.key")
 
 
 def open_exports(settings: Settings, *, engine: Engine | None = None,

@@ -53,3 +53,9 @@ class FrozenClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime (SQLite hands them back for timezone-aware
+    columns) is taken to be UTC, which is how everything here is stored."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

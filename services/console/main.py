@@ -9,7 +9,6 @@ edge and the worklogs backend enforce on the very next request.
 from __future__ import annotations
 
 import os
-import secrets
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from tenancy.clock import SYSTEM_CLOCK
 from tenancy.context import PrincipalKind
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
+from tenancy.secretfile import load_or_create_secret
 from tenancy.settings import Settings
 from tenancy.support import webhook_app
 from tenancy.tenants import TenantRegistry
@@ -57,9 +57,4 @@ def tickets_secret(settings: Settings) -> bytes:
     value = os.environ.get("TENANCY_TICKETS_SECRET")
     if value:
         return bytes.fromhex(value)
-    path = settings.data_dir / "tickets.secret"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+    return load_or_create_secret(settings.data_dir / "tickets.secret")

@@ -9,13 +9,13 @@ PostgreSQL the same session also sets the Row-Level Security setting.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Engine, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
 from tenancy.context import current
 from tenancy.errors import NotFound
 from tenancy.keys import EncryptedString, TenantKeys
@@ -120,9 +120,7 @@ def _uuid(value: str) -> str:
 
 
 def _public(worklog: Worklog) -> dict[str, Any]:
-    created = worklog.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(worklog.created_at)
     return {
         "id": worklog.id,
         "tenant_id": worklog.tenant_id,

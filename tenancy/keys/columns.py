@@ -22,7 +22,8 @@ do not need them run without any key.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from sqlalchemy import Dialect, LargeBinary, event
 from sqlalchemy.orm import Mapper, Session, UOWTransaction, attributes, object_mapper
@@ -54,9 +55,29 @@ class Ciphertext(bytes):
     """Bytes loaded from an encrypted column, not yet opened."""
 
 
+def _encode_text(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError("EncryptedString holds str")
+    return value.encode("utf-8")
+
+
+def _encode_bytes(value: Any) -> bytes:
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError("EncryptedBytes holds bytes")
+    return bytes(value)
+
+
+def _encode_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 class _Encrypted(TypeDecorator[Any]):
+    """The column side: only ``Sealed`` values go in, ``Ciphertext`` comes out. Each
+    concrete type names how its Python values become bytes and back (its codec)."""
+
     impl = LargeBinary
     cache_ok = True
+    codec: ClassVar[tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]
 
     def __init__(self, purpose: str | None = None) -> None:
         super().__init__()
@@ -73,50 +94,31 @@ class _Encrypted(TypeDecorator[Any]):
         return None if value is None else Ciphertext(bytes(value))
 
     def encode(self, value: Any) -> bytes:
-        raise NotImplementedError
+        return self.codec[0](value)
 
     def decode(self, raw: bytes) -> Any:
-        raise NotImplementedError
+        return self.codec[1](raw)
 
 
 class EncryptedString(_Encrypted):
     """Text, encrypted at rest (UTF-8)."""
 
     cache_ok = True
-
-    def encode(self, value: Any) -> bytes:
-        if not isinstance(value, str):
-            raise TypeError("EncryptedString holds str")
-        return value.encode("utf-8")
-
-    def decode(self, raw: bytes) -> Any:
-        return raw.decode("utf-8")
+    codec = (_encode_text, lambda raw: raw.decode("utf-8"))
 
 
 class EncryptedBytes(_Encrypted):
     """Bytes, encrypted at rest."""
 
     cache_ok = True
-
-    def encode(self, value: Any) -> bytes:
-        if not isinstance(value, bytes | bytearray):
-            raise TypeError("EncryptedBytes holds bytes")
-        return bytes(value)
-
-    def decode(self, raw: bytes) -> Any:
-        return raw
+    codec = (_encode_bytes, bytes)
 
 
 class EncryptedJSON(_Encrypted):
     """Any JSON value, encrypted at rest (canonical JSON)."""
 
     cache_ok = True
-
-    def encode(self, value: Any) -> bytes:
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-    def decode(self, raw: bytes) -> Any:
-        return json.loads(raw)
+    codec = (_encode_json, json.loads)
 
 
 def _encrypted_columns(mapper: Mapper[Any]) -> list[tuple[str, str, _Encrypted]]:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tenancy.errors import ConfigurationError, DecryptionFailed, KeyDestroyed, KeyUnavailable
 from tenancy.keys.provider import KeyInfo, KeyRef, context_bytes
+from tenancy.secretfile import load_or_create_secret
 
 ROOT_KEY_ENV = "TENANCY_ROOT_KEY"
 NAME = "local"
@@ -47,15 +48,7 @@ class RootKey:
     @classmethod
     def load_or_create(cls, path: str | Path) -> RootKey:
         """Read the root key file, or create it (0600) with a fresh random key."""
-        file = Path(path)
-        if not file.exists():
-            file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(os.urandom(32))
-        if file.stat().st_mode & 0o077:
-            raise ConfigurationError(f"root key file {file} must not be readable by others")
-        return cls(file.read_bytes())
+        return cls(load_or_create_secret(path))
 
     def seal(self, material: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)

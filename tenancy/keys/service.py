@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
 from tenancy.context import current_or_none
 from tenancy.errors import (
     ConfigurationError,
@@ -262,11 +262,11 @@ class TenantKeys:
         # added back through the difference.
         self._current[slot] = (found, now + self.cache.ttl,
                                self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
-                               (_aware(found.created_at) + self._max_age).timestamp())
+                               (as_utc(found.created_at) + self._max_age).timestamp())
         return key
 
     def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
-        return (self._clock.now() - _aware(record.created_at) >= self._max_age
+        return (self._clock.now() - as_utc(record.created_at) >= self._max_age
                 or record.messages + unflushed >= self._max_messages)
 
     def _key(self, tenant_id: str, purpose: str, version: int, now: float, *,
@@ -380,11 +380,6 @@ class TenantKeys:
             action=action, at=self._clock.now(), tenant_id=tenant_id,
             actor=None if ctx is None else ctx.principal.subject,
             request_id=None if ctx is None else ctx.request_id, details=info))
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _wrap_context(tenant_id: str, purpose: str, version: int) -> Mapping[str, str]:

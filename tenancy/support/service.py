@@ -177,8 +177,7 @@ class SupportAccess:
                     self.store.put(conn, grant)
                 elif not (grant.state is GrantState.APPROVED and not grant.active_at(now)):
                     continue
-                trail = self.store.trail_of(conn, tenant_id, grant.id)
-                if any(entry["action"] == "expired" for entry in trail):
+                if self.store.has_action(conn, tenant_id, grant.id, "expired"):
                     continue
                 self.store.record(conn, grant, at=now, actor="system", action="expired",
                                   detail={"ended": (grant.expires_at() or grant.pending_until)
@@ -241,8 +240,7 @@ class SupportAccess:
         """Every request served under a grant goes to its trail (the first also notifies)."""
         now = self._clock.now()
         with self.store.transaction(grant.tenant_id) as conn:
-            first = not any(e["action"] == "used"
-                            for e in self.store.trail_of(conn, grant.tenant_id, grant.id))
+            first = not self.store.has_action(conn, grant.tenant_id, grant.id, "used")
             self.store.record(conn, grant, at=now, actor=grant.engineer, action="used",
                               detail={"request_id": request_id, "route": route})
         self._emit("used", grant, actor=grant.engineer)

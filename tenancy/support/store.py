@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from tenancy.clock import as_utc
 from tenancy.scoping.rls import tenant_transaction
 from tenancy.support.model import Grant, GrantState
 
@@ -115,6 +116,12 @@ class GrantStore:
             tenant_id=grant.tenant_id, grant_id=grant.id, seq=int(seq) + 1, at=at, actor=actor,
             action=action, detail=json.dumps(detail, sort_keys=True)))
 
+    def has_action(self, conn: Connection, tenant_id: str, grant_id: str, action: str) -> bool:
+        """Whether the grant's trail holds ``action`` (one indexed lookup, not the trail)."""
+        return conn.execute(select(trail.c.seq).where(
+            trail.c.tenant_id == tenant_id, trail.c.grant_id == grant_id,
+            trail.c.action == action).limit(1)).first() is not None
+
     def trail_of(self, conn: Connection, tenant_id: str, grant_id: str) -> list[dict[str, Any]]:
         rows = conn.execute(select(trail).where(trail.c.tenant_id == tenant_id,
                                                 trail.c.grant_id == grant_id)
@@ -139,11 +146,7 @@ def _values(grant: Grant) -> dict[str, Any]:
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return None if moment is None else as_utc(moment)
 
 
 def _grant(row: Row[Any]) -> Grant:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     CheckConstraint,
@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
 from tenancy.errors import DuplicateSlug, UnknownTenant
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.tenants.model import (
@@ -250,5 +250,4 @@ def _to_tenant(row: Row[tuple[object, ...]]) -> Tenant:
 def _utc(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError("expected a datetime from the database")
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)

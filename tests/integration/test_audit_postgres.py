@@ -5,12 +5,11 @@ writers keep chains valid, and a chain rewritten by the app role fails verificat
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from tenancy.audit import TABLES, AuditLog, Damage, audit_events, audit_heads, metadata
@@ -18,7 +17,7 @@ from tenancy.audit.record import chain
 from tenancy.audit.store import insert_records
 from tenancy.events import SecurityEvent
 from tenancy.scoping.rls import migration_statements, tenant_transaction
-from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
+from tests.support.postgres import app_role_database
 
 pytestmark = pytest.mark.postgres
 
@@ -29,26 +28,13 @@ B = "00000000-0000-4000-8000-0000000000bb"
 
 @pytest.fixture
 def app_engine() -> Iterator[Engine]:
-    role = f"tenancy_audit_{uuid.uuid4().hex[:8]}"
-    try:
-        with scratch_database(LOCAL_ADMIN_URL) as url:
-            owner = create_engine(url)
-            with owner.begin() as conn:
-                metadata.create_all(conn)
-                conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
-                for statement in migration_statements(TABLES, conn.dialect, role):
-                    conn.execute(text(statement))
-            app = create_engine(url.replace("postgres@", f"{role}@", 1))
-            try:
-                yield app
-            finally:
-                app.dispose()
-                owner.dispose()
-    finally:
-        admin = create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        admin.dispose()
+    def setup(conn: Connection, role: str) -> None:
+        metadata.create_all(conn)
+        for statement in migration_statements(TABLES, conn.dialect, role):
+            conn.execute(text(statement))
+
+    with app_role_database(setup, prefix="tenancy_audit") as (_, app):
+        yield app
 
 
 def _event(tenant: str, **kwargs: str) -> SecurityEvent:

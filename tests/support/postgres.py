@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 LOCAL_ADMIN_URL = os.environ.get(
@@ -77,3 +78,34 @@ def container_database() -> Iterator[str]:
 
     with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
         yield pg.get_connection_url()
+
+
+@contextmanager
+def app_role_database(setup: Callable[[Connection, str], None], *,
+                      prefix: str = "tenancy_app",
+                      **app_engine: Any) -> Iterator[tuple[Engine, Engine]]:
+    """A scratch database and a fresh application role (LOGIN NOSUPERUSER NOBYPASSRLS).
+
+    ``setup(owner_connection, role)`` creates the schema, RLS and grants as the owner.
+    Yields (owner engine, app-role engine, built with ``app_engine`` keyword arguments);
+    drops the database and then the role.
+    """
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with scratch_database(LOCAL_ADMIN_URL) as url:
+            owner = create_engine(url)
+            with owner.begin() as conn:
+                conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+                setup(conn, role)
+            app = create_engine(url.replace("postgres@", f"{role}@", 1), **app_engine)
+            try:
+                yield owner, app
+            finally:
+                app.dispose()
+                owner.dispose()
+    finally:
+        # The role owns grants in the scratch database: drop it once that is gone.
+        admin = create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

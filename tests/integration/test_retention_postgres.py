@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, MetaData, create_engine, func, select, text
+from sqlalchemy import Connection, Engine, MetaData, func, select
 
 from services.worklogs.store import Base as WorklogBase
 from services.worklogs.store import Worklog, WorklogStore
@@ -28,7 +28,7 @@ from tenancy.retention import (
 )
 from tenancy.retention.model import RetentionBase
 from tenancy.scoping.rls import enable_rls, grant_app_role, tenant_transaction
-from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
+from tests.support.postgres import app_role_database
 
 pytestmark = pytest.mark.postgres
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
@@ -38,29 +38,16 @@ METADATA: tuple[MetaData, ...] = (ExportBase.metadata, RetentionBase.metadata,
 
 @pytest.fixture
 def pg() -> Iterator[tuple[Engine, Engine]]:
-    role = f"tenancy_app_{uuid.uuid4().hex[:8]}"
-    try:
-        with scratch_database(LOCAL_ADMIN_URL) as url:
-            owner = create_engine(url)
-            with owner.begin() as conn:
-                tables = []
-                for meta in METADATA:
-                    meta.create_all(conn)
-                    tables += [t for t in meta.sorted_tables if "tenant_id" in t.c]
-                enable_rls(conn, tables)
-                conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
-                grant_app_role(conn, role, tables)
-            app = create_engine(url.replace("postgres@", f"{role}@", 1))
-            try:
-                yield owner, app
-            finally:
-                app.dispose()
-                owner.dispose()
-    finally:
-        admin = create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        admin.dispose()
+    def setup(conn: Connection, role: str) -> None:
+        tables = []
+        for meta in METADATA:
+            meta.create_all(conn)
+            tables += [t for t in meta.sorted_tables if "tenant_id" in t.c]
+        enable_rls(conn, tables)
+        grant_app_role(conn, role, tables)
+
+    with app_role_database(setup) as pair:
+        yield pair
 
 
 def ctx(tenant_id: str) -> TenantContext:
