@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from tenancy.cli.database import db_audit_command, db_migrate_command
+from tenancy.cli.database import db_audit_command, db_matrix_command, db_migrate_command
 from tenancy.cli.evidence import audit_command, export_command, retention_command
 from tenancy.cli.keys import keys_command
+from tenancy.cli.probe import probe_command
 from tenancy.cli.services import demo_command, dev_token_command, serve_command, tenants_command
 from tenancy.cli.support import support_command
 
@@ -148,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
                                       help="file to create (default: stdout)")
     audit_cmd.set_defaults(handler=audit_command)
 
+    probe = commands.add_parser(
+        "probe", help="attack a running service as every tenant's identities; exit 1 on a leak",
+        description="Seeds data as every identity, checks each reaches its own (positive "
+                    "controls), then replays every route as other tenants' identities, with "
+                    "tampered credentials and as ungranted support staff. Exit codes: 0 no "
+                    "leak, 1 a leak, 2 a bad configuration, 3 void (a positive control "
+                    "failed), 4 errors but no leak.")
+    probe.add_argument("--config", required=True, help="probe.toml")
+    probe.add_argument("--target", help="base URL (default: the config's target)")
+    probe.add_argument("--out", help="write the JSON report here (- for stdout)")
+    probe.add_argument("--verbose", action="store_true", help="list every cell")
+    probe.set_defaults(handler=probe_command)
+
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)
     db_audit = db_actions.add_parser("audit", help="audit RLS, roles, views and functions")
@@ -155,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SQLAlchemy URL; connect as the application role")
     db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
     db_audit.set_defaults(handler=db_audit_command)
+    db_matrix = db_actions.add_parser(
+        "matrix", help="prove RLS cell by cell: each tenant's reads and writes against "
+                       "the others' rows (always rolled back)")
+    db_matrix.add_argument("--url", required=True,
+                           help="SQLAlchemy URL; connect as the application role")
+    db_matrix.add_argument("--tenant", action="append", metavar="ID",
+                           help="tenant id to test (repeatable; default: the registry's)")
+    db_matrix.add_argument("--app-role", help="role the auditor judges (default: the "
+                                              "connecting role)")
+    db_matrix.add_argument("--json", metavar="PATH", help="also write the matrix as JSON "
+                                                          "(- = stdout)")
+    db_matrix.add_argument("--quiet", action="store_true", help="print the summary only")
+    db_matrix.set_defaults(handler=db_matrix_command)
     db_migrate = db_actions.add_parser("migrate", help="apply the worklogs migrations")
     db_migrate.add_argument("--url", required=True, help="the OWNER's SQLAlchemy URL")
     db_migrate.add_argument("--app-role", required=True,

@@ -1,0 +1,30 @@
+"""``tenancy probe``: the HTTP isolation probe against a running deployment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from tenancy.cli.common import EXIT_USAGE
+from tenancy.testing.probe import ProbeConfigError, load_config, run_probe
+
+
+def probe_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        report = asyncio.run(run_probe(config, target=args.target))
+    except ProbeConfigError as exc:
+        print(f"tenancy: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out:
+        text = json.dumps(report.to_json(), indent=2)
+        if args.out == "-":
+            print(text)
+        else:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.out != "-":
+        print(report.render_text(verbose=args.verbose))
+    return report.exit_code
