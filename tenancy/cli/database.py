@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING
 
-from tenancy.cli.common import EXIT_ERROR
+from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from tenancy.testing.dbmatrix import DatabaseMatrix
 
 
 def db_audit_command(args: argparse.Namespace) -> int:
@@ -34,3 +39,61 @@ def db_migrate_command(args: argparse.Namespace) -> int:
 
     upgrade(args.url, app_role=args.app_role, sql=args.sql)
     return 0
+
+
+def db_matrix_command(args: argparse.Namespace) -> int:
+    """Exit 0 when isolation is proved, 1 on a leak or audit finding, 2 on errors only or
+    bad input (one line on stderr)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tenancy.testing.dbmatrix import MatrixError, access_matrix_for_url
+
+    try:
+        matrix = access_matrix_for_url(args.url, tenants=args.tenant, app_role=args.app_role)
+    except (MatrixError, SQLAlchemyError, ValueError) as exc:
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        # A URL that does not parse is echoed by SQLAlchemy: keep its password off screen.
+        print(f"tenancy: error: {detail.replace(args.url, '<url>')}", file=sys.stderr)
+        return EXIT_USAGE
+    to_stdout = args.json == "-"
+    if args.json:
+        document = json.dumps(matrix.to_json(), indent=2) + "\n"
+        if to_stdout:
+            sys.stdout.write(document)
+        else:
+            try:
+                with open(args.json, "w", encoding="utf-8") as out:
+                    out.write(document)
+            except OSError as exc:
+                print(f"tenancy: error: cannot write {args.json}: {exc.strerror}",
+                      file=sys.stderr)
+                return EXIT_USAGE
+    report = sys.stderr if to_stdout else sys.stdout
+    if not (args.quiet or to_stdout):
+        for line in _matrix_lines(matrix):
+            print(line, file=report)
+    summary = matrix.summary
+    leaks = summary["leaked"] + summary["findings"]
+    verdict = ("OK: RLS held in every cell" if matrix.ok else
+               "tenant isolation is NOT guaranteed" if leaks else
+               "errors: isolation NOT proved")
+    print(f"{len(matrix.tables)} table(s), {len(matrix.tenants)} tenant(s): "
+          + ", ".join(f"{n} {k}" for k, n in summary.items()) + f": {verdict}", file=report)
+    if leaks:
+        return EXIT_ERROR
+    return EXIT_USAGE if summary["error"] else 0
+
+
+def _matrix_lines(matrix: DatabaseMatrix) -> list[str]:
+    # Tenant ids are long (UUIDs): the table names them T1, T2, ... under a legend.
+    labels = {tenant: f"T{n}" for n, tenant in enumerate(matrix.tenants, 1)}
+    rows = [("TABLE", "OPERATION", "SETTING", "TARGET", "OUTCOME", "ROWS", "DETAIL")]
+    rows += [(c.table, c.operation, labels.get(c.setting, c.setting),
+              labels.get(c.target, c.target), str(c.outcome),
+              "-" if c.rows is None else str(c.rows), c.detail) for c in matrix.cells]
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    legend = ", ".join(f"{label} = {tenant}" for tenant, label in labels.items())
+    return [f"tenants: {legend}",
+            *("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[6]
+              for row in rows),
+            *(str(finding) for finding in matrix.findings)]

@@ -35,7 +35,7 @@ class Finding:
 
 _SCOPED_TABLES = text("""
     SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relrowsecurity, c.relforcerowsecurity,
-           pg_get_userbyid(c.relowner) AS owner
+           pg_get_userbyid(c.relowner) AS owner, n.nspname AS schema, c.relname AS relname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -70,7 +70,7 @@ def audit(connection: Connection, *, app_role: str | None = None,
     role = app_role or str(connection.execute(text("SELECT current_user")).scalar_one())
     findings = _role_findings(connection, role)
     tables = connection.execute(_SCOPED_TABLES).all()
-    for oid, name, enabled, forced, owner in tables:
+    for oid, name, enabled, forced, owner, *_ in tables:
         findings += _table_findings(connection, oid, name, enabled, forced, setting)
         if owner == role:
             findings.append(Finding("app-role-owns-table", name,
@@ -87,6 +87,31 @@ def audit(connection: Connection, *, app_role: str | None = None,
                                         f"reads {name} with its owner's rights"))
     findings += _definer_findings(connection, [name for _, name, *_ in tables])
     return findings
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedTable:
+    """A table (or partition) with a ``tenant_id`` column: one that RLS must cover.
+
+    ``schema`` and ``name`` are kept apart, unquoted, so callers quote them with their
+    dialect's identifier preparer instead of splitting ``qualified`` on a dot.
+    """
+
+    oid: int
+    schema: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        """``schema.name`` as the audit reports it (for display, not for SQL)."""
+        return f"{self.schema}.{self.name}"
+
+
+def scoped_tables(connection: Connection) -> list[ScopedTable]:
+    """Every table and partitioned table with a ``tenant_id`` column outside the system
+    schemas: the set :func:`audit` judges, ordered by qualified name."""
+    return [ScopedTable(row.oid, row.schema, row.relname)
+            for row in connection.execute(_SCOPED_TABLES)]
 
 
 def audit_engine(engine: Engine, *, app_role: str | None = None) -> list[Finding]:

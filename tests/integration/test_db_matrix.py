@@ -1,0 +1,255 @@
+"""`tenancy db matrix`: on the migrated worklogs schema every cell holds, nothing changes.
+
+The helpers here (``migrated_worklogs``, ``seed``, ``snapshot``, ``cell``) are shared with
+``tests/isolation``, whose mutants break this same schema on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, text
+
+from services.worklogs.migrate import upgrade
+from tenancy.cli import main
+from tenancy.scoping.audit import scoped_tables
+from tenancy.scoping.rls import enable_rls, grant_app_role
+from tenancy.testing.dbmatrix import (
+    Cell,
+    DatabaseMatrix,
+    MatrixError,
+    Outcome,
+    access_matrix,
+)
+from tests.support.postgres import app_role_database
+from tests.support.scoping_models import A, B
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+# Rows seeded per table and tenant (a table or tenant not named here holds none).
+SEEDED = {"public.worklogs": {A: 3, B: 2},
+          "public.tenancy_contribution_settings": {A: 1, B: 1},
+          "public.tenancy_audit_events": {A: 2}}
+JSON_KEYS = {"kind", "version", "generated_at", "database", "role", "server_version",
+             "tenants", "tables", "cells", "findings", "summary"}
+CELL_KEYS = {"table", "operation", "setting", "target", "outcome", "rows", "detail"}
+
+
+def url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def tenancy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tenancy.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+@contextmanager
+def migrated_worklogs() -> Iterator[tuple[Engine, Engine]]:
+    """(owner, app role) engines on a scratch database built by the worklogs migrations."""
+
+    def nothing(conn: Connection, role: str) -> None:
+        """The migrations run after the role exists (committed), in their own connection."""
+
+    with app_role_database(nothing, prefix="tenancy_matrix") as (owner, app):
+        upgrade(url_of(owner), app_role=str(app.url.username))
+        yield owner, app
+
+
+def seed(owner: Engine) -> None:
+    """As the owner (a superuser: RLS does not apply), the rows of ``SEEDED``."""
+    with owner.begin() as conn:
+        for n, tenant in enumerate((A, B)):
+            conn.execute(text(
+                "INSERT INTO tenancy_tenants VALUES (:id, :slug, :slug, 'eu-central-1', "
+                "'active', :now, :now)"), {"id": tenant, "slug": f"tenant-{n}", "now": NOW})
+            conn.execute(text(
+                "INSERT INTO tenancy_contribution_settings VALUES (:t, true, :now, 'seed')"),
+                {"t": tenant, "now": NOW})
+            for i in range(SEEDED["public.worklogs"][tenant]):
+                conn.execute(text(
+                    "INSERT INTO worklogs (tenant_id, id, author, description, minutes, day, "
+                    "created_at, comment) VALUES (:t, :id, 'ann', 'work', 30, :day, :now, "
+                    ":comment)"), {"t": tenant, "id": f"w{i}", "day": date(2026, 11, 1),
+                                   "now": NOW, "comment": b"\x00sealed" if i else None})
+        for seq in range(2):
+            conn.execute(text(
+                "INSERT INTO tenancy_audit_events VALUES (:t, :seq, 1, '2026-11-02', 'x', "
+                "'ann', NULL, NULL, '{}', 'p', 'h')"), {"t": A, "seq": seq})
+
+
+def snapshot(owner: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every scoped table and of the registry, as the owner sees them."""
+    prep = owner.dialect.identifier_preparer
+    with owner.connect() as conn:
+        names = [(t.schema, t.name) for t in scoped_tables(conn)] + [("public",
+                                                                      "tenancy_tenants")]
+        return {f"{schema}.{name}": sorted(
+            (tuple(row) for row in conn.execute(text(
+                f"SELECT * FROM {prep.quote_schema(schema)}.{prep.quote(name)}"))), key=repr)
+            for schema, name in names}
+
+
+def cell(matrix: DatabaseMatrix, table: str, operation: str, setting: str,
+         target: str) -> Cell:
+    found = [c for c in matrix.cells if (c.table, c.operation, c.setting, c.target)
+             == (table, operation, setting, target)]
+    assert len(found) == 1, (table, operation, setting, target, found)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[tuple[Engine, Engine]]:
+    with migrated_worklogs() as (owner, app):
+        seed(owner)
+        yield owner, app
+
+
+def test_healthy_schema_holds_in_every_cell_and_nothing_changes(
+        database: tuple[Engine, Engine]) -> None:
+    owner, app = database
+    before = snapshot(owner)
+    assert sum(map(len, before.values())) == 11  # the seed really is there
+    with app.connect() as conn:
+        matrix = access_matrix(conn)  # tenants come from the registry
+        assert not conn.in_transaction()
+    assert snapshot(owner) == before
+
+    assert matrix.findings == ()
+    assert matrix.summary["leaked"] == matrix.summary["error"] == 0, [
+        c for c in matrix.cells if c.outcome in (Outcome.LEAKED, Outcome.ERROR)]
+    assert matrix.ok
+    assert matrix.tenants == (A, B)
+    assert matrix.role == str(app.url.username)
+    assert set(SEEDED) <= set(matrix.tables)
+    keys = [(c.table, c.operation, c.setting, c.target) for c in matrix.cells]
+    assert len(keys) == len(set(keys))
+    # 4 cells with no tenant; per tenant 1 own SELECT and 4 against the other one.
+    assert len(matrix.cells) == len(matrix.tables) * (4 + 2 * (1 + 4))
+    for table, counts in SEEDED.items():
+        for tenant in (A, B):
+            assert cell(matrix, table, "SELECT", tenant, "own").rows == counts.get(tenant, 0)
+
+
+def test_cells_against_a_tenant_with_rows_are_enforced(
+        database: tuple[Engine, Engine]) -> None:
+    _, app = database
+    with app.connect() as conn:
+        matrix = access_matrix(conn, tenants=[A, B])
+    worklogs = "public.worklogs"
+    for me, you in ((A, B), (B, A)):
+        for operation in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            found = cell(matrix, worklogs, operation, me, you)
+            assert found.outcome is Outcome.ENFORCED, found
+        assert cell(matrix, worklogs, "SELECT", me, "own").outcome is Outcome.ENFORCED
+        assert "row-level security" in cell(matrix, worklogs, "INSERT", me, you).detail
+    for operation in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+        assert cell(matrix, worklogs, operation, "none", "none").outcome is Outcome.ENFORCED
+    # The app role holds only SELECT and INSERT on the audit trail: GRANTs refuse the rest.
+    events = "public.tenancy_audit_events"
+    assert cell(matrix, events, "INSERT", A, B).outcome is Outcome.ENFORCED
+    assert cell(matrix, events, "UPDATE", A, B).outcome is Outcome.DENIED
+    assert cell(matrix, events, "DELETE", B, A).outcome is Outcome.DENIED
+    # B holds no audit row: nothing of B's to hide from A, and nothing of B's to copy.
+    assert cell(matrix, events, "SELECT", A, B).outcome is Outcome.VACUOUS
+    assert cell(matrix, events, "INSERT", B, A).outcome is Outcome.VACUOUS
+    assert cell(matrix, events, "SELECT", B, A).outcome is Outcome.ENFORCED
+
+
+def test_json_has_the_documented_shape_and_round_trips(
+        database: tuple[Engine, Engine]) -> None:
+    _, app = database
+    with app.connect() as conn:
+        conn.execute(text("SELECT 1"))  # a transaction is open: the matrix nests in it
+        matrix = access_matrix(conn, tenants=[A, B])
+        assert conn.in_transaction()
+    document = json.loads(json.dumps(matrix.to_json()))
+    assert set(document) == JSON_KEYS
+    assert (document["kind"], document["version"]) == ("tenancy.db-matrix", 1)
+    assert ":" not in document["database"].split("@")[0].split("//")[1]  # no password
+    assert all(set(c) == CELL_KEYS for c in document["cells"])
+    assert set(document["summary"]) == {*map(str, Outcome), "findings"}
+    assert DatabaseMatrix.from_json(document) == matrix
+    with pytest.raises(MatrixError):
+        DatabaseMatrix.from_json({**document, "version": 2})
+
+
+def test_cli_end_to_end(database: tuple[Engine, Engine], tmp_path: Path) -> None:
+    _, app = database
+    out = tmp_path / "matrix.json"
+    result = tenancy("db", "matrix", "--url", url_of(app), "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"tenants: T1 = {A}, T2 = {B}" in result.stdout
+    assert "public.worklogs" in result.stdout
+    assert result.stdout.rstrip().endswith("OK: RLS held in every cell")
+    document = json.loads(out.read_text())
+    assert set(document) == JSON_KEYS
+    assert document["tenants"] == [A, B]
+    assert document["summary"]["leaked"] == 0 and document["summary"]["enforced"] > 0
+    quiet = tenancy("db", "matrix", "--url", url_of(app), "--tenant", B, "--tenant", A,
+                    "--json", "-", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["tenants"] == [B, A]
+    assert len(quiet.stderr.splitlines()) == 1  # the summary only
+
+
+def test_autocommit_connection_is_refused(database: tuple[Engine, Engine]) -> None:
+    owner, app = database
+    before = snapshot(owner)
+    with app.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(MatrixError, match="transaction"):
+            access_matrix(conn, tenants=[A, B])
+    assert snapshot(owner) == before
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+                                 "postgresql+psycopg://u:s3cret@127.0.0.1:notaport/x",
+                                 "not a url"])
+def test_bad_url_is_one_line_and_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "matrix", "--url", url]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("tenancy: error:")
+    assert "s3cret" not in err
+
+
+@pytest.fixture(scope="module")
+def no_registry() -> Iterator[tuple[Engine, Engine]]:
+    """A scoped table under RLS and no tenant registry at all."""
+    notes = Table("notes", MetaData(), Column("tenant_id", String(36), primary_key=True),
+                  Column("id", String(36), primary_key=True))
+
+    def setup(conn: Connection, role: str) -> None:
+        notes.create(conn)
+        enable_rls(conn, [notes])
+        grant_app_role(conn, role, [notes])
+
+    with app_role_database(setup, prefix="tenancy_matrix") as pair:
+        yield pair
+
+
+def test_no_tenants_discoverable_and_none_given_is_a_clear_error(
+        no_registry: tuple[Engine, Engine], capsys: pytest.CaptureFixture[str]) -> None:
+    _, app = no_registry
+    with app.connect() as conn, pytest.raises(MatrixError, match="--tenant"):
+        access_matrix(conn)
+    assert main(["db", "matrix", "--url", url_of(app)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pass --tenant" in err
+    with app.connect() as conn:
+        matrix = access_matrix(conn, tenants=[A, B])
+    assert matrix.tables == ("public.notes",)
+    # No rows anywhere: every cell is vacuous, and says so.
+    assert {c.outcome for c in matrix.cells} == {Outcome.VACUOUS}
+    assert all(c.detail for c in matrix.cells)
