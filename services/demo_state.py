@@ -12,28 +12,20 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 
-from tenancy.audit import AuditLog
-from tenancy.authz import (
-    Authorizer,
-    EmbeddedRego,
-    JsonLinesDecisionLog,
-    OPAServer,
-    PolicyBundle,
-    PolicyDecisionPoint,
-)
-from tenancy.events import EventSink
-from tenancy.exports import ExportService
-from tenancy.identity import DevIssuer
-from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
-from tenancy.keys.local import ROOT_KEY_ENV
-from tenancy.propagation import ServiceKeyring
-from tenancy.secretfile import load_or_create_secret
 from tenancy.settings import Settings
-from tenancy.support import OutboxNotifier, SupportAccess
 from tenancy.tenants import TenantRegistry
+
+if TYPE_CHECKING:
+    from tenancy.audit import AuditLog
+    from tenancy.authz import Authorizer
+    from tenancy.events import EventSink
+    from tenancy.exports import ExportService
+    from tenancy.keys import TenantKeys
+    from tenancy.support import SupportAccess
 
 logger = logging.getLogger("tenancy.demo")
 
@@ -82,6 +74,9 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
     customer's own KMS so ``tenancy keys use-cmk`` and ``revoke-test`` can be tried.
     ``TENANCY_PKCS11_LIBRARY``/``_TOKEN``/``_PIN`` add an HSM (provider ``pkcs11``) and
     ``TENANCY_AWS_KMS_REGION`` (optional ``_ENDPOINT``) AWS KMS (provider ``aws-kms``)."""
+    from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
+    from tenancy.keys.local import ROOT_KEY_ENV
+
     folder = settings.data_dir / "keys"
     root = (RootKey.from_env() if os.environ.get(ROOT_KEY_ENV)
             else RootKey.load_or_create(folder / "root.key"))
@@ -112,6 +107,8 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
 def open_support(settings: Settings, *, engine: Engine | None = None,
                  events: EventSink | None = None) -> SupportAccess:
     """Support access over the demo's database; notices go to ``outbox/`` as JSON."""
+    from tenancy.support import OutboxNotifier, SupportAccess
+
     support = SupportAccess(engine or open_engine(settings), events=events,
                             notifier=OutboxNotifier(settings.data_dir / "outbox"))
     if settings.uses_sqlite:
@@ -128,6 +125,8 @@ def export_signing_key(settings: Settings) -> bytes:
     encoded = os.environ.get(EXPORT_KEY_ENV)
     if encoded:
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    from tenancy.secretfile import load_or_create_secret
+
     return load_or_create_secret(settings.data_dir / "keys" / "export-signing.key")
 
 
@@ -136,7 +135,7 @@ def open_exports(settings: Settings, *, engine: Engine | None = None,
                  events: EventSink | None = None) -> ExportService:
     """Exports of the worklogs, their content sealed under each tenant's key."""
     from services.worklogs.store import WorklogStore
-    from tenancy.exports import create_schema
+    from tenancy.exports import ExportService, create_schema
 
     engine = engine or open_engine(settings)
     keys = keys or open_keys(settings, engine=engine)
@@ -164,6 +163,8 @@ def audit_key_file(settings: Settings) -> Path | None:
 
 def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
     """The per-tenant, hash-chained audit log every demo component writes its events to."""
+    from tenancy.audit import AuditLog
+
     log = AuditLog(engine or open_engine(settings), audit_key_file(settings))
     if settings.uses_sqlite:
         log.create_schema()
@@ -173,6 +174,15 @@ def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
 def authorizer_for(settings: Settings, service: str) -> Authorizer:
     """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
     (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
+    from tenancy.authz import (
+        Authorizer,
+        EmbeddedRego,
+        JsonLinesDecisionLog,
+        OPAServer,
+        PolicyBundle,
+        PolicyDecisionPoint,
+    )
+
     bundle = PolicyBundle.from_directory()
     pdp: PolicyDecisionPoint = (EmbeddedRego(bundle) if settings.opa_url is None
                                 else OPAServer(settings.opa_url, bundle=bundle))
@@ -184,6 +194,8 @@ def prepare(settings: Settings) -> TenantRegistry:
     """Create (or reopen) the schema, the demo tenants and every key, once, before any
     service process starts."""
     from services.worklogs.store import WorklogStore
+    from tenancy.identity import DevIssuer
+    from tenancy.propagation import ServiceKeyring
 
     if settings.uses_sqlite:
         logger.warning(

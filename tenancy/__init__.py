@@ -3,6 +3,8 @@
 The tenant comes from verified credentials only, and everything fails closed.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tenancy.clock import Clock, FrozenClock, SystemClock
 from tenancy.context import (
     Assurance,
@@ -17,9 +19,21 @@ from tenancy.context import (
     run_in_executor,
     wrap,
 )
-from tenancy.middleware import TenancyMiddleware
+
+if TYPE_CHECKING:
+    from tenancy.middleware import TenancyMiddleware
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The middleware pulls in Starlette, SQLAlchemy and the policy engines; importing it
+    # on first use keeps `import tenancy` (and every CLI command) quick.
+    if name == "TenancyMiddleware":
+        from tenancy.middleware import TenancyMiddleware
+
+        return TenancyMiddleware
+    raise AttributeError(f"module 'tenancy' has no attribute {name!r}")
 
 __all__ = [
     "Assurance",

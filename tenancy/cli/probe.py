@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from tenancy.cli.common import EXIT_USAGE
-from tenancy.testing.probe import ProbeConfigError, load_config, run_probe
 
 
 def probe_command(args: argparse.Namespace) -> int:
+    from tenancy.testing.probe import ProbeConfigError, load_config, run_probe
+
     try:
         config = load_config(args.config)
         report = asyncio.run(run_probe(config, target=args.target))

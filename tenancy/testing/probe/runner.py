@@ -86,6 +86,7 @@ class Probe:
         self._values: dict[str, dict[str, str]] = {}
         self._canaries: dict[str, str] = {}  # canary -> tenant
         self._snapshots: dict[str, dict[str, tuple[str, str]]] = {}
+        self._listings: set[str] = set()
         self._requests = 0
         self._resigner = Resigner(config.issuer) if config.issuer is not None else None
 
@@ -176,14 +177,21 @@ class Probe:
                 if isinstance(response, httpx.Response) and response.is_success and \
                         tenant in self._tenants_in(response.text):
                     found[path] = (person.name, _canonical(response.text))
+                    if not route.params:
+                        self._listings.add(path)
                     break
         return found
 
-    async def _changes(self, client: httpx.AsyncClient, tenant: str) -> list[str]:
-        """Paths whose response differs from the tenant's snapshot (then re-taken)."""
+    async def _changes(self, client: httpx.AsyncClient, tenant: str,
+                       focus: str | None = None) -> list[str]:
+        """Paths whose response differs from the tenant's snapshot (then re-taken): its
+        listings (routes without parameters), which show any row created, changed or
+        deleted, and the read of ``focus``, the object a write aimed at."""
         old = self._snapshots.get(tenant, {})
         changed = []
         for path, (person, body) in old.items():
+            if path != focus and path not in self._listings:
+                continue
             response = await self._send(client, "GET", path, token=self._tokens[person])
             now = (_canonical(response.text) if isinstance(response, httpx.Response)
                    else f"no answer: {response}")
@@ -334,10 +342,11 @@ class Probe:
                                     params=request.query, body=request.body)
         changed: list[str] = []
         if request.route.mutating:
-            changed = await self._changes(client, request.victim)
+            changed = await self._changes(client, request.victim, request.path)
             if request.actor_tenant and isinstance(response, httpx.Response) and \
                     response.is_success and request.actor_tenant != request.victim:
-                await self._changes(client, request.actor_tenant)  # its own, legitimately
+                # its own data, legitimately
+                await self._changes(client, request.actor_tenant, request.path)
         outcome, detail = self._judge(request, response, changed)
         status = response.status_code if isinstance(response, httpx.Response) else None
         return Cell(request.route.key, request.victim, request.attack.value, request.actor,
