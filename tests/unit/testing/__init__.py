@@ -1,0 +1,1 @@
+"""Tests of the isolation test kit: the evidence pack."""
