@@ -1,12 +1,21 @@
-"""``tenancy retention``, ``export`` and ``audit``: the evidence around the data."""
+"""``tenancy retention``, ``export``, ``audit`` and ``evidence``: the evidence around the
+data."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
 
-from tenancy.cli.common import EXIT_ERROR
+from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
 from tenancy.cli.common import settings_of as _settings
+
+if TYPE_CHECKING:
+    from tenancy.settings import Settings
+    from tenancy.testing.evidence import ChainResult
+
+EXIT_INCOMPLETE = 3  # evidence pack: nothing failed, but some evidence is missing
 
 
 def retention_command(args: argparse.Namespace) -> int:
@@ -114,3 +123,87 @@ def audit_command(args: argparse.Namespace) -> int:
         return 0
     finally:
         log.close()
+
+
+def evidence_command(args: argparse.Namespace) -> int:
+    """``tenancy evidence pack``: exit 0 PASS, 1 FAIL, 3 INCOMPLETE, 2 a bad input."""
+    from datetime import UTC, datetime
+
+    from tenancy.authz import PolicyBundle
+    from tenancy.authz.policytests import run_policy_tests
+    from tenancy.errors import ConfigurationError
+    from tenancy.testing.evidence import (
+        DB_MATRIX_KIND,
+        PROBE_KIND,
+        EvidenceInputError,
+        Verdict,
+        build_evidence,
+        collect_versions,
+        load_input,
+        write_pack,
+    )
+
+    try:
+        probe = load_input(args.probe, kind=PROBE_KIND) if args.probe else None
+        db = load_input(args.db_matrix, kind=DB_MATRIX_KIND) if args.db_matrix else None
+        audit, audit_missing = _audit_chains(_settings(args), args.audit_key_file)
+    except (EvidenceInputError, ConfigurationError, OSError) as exc:
+        # Bad inputs named on the command line: one line, exit 2, nothing written.
+        print(f"tenancy: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    not_provided = {"probe": "no --probe given", "db_matrix": "no --db-matrix given",
+                    "audit": audit_missing}
+    evidence = build_evidence(
+        probe=probe, db_matrix=db, audit=audit, policy_tests=run_policy_tests(),
+        versions=collect_versions(bundle=PolicyBundle.from_directory(), db_matrix=db),
+        now=datetime.now(UTC), not_provided=not_provided)
+    json_path, html_path = write_pack(evidence, args.out)
+    print(f"verdict: {evidence['verdict']}")
+    for reason in evidence["reasons"]:
+        print(f"  - {reason}")
+    print(f"wrote {json_path}\nwrote {html_path}")
+    return {Verdict.PASS: 0, Verdict.FAIL: EXIT_ERROR,
+            Verdict.INCOMPLETE: EXIT_INCOMPLETE}[Verdict(evidence["verdict"])]
+
+
+
+def _audit_chains(settings: Settings, key_file: str | None,
+                  ) -> tuple[list[ChainResult] | None, str]:
+    """Every registered tenant's chain and the platform chain, verified; or ``None`` and
+    why not. Read-only: no database, schema or key is created on the way."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tenancy.audit import ENV_VAR, PLATFORM_CHAIN, AuditLog, load_audit_key
+    from tenancy.tenants import TenantRegistry
+    from tenancy.testing.evidence import verify_chains
+
+    if key_file is not None:
+        key = load_audit_key(key_file)  # a bad key file given by name is a bad input
+    elif os.environ.get(ENV_VAR):
+        key = load_audit_key(None)
+    elif (settings.data_dir / "keys" / "audit.key").is_file():
+        key = load_audit_key(settings.data_dir / "keys" / "audit.key")
+    else:
+        return None, (f"no audit key: none in {settings.data_dir / 'keys'}, no ${ENV_VAR}, "
+                      "no --audit-key-file")
+    url = make_url(settings.database_url)
+    if settings.uses_sqlite and not (url.database and os.path.isfile(url.database)):
+        return None, f"no demo database at {url.database}"
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        if not {"tenancy_tenants", "tenancy_audit_events", "tenancy_audit_heads"} <= tables:
+            return None, f"no tenant registry or audit tables in {url.render_as_string()}"
+        chains = [(t.slug, t.id) for t in TenantRegistry(engine).list()]
+        log = AuditLog(engine, key)
+        try:
+            return verify_chains(log, [*chains, (PLATFORM_CHAIN, PLATFORM_CHAIN)]), ""
+        finally:
+            log.close()
+    except SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        return None, f"database unreachable: {' '.join(str(detail).split())}"
+    finally:
+        engine.dispose()

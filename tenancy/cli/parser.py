@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from tenancy.cli.database import db_audit_command, db_matrix_command, db_migrate_command
-from tenancy.cli.evidence import audit_command, export_command, retention_command
+from tenancy.cli.evidence import (
+    audit_command,
+    evidence_command,
+    export_command,
+    retention_command,
+)
 from tenancy.cli.keys import keys_command
 from tenancy.cli.probe import probe_command
 from tenancy.cli.services import demo_command, dev_token_command, serve_command, tenants_command
@@ -189,6 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     db_migrate.add_argument("--sql", action="store_true",
                             help="print the SQL instead of running it")
     db_migrate.set_defaults(handler=db_migrate_command)
+
+    evidence = commands.add_parser("evidence", help="the isolation evidence pack")
+    evidence_actions = evidence.add_subparsers(dest="action", required=True)
+    pack = evidence_actions.add_parser(
+        "pack", help="write evidence.json and evidence.html: probe, database matrix, audit "
+                     "chains and policy tests, judged",
+        description="Exit codes: 0 PASS, 1 FAIL, 2 a bad input, 3 INCOMPLETE (an input "
+                    "is missing or a policy test could not run).")
+    pack.add_argument("--out", required=True, metavar="DIR", help="directory to write to")
+    pack.add_argument("--probe", metavar="PATH", help="`tenancy probe --out` JSON")
+    pack.add_argument("--db-matrix", metavar="PATH", help="`tenancy db matrix --json` JSON")
+    pack.add_argument("--audit-key-file", help="0600 file holding the hex audit key "
+                                               "(default: the demo's, or $TENANCY_AUDIT_KEY)")
+    data_dir(pack)
+    pack.set_defaults(handler=evidence_command)
+
     support = commands.add_parser(
         "support", help="support access grants (operator tool: acts as the named people)",
         description="Operator tool for support-access grants. It acts AS the people named "

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tenancy.authz import EmbeddedRego, PolicyBundle, PolicyDecisionPoint, default_policy_dir
+from tenancy.authz.policytests import GO_MISSING, bundle_with, policy_cases, rego_test_modules
 from tests.support.postgres import in_ci
 
+__all__ = ["CASES", "POLICIES", "bundle_with", "go_engine_class", "rego_test_modules"]
+
 POLICIES = default_policy_dir()
-CASES = json.loads((POLICIES / "cases" / "authz.json").read_text())["cases"]
+CASES = policy_cases(POLICIES)
 ENGINES = ("embedded-rego", "opa-go")
 
 
@@ -21,8 +23,7 @@ def go_engine_class() -> Any:
     try:
         import opa_bindings  # noqa: F401
     except ImportError:
-        message = ("opa-golib-python-bindings is not installed (make test installs it with "
-                   "--ignore-requires-python)")
+        message = f"{GO_MISSING}; make test installs it"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -39,18 +40,6 @@ def engine_factory(request: pytest.FixtureRequest) -> EngineFactory:
     if request.param == "embedded-rego":
         return EmbeddedRego
     return go_engine_class()  # type: ignore[no-any-return]
-
-
-def bundle_with(overrides: list[list[Any]] | None = None) -> PolicyBundle:
-    bundle = PolicyBundle.from_directory(POLICIES)
-    for path, value in overrides or []:
-        bundle.set(tuple(path), value)
-    return bundle
-
-
-def rego_test_modules() -> dict[str, str]:
-    return {str(p.relative_to(POLICIES)): p.read_text()
-            for p in sorted(POLICIES.rglob("*_test.rego"))}
 
 
 @pytest.fixture
