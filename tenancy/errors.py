@@ -284,3 +284,25 @@ class CrossTenantWrite(TenancyError):
     """An object of another tenant was about to be written (flush refused, nothing sent)."""
 
     code = "cross-tenant-write"
+
+
+# -- consistency -----------------------------------------------------------------------
+
+
+class LayerMismatch(TenancyError):
+    """Two layers of one request named different tenants (consistency mode): fail closed.
+
+    ``expected_layer``/``expected_tenant_id`` (the verified token's) and ``layer``/
+    ``tenant_id`` (the layer that disagreed) are for logs and audit only."""
+
+    code = "tenant-layer-mismatch"
+
+    def __init__(self, message: str | None = None, *, expected_layer: str = "",
+                 expected_tenant_id: str = "", layer: str = "", tenant_id: str = "") -> None:
+        super().__init__(message or f"tenant layers disagree: {expected_layer} names "
+                         f"{expected_tenant_id!r}, {layer} names {tenant_id!r}")
+        self.expected_layer = expected_layer
+        self.expected_tenant_id = expected_tenant_id
+        self.layer = layer
+        self.tenant_id = tenant_id
+        self.reason = f"{layer}-disagrees-with-{expected_layer}"

@@ -13,7 +13,9 @@ propagation). Per HTTP or WebSocket connection:
 4. with an ``authorizer``, ask the policy whether this principal may call this route
    (method + route template) and refuse unless it allows: 403 on a deny, 503 when no
    valid decision can be had (engine down, timeout, undefined);
-5. bind a ``TenantContext`` for the app call and always unbind it, even on cancellation.
+5. bind a ``TenantContext`` for the app call and always unbind it, even on cancellation;
+6. in consistency mode (tests, staging), bind a ``tenancy.consistency.LayerCheck`` that
+   every layer reports its tenant to, and fail closed if any names another tenant.
 
 Refusals are RFC 9457 problem responses (``tenancy.problems``) and security events.
 """
@@ -31,6 +33,7 @@ import anyio.to_thread
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenancy import consistency
 from tenancy.authn import Authentication, Authenticator, build_context
 from tenancy.authz.authorizer import Authorizer, bind_authorizer, unbind_authorizer
 from tenancy.authz.decision import Action, GrantFacts
@@ -43,6 +46,7 @@ from tenancy.errors import (
     ConfigurationError,
     DecisionUnavailable,
     InvalidToken,
+    LayerMismatch,
     MissingCredentials,
     NoActiveGrant,
     NotFound,
@@ -53,6 +57,7 @@ from tenancy.errors import (
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.headers import MEMBER_LIST_HEADERS, normalize, without_tenant_members
 from tenancy.problems import problem_response
+from tenancy.settings import consistency_checks_from_env
 from tenancy.support.model import Grant
 from tenancy.support.service import SupportAccess
 from tenancy.tenants.model import Tenant, validate_region
@@ -91,6 +96,11 @@ class TenancyMiddleware:
         support: the support-access workflow; with it, support staff name a target
             tenant in ``support_target_header`` and are admitted only under an active
             grant (their scopes narrowed to the grant's). Without it they are refused.
+        consistency_checks: check per request that the verified token, the context, the
+            policy input, the database setting, the key binding and outbound context
+            tokens all name the same tenant (``tenancy.consistency``); a difference is a
+            500, a ``consistency.violation`` event and a rolled-back transaction. ``None``
+            reads ``TENANCY_CONSISTENCY_CHECKS`` (on in tests and staging; default off).
     """
 
     def __init__(
@@ -111,6 +121,7 @@ class TenancyMiddleware:
         routes: Sequence[BaseRoute] = (),
         support: SupportAccess | None = None,
         support_target_header: str = SUPPORT_TARGET_HEADER,
+        consistency_checks: bool | None = None,
     ) -> None:
         if not isinstance(verifier, Authenticator):
             raise ConfigurationError("TenancyMiddleware needs an Authenticator "
@@ -142,6 +153,8 @@ class TenancyMiddleware:
         self._clock = clock
         self._realm = realm
         self._startup_audit = startup_audit
+        self._consistency = (consistency_checks_from_env() if consistency_checks is None
+                             else consistency_checks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _CONNECTION_TYPES:
@@ -159,6 +172,7 @@ class TenancyMiddleware:
             return
 
         request_id = f"{_REQUEST_ID_PREFIX}{next(_request_counter)}"
+        check: consistency.LayerCheck | None = None
         try:
             token = _bearer_token(authorizations)
             now = self._clock.timestamp()
@@ -171,6 +185,10 @@ class TenancyMiddleware:
             ctx = self._context(*admitted, path, request_id)
             if grant is not None:
                 ctx = _under_grant(ctx, grant)
+            if self._consistency:
+                check = _layer_check(admitted[0], grant)
+                checking = consistency.enter(check)
+                check.observe(consistency.CONTEXT, ctx.tenant_id)
             if self._authorizer is not None:
                 # Hot path: a cached decision needs no await.
                 action = self._action(scope)
@@ -184,7 +202,11 @@ class TenancyMiddleware:
             if grant is not None and self._support is not None:
                 await anyio.to_thread.run_sync(self._record_support_use, grant, request_id,
                                                path)
-        except TenancyError as exc:
+        except BaseException as exc:
+            if check is not None:
+                consistency.leave(checking)
+            if not isinstance(exc, TenancyError):
+                raise
             self._refused(exc, request_id)
             await self._refuse(exc, scope, receive, send, request_id)
             return
@@ -201,11 +223,49 @@ class TenancyMiddleware:
         authorizing = (None if self._authorizer is None
                        else bind_authorizer(self._authorizer, grant))
         try:
-            await self.app(scope, receive, send_with_request_id)
+            if check is None:
+                await self.app(scope, receive, send_with_request_id)
+            else:
+                await self._checked(check, scope, receive, send, send_with_request_id,
+                                    request_id)
         finally:
             if authorizing is not None:
                 unbind_authorizer(authorizing)
             _unbind(bound)
+            if check is not None:
+                consistency.leave(checking)
+
+    async def _checked(self, check: consistency.LayerCheck, scope: Scope, receive: Receive,
+                       send: Send, app_send: Send, request_id: str) -> None:
+        """Call the app under ``check``. Once a layer disagrees, nothing the app sends gets
+        out: a response not yet started becomes the 500 problem, one already started is
+        aborted (the exception reaches the server), and the violation becomes an event."""
+        started = replaced = False
+
+        async def send_checked(message: Message) -> None:
+            nonlocal started, replaced
+            if check.violation is not None:
+                if replaced:
+                    return
+                if started:
+                    raise check.violation  # mid-response: abort it, never finish it
+                replaced = True
+                await self._refuse(check.violation, scope, receive, send, request_id)
+                return
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = True
+            await app_send(message)
+
+        try:
+            await self.app(scope, receive, send_checked)
+        except Exception:
+            if check.violation is None or (started and not replaced):
+                raise
+        finally:
+            if check.violation is not None:
+                self._refused(check.violation, request_id)
+        if check.violation is not None and not started and not replaced:
+            await self._refuse(check.violation, scope, receive, send, request_id)
 
     def _action(self, scope: Scope) -> Action:
         """The route template this request will reach; a 404 if none matches.
@@ -394,6 +454,11 @@ class TenancyMiddleware:
         if isinstance(exc, WrongRegion):
             tenant_id = exc.tenant_id
             details.update(home_region=exc.home_region or "", region=self._region)
+        elif isinstance(exc, LayerMismatch):
+            tenant_id = exc.expected_tenant_id
+            details.update(expected_layer=exc.expected_layer,
+                           expected_tenant_id=exc.expected_tenant_id, layer=exc.layer,
+                           tenant_id=exc.tenant_id)
         self._events.emit(
             SecurityEvent(
                 action=_REFUSAL_ACTIONS.get(type(exc), "auth.refused"),
@@ -442,7 +507,19 @@ _request_counter = itertools.count(1)
 
 
 _REFUSAL_ACTIONS = {AccessDenied: "authz.denied", DecisionUnavailable: "authz.unavailable",
-                    NoActiveGrant: "support.refused"}
+                    NoActiveGrant: "support.refused", LayerMismatch: "consistency.violation"}
+
+
+def _layer_check(auth: Authentication, grant: GrantFacts | None) -> consistency.LayerCheck:
+    """A check seeded with the tenant the verified credentials name: the token's, or for
+    support staff (whose token names the staff tenant) the tenant of their active grant,
+    which downstream must also be the context token's ``tid``."""
+    if grant is None:
+        return consistency.LayerCheck(auth.principal.tenant_id)
+    check = consistency.LayerCheck(grant.tenant_id)
+    if auth.caller is not None:  # a context token: its tid is the grant's tenant
+        check.observe(consistency.TOKEN, auth.principal.tenant_id)
+    return check
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key.lower() == name:

@@ -60,6 +60,7 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.InvalidTransition: ProblemSpec(409, "Invalid lifecycle change", show_detail=True),
     errors.NoTenantContext: ProblemSpec(500, "Tenant context missing"),
     errors.TenantContextConflict: ProblemSpec(500, "Tenant context conflict"),
+    errors.LayerMismatch: ProblemSpec(500, "Tenant layers disagree"),
     errors.ConfigurationError: ProblemSpec(500, "Server misconfigured"),
     errors.TenancyError: ProblemSpec(500, "Internal error"),
 }

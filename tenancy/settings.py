@@ -8,11 +8,31 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tenancy.errors import ConfigurationError
 from tenancy.tenants.model import validate_region
 
 DEFAULT_DATA_DIR = ".tenancy-demo"
 DEFAULT_REGION = "eu-central-1"
 DEFAULT_AUDIENCE = "edge"
+CONSISTENCY_CHECKS_ENV = "TENANCY_CONSISTENCY_CHECKS"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def consistency_checks_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``TENANCY_CONSISTENCY_CHECKS`` turns the cross-layer tenant check on
+    (``tenancy.consistency``; meant for tests and staging). Unset means off.
+
+    Raises:
+        ConfigurationError: the value is not a recognisable boolean (never guess).
+    """
+    value = (os.environ if env is None else env).get(CONSISTENCY_CHECKS_ENV, "")
+    flag = value.strip().lower()
+    if flag in _TRUE:
+        return True
+    if flag in _FALSE:
+        return False
+    raise ConfigurationError(f"{CONSISTENCY_CHECKS_ENV} must be 1/0, true/false, yes/no or on/off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +42,8 @@ class Settings:
     Environment: ``TENANCY_DATA_DIR``, ``TENANCY_REGION``, ``TENANCY_DATABASE_URL`` or
     ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``
     (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
-    to decide with; default: the embedded Rego engine).
+    to decide with; default: the embedded Rego engine), ``TENANCY_CONSISTENCY_CHECKS``
+    (cross-layer tenant checks, for tests and staging; default off).
     """
 
     data_dir: Path
@@ -30,6 +51,7 @@ class Settings:
     database_url: str
     audience: str
     opa_url: str | None = None
+    consistency_checks: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,6 +66,7 @@ class Settings:
             or f"sqlite:///{data_dir / 'tenancy.db'}",
             audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
             opa_url=source.get("TENANCY_OPA_URL") or None,
+            consistency_checks=consistency_checks_from_env(source),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         validate_region(settings.region)

@@ -16,13 +16,14 @@ from dataclasses import replace
 import anyio
 import anyio.to_thread
 
+from tenancy import consistency
 from tenancy.authz.bundle import PolicyBundle
 from tenancy.authz.cache import DecisionCache
 from tenancy.authz.decision import Action, Decision, GrantFacts, Resource, build_input
 from tenancy.authz.log import DecisionLogSink, DecisionRecord, new_decision_id
 from tenancy.authz.pdp import PolicyDecisionPoint
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.context import TenantContext, current
+from tenancy.context import PrincipalKind, TenantContext, current
 from tenancy.errors import ConfigurationError, DecisionUnavailable
 
 ACTIVE = "active"
@@ -74,7 +75,12 @@ class Authorizer:
     def cached(self, ctx: TenantContext, action: Action, *, now: float,
                tenant_status: str = ACTIVE, resource: Resource | None = None,
                grant: GrantFacts | None = None) -> Decision | None:
-        """The cached decision, if any; no I/O. A hit is logged like any decision."""
+        """The cached decision, if any; no I/O. A hit is logged like any decision.
+
+        Raises:
+            LayerMismatch: consistency mode, and the input would name another tenant.
+        """
+        _observe_input(ctx)  # decide() comes through here too, before any engine call
         if self._cache is None:
             return None
         hit = self._cache.get(self._key(ctx, action, resource, tenant_status, grant), now)
@@ -153,6 +159,15 @@ class Authorizer:
             input=lambda: build_input(ctx, service=service, action=action, now=now,
                                       tenant_status=tenant_status, resource=resource,
                                       grant=grant)))
+
+
+def _observe_input(ctx: TenantContext) -> None:
+    """Consistency mode: the tenant the policy input names (``tenant.id``), and the
+    principal's tenant, which is the same except for support staff (the staff tenant)."""
+    if consistency.active() is not None:
+        consistency.observe(consistency.POLICY, ctx.tenant_id)
+        if ctx.principal.kind is not PrincipalKind.SUPPORT:
+            consistency.observe(consistency.POLICY, ctx.principal.tenant_id)
 
 
 _Bound = tuple[Authorizer, GrantFacts | None]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from tenancy import consistency
 from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
 from tenancy.context import current_or_none
 from tenancy.errors import (
@@ -211,7 +212,9 @@ class TenantKeys:
         Raises:
             KeyUnavailable / KeyDestroyed: the tenant's KEK cannot unwrap the data key.
             TenantContextConflict: a context for another tenant is bound.
+            LayerMismatch: consistency mode, and the binding names another tenant.
         """
+        consistency.observe(consistency.KEYS, binding.tenant_id)
         self._check_tenant(binding.tenant_id)
         now = self._clock.timestamp()
         key = self._current_key(binding.tenant_id, purpose, now)
@@ -227,7 +230,9 @@ class TenantKeys:
             DecryptionFailed: tampered, truncated, or sealed for another place.
             UnknownKeyVersion: it names a data-key version that does not exist.
             KeyUnavailable / KeyDestroyed: the tenant's KEK cannot unwrap the data key.
+            LayerMismatch: consistency mode, and the binding names another tenant.
         """
+        consistency.observe(consistency.KEYS, binding.tenant_id)
         self._check_tenant(binding.tenant_id)
         version = header_version(ciphertext)
         key = self._key(binding.tenant_id, purpose, version, self._clock.timestamp())

@@ -29,6 +29,7 @@ from collections.abc import Collection
 
 import jwt
 
+from tenancy import consistency
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import TenantContext, current
 from tenancy.errors import ConfigurationError, InsufficientScope
@@ -79,8 +80,10 @@ class ContextTokenMinter:
             NoTenantContext: no context is bound and none was given.
             InsufficientScope: ``scopes`` asks for a scope the principal does not hold.
             ConfigurationError: empty audience, or ``ttl`` outside ``1..max_ttl``.
+            LayerMismatch: consistency mode, and ``ctx`` is another tenant's.
         """
         ctx = current() if ctx is None else ctx
+        consistency.observe(consistency.PROPAGATION, ctx.tenant_id)  # the tid it signs
         if not audience or isinstance(scopes, str):
             raise ConfigurationError("mint needs an audience and a collection of scopes")
         wanted = frozenset(scopes)

@@ -31,11 +31,12 @@ from sqlalchemy.orm import (
     with_loader_criteria,
 )
 
+from tenancy import consistency
 from tenancy.clock import SYSTEM_CLOCK
 from tenancy.context import current_or_none
 from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
-from tenancy.scoping.rls import set_tenant
+from tenancy.scoping.rls import confirm_tenant, set_tenant
 
 SYSTEM_SCOPE_OPTION = "tenancy_system_scope"
 _SESSION_TENANT = "tenancy_tenant_id"
@@ -76,7 +77,8 @@ def tenant_unique(*columns: str, name: str | None = None) -> UniqueConstraint:
 
 @contextmanager
 def system_scope(reason: str, *, events: EventSink | None = None) -> Iterator[None]:
-    """Run without a tenant (migrations, retention jobs): no criteria, no stamping.
+    """Run without a tenant (migrations, retention jobs): no criteria, no stamping, and
+    no cross-layer consistency check (``tenancy.consistency``) inside the block.
 
     Raises:
         ValueError: ``reason`` is empty; every use must say why.
@@ -88,7 +90,8 @@ def system_scope(reason: str, *, events: EventSink | None = None) -> Iterator[No
     )
     token = _system_reason.set(reason)
     try:
-        yield
+        with consistency.suspended():
+            yield
     finally:
         _system_reason.reset(token)
 
@@ -107,6 +110,8 @@ def _tenant_for(session: Session) -> str | None:
     pinned = session.info.setdefault(_SESSION_TENANT, ctx.tenant_id)
     if pinned != ctx.tenant_id:
         raise TenantContextConflict("this session was opened for another tenant")
+    # The tenant of the criteria, the stamping and the setting (consistency mode only).
+    consistency.observe(consistency.DB, ctx.tenant_id)
     return ctx.tenant_id
 
 
@@ -151,5 +156,19 @@ def _begin_for_tenant(session: Session, transaction: Any, connection: Connection
     # tenant and no system scope, nothing runs. On PostgreSQL the tenant is also set for
     # Row-Level Security, local to this transaction.
     tenant_id = _tenant_for(session)
-    if tenant_id is not None and connection.dialect.name == "postgresql":
-        set_tenant(connection, tenant_id)
+    if tenant_id is not None:
+        if connection.dialect.name == "postgresql":
+            set_tenant(connection, tenant_id)
+        confirm_tenant(connection, tenant_id)  # consistency mode: read the setting back
+
+
+@event.listens_for(TenantSession, "before_commit")
+def _confirm_before_commit(session: Session) -> None:
+    # Consistency mode: the setting must still name the request's tenant when the
+    # transaction commits (SQL in the transaction may have changed it); if it does not,
+    # the commit is refused and the transaction rolls back.
+    if consistency.active() is not None and session.in_transaction() \
+            and session.bind is not None:
+        tenant_id = _tenant_for(session)
+        if tenant_id is not None:
+            confirm_tenant(session.connection(), tenant_id)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Dialect, Engine, Table, func, select, text
 
+from tenancy import consistency
+
 TENANT_SETTING = "tenancy.tenant_id"
 POLICY_NAME = "tenancy_tenant_isolation"
 _SETTING_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
@@ -97,14 +99,33 @@ def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_
     connection.execute(select(func.set_config(setting, tenant_id, True)))
 
 
+def confirm_tenant(connection: Connection, tenant_id: str, *,
+                   setting: str = TENANT_SETTING) -> None:
+    """In consistency mode, report the tenant this transaction is scoped to: on PostgreSQL
+    the setting as the database holds it now (read back, not what we meant to set),
+    elsewhere ``tenant_id``. Costs one ContextVar lookup when the mode is off.
+
+    Raises:
+        LayerMismatch: the request's verified tenant is another one.
+    """
+    if consistency.active() is None:
+        return
+    if connection.dialect.name == "postgresql":
+        tenant_id = connection.execute(select(func.current_setting(setting, True))).scalar() or ""
+    consistency.observe(consistency.DB, tenant_id)
+
+
 @contextmanager
 def tenant_transaction(engine: Engine, tenant_id: str) -> Iterator[Connection]:
     """A transaction for ``tenant_id``'s rows outside the ORM (key and grant stores): on
-    PostgreSQL the RLS setting is applied first, local to the transaction."""
+    PostgreSQL the RLS setting is applied first, local to the transaction. In consistency
+    mode it is read back after it is set and again before the commit."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             set_tenant(conn, tenant_id)
+        confirm_tenant(conn, tenant_id)
         yield conn
+        confirm_tenant(conn, tenant_id)  # a mismatch here rolls the transaction back
 
 
 def migration_statements(tables: Iterable[Table], dialect: Dialect, app_role: str | None,
