@@ -1,5 +1,5 @@
 """``tenancy``: run the demo, mint dev tokens; manage tenants, keys, support access,
-audit trails, retention and exports.
+audit trails, retention and exports; test isolation (probe, db matrix, evidence pack).
 
 Errors print one line to stderr and exit non-zero; nothing is half-done.
 """

@@ -142,9 +142,11 @@ class ProbeReport:
                  f"{len(self.identities)} identities, {len(self.routes)} routes, "
                  f"{len(self.cells)} cells, {self.requests} requests in "
                  f"{self.duration_s:.1f} s"]
-        failed = [c for c in self.controls if not c.ok]
-        lines.append(f"positive controls: {len(self.controls) - len(failed)}/"
-                     f"{len(self.controls)} reached their own data")
+        people = {c.identity for c in self.controls}
+        reached = {c.identity for c in self.controls if c.ok}
+        lines.append(f"positive controls: {len(reached)}/{len(people)} identities reached "
+                     f"their own data ({sum(c.ok for c in self.controls)} of "
+                     f"{len(self.controls)} control requests did)")
         lines += [f"  VOID: {reason}" for reason in self.void_reasons]
         lines += _matrix(self.cells)
         shown = [c for c in self.cells if verbose or c.outcome is not Outcome.ENFORCED]
