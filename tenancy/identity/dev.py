@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -71,10 +72,24 @@ class DevIssuer:
         return {"keys": [dict(self.public_jwk)]}
 
     def write_jwks(self, path: str | Path) -> Path:
+        """Write the JWKS atomically. Several processes open the issuer at once (the
+        probe runs token commands in parallel), so each writes its own temporary file
+        and an unchanged file is left alone."""
         target = Path(path)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.jwks(), indent=2), encoding="utf-8")
-        tmp.replace(target)
+        text = json.dumps(self.jwks(), indent=2)
+        try:
+            if target.read_text(encoding="utf-8") == text:
+                return target
+        except OSError:
+            pass  # absent or unreadable: write it
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return target
 
     def mint(

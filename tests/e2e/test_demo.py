@@ -78,14 +78,19 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         print(f"\ndemo (edge + worklogs) ready after {time.monotonic() - started:.2f} s")
         yield running
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the demo as Ctrl-C would; kill it if it does not exit within 15 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
 
 
 def dev_token(data: Path, tenant: str, sub: str, scopes: str | None = None) -> str:

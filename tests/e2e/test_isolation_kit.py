@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_demo import free_port, wait_ready
+from tests.e2e.test_demo import free_port, stop, wait_ready
 from tests.integration.test_db_matrix import migrated_worklogs, url_of
 from tests.support.browser import chromium_page, ensure_chromium
 
@@ -54,14 +53,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
             wait_ready(proc, edge, time.monotonic())
             yield Deployment(edge, data, url_of(app), env)
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+            stop(proc)
             app.dispose()
 
 
