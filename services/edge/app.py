@@ -7,10 +7,12 @@ request's method, path, query, body and content type. A scope the user lacks is 
 here (403) and nothing is sent; a backend that does not answer is a 502 problem.
 ``services/edge/backends.py`` shows the call with aiohttp (default) and with httpx.
 
-Routes: ``GET /healthz`` and ``GET /.well-known/jwks.json`` (public: the keys backends
-use to verify the edge), ``GET /whoami``, ``GET/POST /worklogs``, ``GET /worklogs/export``,
-``GET/PATCH/DELETE /worklogs/{id}``. With an ``authorizer`` the policy decides each
-route at the edge too (service ``edge`` in the route data).
+Routes: ``GET /healthz``, ``GET /.well-known/jwks.json`` (the keys backends use to verify
+the edge) and ``GET /openapi.json`` (the route table, for ``tenancy probe``), all public;
+``GET /whoami``, ``GET/POST /worklogs``, ``GET /worklogs/export``,
+``GET/PATCH/DELETE /worklogs/{id}``, ``POST /exports``, ``GET /exports/{token}``. With an
+``authorizer`` the policy decides each route at the edge too (service ``edge`` in the
+route data).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.edge.backends import AiohttpBackend, Backend, HttpxBackend
+from services.edge.openapi import openapi_document
 from tenancy.authn import Authenticator
 from tenancy.authz import Authorizer
 from tenancy.context import require_scope
@@ -41,6 +44,8 @@ READ = "worklogs:read"
 WRITE = "worklogs:write"
 EXPORT = "worklogs:export"
 JWKS_PATH = "/.well-known/jwks.json"
+OPENAPI_PATH = "/openapi.json"
+PUBLIC_PATHS = ("/healthz", JWKS_PATH, OPENAPI_PATH)
 
 # Each public route and the one scope the backend call needs (None: identity only).
 ROUTES: tuple[tuple[str, str, str | None], ...] = (
@@ -108,6 +113,11 @@ def create_app(
     async def jwks(request: Request) -> Response:
         return JSONResponse(keyring.jwks(), headers={"cache-control": "max-age=60"})
 
+    document = openapi_document(ROUTES, public=PUBLIC_PATHS)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -115,10 +125,10 @@ def create_app(
         if authorizer is not None:
             authorizer.close()  # the decision log is written out before exit
 
-    routes = [Route("/healthz", healthz), Route(JWKS_PATH, jwks)]
+    routes = [Route("/healthz", healthz), Route(JWKS_PATH, jwks), Route(OPENAPI_PATH, openapi)]
     routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]
     middleware = [Middleware(TenancyMiddleware, verifier=verifier, tenants=tenants,
-                             region=region, public_paths=("/healthz", JWKS_PATH),
+                             region=region, public_paths=PUBLIC_PATHS,
                              events=events, authorizer=authorizer, routes=routes,
                              support=support)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,

@@ -48,7 +48,7 @@ ROUTES: Mapping[str, Mapping[str, Any]] = {
                       "capture": {"token": {"from": "download",
                                             "pattern": "^/exports/(.+)$"}}},
 }
-PUBLIC = ("/healthz", "/.well-known/jwks.json")
+PUBLIC = ("/healthz", "/.well-known/jwks.json", "/openapi.json")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.anyio
 BUNDLE = PolicyBundle.from_directory()
 ROUTES: dict[str, dict[str, dict[str, list[str]]]] = BUNDLE.get(("tenancy", "routes"))
 SENSITIVE = set(BUNDLE.get(("tenancy", "sensitive_scopes")))
-PUBLIC = {"/healthz", "/.well-known/jwks.json"}
+PUBLIC = {"/healthz", "/.well-known/jwks.json", "/openapi.json"}
 ENTRY = {"description": "plan", "minutes": 30, "day": "2026-11-20"}
 EVERY_SCOPE = ["worklogs:read", "worklogs:write", "worklogs:export"]
 

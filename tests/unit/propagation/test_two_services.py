@@ -227,3 +227,19 @@ async def test_aiohttp_backend_sends_a_context_token_and_reports_a_dead_backend(
     with bind(context_of(acme)), pytest.raises(DownstreamUnavailable):
         await backend.forward("GET", "/worklogs", "", b"", {}, [])
     await backend.aclose()
+
+
+async def test_edge_publishes_its_route_table_as_openapi(via_edge: httpx.AsyncClient) -> None:
+    from services.edge.app import ROUTES
+    from tenancy.testing.probe import routes_from_openapi
+
+    response = await via_edge.get("/openapi.json")  # public: no token
+    assert response.status_code == 200
+    document = response.json()
+    found = routes_from_openapi(document)  # what the probe reads: public paths left out
+    assert {r.key for r in found} == {f"{method} {path}" for method, path, _ in ROUTES}
+    assert {r.key: r.body for r in found if r.body}["POST /worklogs"]["minutes"] == 45
+    scopes = {f"{m.upper()} {p}": op["security"] for p, ops in document["paths"].items()
+              for m, op in ops.items()}
+    assert scopes["GET /worklogs/export"] == [{"bearer": ["worklogs:export"]}]
+    assert scopes["GET /openapi.json"] == scopes["GET /healthz"] == []
