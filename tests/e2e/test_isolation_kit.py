@@ -41,7 +41,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     with migrated_worklogs() as (_owner, app):
         data = tmp_path / "demo"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TENANCY_DATA_DIR": str(data),
-               "TENANCY_DATABASE_URL": url_of(app),
+               "TENANCY_DATABASE_URL": url_of(app), "TENANCY_CONSISTENCY_CHECKS": "1",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "tenancy.cli", "demo", "--port",
@@ -112,6 +112,13 @@ def test_the_kit_finds_no_leak_in_the_example_services(deployment: Deployment,
     assert evidence["verdict"] == "PASS" and evidence["reasons"] == []
     assert {c["tenant"] for c in evidence["audit"]} >= {"acme", "globex", "platform"}
     assert evidence["probe"] == report  # the JSON the report was made from, unchanged
+    # The services ran in consistency mode (as in staging): under ~1,000 attack requests
+    # no layer ever named another tenant than the verified one.
+    for chain in ("acme", "globex", "platform"):
+        trail = deployment.tenancy("audit", "export", "--tenant", chain)
+        assert trail.returncode == 0, trail.stderr
+        actions = {json.loads(line)["action"] for line in trail.stdout.splitlines()}
+        assert "consistency.violation" not in actions and actions
 
     ensure_chromium()
     with chromium_page() as page:
