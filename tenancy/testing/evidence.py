@@ -252,6 +252,11 @@ def judge(evidence: Mapping[str, Any]) -> tuple[Verdict, list[str]]:
         if not chain["ok"]:
             failures.append(f"audit: chain {chain['tenant']} broken: {chain['damage']} at "
                             f"position {chain['position']} ({chain['detail']})")
+        elif not chain["records"]:
+            # An empty chain verifies, but proves nothing: never written, or deleted
+            # together with its head. Missing evidence never passes.
+            missing.append(f"audit: chain {chain['tenant']} has no records: nothing to "
+                           "verify (never written, or deleted with its head)")
     if evidence.get("audit") == []:
         missing.append("audit: no chain was verified")
     tests = evidence.get("policy_tests")

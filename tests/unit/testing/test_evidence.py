@@ -139,6 +139,24 @@ def test_tampered_audit_chain_fails_with_position_and_damage(engine: Engine) -> 
                                  "detail": "content does not match its hash"}
 
 
+def test_a_tenant_chain_deleted_with_its_head_is_not_a_pass(engine: Engine) -> None:
+    documents.write_chains(engine, KEY, ["t-acme", "t-globex"])
+    with engine.begin() as conn:  # an attacker with SQL access removes all of acme's trail
+        for table in ("tenancy_audit_events", "tenancy_audit_heads"):
+            conn.execute(text(f"DELETE FROM {table} WHERE tenant_id = 't-acme'"))
+    log = AuditLog(engine, KEY)
+    try:
+        chains = verify_chains(log, [("acme", "t-acme"), ("globex", "t-globex"),
+                                     (PLATFORM_CHAIN, PLATFORM_CHAIN)])
+    finally:
+        log.close()
+    assert (chains[0].tenant, chains[0].ok, chains[0].records) == ("acme", True, 0)
+    found = evidence(audit=chains)
+    assert found["verdict"] == "INCOMPLETE"
+    assert found["reasons"] == ["audit: chain acme has no records: nothing to verify "
+                                "(never written, or deleted with its head)"]
+
+
 def test_failing_policy_test_fails() -> None:
     found = evidence(policy_tests=policy_results(failing=True))
     assert found["verdict"] == "FAIL"
