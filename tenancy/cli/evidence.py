@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
 from tenancy.cli.common import settings_of as _settings
@@ -129,6 +129,8 @@ def evidence_command(args: argparse.Namespace) -> int:
     """``tenancy evidence pack``: exit 0 PASS, 1 FAIL, 3 INCOMPLETE, 2 a bad input."""
     from datetime import UTC, datetime
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tenancy.authz import PolicyBundle
     from tenancy.authz.policytests import run_policy_tests
     from tenancy.errors import ConfigurationError
@@ -146,12 +148,17 @@ def evidence_command(args: argparse.Namespace) -> int:
     try:
         probe = load_input(args.probe, kind=PROBE_KIND) if args.probe else None
         db = load_input(args.db_matrix, kind=DB_MATRIX_KIND) if args.db_matrix else None
+        if args.probe_config:
+            probe = _run_probe(args.probe_config, args.target)
+        if args.db_url:
+            db = _run_db_matrix(args.db_url)
         audit, audit_missing = _audit_chains(_settings(args), args.audit_key_file)
-    except (EvidenceInputError, ConfigurationError, OSError) as exc:
+    except (EvidenceInputError, ConfigurationError, OSError, SQLAlchemyError) as exc:
         # Bad inputs named on the command line: one line, exit 2, nothing written.
         print(f"tenancy: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
-    not_provided = {"probe": "no --probe given", "db_matrix": "no --db-matrix given",
+    not_provided = {"probe": "no --probe or --probe-config given",
+                    "db_matrix": "no --db-matrix or --db-url given",
                     "audit": audit_missing}
     evidence = build_evidence(
         probe=probe, db_matrix=db, audit=audit, policy_tests=run_policy_tests(),
@@ -165,6 +172,27 @@ def evidence_command(args: argparse.Namespace) -> int:
     return {Verdict.PASS: 0, Verdict.FAIL: EXIT_ERROR,
             Verdict.INCOMPLETE: EXIT_INCOMPLETE}[Verdict(evidence["verdict"])]
 
+
+
+def _run_probe(config: str, target: str | None) -> dict[str, Any]:
+    """Run the probe here and now (one command for the whole pack)."""
+    import asyncio
+
+    from tenancy.testing.evidence import PROBE_KIND, validate_input
+    from tenancy.testing.probe import load_config, run_probe
+
+    report = asyncio.run(run_probe(load_config(config), target=target))
+    print(f"probe: {report.summary}" + (" (void)" if report.void else ""), file=sys.stderr)
+    return validate_input(report.to_json(), kind=PROBE_KIND)
+
+
+def _run_db_matrix(url: str) -> dict[str, Any]:
+    from tenancy.testing.dbmatrix import access_matrix_for_url
+    from tenancy.testing.evidence import DB_MATRIX_KIND, validate_input
+
+    matrix = access_matrix_for_url(url)
+    print(f"db matrix: {matrix.summary}", file=sys.stderr)
+    return validate_input(matrix.to_json(), kind=DB_MATRIX_KIND)
 
 
 def _audit_chains(settings: Settings, key_file: str | None,

@@ -203,8 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit codes: 0 PASS, 1 FAIL, 2 a bad input, 3 INCOMPLETE (an input "
                     "is missing or a policy test could not run).")
     pack.add_argument("--out", required=True, metavar="DIR", help="directory to write to")
-    pack.add_argument("--probe", metavar="PATH", help="`tenancy probe --out` JSON")
-    pack.add_argument("--db-matrix", metavar="PATH", help="`tenancy db matrix --json` JSON")
+    probe_input = pack.add_mutually_exclusive_group()
+    probe_input.add_argument("--probe", metavar="PATH", help="`tenancy probe --out` JSON")
+    probe_input.add_argument("--probe-config", metavar="TOML",
+                             help="run the probe now with this probe.toml (see --target)")
+    pack.add_argument("--target", help="with --probe-config: the base URL (default: the "
+                                       "config's)")
+    db_input = pack.add_mutually_exclusive_group()
+    db_input.add_argument("--db-matrix", metavar="PATH",
+                          help="`tenancy db matrix --json` JSON")
+    db_input.add_argument("--db-url", metavar="URL",
+                          help="run the database matrix now, connected as the app role")
     pack.add_argument("--audit-key-file", help="0600 file holding the hex audit key "
                                                "(default: the demo's, or $TENANCY_AUDIT_KEY)")
     data_dir(pack)

@@ -120,6 +120,15 @@ def test_the_kit_finds_no_leak_in_the_example_services(deployment: Deployment,
         actions = {json.loads(line)["action"] for line in trail.stdout.splitlines()}
         assert "consistency.violation" not in actions and actions
 
+    # The same pack in one command: it runs the probe and the database matrix itself.
+    one = deployment.tenancy("evidence", "pack", "--out", str(tmp_path / "one"),
+                             "--probe-config", str(CONFIG), "--target", deployment.edge,
+                             "--db-url", deployment.app_url)
+    assert one.returncode == 0, one.stdout + one.stderr
+    again = json.loads((tmp_path / "one" / "evidence.json").read_text())
+    assert again["verdict"] == "PASS" and again["probe"]["summary"]["leaked"] == 0
+    assert again["db_matrix"]["summary"]["leaked"] == 0 and again["db_matrix"]["cells"]
+
     ensure_chromium()
     with chromium_page() as page:
         page.goto((tmp_path / "pack" / "evidence.html").resolve().as_uri(), wait_until="load")

@@ -366,9 +366,10 @@ def test_cli_leak_fails_and_missing_inputs_are_incomplete(
                 write(tmp_path / "m.json", db_matrix()), *demo)[0] == 1
     code, out, _ = pack(capsys, tmp_path, *demo)
     assert code == 3
-    assert out.splitlines()[:3] == ["verdict: INCOMPLETE",
-                                    "  - probe: not provided (no --probe given)",
-                                    "  - db matrix: not provided (no --db-matrix given)"]
+    assert out.splitlines()[:3] == [
+        "verdict: INCOMPLETE",
+        "  - probe: not provided (no --probe or --probe-config given)",
+        "  - db matrix: not provided (no --db-matrix or --db-url given)"]
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -402,4 +403,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path,
     assert err.startswith("tenancy: error: ") and err.count("\n") == 1
     assert re.search(message, err), err
     assert "Traceback" not in err
+    assert not (tmp_path / "pack").exists()
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--probe-config", "{path}"], r"probe\.toml is not valid TOML"),
+    (["--db-url", "postgresql+psycopg://nobody@127.0.0.1:9/none"], r"127\.0\.0\.1"),
+    (["--db-url", "not a url"], r"."),
+])
+def test_cli_running_the_probe_or_matrix_itself_refuses_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+        message: str) -> None:
+    (tmp_path / "probe.toml").write_text("target = [")
+    argv = [a.replace("{path}", str(tmp_path / "probe.toml")) for a in argv]
+    code, out, err = pack(capsys, tmp_path, *argv, "--data-dir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err.startswith("tenancy: error: ") and err.count("\n") == 1, err
+    assert re.search(message, err), err
     assert not (tmp_path / "pack").exists()
