@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +22,10 @@ REGION = "eu-central-1"
 AUDIENCE = "worklogs"
 ALL_SCOPES = ("worklogs:read", "worklogs:write")
 
-# Consistency mode is on for the whole test session, as in staging: every TenancyMiddleware
-# built in tests (and the demo processes e2e tests start, which inherit the environment)
-# checks that token, context, policy, database, keys and propagation name one tenant.
-# ``TENANCY_CONSISTENCY_CHECKS=0 pytest`` runs the suite with it off.
-os.environ.setdefault("TENANCY_CONSISTENCY_CHECKS", "1")
+# Consistency mode is on for the whole test session (the tenancy.testing plugin turns it
+# on, as in staging): every TenancyMiddleware built in tests, and the demo processes e2e
+# tests start, check that token, context, policy, database, keys and propagation name one
+# tenant. ``TENANCY_CONSISTENCY_CHECKS=0 pytest`` runs the suite with it off.
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ Installed with tenancy (entry point ``pytest11``), so its fixtures are there in 
         assert_isolated(app, routes={"POST /notes": {"body": {"text": "{canary}"},
                                                       "seed": True, "capture": {"id": "id"}}})
 
+With the plugin, consistency mode (``TENANCY_CONSISTENCY_CHECKS``) is on for the whole
+session unless the environment says otherwise.
+
 Fixtures (override any of them in a ``conftest.py``): ``tenancy_region``,
 ``tenancy_audience``, ``tenancy_issuer`` (a dev issuer in a temporary directory),
 ``tenancy_verifier``, ``tenancy_registry`` (SQLite), ``tenancy_tenant_slugs`` (acme,
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +39,7 @@ from sqlalchemy import create_engine
 
 from tenancy.context import Assurance, Principal, TenantContext, bind
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.settings import CONSISTENCY_CHECKS_ENV
 from tenancy.tenants import Tenant, TenantRegistry
 from tenancy.testing.probe import (
     Identity,
@@ -113,6 +118,13 @@ def assert_isolated_report(report: ProbeReport) -> None:
                  f"{c.detail}" for c in report.cells if c.outcome is Outcome.ERROR]
     if problems:
         raise AssertionError("tenant isolation probe failed:\n" + "\n".join(problems))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Consistency mode is on in tests: every ``TenancyMiddleware`` built in the session
+    (and every process it starts, which inherits the environment) checks that its layers
+    name one tenant. ``TENANCY_CONSISTENCY_CHECKS=0 pytest`` turns it off."""
+    os.environ.setdefault(CONSISTENCY_CHECKS_ENV, "1")
 
 
 # -- fixtures --------------------------------------------------------------------------

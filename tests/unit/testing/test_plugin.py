@@ -4,8 +4,12 @@ probed in-process with the plugin's tenants, identities and ``assert_isolated``.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +153,19 @@ def test_check_isolation_reports_cells_for_every_identity_pair(
              and c.outcome is Outcome.ENFORCED}
     assert cross == {("acme-writer", "globex"), ("acme-reader", "globex"),
                      ("globex-writer", "acme"), ("globex-reader", "acme")}
+
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("0", "0")])
+def test_the_plugin_turns_consistency_mode_on_unless_told_otherwise(
+        tmp_path: Path, given: str | None, seen: str) -> None:
+    (tmp_path / "test_seen.py").write_text(
+        "import os\n\ndef test_seen():\n"
+        f"    assert os.environ.get('TENANCY_CONSISTENCY_CHECKS') == {seen!r}\n")
+    env = {k: v for k, v in os.environ.items() if k != "TENANCY_CONSISTENCY_CHECKS"}
+    if given is not None:
+        env["TENANCY_CONSISTENCY_CHECKS"] = given
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_seen.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
