@@ -10,7 +10,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tenancy.testing.probe.config import ProbeConfig
 
 KIND = "tenancy.probe"
 VERSION = 1
@@ -177,3 +180,18 @@ def _matrix(cells: Sequence[Cell]) -> list[str]:
         out.append(f"{route:<{width}}  " + " ".join(row))
     out.append("")
     return out
+
+
+def void_reasons(config: ProbeConfig, controls: Sequence[Control],
+                 values: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Why a run proves nothing: a tenant without data, an identity without its own."""
+    reasons = []
+    for tenant in config.tenants:
+        if not values.get(tenant):
+            reasons.append(f"no data was created for tenant {tenant!r}: no seed succeeded")
+    for person in config.identities:
+        mine = [c for c in controls if c.identity == person.name]
+        if not any(c.ok for c in mine):
+            seen = ", ".join(f"{c.route} -> {c.status} {c.detail}".strip() for c in mine)
+            reasons.append(f"{person.name} failed its positive control ({seen or 'no route'})")
+    return reasons

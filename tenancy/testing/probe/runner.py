@@ -22,8 +22,6 @@ followed by a look at the victim, so a change is pinned to the request that made
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,25 +29,35 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from tenancy.testing.probe.config import (
-    PATH_PARAM,
     GrantState,
     Identity,
     ProbeConfig,
     ProbeConfigError,
     Route,
 )
-from tenancy.testing.probe.report import Attack, Cell, Control, Outcome, ProbeReport
+from tenancy.testing.probe.report import (
+    Attack,
+    Cell,
+    Control,
+    Outcome,
+    ProbeReport,
+    void_reasons,
+)
 from tenancy.testing.probe.routes import merge
+from tenancy.testing.probe.shaping import (
+    canonical,
+    captured,
+    render_path,
+    request_body,
+    tenant_headers,
+    tenant_query,
+)
 from tenancy.testing.probe.tokens import Resigner, alg_none, claims, forged_signature, obtain
 
-TENANT_HEADERS = ("X-Tenant-ID", "X-Tenant", "Tenant")
-TENANT_QUERY = ("tenant_id", "tenant", "tenantId")
-CANARY = "{canary}"
 # Credentials that must never be served, whatever the response holds.
 _NEVER_SERVED = frozenset({Attack.NO_TOKEN, Attack.ALG_NONE, Attack.BAD_SIGNATURE,
                            Attack.EXPIRED, Attack.WRONG_AUDIENCE, Attack.SUPPORT_NO_GRANT,
@@ -114,7 +122,7 @@ class Probe:
         for tenant in self.config.tenants:
             self._snapshots[tenant] = await self._snapshot(client, tenant)
         controls = await self._controls(client)
-        void = _void_reasons(self.config, controls, self._values)
+        void = void_reasons(self.config, controls, self._values)
         cells: list[Cell] = []
         if not void:
             requests = self._attacks()
@@ -150,16 +158,16 @@ class Probe:
             for person in self.config.users:
                 assert person.tenant is not None
                 values = self._values.setdefault(person.tenant, {})
-                path = _render_path(route, values)
+                path = render_path(route, values)
                 if path is None:
                     continue
                 canary = self._canary(person.tenant)
                 response = await self._send(client, route.method, path,
                                             token=self._tokens[person.name],
-                                            body=_body(route, canary))
+                                            body=request_body(route, canary))
                 if isinstance(response, httpx.Response) and response.is_success:
                     for capture in route.captures:
-                        value = _captured(response, capture.source, capture.pattern)
+                        value = captured(response, capture.source, capture.pattern)
                         if value is not None:
                             values.setdefault(capture.param, value)
 
@@ -168,7 +176,7 @@ class Probe:
         found: dict[str, tuple[str, str]] = {}
         values = self._values.get(tenant, {})
         for route in (r for r in self.routes if r.method == "GET"):
-            path = _render_path(route, values)
+            path = render_path(route, values)
             if path is None:
                 continue
             for person in (p for p in self.config.users if p.tenant == tenant):
@@ -176,7 +184,7 @@ class Probe:
                                             token=self._tokens[person.name])
                 if isinstance(response, httpx.Response) and response.is_success and \
                         tenant in self._tenants_in(response.text):
-                    found[path] = (person.name, _canonical(response.text))
+                    found[path] = (person.name, canonical(response.text))
                     if not route.params:
                         self._listings.add(path)
                     break
@@ -193,7 +201,7 @@ class Probe:
             if path != focus and path not in self._listings:
                 continue
             response = await self._send(client, "GET", path, token=self._tokens[person])
-            now = (_canonical(response.text) if isinstance(response, httpx.Response)
+            now = (canonical(response.text) if isinstance(response, httpx.Response)
                    else f"no answer: {response}")
             if now != body:
                 changed.append(path)
@@ -212,7 +220,7 @@ class Probe:
             headers = ({self.config.support_header: person.tenant} if person.support
                        else {})
             for route in reads:
-                path = _render_path(route, self._values.get(person.tenant, {}))
+                path = render_path(route, self._values.get(person.tenant, {}))
                 if path is None:
                     continue
                 response = await self._send(client, "GET", path,
@@ -236,7 +244,7 @@ class Probe:
         accepted too: the support cells then report the leak.)"""
         target = person.tenant or self.config.tenants[0]
         route = next((r for r in reads if not r.params), reads[0])
-        path = _render_path(route, self._values.get(target, {})) or route.path
+        path = render_path(route, self._values.get(target, {})) or route.path
         response = await self._send(client, "GET", path, token=self._tokens[person.name],
                                     headers={self.config.support_header: target})
         status = response.status_code if isinstance(response, httpx.Response) else None
@@ -252,10 +260,10 @@ class Probe:
         for route in self.routes:
             for victim in config.tenants:
                 values = self._values.get(victim, {})
-                path = _render_path(route, values)
+                path = render_path(route, values)
                 if path is None:
                     continue
-                body = _body(route, self._canary("attack"))
+                body = request_body(route, self._canary("attack"))
                 victim_ref = {"id": self._tenant_ids.get(victim, victim), "slug": victim}
                 for person in config.users:
                     if person.tenant == victim:
@@ -266,10 +274,10 @@ class Probe:
                                   actor_tenant=person.tenant, token=token, body=body)
                     out.append(_Request(attack=Attack.CROSS_IDENTITY, path=path, **common))
                     out.append(_Request(attack=Attack.TENANT_HEADER, path=path,
-                                        headers=_tenant_headers(victim_ref), **common))
+                                        headers=tenant_headers(victim_ref), **common))
                     out.append(_Request(attack=Attack.TENANT_QUERY, path=path,
-                                        query=_tenant_query(victim_ref), **common))
-                    own_path = _render_path(route, self._values.get(person.tenant, {}))
+                                        query=tenant_query(victim_ref), **common))
+                    own_path = render_path(route, self._values.get(person.tenant, {}))
                     if route.method in ("POST", "PUT", "PATCH") and own_path is not None:
                         foreign = {**({} if not isinstance(body, dict) else body),
                                    "tenant_id": victim_ref["id"], "tenant": victim,
@@ -328,7 +336,7 @@ class Probe:
                     cells += [Cell(route.key, victim, attack.value, "-", None, Outcome.SKIPPED,
                                    "no [issuer] key configured to sign this token")
                               for attack in (Attack.EXPIRED, Attack.WRONG_AUDIENCE)]
-                if _render_path(route, self._values.get(victim, {})) is None:
+                if render_path(route, self._values.get(victim, {})) is None:
                     missing = [p for p in route.params if p not in self._values.get(victim, {})]
                     cells.append(Cell(route.key, victim, Attack.CROSS_IDENTITY.value, "-",
                                       None, Outcome.SKIPPED,
@@ -394,85 +402,3 @@ class Probe:
                                         json=body if method != "GET" else None)
         except httpx.HTTPError as exc:
             return exc
-
-
-def _void_reasons(config: ProbeConfig, controls: Sequence[Control],
-                  values: Mapping[str, Mapping[str, str]]) -> list[str]:
-    reasons = []
-    for tenant in config.tenants:
-        if not values.get(tenant):
-            reasons.append(f"no data was created for tenant {tenant!r}: no seed succeeded")
-    for person in config.identities:
-        mine = [c for c in controls if c.identity == person.name]
-        if not any(c.ok for c in mine):
-            seen = ", ".join(f"{c.route} -> {c.status} {c.detail}".strip() for c in mine)
-            reasons.append(f"{person.name} failed its positive control ({seen or 'no route'})")
-    return reasons
-
-
-def _render_path(route: Route, values: Mapping[str, str]) -> str | None:
-    missing = False
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal missing
-        value = values.get(match.group(1))
-        if value is None:
-            missing = True
-            return ""
-        return quote(value, safe="")
-
-    path = PATH_PARAM.sub(fill, route.path)
-    return None if missing else path
-
-
-def _body(route: Route, canary: str) -> Any:
-    if route.method not in ("POST", "PUT", "PATCH"):
-        return None
-    return _with_canary({} if route.body is None else route.body, canary)
-
-
-def _with_canary(value: Any, canary: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(CANARY, canary)
-    if isinstance(value, list):
-        return [_with_canary(v, canary) for v in value]
-    if isinstance(value, dict):
-        return {k: _with_canary(v, canary) for k, v in value.items()}
-    return value
-
-
-def _captured(response: httpx.Response, source: str,
-              pattern: re.Pattern[str] | None) -> str | None:
-    if source.startswith("header:"):
-        raw: Any = response.headers.get(source.removeprefix("header:"))
-    else:
-        try:
-            raw = response.json()
-        except ValueError:
-            return None
-        for part in source.split("."):
-            raw = raw.get(part) if isinstance(raw, dict) else None
-    if raw is None or isinstance(raw, dict | list):
-        return None
-    text = str(raw)
-    if pattern is None:
-        return text
-    match = pattern.search(text)
-    return match.group(1) if match else None
-
-
-def _tenant_headers(victim: Mapping[str, str]) -> dict[str, str]:
-    return {TENANT_HEADERS[0]: victim["id"], TENANT_HEADERS[1]: victim["slug"],
-            TENANT_HEADERS[2]: victim["slug"]}
-
-
-def _tenant_query(victim: Mapping[str, str]) -> dict[str, str]:
-    return {TENANT_QUERY[0]: victim["id"], TENANT_QUERY[1]: victim["slug"],
-            TENANT_QUERY[2]: victim["id"]}
-
-
-def _canonical(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), sort_keys=True)
-    except ValueError:
-        return text

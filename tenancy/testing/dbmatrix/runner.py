@@ -1,137 +1,31 @@
-"""The database access matrix: evidence, cell by cell, that PostgreSQL RLS holds.
-
-Connected as the application role, the matrix runs what a leaky application would run
-against every scoped table: with no tenant set, and with each tenant's setting against its
-own rows and every other tenant's rows (SELECT, INSERT, UPDATE, DELETE; the UPDATE cell
-against another tenant also tries to move own rows to it, which WITH CHECK must refuse).
-Each cell says ``enforced`` (RLS refused, or saw nothing
-while the other tenant really has rows), ``denied`` (refused by GRANTs), ``leaked``,
-``vacuous`` (nothing to prove, with the reason) or ``error``. The live auditor's findings
-(:func:`tenancy.scoping.audit.audit`) travel with it.
-
-Everything runs in one transaction that is always rolled back, each cell in its own
-savepoint that is rolled back too, under a short ``lock_timeout``: the matrix never changes
-data, even on a database whose RLS is broken. Identifiers are quoted by the dialect; values
-are bound parameters.
-"""
+"""Running the matrix: every cell in its own savepoint of a transaction rolled back."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import Connection, column, create_engine, delete, func, select, table, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Delete, Update
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.errors import ConfigurationError
-from tenancy.scoping.audit import Finding, ScopedTable, audit, scoped_tables
+from tenancy.scoping.audit import ScopedTable, audit, scoped_tables
 from tenancy.scoping.rls import set_tenant
 from tenancy.tenants.registry import tenants_table
+from tenancy.testing.dbmatrix.model import (
+    LOCK_TIMEOUT,
+    NONE,
+    OWN,
+    Cell,
+    DatabaseMatrix,
+    MatrixError,
+    Outcome,
+)
 
-KIND = "tenancy.db-matrix"
-VERSION = 1
-NONE = "none"
-OWN = "own"
-OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
-LOCK_TIMEOUT = "5s"  # a cell waiting on live traffic's row locks errors instead of blocking it
 _V = TypeVar("_V")
-
-
-class MatrixError(ConfigurationError):
-    """The matrix cannot be built (no tenants to test, not PostgreSQL, no transaction)."""
-
-    code = "db-matrix-error"
-
-
-class Outcome(StrEnum):
-    """What one cell proved. ``enforced`` and ``denied`` pass; ``vacuous`` proves nothing."""
-
-    ENFORCED = "enforced"
-    DENIED = "denied"
-    LEAKED = "leaked"
-    VACUOUS = "vacuous"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One attempt: ``operation`` on ``table`` under ``setting`` against ``target``'s rows.
-
-    ``rows`` counts the rows seen or written (own rows for ``target == "own"``); None when
-    the statement was refused or not run.
-    """
-
-    table: str
-    operation: str
-    setting: str
-    target: str
-    outcome: Outcome
-    rows: int | None
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "operation": self.operation, "setting": self.setting,
-                "target": self.target, "outcome": str(self.outcome), "rows": self.rows,
-                "detail": self.detail}
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseMatrix:
-    """The whole matrix plus the auditor's findings; versioned JSON for evidence packs."""
-
-    generated_at: datetime
-    database: str
-    role: str
-    server_version: str
-    tenants: tuple[str, ...]
-    tables: tuple[str, ...]
-    cells: tuple[Cell, ...]
-    findings: tuple[Finding, ...]
-
-    @property
-    def summary(self) -> dict[str, int]:
-        counts = Counter(cell.outcome for cell in self.cells)
-        return {**{str(o): counts[o] for o in Outcome}, "findings": len(self.findings)}
-
-    @property
-    def ok(self) -> bool:
-        """No leak, no error and no audit finding: the only state that proves isolation."""
-        summary = self.summary
-        return not (summary["leaked"] or summary["error"] or summary["findings"])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": KIND, "version": VERSION,
-                "generated_at": self.generated_at.isoformat(),
-                "database": self.database, "role": self.role,
-                "server_version": self.server_version, "tenants": list(self.tenants),
-                "tables": list(self.tables), "cells": [c.to_json() for c in self.cells],
-                "findings": [{"check": f.check, "subject": f.subject, "message": f.message}
-                             for f in self.findings],
-                "summary": self.summary}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DatabaseMatrix:
-        """Read :meth:`to_json` output back. Raises MatrixError on another kind or version."""
-        if data.get("kind") != KIND or data.get("version") != VERSION:
-            raise MatrixError(f"not a {KIND} version {VERSION} document")
-        try:
-            return cls(datetime.fromisoformat(data["generated_at"]), data["database"],
-                       data["role"], data["server_version"], tuple(data["tenants"]),
-                       tuple(data["tables"]),
-                       tuple(Cell(c["table"], c["operation"], c["setting"], c["target"],
-                                  Outcome(c["outcome"]), c["rows"], c["detail"])
-                             for c in data["cells"]),
-                       tuple(Finding(f["check"], f["subject"], f["message"])
-                             for f in data["findings"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MatrixError(f"malformed {KIND} document: {exc!r}") from None
 
 
 def access_matrix(connection: Connection, *, tenants: Sequence[str] | None = None,
