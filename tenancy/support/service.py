@@ -177,7 +177,7 @@ class SupportAccess:
                     self.store.put(conn, grant)
                 elif not (grant.state is GrantState.APPROVED and not grant.active_at(now)):
                     continue
-                if self.store.has_action(conn, tenant_id, grant.id, "expired"):
+                if self.store.first_seq(conn, tenant_id, grant.id, "expired") is not None:
                     continue
                 self.store.record(conn, grant, at=now, actor="system", action="expired",
                                   detail={"ended": (grant.expires_at() or grant.pending_until)
@@ -240,9 +240,10 @@ class SupportAccess:
         """Every request served under a grant goes to its trail (the first also notifies)."""
         now = self._clock.now()
         with self.store.transaction(grant.tenant_id) as conn:
-            first = not self.store.has_action(conn, grant.tenant_id, grant.id, "used")
-            self.store.record(conn, grant, at=now, actor=grant.engineer, action="used",
-                              detail={"request_id": request_id, "route": route})
+            seq = self.store.record(conn, grant, at=now, actor=grant.engineer, action="used",
+                                    detail={"request_id": request_id, "route": route})
+            # Asked after the append, under its lock: of uses served at once, one is first.
+            first = self.store.first_seq(conn, grant.tenant_id, grant.id, "used") == seq
         self._emit("used", grant, actor=grant.engineer)
         if first:
             self._notify("first_use", grant, to=f"tenant-admins:{grant.tenant_id}",

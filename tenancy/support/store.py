@@ -108,19 +108,33 @@ class GrantStore:
         rows = conn.execute(select(grants).where(grants.c.ticket_id == ticket_id))
         return [_grant(r) for r in rows]
 
-    def record(self, conn: Connection, grant: Grant, *, at: datetime, actor: str,
-               action: str, detail: dict[str, Any]) -> None:
-        seq = conn.execute(select(func.coalesce(func.max(trail.c.seq), 0)).where(
-            trail.c.tenant_id == grant.tenant_id, trail.c.grant_id == grant.id)).scalar_one()
-        conn.execute(trail.insert().values(
-            tenant_id=grant.tenant_id, grant_id=grant.id, seq=int(seq) + 1, at=at, actor=actor,
-            action=action, detail=json.dumps(detail, sort_keys=True)))
+    def lock(self, conn: Connection, grant: Grant) -> None:
+        """Hold the grant's row until the transaction ends (PostgreSQL; SQLite writes one
+        transaction at a time), so concurrent requests under one grant append in turn."""
+        conn.execute(select(grants.c.id).where(grants.c.tenant_id == grant.tenant_id,
+                                               grants.c.id == grant.id).with_for_update())
 
-    def has_action(self, conn: Connection, tenant_id: str, grant_id: str, action: str) -> bool:
-        """Whether the grant's trail holds ``action`` (one indexed lookup, not the trail)."""
-        return conn.execute(select(trail.c.seq).where(
+    def record(self, conn: Connection, grant: Grant, *, at: datetime, actor: str,
+               action: str, detail: dict[str, Any]) -> int:
+        """Append to the grant's trail; its ``seq``. The next ``seq`` is taken inside the
+        INSERT, under the grant's lock: two requests served at once never claim the same
+        one (and on SQLite the INSERT holds the write lock from its first read)."""
+        self.lock(conn, grant)
+        next_seq = (select(func.coalesce(func.max(trail.c.seq), 0) + 1)
+                    .where(trail.c.tenant_id == grant.tenant_id, trail.c.grant_id == grant.id)
+                    .scalar_subquery())
+        return int(conn.execute(trail.insert().values(
+            tenant_id=grant.tenant_id, grant_id=grant.id, seq=next_seq, at=at, actor=actor,
+            action=action, detail=json.dumps(detail, sort_keys=True),
+        ).returning(trail.c.seq)).scalar_one())
+
+    def first_seq(self, conn: Connection, tenant_id: str, grant_id: str,
+                  action: str) -> int | None:
+        """The ``seq`` of the grant's first ``action`` (stops at the first match)."""
+        found = conn.execute(select(trail.c.seq).where(
             trail.c.tenant_id == tenant_id, trail.c.grant_id == grant_id,
-            trail.c.action == action).limit(1)).first() is not None
+            trail.c.action == action).order_by(trail.c.seq).limit(1)).scalar()
+        return None if found is None else int(found)
 
     def trail_of(self, conn: Connection, tenant_id: str, grant_id: str) -> list[dict[str, Any]]:
         rows = conn.execute(select(trail).where(trail.c.tenant_id == tenant_id,
