@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from tenancy import consistency
 from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
@@ -46,6 +47,7 @@ DEFAULT_PURPOSE = "default"
 # Random 96-bit nonces: NIST bounds a key at 2^32 messages; rotate a thousand times sooner.
 DEFAULT_MAX_MESSAGES = 2**22
 COUNT_FLUSH_EVERY = 1024
+_CREATE_RACES = 3  # a lost race to create a data key is retried, reading the winner's
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +255,7 @@ class TenantKeys:
                     cached = self.cache.get((tenant_id, purpose, record.version), now)
                     if cached is not None:
                         return cached
-        with self.store.transaction(tenant_id) as conn:
-            found = self.store.data_key(conn, tenant_id, purpose)
-            unflushed = 0 if found is None else self._unflushed.get(
-                (tenant_id, purpose, found.version), 0)
-            if found is None or self._worn(found, unflushed):
-                version = self._new_data_key(conn, tenant_id, purpose, now)
-                found = self.store.data_key(conn, tenant_id, purpose, version)
-                assert found is not None
+        found = self._current_record(tenant_id, purpose, now)
         key = self._key(tenant_id, purpose, found.version, now, record=found)
         counted = (tenant_id, purpose, found.version)
         # The stored count already includes what was flushed; what is not yet flushed is
@@ -269,6 +264,26 @@ class TenantKeys:
                                self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
                                (as_utc(found.created_at) + self._max_age).timestamp())
         return key
+
+    def _current_record(self, tenant_id: str, purpose: str, now: float) -> DataKeyRecord:
+        """The data key to encrypt with, created (or rotated) if needed. Two writers may
+        create the same version at once (threads, processes): the loser's INSERT fails on
+        the key, its transaction rolls back, and it takes the winner's key instead."""
+        for attempt in range(_CREATE_RACES):
+            try:
+                with self.store.transaction(tenant_id) as conn:
+                    found = self.store.data_key(conn, tenant_id, purpose)
+                    unflushed = 0 if found is None else self._unflushed.get(
+                        (tenant_id, purpose, found.version), 0)
+                    if found is None or self._worn(found, unflushed):
+                        version = self._new_data_key(conn, tenant_id, purpose, now)
+                        found = self.store.data_key(conn, tenant_id, purpose, version)
+                        assert found is not None
+                    return found
+            except IntegrityError:
+                if attempt == _CREATE_RACES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
         return (self._clock.now() - as_utc(record.created_at) >= self._max_age
