@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
+from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE, print_error
 from tenancy.cli.parser import build_parser
 from tenancy.errors import TenancyError
 
@@ -27,9 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (TenancyError, ValueError, OSError, SQLAlchemyError) as exc:
-        # One line, whatever the source: driver errors span several.
-        detail = getattr(exc, "orig", None) or exc
-        print(f"tenancy: error: {' '.join(str(detail).split())}", file=sys.stderr)
+        print_error(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
+from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE, print_error
 
 if TYPE_CHECKING:
     from tenancy.testing.dbmatrix import DatabaseMatrix
@@ -51,9 +51,7 @@ def db_matrix_command(args: argparse.Namespace) -> int:
     try:
         matrix = access_matrix_for_url(args.url, tenants=args.tenant, app_role=args.app_role)
     except (MatrixError, SQLAlchemyError, ValueError) as exc:
-        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        # A URL that does not parse is echoed by SQLAlchemy: keep its password off screen.
-        print(f"tenancy: error: {detail.replace(args.url, '<url>')}", file=sys.stderr)
+        print_error(exc, hide=[args.url])  # SQLAlchemy echoes a URL it cannot parse
         return EXIT_USAGE
     to_stdout = args.json == "-"
     if args.json:

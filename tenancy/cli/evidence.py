@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE
+from tenancy.cli.common import EXIT_ERROR, EXIT_USAGE, print_error
 from tenancy.cli.common import settings_of as _settings
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def evidence_command(args: argparse.Namespace) -> int:
         audit, audit_missing = _audit_chains(_settings(args), args.audit_key_file)
     except (EvidenceInputError, ConfigurationError, OSError, SQLAlchemyError) as exc:
         # Bad inputs named on the command line: one line, exit 2, nothing written.
-        print(f"tenancy: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print_error(exc, hide=[args.db_url])
         return EXIT_USAGE
     not_provided = {"probe": "no --probe or --probe-config given",
                     "db_matrix": "no --db-matrix or --db-url given",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
-from tenancy.cli.common import EXIT_USAGE
+from tenancy.cli.common import EXIT_USAGE, print_error
 
 
 def probe_command(args: argparse.Namespace) -> int:
@@ -18,7 +17,7 @@ def probe_command(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         report = asyncio.run(run_probe(config, target=args.target))
     except ProbeConfigError as exc:
-        print(f"tenancy: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print_error(exc)
         return EXIT_USAGE
     if args.out:
         text = json.dumps(report.to_json(), indent=2)

@@ -146,10 +146,8 @@ def tenancy_issuer(tmp_path: Path) -> DevIssuer:
 
 
 @pytest.fixture
-def tenancy_verifier(tenancy_issuer: DevIssuer, tmp_path: Path,
-                     tenancy_audience: str) -> TokenVerifier:
-    keys = JWKSKeySource.from_file(tmp_path / "tenancy-issuer" / "dev-issuer-jwks.json",
-                                   algorithms=["EdDSA"])
+def tenancy_verifier(tenancy_issuer: DevIssuer, tenancy_audience: str) -> TokenVerifier:
+    keys = JWKSKeySource(tenancy_issuer.jwks, algorithms=["EdDSA"])
     return TokenVerifier([trusted_issuer(tenancy_issuer.issuer, audience=tenancy_audience,
                                          keys=keys, algorithms=["EdDSA"])])
 

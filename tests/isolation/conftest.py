@@ -146,10 +146,8 @@ def deployment(tmp_path: Path, engine: Engine, tenancy_registry: TenantRegistry,
                 scopes=frozenset({READ, WRITE, EXPORT}), kinds=kinds)]),
             authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle))
         users = TokenVerifier([trusted_issuer(tenancy_issuer.issuer, audience=EDGE_AUDIENCE,
-                                              keys=JWKSKeySource.from_file(
-                                                  tmp_path / "tenancy-issuer" /
-                                                  "dev-issuer-jwks.json",
-                                                  algorithms=["EdDSA"]),
+                                              keys=JWKSKeySource(tenancy_issuer.jwks,
+                                                                 algorithms=["EdDSA"]),
                                               algorithms=["EdDSA"], kinds=kinds)])
         edge = create_edge(verifier=users, tenants=tenancy_registry, region="eu-central-1",
                            keyring=ring, worklogs_url="http://worklogs",
