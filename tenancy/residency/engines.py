@@ -21,7 +21,7 @@ from tenancy.context import TenantContext, current, current_or_none
 from tenancy.errors import ConfigurationError, InvalidTenantField, TenantContextConflict
 from tenancy.events import EventSink, LoggingSink
 from tenancy.residency.audit import refuse
-from tenancy.scoping.orm import _SESSION_TENANT, TenantSession
+from tenancy.scoping.orm import TenantSession, pin_session
 from tenancy.tenants.model import Tenant, validate_region
 
 Homed = Tenant | TenantContext
@@ -229,5 +229,5 @@ class RegionalSessions:
         session = self._class(bind=engine, **{**self._kwargs, **local_kwargs})
         # Pinned now, not at first use: a session routed for this tenant's region is
         # never used for another tenant.
-        session.info[_SESSION_TENANT] = _identity(tenant)[0]
+        pin_session(session, _identity(tenant)[0])
         return session

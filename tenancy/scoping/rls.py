@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, func, select, text
+from sqlalchemy import Connection, Dialect, Engine, Table, event, func, select, text
 
 from tenancy import consistency
 
@@ -95,8 +96,42 @@ def grant_statements(role: str, tables: Iterable[Table], dialect: Dialect, *,
 
 
 def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING) -> None:
-    """Set the tenant for the current transaction only (``is_local => true``)."""
+    """Set the tenant for the current transaction only (``is_local => true``); ``''``
+    for none (it also hides a value left at session level for this transaction)."""
     connection.execute(select(func.set_config(setting, tenant_id, True)))
+
+
+def reset_setting_on_return(engine: Engine) -> None:
+    """Reset the tenant setting of every PostgreSQL connection ``engine``'s pool takes
+    back (idempotent; ``TenantSession`` and :func:`tenant_transaction` call it).
+
+    Code that sets the setting at session level (``set_config(..., false)`` or ``SET``)
+    would otherwise hand that tenant's rows to the next borrower of the connection. The
+    reset runs in SQLAlchemy's pool ``reset`` event: roll back, then ``RESET`` in
+    autocommit mode; if it fails, the pool discards the connection.
+    """
+    if engine.dialect.name == "postgresql" and not event.contains(
+            engine.pool, "reset", _reset_tenant_setting):
+        event.listen(engine.pool, "reset", _reset_tenant_setting)
+
+
+def _reset_tenant_setting(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+    if getattr(reset_state, "terminate_only", False):
+        return  # the connection is being closed, not reused
+    dbapi_connection.rollback()
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_RESET)
+        finally:
+            cursor.close()
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
+_RESET = f"RESET {TENANT_SETTING}"  # a constant of the schema, never request data
 
 
 def confirm_tenant(connection: Connection, tenant_id: str, *,
@@ -120,6 +155,7 @@ def tenant_transaction(engine: Engine, tenant_id: str) -> Iterator[Connection]:
     """A transaction for ``tenant_id``'s rows outside the ORM (key and grant stores): on
     PostgreSQL the RLS setting is applied first, local to the transaction. In consistency
     mode it is read back after it is set and again before the commit."""
+    reset_setting_on_return(engine)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             set_tenant(conn, tenant_id)
