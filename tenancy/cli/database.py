@@ -92,6 +92,7 @@ def _matrix_lines(matrix: DatabaseMatrix) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     legend = ", ".join(f"{label} = {tenant}" for tenant, label in labels.items())
     return [f"tenants: {legend}",
+            "no tenant: setting none = '' in the transaction, unset = never set (a new session)",
             *("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[6]
               for row in rows),
             *(str(finding) for finding in matrix.findings)]

@@ -133,8 +133,9 @@ def test_healthy_schema_holds_in_every_cell_and_nothing_changes(
     assert set(SEEDED) <= set(matrix.tables)
     keys = [(c.table, c.operation, c.setting, c.target) for c in matrix.cells]
     assert len(keys) == len(set(keys))
-    # 4 cells with no tenant; per tenant 1 own SELECT and 4 against the other one.
-    assert len(matrix.cells) == len(matrix.tables) * (4 + 2 * (1 + 4))
+    # 4 cells with the setting '' and 4 with it never set; per tenant 1 own SELECT and 4
+    # against the other one.
+    assert len(matrix.cells) == len(matrix.tables) * (2 * 4 + 2 * (1 + 4))
     for table, counts in SEEDED.items():
         for tenant in (A, B):
             assert cell(matrix, table, "SELECT", tenant, "own").rows == counts.get(tenant, 0)
@@ -153,7 +154,11 @@ def test_cells_against_a_tenant_with_rows_are_enforced(
         assert cell(matrix, worklogs, "SELECT", me, "own").outcome is Outcome.ENFORCED
         assert "row-level security" in cell(matrix, worklogs, "INSERT", me, you).detail
     for operation in ("SELECT", "INSERT", "UPDATE", "DELETE"):
-        assert cell(matrix, worklogs, operation, "none", "none").outcome is Outcome.ENFORCED
+        for no_tenant in ("none", "unset"):
+            found = cell(matrix, worklogs, operation, no_tenant, "none")
+            assert found.outcome is Outcome.ENFORCED, found
+            assert "new session" not in found.detail  # it really started with NULL
+    assert "never set" in cell(matrix, worklogs, "SELECT", "unset", "none").detail
     # The app role holds only SELECT and INSERT on the audit trail: GRANTs refuse the rest.
     events = "public.tenancy_audit_events"
     assert cell(matrix, events, "INSERT", A, B).outcome is Outcome.ENFORCED

@@ -14,7 +14,8 @@ from tenancy.scoping.audit import Finding
 
 KIND = "tenancy.db-matrix"
 VERSION = 1
-NONE = "none"
+NONE = "none"  # setting: set to '' in the transaction (what a pooled session shows later)
+UNSET = "unset"  # setting: never set at all (NULL), in a brand-new session
 OWN = "own"
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 LOCK_TIMEOUT = "5s"  # a cell waiting on live traffic's row locks errors instead of blocking it
@@ -40,8 +41,11 @@ class Outcome(StrEnum):
 class Cell:
     """One attempt: ``operation`` on ``table`` under ``setting`` against ``target``'s rows.
 
-    ``rows`` counts the rows seen or written (own rows for ``target == "own"``); None when
-    the statement was refused or not run.
+    ``setting`` is a tenant id, ``"none"`` (the tenant setting set to ``''`` in the
+    transaction) or ``"unset"`` (a brand-new session where it was never set: NULL, which a
+    policy can treat differently from ``''``); both no-tenant kinds have ``target ==
+    "none"``. ``rows`` counts the rows seen or written (own rows for ``target == "own"``);
+    None when the statement was refused or not run.
     """
 
     table: str

@@ -13,12 +13,13 @@ from sqlalchemy.sql.dml import Delete, Update
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.scoping.audit import ScopedTable, audit, scoped_tables
-from tenancy.scoping.rls import set_tenant
+from tenancy.scoping.rls import TENANT_SETTING, set_tenant
 from tenancy.tenants.registry import tenants_table
 from tenancy.testing.dbmatrix.model import (
     LOCK_TIMEOUT,
     NONE,
     OWN,
+    UNSET,
     Cell,
     DatabaseMatrix,
     MatrixError,
@@ -48,7 +49,9 @@ def access_matrix(connection: Connection, *, tenants: Sequence[str] | None = Non
         findings = audit(connection, app_role=app_role)
         ids = _tenant_ids(connection, tenants)
         found = scoped_tables(connection)
-        cells = [cell for scoped in found for cell in _TableProbe(connection, scoped, ids).run()]
+        with _new_session(connection, role) as unset:
+            cells = [cell for scoped in found
+                     for cell in _TableProbe(connection, scoped, ids, unset).run()]
     finally:
         outer.rollback()
     url = connection.engine.url.set(password=None).render_as_string(hide_password=False)
@@ -78,6 +81,64 @@ class _Verdict(NamedTuple):
     outcome: Outcome
     rows: int | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """The brand-new session of the ``unset`` cells, the value the tenant setting had when
+    it started (None: never set, the case to test), or why it could not be opened."""
+
+    connection: Connection | None
+    start: str | None = None
+    failure: str | None = None
+
+    def judged(self, verdict: _Verdict) -> _Verdict:
+        if self.failure is not None:
+            return _Verdict(Outcome.ERROR, None, f"no new session: {self.failure}")
+        if self.start is None:
+            return verdict
+        note = (f"a new session starts with the setting {self.start!r}, not NULL (a role or "
+                "database default, or a pooler's reused session)")
+        if verdict.outcome is Outcome.ENFORCED:
+            return _Verdict(Outcome.VACUOUS, verdict.rows,
+                            f"{note}: the never-set case was not reached; {verdict.detail}")
+        return verdict._replace(detail=f"{note}; {verdict.detail}")
+
+
+@contextmanager
+def _new_session(connection: Connection, role: str) -> Iterator[_Session]:
+    """A new session of ``role`` on the same database, in a transaction always rolled back.
+
+    Its pool is a fresh copy of the connection's own (same creator, same connect events):
+    no pooled session is reused, where an earlier ``set_config(..., true)`` would leave
+    the setting reading ``''`` instead of NULL.
+    """
+    engine = create_engine(connection.engine.url, pool=connection.engine.pool.recreate())
+    try:
+        try:
+            fresh = engine.connect()
+        except DBAPIError as exc:
+            yield _Session(None, failure=_failure(exc).message)
+            return
+        with fresh:
+            transaction = fresh.begin()
+            try:
+                yield _started(fresh, role)
+            finally:
+                transaction.rollback()
+    finally:
+        engine.dispose()
+
+
+def _started(fresh: Connection, role: str) -> _Session:
+    try:
+        if fresh.execute(text("SELECT current_user")).scalar_one() != role:
+            fresh.execute(select(func.set_config("role", role, True)))  # SET LOCAL ROLE
+        fresh.execute(select(func.set_config("lock_timeout", LOCK_TIMEOUT, True)))
+        start = fresh.execute(select(func.current_setting(TENANT_SETTING, True))).scalar()
+    except DBAPIError as exc:
+        return _Session(None, failure=_failure(exc).message)
+    return _Session(fresh, None if start is None else str(start))
 
 
 @contextmanager
@@ -121,7 +182,7 @@ def _tenant_ids(connection: Connection, tenants: Sequence[str] | None) -> list[s
     ids = list(dict.fromkeys(tenants))
     if not ids:
         raise MatrixError("no tenants given: pass --tenant ID (at least one)")
-    reserved = [t for t in ids if t in ("", NONE, OWN)]
+    reserved = [t for t in ids if t in ("", NONE, UNSET, OWN)]
     if reserved:
         raise MatrixError(f"{reserved[0]!r} cannot be a tenant id in the matrix")
     return ids
@@ -179,10 +240,16 @@ def _combined(first: _Verdict, second: _Verdict) -> _Verdict:
 
 
 class _TableProbe:
-    """The cells of one scoped table."""
+    """The cells of one scoped table.
 
-    def __init__(self, connection: Connection, scoped: ScopedTable, tenants: list[str]) -> None:
+    A tenant of ``""`` runs with the setting set to ``''``, ``None`` with it never set: on
+    the new session ``unset``, not on ``connection``.
+    """
+
+    def __init__(self, connection: Connection, scoped: ScopedTable, tenants: list[str],
+                 unset: _Session) -> None:
         self._c = connection
+        self._unset = unset
         self._name = scoped.qualified
         self._tenants = tenants
         self._t = table(scoped.name, column("tenant_id"), schema=scoped.schema)
@@ -191,27 +258,31 @@ class _TableProbe:
         names = connection.execute(_INSERTABLE, {"oid": scoped.oid}).scalars()
         self._columns = ", ".join(prep.quote(name) for name in names)
 
-    def _attempt(self, tenant: str, run: Callable[[], _V]) -> _V | _Failure:
+    def _attempt(self, tenant: str | None, run: Callable[[Connection], _V]) -> _V | _Failure:
+        conn = self._c if tenant is not None else self._unset.connection
+        if conn is None:
+            return _Failure("?????", "no new session")  # _Session.judged says why
         try:
-            with _rolled_back(self._c):
-                set_tenant(self._c, tenant)
-                return run()
+            with _rolled_back(conn):
+                if tenant is not None:
+                    set_tenant(conn, tenant)
+                return run(conn)
         except DBAPIError as exc:
             return _failure(exc)
 
-    def _count(self, tenant: str, target: str | None) -> int | _Failure:
+    def _count(self, tenant: str | None, target: str | None) -> int | _Failure:
         query = select(func.count()).select_from(self._t)
         if target is not None:
             query = query.where(self._t.c.tenant_id == target)
-        return self._attempt(tenant, lambda: int(self._c.execute(query).scalar_one()))
+        return self._attempt(tenant, lambda c: int(c.execute(query).scalar_one()))
 
     def _own(self, tenant: str) -> tuple[int, int] | _Failure:
         tid = self._t.c.tenant_id
         query = select(func.count().filter(tid == tenant),
                        func.count().filter(tid.is_distinct_from(tenant))).select_from(self._t)
 
-        def run() -> tuple[int, int]:
-            mine, foreign = self._c.execute(query).one()
+        def run(c: Connection) -> tuple[int, int]:
+            mine, foreign = c.execute(query).one()
             return int(mine), int(foreign)
 
         return self._attempt(tenant, run)
@@ -219,40 +290,29 @@ class _TableProbe:
     def _sample(self, tenant: str) -> str | None:
         query = text(f"SELECT CAST(row_to_json(r) AS text) FROM {self._sql} AS r "  # noqa: S608
                      "WHERE r.tenant_id = :tenant LIMIT 1")
-        row = self._attempt(tenant, lambda: self._c.execute(query, {"tenant": tenant}).scalar())
+        row = self._attempt(tenant, lambda c: c.execute(query, {"tenant": tenant}).scalar())
         return row if isinstance(row, str) else None
 
-    def _insert(self, tenant: str, sample: str, as_tenant: str) -> int | _Failure:
+    def _insert(self, tenant: str | None, sample: str, as_tenant: str) -> int | _Failure:
         # The row travels as PostgreSQL's own JSON, so every column type round-trips
         # without a Python adapter; only tenant_id is replaced.
         statement = text(
             f"INSERT INTO {self._sql} ({self._columns}) OVERRIDING SYSTEM VALUE "  # noqa: S608
             f"SELECT {self._columns} FROM jsonb_populate_record(CAST(NULL AS {self._sql}), "
             "CAST(:row AS jsonb) || jsonb_build_object('tenant_id', CAST(:tenant AS text)))")
-        return self._attempt(tenant, lambda: self._c.execute(
+        return self._attempt(tenant, lambda c: c.execute(
             statement, {"row": sample, "tenant": as_tenant}).rowcount)
 
-    def _write(self, tenant: str, statement: Update | Delete) -> int | _Failure:
-        return self._attempt(tenant, lambda: self._c.execute(statement).rowcount)
+    def _write(self, tenant: str | None, statement: Update | Delete) -> int | _Failure:
+        return self._attempt(tenant, lambda c: c.execute(statement).rowcount)
 
     def run(self) -> list[Cell]:
-        tid = self._t.c.tenant_id
         own = {t: self._own(t) for t in self._tenants}
         counts = {t: None if isinstance(r, _Failure) else r[0] for t, r in own.items()}
         samples = {t: self._sample(t) if counts[t] else None for t in self._tenants}
         total = _total(counts.values())
-        cells = [
-            self._cell("SELECT", NONE, NONE, _zero(
-                self._count("", None), total, did="visible with no tenant set",
-                holds="the tenants hold")),
-            self._cell("INSERT", NONE, NONE, self._insert_none(samples)),
-            self._cell("UPDATE", NONE, NONE, _zero(
-                self._write("", update(self._t).values(tenant_id=tid)), total,
-                did="updated with no tenant set", holds="the tenants hold")),
-            self._cell("DELETE", NONE, NONE, _zero(
-                self._write("", delete(self._t)), total, did="deleted with no tenant set",
-                holds="the tenants hold")),
-        ]
+        cells = self._no_tenant(NONE, "", total, samples)
+        cells += self._no_tenant(UNSET, None, total, samples)
         for me in self._tenants:
             others = _total(n for t, n in counts.items() if t != me)
             cells.append(self._cell("SELECT", me, OWN, self._own_verdict(own[me], others)))
@@ -288,12 +348,28 @@ class _TableProbe:
                 did="of the target deleted", holds=holds)),
         ]
 
-    def _insert_none(self, samples: Mapping[str, str | None]) -> _Verdict:
+    def _no_tenant(self, label: str, setting: str | None, total: int | None,
+                   samples: Mapping[str, str | None]) -> list[Cell]:
+        tid, holds = self._t.c.tenant_id, "the tenants hold"
+        how = "with the setting never set" if setting is None else "with no tenant set"
+        inserted = _Verdict(Outcome.VACUOUS, None, "no tenant has a row to copy")
         for tenant, sample in samples.items():
             if sample is not None:
-                return _written(self._insert("", sample, tenant),
-                                did=f"of {tenant} inserted with no tenant set")
-        return _Verdict(Outcome.VACUOUS, None, "no tenant has a row to copy")
+                inserted = _written(self._insert(setting, sample, tenant),
+                                    did=f"of {tenant} inserted {how}")
+                break
+        verdicts = {
+            "SELECT": _zero(self._count(setting, None), total, did=f"visible {how}",
+                            holds=holds),
+            "INSERT": inserted,
+            "UPDATE": _zero(self._write(setting, update(self._t).values(tenant_id=tid)), total,
+                            did=f"updated {how}", holds=holds),
+            "DELETE": _zero(self._write(setting, delete(self._t)), total,
+                            did=f"deleted {how}", holds=holds),
+        }
+        if setting is None:
+            verdicts = {op: self._unset.judged(v) for op, v in verdicts.items()}
+        return [self._cell(op, label, NONE, v) for op, v in verdicts.items()]
 
     @staticmethod
     def _own_verdict(result: tuple[int, int] | _Failure, others: int | None) -> _Verdict:
