@@ -3,7 +3,9 @@
 The middleware asks for every request (method + route template); handlers ask for finer
 actions with ``await authorize(action, resource)``. Anything but a valid allow is a
 refusal: a deny raises ``AccessDenied`` (403), and an engine that errs, times out,
-answers undefined or malformed raises ``DecisionUnavailable`` (503).
+answers undefined or malformed (or, for a custom engine, answers anything but a
+``Decision``) raises ``DecisionUnavailable`` (503). Input some engine could not read
+exactly (:mod:`tenancy.authz.representable`) is refused before any engine is asked.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tenancy.authz.cache import DecisionCache
 from tenancy.authz.decision import Action, Decision, GrantFacts, Resource, build_input
 from tenancy.authz.log import DecisionLogSink, DecisionRecord, new_decision_id
 from tenancy.authz.pdp import PolicyDecisionPoint
+from tenancy.authz.representable import check_representable
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import PrincipalKind, TenantContext, current
 from tenancy.errors import ConfigurationError, DecisionUnavailable
@@ -98,7 +101,8 @@ class Authorizer:
         """The decision for ``ctx`` doing ``action``, from the cache or the engine.
 
         Raises:
-            DecisionUnavailable: the engine failed, timed out or gave no valid decision.
+            DecisionUnavailable: the input holds a value some engine cannot read exactly,
+                or the engine failed, timed out or gave no valid decision.
         """
         now = self._clock.timestamp() if now is None else now
         hit = self.cached(ctx, action, now=now, tenant_status=tenant_status, resource=resource,
@@ -108,20 +112,21 @@ class Authorizer:
         key = self._key(ctx, action, resource, tenant_status, grant)
         document = build_input(ctx, service=self.service, action=action, now=now,
                                tenant_status=tenant_status, resource=resource, grant=grant)
+        check_representable(document)  # before any engine, custom ones included
         started = time.perf_counter()
-        decision: Decision | None = None
+        answer: object = None
         try:
-            with anyio.move_on_after(self._timeout):
-                decision = await anyio.to_thread.run_sync(self.pdp.decide, document,
-                                                          abandon_on_cancel=True)
+            with anyio.move_on_after(self._timeout) as deadline:
+                answer = await anyio.to_thread.run_sync(self.pdp.decide, document,
+                                                        abandon_on_cancel=True)
         except DecisionUnavailable:
             raise
         except Exception as exc:  # an engine bug is no decision, never an allow
             raise DecisionUnavailable(f"{self.pdp.name} failed: {type(exc).__name__}") from exc
-        if decision is None:
+        if deadline.cancelled_caught:
             raise DecisionUnavailable(f"{self.pdp.name} did not decide within "
                                       f"{self._timeout} s")
-        decision = replace(decision, decision_id=new_decision_id())
+        decision = replace(_checked(answer, self.pdp.name), decision_id=new_decision_id())
         if self._cache is not None:
             self._cache.put(key, decision, now)
         if self._log is not None:
@@ -159,6 +164,22 @@ class Authorizer:
             input=lambda: build_input(ctx, service=service, action=action, now=now,
                                       tenant_status=tenant_status, resource=resource,
                                       grant=grant)))
+
+
+def _checked(answer: object, engine: str) -> Decision:
+    """``answer`` if it is a well-formed :class:`Decision`: a custom engine returning a
+    dict, a bool or ``None``, or a Decision whose ``allow`` is not a bool, is no decision.
+
+    Raises:
+        DecisionUnavailable: anything else.
+    """
+    if not isinstance(answer, Decision):
+        raise DecisionUnavailable(f"{engine} answered {type(answer).__name__}, not a Decision")
+    if not isinstance(answer.allow, bool):
+        raise DecisionUnavailable(f"{engine} answered a Decision without a boolean allow")
+    if answer.allow and answer.reasons:
+        raise DecisionUnavailable(f"{engine} answered an allow with reasons to deny")
+    return answer
 
 
 def _observe_input(ctx: TenantContext) -> None:

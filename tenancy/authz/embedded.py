@@ -5,6 +5,13 @@ query), so a decision costs one evaluation of the prebuilt bundle. rego-cpp lack
 OPA built-ins (``time.parse_rfc3339_ns`` among them) and crashes on ``with``, so the
 shipped policies avoid both; ``*_test.rego`` files run on OPA itself, and shared case
 tables check that every engine decides alike.
+
+rego-cpp by default swallows a built-in's runtime error (``1 / 0``, ``count(5)``) and
+goes on, so an erring policy could answer a plain deny (or an allow, if the error sat
+under a ``not``). The interpreter is built with strict built-in errors instead: any
+runtime error is ``DecisionUnavailable``, as on OPA. Input it could not read exactly
+(NUL, lone surrogates, integers past 64 bits) is refused before it is handed over
+(:mod:`tenancy.authz.representable`).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from tenancy.authz.bundle import PolicyBundle
 from tenancy.authz.decision import Decision, decision_from
+from tenancy.authz.representable import check_representable
 from tenancy.errors import ConfigurationError, DecisionUnavailable
 
 DECISION_QUERY = "x = data.tenancy.authz.decision"
@@ -47,6 +55,7 @@ class EmbeddedRego:
         regopy = self._regopy
         revision, data = bundle.snapshot()
         interpreter = regopy.Interpreter()
+        interpreter.strict_built_in_errors = True  # an erring rule is no decision, not a deny
         try:
             for name, source in bundle.modules.items():
                 interpreter.add_module(name, source)
@@ -65,16 +74,23 @@ class EmbeddedRego:
         """Evaluate the decision for ``input``.
 
         Raises:
-            DecisionUnavailable: evaluation failed or the result is undefined/malformed.
+            DecisionUnavailable: the input holds a value rego-cpp cannot read exactly,
+                evaluation raised or hit a runtime error, or the result is undefined or
+                malformed.
         """
+        check_representable(input)
         with self._lock:
             revision = self._revision
             try:
                 self._interpreter.set_input(self._regopy.Input(dict(input)))
                 output = self._interpreter.query_bundle(self._compiled)
-            except self._regopy.RegoError as exc:
-                raise DecisionUnavailable(f"embedded rego failed: {exc}") from exc
-        return decision_from(_binding(output), revision=revision, engine=self.name)
+                document = _binding(output)
+            except DecisionUnavailable:
+                raise
+            except Exception as exc:  # RegoError, or regopy failing to read its own output
+                raise DecisionUnavailable(f"embedded rego failed: {type(exc).__name__}: "
+                                          f"{_short(exc)}") from exc
+        return decision_from(document, revision=revision, engine=self.name)
 
 
 def _binding(output: Any) -> Any:
@@ -82,7 +98,18 @@ def _binding(output: Any) -> Any:
 
     Read from the output regopy already parsed: asking the native layer for the binding
     of an undefined result aborts the process (rego-cpp 1.5.2).
+
+    Raises:
+        DecisionUnavailable: evaluation ended in an error (with strict built-in errors,
+            any runtime error of the policy).
     """
-    if not output.ok() or len(output.results) != 1:
+    if not output.ok():
+        # regopy exposes no message for it (its output text is just "<error>").
+        raise DecisionUnavailable("embedded rego evaluation ended in a runtime error")
+    if len(output.results) != 1:
         return None
     return output.results[0].bindings.get("x")
+
+
+def _short(value: object) -> str:
+    return ascii(" ".join(str(value).split())[:200])

@@ -15,6 +15,7 @@ from typing import Any
 
 from tenancy.authz.bundle import PolicyBundle
 from tenancy.authz.decision import Decision, decision_from
+from tenancy.authz.representable import check_representable
 from tenancy.errors import ConfigurationError, DecisionUnavailable
 
 DECISION_PATH = "tenancy.authz.decision"
@@ -76,6 +77,14 @@ class GoRego:
                 return None
 
     def decide(self, input: Mapping[str, Any]) -> Decision:
+        """Evaluate the decision for ``input``.
+
+        Raises:
+            DecisionUnavailable: the input holds a value some engine cannot read exactly
+                (refused here too, so every engine answers such input alike), evaluation
+                failed, or the result is undefined or malformed.
+        """
+        check_representable(input)
         with self._lock:
             revision = self._revision
             try:
@@ -84,4 +93,7 @@ class GoRego:
                 result = None
             except self._error as exc:
                 raise DecisionUnavailable(f"opa evaluation failed: {exc.code}") from exc
+            except (TypeError, ValueError) as exc:  # input or answer that is not JSON
+                raise DecisionUnavailable(f"opa evaluation failed: {type(exc).__name__}"
+                                          ) from exc
         return decision_from(result, revision=revision, engine=self.name)

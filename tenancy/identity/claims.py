@@ -1,7 +1,14 @@
-"""Turn verified JWT claims into a ``Principal``. Pure functions, no I/O."""
+"""Turn verified JWT claims into a ``Principal``. Pure functions, no I/O.
+
+Text that becomes part of a principal (``sub``, ``roles``, ``scope``; ``tid`` is a
+canonical UUID) holds no control character (Unicode category Cc) and no lone surrogate:
+a signed token can carry ``"member\\u0000x"``, which some policy engines read as
+``member`` and others do not, and which no log or header should ever see.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -16,6 +23,21 @@ MAX_SUBJECT_LENGTH = 255
 
 # RFC 8176 methods that prove possession of a hardware-bound key.
 _PHISHING_RESISTANT = frozenset({"hwk", "sc"})
+
+# Category Cc is exactly these two ranges; U+D800-U+DFFF can only be lone surrogates in
+# a str decoded from JSON.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def refuse_control_characters(value: str, *, claim: str) -> str:
+    """``value`` if it holds no control character and no lone surrogate.
+
+    Raises:
+        InvalidToken: it does; ``reason`` names the claim, never the value.
+    """
+    if _CONTROL_OR_SURROGATE.search(value):
+        raise InvalidToken(f"{claim} claim holds a control character or lone surrogate")
+    return value
 
 
 def tenant_id_from(claims: Mapping[str, Any]) -> str:
@@ -51,6 +73,7 @@ def principal_from(
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
         raise InvalidToken("sub claim missing or invalid")
+    refuse_control_characters(subject, claim="sub")
     raw_kind = claims.get(KIND_CLAIM, PrincipalKind.USER.value)
     try:
         kind = PrincipalKind(raw_kind)
@@ -61,12 +84,16 @@ def principal_from(
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise InvalidToken("scope claim must be a space-delimited string")
+    refuse_control_characters(scope, claim="scope")
+    roles = _strings(claims.get("roles"), "roles")
+    for role in roles:
+        refuse_control_characters(role, claim="roles")
     return Principal(
         issuer=issuer,
         tenant_id=tenant_id_from(claims),
         subject=subject,
         kind=kind,
-        roles=frozenset(_strings(claims.get("roles"), "roles")),
+        roles=frozenset(roles),
         scopes=frozenset(scope.split()),
         assurance=assurance_from(claims.get("amr")),
         device_trusted=claims.get(DEVICE_CLAIM) is True,

@@ -7,7 +7,8 @@ that issuer's pinned asymmetric algorithms (never ``none``, never HS*); the ``ki
 the issuer's JWKS and its key type matches ``alg``; the signature; ``aud`` equals the
 audience (``strict_aud``); ``iss``, ``aud``, ``sub``, ``exp``, ``iat`` and ``tid`` are
 present (``require=``); ``exp``, ``nbf`` and ``iat`` against the injected clock with the
-configured leeway; a bounded lifetime.
+configured leeway; a bounded lifetime; ``sub``, ``roles`` and ``scope`` free of control
+characters and lone surrogates, ``tid`` a canonical UUID (``tenancy.identity.claims``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from jwt.exceptions import PyJWTError
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import Assurance, Principal, PrincipalKind
 from tenancy.errors import ConfigurationError, InvalidToken
-from tenancy.identity.claims import tenant_id_from
+from tenancy.identity.claims import refuse_control_characters, tenant_id_from
 from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource, select_key
 from tenancy.identity.verifier import numeric_date
 from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
@@ -264,10 +264,14 @@ def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:
     roles = claims["roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("roles claim must be a list of strings")
+    # The same claim hygiene as at the edge: no control character, no lone surrogate.
+    refuse_control_characters(scope, claim="scope")
+    for role in roles:
+        refuse_control_characters(role, claim="roles")
     return Principal(
-        issuer=_string(claims, "piss", 512),
+        issuer=refuse_control_characters(_string(claims, "piss", 512), claim="piss"),
         tenant_id=tenant_id_from(claims),
-        subject=_string(claims, "sub", 255),
+        subject=refuse_control_characters(_string(claims, "sub", 255), claim="sub"),
         kind=kind,
         roles=frozenset(roles),
         scopes=scopes,

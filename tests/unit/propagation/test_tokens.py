@@ -211,6 +211,11 @@ def test_validly_signed_token_with_a_wrong_type_is_refused(
     ("jti", "short", "jti"),
     ("scope", ["worklogs:read"], "scope"),
     ("piss", "", "piss"),
+    ("sub", "alice\u0000admin", "sub claim holds a control character"),
+    ("sub", "alice\ud800", "sub claim holds a control character"),
+    ("piss", "https://issuer\u001b[0m", "piss claim holds a control character"),
+    ("roles", ["member\u0000x"], "roles claim holds a control character"),
+    ("scope", "worklogs:read\u0085", "scope claim holds a control character"),
 ])
 def test_signed_token_with_a_malformed_claim_is_refused(
         minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, edge_ring: ServiceKeyring,
