@@ -15,8 +15,9 @@ value                  refused when
 ``str``                it holds a control character (Unicode category Cc: U+0000-U+001F,
                        U+007F-U+009F) or a lone surrogate (U+D800-U+DFFF); object keys too
 ``int``                outside the signed 64-bit range
-``float``              not finite (NaN, infinities are not JSON) or not a whole number
-                       (the library's own input holds none: times are whole seconds)
+``float``              not finite (NaN, infinities are not JSON), not a whole number (the
+                       library's own input holds none: times are whole seconds), or
+                       beyond +-2^53 (rego-cpp cannot parse ``1.7976931348623155e+308``)
 object                 a key is not a string
 anything else          not ``None``, ``bool``, ``int``, ``float``, ``str``, a mapping, a
                        list or a tuple; or nested deeper than ``MAX_DEPTH``
@@ -38,6 +39,7 @@ from tenancy.errors import DecisionUnavailable
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+FLOAT_EXACT = float(2**53)  # every whole float up to here is an exact integer
 MAX_DEPTH = 32
 
 # Cc is exactly these two ranges; surrogates are category Cs. A str holding a lone
@@ -80,8 +82,9 @@ def _check(value: Any, depth: int) -> None:
         if not INT64_MIN <= value <= INT64_MAX:
             raise _Unrepresentable("an integer outside the signed 64-bit range")
     elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise _Unrepresentable("a number that is not finite or not whole")
+        if not math.isfinite(value) or not value.is_integer() \
+                or not -FLOAT_EXACT <= value <= FLOAT_EXACT:
+            raise _Unrepresentable("a number that is not finite, not whole, or too large")
     elif isinstance(value, Mapping | list | tuple):
         if depth >= MAX_DEPTH:
             raise _Unrepresentable(f"nesting deeper than {MAX_DEPTH}")

@@ -4,7 +4,7 @@
 shaped like the library's own builder, many of them allowed, and malformed ones: fields
 missing, of the wrong type or out of range, whole sections replaced, unicode everywhere,
 and values no engine may be handed (NUL and other control characters, lone surrogates,
-integers past 64 bits, non-finite or fractional floats, sets, non-string keys).
+integers past 64 bits, non-finite, fractional or huge floats, sets, non-string keys).
 
 For each input:
 - a value no engine reads exactly is refused by ``check_representable`` before any
@@ -149,14 +149,14 @@ PATHS: list[tuple[str, ...]] = [
 ]
 WRONG = st.one_of(
     st.sampled_from([
-        None, True, False, 0, 1, -1, 2**53, 2**62, INT64_MAX, INT64_MIN, 1e300, -1e300,
+        None, True, False, 0, 1, -1, 2**53, 2**62, INT64_MAX, INT64_MIN, 2.0**53, -(2.0**53),
         float(NOW), "", "false", "true", "0", "x", "member", "worklogs:read", "user", "USER",
         "robot", "1795000000", [], ["x"], [1], [None], [True], [["member"]],
         ["worklogs:read", 2], {}, {"a": "worklogs:read"}, {"id": "t-acme"},
         {"method": "GET", "route": "/worklogs"},
     ]),
     st.integers(INT64_MIN, INT64_MAX),
-    st.floats(allow_nan=False, allow_infinity=False).filter(float.is_integer),
+    st.floats(-(2.0**53), 2.0**53).filter(float.is_integer),
     UNICODE,
     st.lists(UNICODE, max_size=3),
     st.dictionaries(UNICODE, UNICODE, max_size=2),
@@ -182,8 +182,10 @@ BAD_CHARACTER = st.one_of(st.integers(0x00, 0x1F), st.integers(0x7F, 0x9F),
                           st.integers(0xD800, 0xDFFF)).map(chr)
 UNREPRESENTABLE_NUMBER = st.one_of(
     st.integers(min_value=INT64_MAX + 1), st.integers(max_value=INT64_MIN - 1),
-    st.sampled_from([math.nan, math.inf, -math.inf, NOW + 0.5, 1e-7]),
+    st.sampled_from([math.nan, math.inf, -math.inf, NOW + 0.5, 1e-7, 1e300,
+                     1.7976931348623155e308, -(2.0**54)]),
     st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
+    st.floats(min_value=2.0**53, exclude_min=True, allow_infinity=False),
 )
 
 

@@ -55,6 +55,8 @@ def nested(depth: int) -> Any:
 UNREPRESENTABLE = {
     "NUL in a role (rego-cpp reads member)": with_value("principal.roles", ["member\x00x"]),
     "NUL in the subject": with_value("principal.subject", "alice\x00"),
+    "a float rego-cpp cannot parse": with_value("now", 1.7976931348623155e308),
+    "a float beyond 2^53": with_value("now", 2.0**53 * 2),
     "C0 control in a scope": with_value("principal.scopes", ["worklogs:read\x1f"]),
     "newline in the tenant id": with_value("tenant.id", "t-acme\n"),
     "DEL in the status": with_value("tenant.status", "active\x7f"),
@@ -98,7 +100,7 @@ def test_every_engine_refuses_unrepresentable_input(document: dict[str, Any],
 
 def test_representable_edges_are_accepted_and_decided() -> None:
     document = with_value("resource.attributes", {
-        "max": INT64_MAX, "min": INT64_MIN, "float": 1.5e300, "whole": -0.0,
+        "max": INT64_MAX, "min": INT64_MIN, "float": 2.0**53, "whole": -0.0,
         "unicode": "zoë ☃ \U0001d518 \u2028", "tuple": ("a", 1), "deep": nested(MAX_DEPTH - 3)})
     check_representable(document)
     assert EmbeddedRego(PolicyBundle.from_directory()).decide(document).allow
