@@ -277,6 +277,18 @@ class InvalidRequest(TenancyError, ValueError):
         self.errors = dict(errors or {})
 
 
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than the route accepts (refused before it is all read)."""
+
+    code = "payload-too-large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request body is not in a format the route accepts (its content type)."""
+
+    code = "unsupported-media-type"
+
+
 # -- scoping ---------------------------------------------------------------------------
 
 

@@ -54,6 +54,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.InsufficientScope: ProblemSpec(403, "Insufficient scope", show_detail=True),
     errors.UnknownTenant: ProblemSpec(404, "Not found"),
     errors.NotFound: ProblemSpec(404, "Not found"),
+    errors.PayloadTooLarge: ProblemSpec(413, "Payload too large", show_detail=True),
+    errors.UnsupportedMediaType: ProblemSpec(415, "Unsupported media type", show_detail=True),
     errors.InvalidRequest: ProblemSpec(422, "Invalid request", show_detail=True),
     errors.InvalidTenantField: ProblemSpec(422, "Invalid tenant field", show_detail=True),
     errors.DuplicateSlug: ProblemSpec(409, "Slug already taken", show_detail=True),

@@ -4,7 +4,9 @@ The user's access token never leaves the edge. For each call to the worklogs bac
 the edge first requires the scope the route needs, then mints a context token for the
 ``worklogs`` audience carrying that one scope (``ContextAuth``), and forwards only the
 request's method, path, query, body and content type. A scope the user lacks is refused
-here (403) and nothing is sent; a backend that does not answer is a 502 problem.
+here (403) and nothing is sent; a body over ``MAX_BODY_BYTES`` is refused here (413) before
+it is all read; a backend that does not answer is a 502 problem. Whatever the backend
+answers (its own 413, 415 or 422 for a body it refuses) reaches the client as it is.
 ``services/edge/backends.py`` shows the call with aiohttp (default) and with httpx.
 
 Routes: ``GET /healthz``, ``GET /.well-known/jwks.json`` (the keys backends use to verify
@@ -32,6 +34,7 @@ from services.edge.openapi import openapi_document
 from tenancy.authn import Authenticator
 from tenancy.authz import Authorizer
 from tenancy.context import require_scope
+from tenancy.errors import PayloadTooLarge
 from tenancy.events import EventSink
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
@@ -46,6 +49,9 @@ EXPORT = "worklogs:export"
 JWKS_PATH = "/.well-known/jwks.json"
 OPENAPI_PATH = "/openapi.json"
 PUBLIC_PATHS = ("/healthz", JWKS_PATH, OPENAPI_PATH)
+# The edge's own bound on what it holds in memory per request; each backend route
+# enforces its own, lower limit (worklogs: 16 KiB).
+MAX_BODY_BYTES = 64 * 1024
 
 # Each public route and the one scope the backend call needs (None: identity only).
 ROUTES: tuple[tuple[str, str, str | None], ...] = (
@@ -64,6 +70,22 @@ FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
 # the context token), so logs of both services correlate.
 FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "content-disposition",
                               "cache-control", "referrer-policy", "x-content-type-options")
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The request body, refused (``PayloadTooLarge``) once it exceeds ``MAX_BODY_BYTES``:
+    on ``Content-Length`` before reading, otherwise as soon as the chunks pass it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(
@@ -99,7 +121,7 @@ def create_app(
             headers = {k: v for k in FORWARDED_REQUEST_HEADERS
                        if (v := request.headers.get(k)) is not None}
             answer = await backend.forward(request.method, request.url.path,
-                                           request.url.query, await request.body(),
+                                           request.url.query, await bounded_body(request),
                                            headers, scopes)
             kept = {k: v for k in FORWARDED_RESPONSE_HEADERS
                     if (v := answer.headers.get(k)) is not None}

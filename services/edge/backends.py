@@ -6,13 +6,18 @@ aiohttp's client costs a fraction of httpx's per request (``bench/propagation.py
 the edge to an in-process backend. Both send only the allow-listed headers plus a fresh
 context token for exactly the scopes of the call, and turn a backend that does not
 answer into ``DownstreamUnavailable``.
+
+A connection that carried a 5xx answer is closed, never reused: a server may close it
+right after such an answer without saying so (uvicorn does once the application raised,
+after its 500 was sent), and the next request sent on it, a different client's perhaps,
+would fail as a 502.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -53,12 +58,15 @@ class AiohttpBackend:
                                headers=list(headers.items()))
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                self._url, timeout=aiohttp.ClientTimeout(total=self._timeout))
+                self._url, timeout=aiohttp.ClientTimeout(total=self._timeout),
+                response_class=_closing_after_5xx())
         session = self._session
         assert isinstance(session, aiohttp.ClientSession)
         target = f"{path}?{query}" if query else path
         try:
-            async with session.request(method, target, data=body, headers=sent) as answer:
+            # No content type of aiohttp's own: the backend sees the client's, or none.
+            async with session.request(method, target, data=body, headers=sent,
+                                       skip_auto_headers=("Content-Type",)) as answer:
                 return Answer(answer.status, _lowered(answer.headers.items()),
                               await answer.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -94,6 +102,27 @@ class HttpxBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _closing_after_5xx() -> type[Any]:
+    """aiohttp's response class, except that a connection which carried a 5xx is closed.
+
+    aiohttp pools the connection as soon as a short body is complete, inside ``start``,
+    before the caller sees the status: so the check is made there.
+    """
+    import aiohttp
+
+    class ClosingAfter5xx(aiohttp.ClientResponse):
+        async def start(self, connection: Any) -> aiohttp.ClientResponse:
+            protocol = connection.protocol
+            started = await super().start(connection)
+            if self.status >= 500 and protocol is not None:
+                protocol.force_close()  # still reading the body: closed once it is read
+                if self.connection is None:
+                    protocol.close()  # already back in the pool: closed there
+            return started
+
+    return ClosingAfter5xx
 
 
 def _lowered(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.worklogs.payload import parse_json_object, worklog_fields
+from services.worklogs.payload import parse_json_object, read_body, worklog_fields
 from services.worklogs.store import WorklogStore
 from tenancy.authn import Authenticator
 from tenancy.authz import Authorizer, Resource, authorize
@@ -80,7 +80,7 @@ def create_app(
 
     async def create_worklog(request: Request) -> Response:
         require_scope(WRITE)
-        fields = worklog_fields(parse_json_object(await request.body()), partial=False)
+        fields = worklog_fields(parse_json_object(await read_body(request)), partial=False)
         created = await run_in_threadpool(lambda: store.create(**fields))
         return JSONResponse(created, status_code=201,
                             headers={"Location": f"/worklogs/{created['id']}"})
@@ -93,7 +93,7 @@ def create_app(
         require_scope(EXPORT)
         if exports is None:
             raise NotFound("exports are not enabled here")
-        raw = await request.body()
+        raw = await read_body(request)
         body = parse_json_object(raw) if raw.strip() else {}
         fmt = body.get("format", "json")
         if not isinstance(fmt, str):
@@ -121,7 +121,7 @@ def create_app(
 
     async def patch_worklog(request: Request) -> Response:
         require_scope(WRITE)
-        changes = worklog_fields(parse_json_object(await request.body()), partial=True)
+        changes = worklog_fields(parse_json_object(await read_body(request)), partial=True)
         updated = await run_in_threadpool(store.update, request.path_params["id"], changes)
         return JSONResponse(updated)
 

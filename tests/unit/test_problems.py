@@ -40,3 +40,19 @@ def test_token_failure_reason_never_reaches_the_body() -> None:
 def test_not_found_and_unknown_tenant_share_the_status() -> None:
     assert PROBLEMS[errors.NotFound].status == PROBLEMS[errors.UnknownTenant].status == 404
     assert "detail" not in problem_body(errors.NotFound("worklog 123 belongs to globex"))
+
+
+@pytest.mark.parametrize(("exc", "status"), [
+    (errors.PayloadTooLarge("request body is larger than 16384 bytes"), 413),
+    (errors.UnsupportedMediaType("request body must be JSON"), 415),
+])
+def test_body_refusals_map_to_413_and_415_with_their_detail(exc: errors.InvalidRequest,
+                                                            status: int) -> None:
+    assert isinstance(exc, errors.InvalidRequest)  # still a refused request: one tree
+    response = problem_response(exc, instance="/worklogs")
+    body = json.loads(bytes(response.body))
+    assert response.status_code == body["status"] == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["type"] == f"urn:tenancy:problem:{exc.code}"
+    assert body["detail"] == str(exc)
+    assert PROBLEMS[errors.InvalidRequest].status == 422  # the parent keeps its status
