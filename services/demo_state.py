@@ -76,6 +76,7 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
     ``TENANCY_AWS_KMS_REGION`` (optional ``_ENDPOINT``) AWS KMS (provider ``aws-kms``)."""
     from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
     from tenancy.keys.local import ROOT_KEY_ENV
+    from tenancy.keys.state import SharedKeyState
 
     folder = settings.data_dir / "keys"
     root = (RootKey.from_env() if os.environ.get(ROOT_KEY_ENV)
@@ -97,8 +98,10 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
         endpoint = env.get("TENANCY_AWS_KMS_ENDPOINT")
         providers.append(AwsKmsKeyProvider.from_region(
             env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})))
+    # Every demo process (both services, the CLI) maps the same key-state file, so a
+    # shred or rotation made by the CLI is seen by the running services on their next use.
     keys = TenantKeys(engine or open_engine(settings), providers, default_provider="local",
-                      events=events)
+                      events=events, state=SharedKeyState(folder / "key-state"))
     if settings.uses_sqlite:
         keys.create_schema()  # on PostgreSQL the migrations create it, as the owner
     return keys

@@ -273,5 +273,23 @@ GRANT SELECT, INSERT, UPDATE ON tenancy_audit_heads TO tenancy_app;
 
 UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
 
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE tenancy_tenant_keks ADD COLUMN cmk_provider VARCHAR(32);
+
+ALTER TABLE tenancy_tenant_keks ADD COLUMN cmk_key_id VARCHAR(512);
+
+ALTER TABLE tenancy_tenant_keks ADD COLUMN cache_ttl FLOAT;
+
+ALTER TABLE tenancy_tenant_keks ADD COLUMN retiring TEXT;
+
+ALTER TABLE tenancy_data_keys ADD COLUMN cmk_provider VARCHAR(32);
+
+ALTER TABLE tenancy_data_keys ADD COLUMN cmk_key_id VARCHAR(512);
+
+ALTER TABLE tenancy_data_keys ADD COLUMN cmk_version VARCHAR(128);
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
+
 COMMIT;
 

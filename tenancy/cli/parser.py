@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--key-provider", help="customer-managed key: the provider holding it "
                                                "(default platform-managed keys)")
     create.add_argument("--key-id", help="customer-managed key: its id in that provider")
+    create.add_argument("--no-key", action="store_true",
+                        help="provision no key now (`tenancy keys provision` later)")
     data_dir(create)
     listing = actions.add_parser("list", help="list tenants")
     data_dir(listing)
@@ -83,13 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="a tenant's encryption keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
     for name, text in (("status", "show the tenant's KEK and data keys"),
+                       ("provision", "give the tenant its keys (platform, or --key-provider)"),
                        ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
+                       ("destroy-retired", "destroy KEK versions whose grace period is over"),
+                       ("ttl", "set how long the tenant's data keys may be cached"),
                        ("use-cmk", "move the tenant under a customer-managed key"),
                        ("revoke-test", "disable the tenant's key, as its owner would"),
                        ("shred", "destroy the tenant's keys (irreversible)")):
         action = key_actions.add_parser(name, help=text)
         action.add_argument("--tenant", required=True, help="tenant slug")
         data_dir(action)
+        if name == "provision":
+            action.add_argument("--key-provider",
+                                help="customer-managed key: the provider holding it")
+            action.add_argument("--key-id", help="customer-managed key: its id there "
+                                                 "(default: create one)")
+            action.add_argument("--cache-ttl", type=float, metavar="SECONDS",
+                                help="how long its data keys may be cached")
+        if name == "ttl":
+            action.add_argument("--seconds", type=float, metavar="SECONDS",
+                                help="the tenant's TTL (omit for the default)")
         if name == "rotate":
             action.add_argument("--data-key", metavar="PURPOSE",
                                 help="rotate this purpose's data key instead of the KEK")

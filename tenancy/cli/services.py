@@ -65,17 +65,16 @@ def tenants_command(args: argparse.Namespace) -> int:
         tenant = registry.provision(args.slug, region=args.region or _settings(args).region,
                                     display_name=args.name, actor="cli")
         print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}")
-        if args.key_provider or args.key_id:
+        if args.no_key:
+            if args.key_provider or args.key_id:
+                raise ValueError("--no-key and a customer key exclude each other")
+        else:
             from services.demo_state import open_keys
-            from tenancy.keys import KeyRef
+            from tenancy.cli.keys import provision_keys
 
-            # Customer-managed from the start: the tenant's own key, in its own KMS/HSM.
-            keys = open_keys(_settings(args))
-            provider = args.key_provider or "customer-local"
-            ref = (KeyRef(provider, args.key_id) if args.key_id
-                   else keys.provider(provider).create_key(tenant_id=tenant.id))
-            keys.provision(tenant.id, key=ref)
-            print(f"{tenant.slug}\tkey\t{ref.provider}:{ref.key_id}\tcustomer")
+            # A platform key by default; the customer's own key with --key-provider/--key-id.
+            print(provision_keys(open_keys(_settings(args)), tenant.id, tenant.slug,
+                                 provider=args.key_provider, key_id=args.key_id))
     elif args.action == "list":
         for tenant in registry.list():
             print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}\t"

@@ -1,9 +1,11 @@
-"""Unwrapped data keys, kept briefly: a time-to-live and a use limit per entry.
+"""Unwrapped data keys, kept briefly: a time-to-live, a use limit and a generation.
 
-The cache is what makes a customer's revocation take effect *within the TTL* rather
-than at once: after the TTL every entry must be unwrapped again by the provider, and a
-disabled or destroyed KEK then refuses. ``forget(tenant)`` drops a tenant's entries at
-once (key rotation, provider switch, shredding).
+An entry is only used while the tenant's key-state *generation* (``state.py``) is the one
+it was filled under, so a shred, rotation or switch made by any process is seen on the
+next use. The TTL bounds what no process can observe: a customer revoking its key inside
+its own KMS takes effect within the TTL (per tenant, or the cache's default), when every
+entry must be unwrapped again and the disabled key refuses. ``forget(tenant)`` drops a
+tenant's entries in this process at once.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from tenancy.keys.envelope import DataKey
 
 
 class _Entry:
-    __slots__ = ("expires", "uses", "value")
+    __slots__ = ("expires", "generation", "uses", "value")
 
-    def __init__(self, expires: float, value: DataKey) -> None:
+    def __init__(self, expires: float, value: DataKey, generation: int) -> None:
         self.expires = expires
+        self.generation = generation
         self.uses = 0
         self.value = value
 
@@ -36,13 +39,17 @@ class DataKeyCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, int], now: float) -> DataKey | None:
+    def get(self, key: tuple[str, str, int], now: float, generation: int = 0
+            ) -> DataKey | None:
+        """The entry for ``key`` if it is fresh, under its use limit, and was filled
+        under ``generation``; else None (and a stale entry is dropped)."""
         # Lock-free on the hot path: a dict read is atomic; the use count is approximate
         # under concurrency, which only makes an entry live a few uses longer or shorter.
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if now >= entry.expires or entry.uses >= self._max_uses:
+        if now >= entry.expires or entry.uses >= self._max_uses \
+                or entry.generation != generation:
             with self._lock:
                 if self._entries.get(key) is entry:
                     del self._entries[key]
@@ -50,10 +57,14 @@ class DataKeyCache:
         entry.uses += 1
         return entry.value
 
-    def put(self, key: tuple[str, str, int], value: DataKey, now: float) -> None:
+    def put(self, key: tuple[str, str, int], value: DataKey, now: float, *,
+            generation: int = 0, ttl: float | None = None) -> None:
+        """Keep ``value`` for ``ttl`` seconds (default: the cache's), under the
+        ``generation`` read *before* it was loaded."""
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = _Entry(now + self.ttl, value)
+            self._entries[key] = _Entry(now + (self.ttl if ttl is None else ttl), value,
+                                        generation)
             while len(self._entries) > self._max_entries:
                 del self._entries[next(iter(self._entries))]
 

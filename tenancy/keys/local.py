@@ -9,17 +9,25 @@ data key is wrapped under a KEK version with the wrap context as associated data
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tenancy.errors import ConfigurationError, DecryptionFailed, KeyDestroyed, KeyUnavailable
+from tenancy.errors import (
+    ConfigurationError,
+    DecryptionFailed,
+    KeyDestroyed,
+    KeyManagementError,
+    KeyUnavailable,
+)
 from tenancy.keys.provider import KeyInfo, KeyRef, context_bytes
 from tenancy.secretfile import load_or_create_secret
 
@@ -65,22 +73,29 @@ class RootKey:
 
 
 class LocalKeyProvider:
-    """KEKs in a JSON file (``path``), sealed by ``root``; one KEK per tenant, versioned."""
+    """KEKs in a JSON file (``path``), sealed by ``root``; one KEK per tenant, versioned.
+
+    Several processes share the file (services, replicas on one host, the CLI). Every
+    change takes an exclusive ``flock`` on ``<path>.lock``, re-reads the file, applies
+    itself and replaces the file, so no writer can lose another's change, and an object
+    opened before a shred can never write the destroyed key back. Every read re-reads
+    the file under a shared lock: a key destroyed or disabled by another process is
+    never used from memory. (Reads happen on data-key cache misses only.)
+    """
 
     def __init__(self, path: str | Path, *, root: RootKey, name: str = NAME) -> None:
         self.name = name
         self._path = Path(path)
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._root = root
-        self._lock = threading.RLock()
-        self._stamp = 0
-        self._keys: dict[str, dict[str, Any]] = self._read()
+        self._thread_lock = threading.RLock()
+        self._read()  # fail at construction on an unreadable file
 
     def create_key(self, *, tenant_id: str) -> KeyRef:
         key_id = f"kek-{tenant_id}-{os.urandom(4).hex()}"
-        with self._lock:
-            self._keys[key_id] = {"tenant_id": tenant_id, "enabled": True, "destroyed": False,
-                                  "current": "1", "versions": {"1": self._seal(key_id, "1")}}
-            self._write()
+        with self._changing() as keys:
+            keys[key_id] = {"tenant_id": tenant_id, "enabled": True, "destroyed": False,
+                            "current": "1", "versions": {"1": self._seal(key_id, "1")}}
         return KeyRef(self.name, key_id, "1")
 
     def wrap(self, key: KeyRef, dek: bytes, *,
@@ -97,7 +112,9 @@ class LocalKeyProvider:
         version = key.version or entry["current"]
         sealed = entry["versions"].get(version)
         if sealed is None:
-            raise KeyUnavailable("KEK version does not exist")
+            raise KeyDestroyed("that KEK version was destroyed") \
+                if version in entry.get("destroyed_versions", ()) \
+                else KeyUnavailable("KEK version does not exist")
         kek = self._open(key.key_id, version, sealed)
         try:
             return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], context_bytes(context))
@@ -105,12 +122,14 @@ class LocalKeyProvider:
             raise DecryptionFailed("wrapped data key does not open in this context") from exc
 
     def rotate(self, key: KeyRef) -> KeyRef:
-        with self._lock:
-            entry = self._entry(key)
-            version = str(max(int(v) for v in entry["versions"]) + 1)
+        with self._changing() as keys:
+            entry = self._entry_in(keys, key)
+            if entry["destroyed"]:
+                raise KeyDestroyed("the tenant's key was destroyed")
+            known = [*entry["versions"], *entry.get("destroyed_versions", ())]
+            version = str(max(int(v) for v in known) + 1)
             entry["versions"][version] = self._seal(key.key_id, version)
             entry["current"] = version
-            self._write()
         return KeyRef(self.name, key.key_id, version)
 
     def describe(self, key: KeyRef) -> KeyInfo:
@@ -128,10 +147,22 @@ class LocalKeyProvider:
         self._set(key, enabled=True)
 
     def destroy(self, key: KeyRef) -> None:
-        with self._lock:
-            entry = self._entry(key)
-            entry.update(destroyed=True, enabled=False, versions={})
-            self._write()
+        with self._changing() as keys:
+            entry = self._entry_in(keys, key)
+            gone = [*entry.get("destroyed_versions", ()), *entry["versions"]]
+            entry.update(destroyed=True, enabled=False, versions={},
+                         destroyed_versions=sorted(set(gone), key=int))
+
+    def destroy_version(self, key: KeyRef, version: str) -> None:
+        """Destroy one KEK version (never the current one): what it wrapped, copies
+        included, opens with nothing any more."""
+        with self._changing() as keys:
+            entry = self._entry_in(keys, key)
+            if version == entry["current"]:
+                raise KeyManagementError("the current KEK version cannot be destroyed alone")
+            if entry["versions"].pop(version, None) is not None:
+                entry["destroyed_versions"] = sorted(
+                    {*entry.get("destroyed_versions", ()), version}, key=int)
 
     # -- internals -------------------------------------------------------------------
 
@@ -144,18 +175,20 @@ class LocalKeyProvider:
         return entry
 
     def _entry(self, key: KeyRef) -> dict[str, Any]:
-        self._reload_if_changed()
-        if key.provider != self.name or key.key_id not in self._keys:
+        with self._locked(fcntl.LOCK_SH):
+            return self._entry_in(self._read(), key)
+
+    def _entry_in(self, keys: dict[str, dict[str, Any]], key: KeyRef) -> dict[str, Any]:
+        if key.provider != self.name or key.key_id not in keys:
             raise KeyUnavailable("no such key")
-        return self._keys[key.key_id]
+        return keys[key.key_id]
 
     def _set(self, key: KeyRef, *, enabled: bool) -> None:
-        with self._lock:
-            entry = self._entry(key)
+        with self._changing() as keys:
+            entry = self._entry_in(keys, key)
             if entry["destroyed"]:
                 raise KeyDestroyed("the tenant's key was destroyed")
             entry["enabled"] = enabled
-            self._write()
 
     def _seal(self, key_id: str, version: str) -> str:
         sealed = self._root.seal(os.urandom(32), f"{key_id}/{version}".encode())
@@ -164,18 +197,26 @@ class LocalKeyProvider:
     def _open(self, key_id: str, version: str, sealed: str) -> bytes:
         return self._root.open(base64.b64decode(sealed), f"{key_id}/{version}".encode())
 
-    def _reload_if_changed(self) -> None:
-        # Another process (the CLI revoking a key, a second service) may change the file.
-        try:
-            stamp = self._path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return
-        if stamp != self._stamp:
-            with self._lock:
-                self._keys = self._read()
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, mode)
+                yield
+            finally:
+                os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def _changing(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """Lock, re-read, let the caller change the keys, write them back."""
+        with self._locked(fcntl.LOCK_EX):
+            keys = self._read()
+            yield keys
+            self._write(keys)
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        self._stamp = self._path.stat().st_mtime_ns if self._path.exists() else 0
         if not self._path.exists():
             return {}
         try:
@@ -187,11 +228,12 @@ class LocalKeyProvider:
             raise ConfigurationError(f"{self._path} is not a tenancy key file")
         return keys
 
-    def _write(self) -> None:
+    def _write(self, keys: dict[str, dict[str, Any]]) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"version": 1, "keys": self._keys}, handle)
+            json.dump({"version": 1, "keys": keys}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self._path)
-        self._stamp = self._path.stat().st_mtime_ns

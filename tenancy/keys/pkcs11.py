@@ -44,7 +44,13 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.types import DecryptMixin, EncryptMixin, Object, Session, Token
 
-from tenancy.errors import ConfigurationError, DecryptionFailed, KeyDestroyed, KeyUnavailable
+from tenancy.errors import (
+    ConfigurationError,
+    DecryptionFailed,
+    KeyDestroyed,
+    KeyManagementError,
+    KeyUnavailable,
+)
 from tenancy.keys.provider import KeyInfo, KeyRef, ProviderUnavailable, context_bytes
 
 NAME = "pkcs11"
@@ -365,6 +371,16 @@ class Pkcs11KeyProvider:
             marker = self._marker(session, key, "disabled")
             if marker is not None:
                 marker.destroy()
+
+    def destroy_version(self, key: KeyRef, version: str) -> None:
+        """Destroy one replaced version on the token (never the current one)."""
+        with _admin_lock, self._using() as session:
+            state = self._versions(session, key)
+            if state.versions and version == state.current:
+                raise KeyManagementError("the current KEK version cannot be destroyed alone")
+            obj = state.versions.get(version)
+            if obj is not None:
+                obj.destroy()
 
     # -- internals -------------------------------------------------------------------
 

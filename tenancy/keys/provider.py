@@ -79,6 +79,16 @@ class KeyProvider(Protocol):
         """Destroy every version (crypto-shredding); irreversible."""
 
 
+@runtime_checkable
+class PlatformKeyProvider(KeyProvider, Protocol):
+    """A provider that can hold the platform's KEKs: it can also destroy one replaced
+    version, which is how a rotation or a switch to the customer's key makes copies of
+    data keys wrapped before it open with nothing."""
+
+    def destroy_version(self, key: KeyRef, version: str) -> None:
+        """Destroy one version that is not the current one; irreversible."""
+
+
 def context_bytes(context: Mapping[str, str]) -> bytes:
     """The canonical encoding of a wrap context, for providers that take associated
     data as bytes (sorted keys, no whitespace, UTF-8)."""

@@ -1,13 +1,29 @@
 """Per-tenant envelope encryption: data keys per tenant and purpose under the tenant's KEK.
 
-``TenantKeys`` is the one entry point. It provisions a tenant's KEK with a provider
-(platform-managed or the customer's), creates and rotates data keys (by age and by
-message count, far below the 2^32 random-nonce limit), unwraps them through the
-provider (retrying transient outages with backoff, never falling back to another key or
-to plaintext), keeps unwrapped keys in a short-lived cache, re-wraps every data key when
-the KEK rotates or the tenant switches provider (no data re-encryption), and destroys
-the tenant's keys when it is offboarded. Every wrap, unwrap, rotation and destruction
-is a ``key.*`` security event naming tenant, key, purpose, principal and support grant.
+The key hierarchy, top down::
+
+    root key / HSM ──seals──▶ tenant's platform KEK (versioned; the platform can destroy it)
+                                   │ wraps
+    customer's key (CMK tenants) ──┤ wraps the platform's wrap again
+                                   ▼
+                      data key per tenant, purpose and version ──▶ AES-256-GCM fields
+
+A data key is wrapped by the tenant's platform KEK and, for a tenant on its own key
+(CMK), that wrap is wrapped again by the customer's key. Opening one needs both layers:
+the customer cuts access by revoking its key; the platform makes every copy of every
+wrapped data key (WAL, dead tuples, replicas, backups) useless by destroying the KEK it
+holds — without the customer's key. A KEK rotation and a switch to the customer's key
+re-wrap every data key under a new KEK version and destroy the previous versions (after
+``kek_grace`` for a rotation; at once for a switch), so a copy taken before opens with
+nothing.
+
+``TenantKeys`` is the one entry point. It provisions, rotates, switches and shreds keys,
+creates and rotates data keys (by age and by message count, far below the 2^32
+random-nonce limit), unwraps them through the providers (retrying transient outages with
+backoff, never falling back to another key or to plaintext), and keeps unwrapped keys in
+a cache whose entries die on a key-state change made by *any* process (``state.py``) or
+after the tenant's TTL. Every wrap, unwrap, rotation and destruction is a ``key.*``
+security event naming tenant, key, purpose, principal and support grant.
 """
 
 from __future__ import annotations
@@ -15,7 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -33,41 +49,53 @@ from tenancy.errors import (
     TenantContextConflict,
     UnknownKeyVersion,
 )
-from tenancy.events import EventSink, LoggingSink, SecurityEvent
+from tenancy.events import EventSink, LoggingSink
 from tenancy.keys.cache import DataKeyCache
 from tenancy.keys.envelope import DEK_BYTES, Binding, DataKey, header_version, open_, seal
-from tenancy.keys.provider import KeyInfo, KeyProvider, KeyRef, ProviderUnavailable
+from tenancy.keys.layers import KeyLayers
+from tenancy.keys.lifecycle import DEFAULT_PURPOSE, KeyLifecycle
+from tenancy.keys.provider import (
+    KeyProvider,
+)
+from tenancy.keys.state import KeyStateSignal, ProcessKeyState
 from tenancy.keys.store import DataKeyRecord, DataKeyStore, KekRecord
 
 if TYPE_CHECKING:
     from tenancy.residency.keys import KeyResidency
 
 T = TypeVar("T")
-DEFAULT_PURPOSE = "default"
 # Random 96-bit nonces: NIST bounds a key at 2^32 messages; rotate a thousand times sooner.
 DEFAULT_MAX_MESSAGES = 2**22
 COUNT_FLUSH_EVERY = 1024
 _CREATE_RACES = 3  # a lost race to create a data key is retried, reading the winner's
 
 
-@dataclass(frozen=True, slots=True)
-class KeyStatus:
-    """What ``tenancy keys status`` shows: the KEK and every data key, no material."""
+@dataclass(slots=True)
+class _CurrentKey:
+    """The data key this process encrypts with for one (tenant, purpose), remembered as
+    long as its unwrapped key may be cached so that a warm encrypt touches neither the
+    database nor a provider."""
 
-    tenant_id: str
-    kek: KekRecord | None
-    kek_info: KeyInfo | None
-    data_keys: tuple[DataKeyRecord, ...]
+    record: DataKeyRecord
+    until: float             # the cache TTL ends
+    sent_at_load: int        # this process's message count for it when it was loaded
+    retire_at: float         # its maximum age ends
+    generation: int          # the tenant's key-state generation it was loaded under
 
 
-class TenantKeys:
+class TenantKeys(KeyLifecycle):
     """Encrypt and decrypt tenant data; manage the tenant's keys.
 
     Args:
         engine: where wrapped data keys are stored (``tenancy.keys.store``).
-        providers: the key providers by name; ``default_provider`` names the one new
-            tenants get (platform-managed).
-        cache: unwrapped data keys (TTL: how long a revoked CMK still reads).
+        providers: the key providers by name; ``default_provider`` names the one that
+            holds the platform KEKs (it must be able to destroy single versions).
+        cache: unwrapped data keys (TTL: how long a revoked CMK still reads, unless the
+            tenant has its own TTL, ``set_cache_ttl``).
+        state: how key-state changes reach the other processes (default: this process
+            only; ``SharedKeyState`` for one host, ``RedisKeyState`` for several).
+        kek_grace: how long a replaced KEK version survives a rotation (0: destroyed at
+            once); due versions are destroyed by ``destroy_retired`` and every rotation.
         dek_max_age / dek_max_messages: when a data key is replaced by a new version.
         retries / backoff: transient provider outages are retried ``retries`` times,
             waiting ``backoff * 2**attempt`` seconds, then ``KeyUnavailable``.
@@ -75,6 +103,8 @@ class TenantKeys:
 
     def __init__(self, engine: Engine, providers: Iterable[KeyProvider], *,
                  default_provider: str = "local", cache: DataKeyCache | None = None,
+                 state: KeyStateSignal | None = None,
+                 kek_grace: timedelta = timedelta(0),
                  dek_max_age: timedelta = timedelta(days=90),
                  dek_max_messages: int = DEFAULT_MAX_MESSAGES,
                  events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK,
@@ -82,128 +112,34 @@ class TenantKeys:
                  sleep: Callable[[float], None] = time.sleep,
                  residency: KeyResidency | None = None) -> None:
         self._residency = residency
-        self._providers = {p.name: p for p in providers}
-        if default_provider not in self._providers:
-            raise ConfigurationError(f"no key provider named {default_provider!r}")
+        self._events = events if events is not None else LoggingSink()
+        self._clock = clock
+        self._layers = KeyLayers(providers, events=self._events, clock=clock,
+                                 retries=retries, backoff=backoff, sleep=sleep)
+        self._layers.platform(default_provider)  # a platform provider, or it does not start
         if not 1 <= dek_max_messages <= 2**32 // 1024:
             raise ConfigurationError("dek_max_messages must stay far below 2^32")
+        if kek_grace < timedelta(0):
+            raise ConfigurationError("kek_grace cannot be negative")
         self.store = DataKeyStore(engine)
         self._default = default_provider
         self.cache = cache if cache is not None else DataKeyCache()
+        self.state: KeyStateSignal = state if state is not None else ProcessKeyState()
+        self.kek_grace = kek_grace
         self._max_age = dek_max_age
         self._max_messages = dek_max_messages
-        self._events = events if events is not None else LoggingSink()
-        self._clock = clock
-        self._retries = retries
-        self._backoff = backoff
-        self._sleep = sleep
         # Messages sealed by this process per data key: in all, and not yet in the database.
         self._sent: dict[tuple[str, str, int], int] = {}
         self._unflushed: dict[tuple[str, str, int], int] = {}
-        self._current: dict[tuple[str, str], tuple[DataKeyRecord, float, int, float]] = {}
+        self._current: dict[tuple[str, str], _CurrentKey] = {}
         self._count_lock = threading.Lock()
 
     def create_schema(self) -> None:
         self.store.create_schema()
 
-    # -- tenant keys -------------------------------------------------------------------
-
-    def provision(self, tenant_id: str, *, provider: str | None = None,
-                  key: KeyRef | None = None) -> KekRecord:
-        """Give a tenant its KEK: a new platform-managed one, or an existing customer key
-        (``key``, in ``provider``). Idempotent for a tenant that already has one."""
-        with self.store.transaction(tenant_id) as conn:
-            existing = self.store.kek(conn, tenant_id)
-            if existing is not None and key is None:
-                return existing
-        chosen = self.provider(provider or (key.provider if key else self._default))
-        ref = key or self._call(lambda: chosen.create_key(tenant_id=tenant_id))
-        self._check_region(tenant_id, chosen, ref)
-        managed_by = "customer" if key is not None else "platform"
-        record = KekRecord(tenant_id, KeyRef(ref.provider, ref.key_id), managed_by, "active")
-        with self.store.transaction(tenant_id) as conn:
-            self.store.put_kek(conn, record, self._clock.now())
-        self._emit("key.provision", tenant_id, ref, managed_by=managed_by)
-        return record
-
-    def use_provider(self, tenant_id: str, key: KeyRef, *, managed_by: str = "customer") -> int:
-        """Move the tenant to another KEK (e.g. its own CMK): every data key is unwrapped
-        under the old KEK and wrapped under the new one; no data is re-encrypted. Returns
-        the number of data keys re-wrapped."""
-        self._check_region(tenant_id, self.provider(key.provider), key)
-        with self.store.transaction(tenant_id) as conn:
-            old = self._kek(conn, tenant_id)
-            records = self.store.data_keys_of(conn, tenant_id)
-            for record in records:
-                material = self._unwrap(record)
-                wrapped, used = self._wrap(key, tenant_id, record.purpose, record.version,
-                                           material)
-                self.store.rewrap(conn, record, wrapped, used)
-            self.store.put_kek(conn, KekRecord(tenant_id, KeyRef(key.provider, key.key_id),
-                                               managed_by, "active"), self._clock.now())
-        self._forget(tenant_id)
-        self._emit("key.switch", tenant_id, key, previous=f"{old.ref.provider}:{old.ref.key_id}",
-                   rewrapped=str(len(records)))
-        return len(records)
-
-    def rotate_kek(self, tenant_id: str) -> int:
-        """New KEK version, then re-wrap every data key under it: O(number of data keys),
-        no data touched. Returns how many were re-wrapped."""
-        with self.store.transaction(tenant_id) as conn:
-            kek = self._kek(conn, tenant_id)
-            provider = self.provider(kek.ref.provider)
-            new = self._call(lambda: provider.rotate(kek.ref))
-            records = self.store.data_keys_of(conn, tenant_id)
-            for record in records:
-                material = self._unwrap(record)
-                wrapped, used = self._wrap(kek.ref, tenant_id, record.purpose, record.version,
-                                           material)
-                self.store.rewrap(conn, record, wrapped, used)
-        self._forget(tenant_id)
-        self._emit("key.rotate", tenant_id, new, rewrapped=str(len(records)))
-        return len(records)
-
-    def rotate_data_key(self, tenant_id: str, purpose: str = DEFAULT_PURPOSE) -> int:
-        """A new data-key version for new writes; older versions still decrypt until the
-        re-encryption job (:func:`tenancy.keys.reencrypt`) has moved their data."""
-        with self.store.transaction(tenant_id) as conn:
-            version = self._new_data_key(conn, tenant_id, purpose)
-        self._current.pop((tenant_id, purpose), None)
-        self._emit("key.rotate_data_key", tenant_id, None, purpose=purpose,
-                   dek_version=str(version))
-        return version
-
-    def retire_data_key(self, tenant_id: str, purpose: str, version: int) -> None:
-        with self.store.transaction(tenant_id) as conn:
-            self.store.retire(conn, tenant_id, purpose, version)
-
-    def shred(self, tenant_id: str) -> None:
-        """Crypto-shredding: destroy the tenant's KEK in its provider and forget every
-        wrapped data key. The tenant's ciphertexts stay where they are, unreadable."""
-        with self.store.transaction(tenant_id) as conn:
-            kek = self._kek(conn, tenant_id)
-            provider = self.provider(kek.ref.provider)
-            if kek.managed_by == "platform":
-                self._call(lambda: provider.destroy(kek.ref))
-            forgotten = self.store.forget_data_keys(conn, tenant_id)
-            self.store.put_kek(conn, KekRecord(tenant_id, kek.ref, kek.managed_by, "destroyed"),
-                               self._clock.now())
-        self._forget(tenant_id)
-        self._emit("key.destroy", tenant_id, kek.ref, data_keys=str(forgotten),
-                   managed_by=kek.managed_by)
-
-    def status(self, tenant_id: str) -> KeyStatus:
-        with self.store.transaction(tenant_id) as conn:
-            kek = self.store.kek(conn, tenant_id)
-            records = tuple(self.store.data_keys_of(conn, tenant_id))
-        info = None
-        if kek is not None and kek.state != "destroyed":
-            provider = self.provider(kek.ref.provider)
-            try:
-                info = self._call(lambda: provider.describe(kek.ref))
-            except KeyUnavailable:
-                info = None
-        return KeyStatus(tenant_id, kek, info, records)
+    def provider(self, name: str) -> KeyProvider:
+        """The configured provider called ``name``; ``KeyUnavailable`` if there is none."""
+        return self._layers.provider(name)
 
     # -- data ----------------------------------------------------------------------------
 
@@ -212,7 +148,7 @@ class TenantKeys:
         """Seal ``plaintext`` for ``binding`` under the tenant's current data key.
 
         Raises:
-            KeyUnavailable / KeyDestroyed: the tenant's KEK cannot unwrap the data key.
+            KeyUnavailable / KeyDestroyed: the tenant's keys cannot unwrap the data key.
             TenantContextConflict: a context for another tenant is bound.
             LayerMismatch: consistency mode, and the binding names another tenant.
         """
@@ -231,7 +167,7 @@ class TenantKeys:
         Raises:
             DecryptionFailed: tampered, truncated, or sealed for another place.
             UnknownKeyVersion: it names a data-key version that does not exist.
-            KeyUnavailable / KeyDestroyed: the tenant's KEK cannot unwrap the data key.
+            KeyUnavailable / KeyDestroyed: the tenant's keys cannot unwrap the data key.
             LayerMismatch: consistency mode, and the binding names another tenant.
         """
         consistency.observe(consistency.KEYS, binding.tenant_id)
@@ -243,78 +179,94 @@ class TenantKeys:
     # -- internals -------------------------------------------------------------------
 
     def _current_key(self, tenant_id: str, purpose: str, now: float) -> DataKey:
-        # The current version is remembered as long as its unwrapped key may be cached, so a
-        # warm encrypt touches neither the database nor the provider.
-        slot = (tenant_id, purpose)
-        remembered = self._current.get(slot)
-        if remembered is not None:
-            record, until, sent_at_load, retire_at = remembered
-            if now < until and now < retire_at:
-                sent = self._sent.get((tenant_id, purpose, record.version), 0) - sent_at_load
-                if record.messages + sent < self._max_messages:
-                    cached = self.cache.get((tenant_id, purpose, record.version), now)
-                    if cached is not None:
-                        return cached
-        found = self._current_record(tenant_id, purpose, now)
-        key = self._key(tenant_id, purpose, found.version, now, record=found)
+        generation = self.state.generation(tenant_id)
+        remembered = self._current.get((tenant_id, purpose))
+        if remembered is not None and remembered.generation == generation \
+                and now < remembered.until and now < remembered.retire_at:
+            record = remembered.record
+            sent = self._sent.get((tenant_id, purpose, record.version), 0) \
+                - remembered.sent_at_load
+            if record.messages + sent < self._max_messages:
+                cached = self.cache.get((tenant_id, purpose, record.version), now, generation)
+                if cached is not None:
+                    return cached
+        found, kek = self._current_record(tenant_id, purpose, now, generation)
+        key = self._key(tenant_id, purpose, found.version, now, loaded=(found, kek),
+                        generation=generation)
         counted = (tenant_id, purpose, found.version)
+        ttl = self.cache.ttl if kek.cache_ttl is None else kek.cache_ttl
         # The stored count already includes what was flushed; what is not yet flushed is
         # added back through the difference.
-        self._current[slot] = (found, now + self.cache.ttl,
-                               self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
-                               (as_utc(found.created_at) + self._max_age).timestamp())
+        self._current[(tenant_id, purpose)] = _CurrentKey(
+            found, now + ttl, self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
+            (as_utc(found.created_at) + self._max_age).timestamp(), generation)
         return key
 
-    def _current_record(self, tenant_id: str, purpose: str, now: float) -> DataKeyRecord:
+    def _current_record(self, tenant_id: str, purpose: str, now: float, generation: int
+                        ) -> tuple[DataKeyRecord, KekRecord]:
         """The data key to encrypt with, created (or rotated) if needed. Two writers may
         create the same version at once (threads, processes): the loser's INSERT fails on
         the key, its transaction rolls back, and it takes the winner's key instead."""
         for attempt in range(_CREATE_RACES):
             try:
                 with self.store.transaction(tenant_id) as conn:
+                    kek = self._kek(conn, tenant_id)
                     found = self.store.data_key(conn, tenant_id, purpose)
                     unflushed = 0 if found is None else self._unflushed.get(
                         (tenant_id, purpose, found.version), 0)
                     if found is None or self._worn(found, unflushed):
-                        version = self._new_data_key(conn, tenant_id, purpose, now)
+                        version = self._new_data_key(conn, tenant_id, purpose, now,
+                                                     kek=kek, generation=generation)
                         found = self.store.data_key(conn, tenant_id, purpose, version)
-                        assert found is not None
-                    return found
+                        if found is None:
+                            raise KeyUnavailable("the new data key was not stored")
+                    return found, kek
             except IntegrityError:
                 if attempt == _CREATE_RACES - 1:
                     raise
-        raise AssertionError("unreachable")
+        raise KeyUnavailable("could not create the tenant's data key")
 
     def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
         return (self._clock.now() - as_utc(record.created_at) >= self._max_age
                 or record.messages + unflushed >= self._max_messages)
 
     def _key(self, tenant_id: str, purpose: str, version: int, now: float, *,
-             record: DataKeyRecord | None = None) -> DataKey:
-        cached = self.cache.get((tenant_id, purpose, version), now)
+             loaded: tuple[DataKeyRecord, KekRecord] | None = None,
+             generation: int | None = None) -> DataKey:
+        if generation is None:
+            generation = self.state.generation(tenant_id)  # before loading: see state.py
+        cached = self.cache.get((tenant_id, purpose, version), now, generation)
         if cached is not None:
             return cached
-        if record is None:
+        if loaded is None:
             with self.store.transaction(tenant_id) as conn:
-                self._kek(conn, tenant_id)  # a shredded tenant is KeyDestroyed, not "unknown"
+                kek = self._kek(conn, tenant_id)  # a shredded tenant is KeyDestroyed
                 record = self.store.data_key(conn, tenant_id, purpose, version)
             if record is None:
                 raise UnknownKeyVersion("no such data-key version")
-        key = DataKey.from_material(self._unwrap(record), version)
-        self.cache.put((tenant_id, purpose, version), key, now)
+        else:
+            record, kek = loaded
+        key = DataKey.from_material(self._layers.unwrap(record), version)
+        self.cache.put((tenant_id, purpose, version), key, now, generation=generation,
+                       ttl=kek.cache_ttl)
         return key
 
     def _new_data_key(self, conn: Connection, tenant_id: str, purpose: str,
-                      now: float | None = None) -> int:
-        kek = self._kek(conn, tenant_id)
+                      now: float | None = None, *, kek: KekRecord | None = None,
+                      generation: int | None = None) -> int:
+        kek = kek or self._kek(conn, tenant_id)
         version = self.store.next_version(conn, tenant_id, purpose)
         material = os.urandom(DEK_BYTES)
-        wrapped, used = self._wrap(kek.ref, tenant_id, purpose, version, material)
+        wrapped, used, cmk_used = self._layers.wrap(kek.ref, kek.cmk, tenant_id, purpose, version,
+                                             material)
         self.store.add_data_key(conn, DataKeyRecord(tenant_id, purpose, version, wrapped, used,
-                                                    "active", 0, self._clock.now()))
+                                                    "active", 0, self._clock.now(), cmk_used))
         # The new key is in hand: cache it rather than ask the provider to unwrap it again.
-        self.cache.put((tenant_id, purpose, version), DataKey.from_material(material, version),
-                       self._clock.timestamp() if now is None else now)
+        if generation is not None:
+            self.cache.put((tenant_id, purpose, version),
+                           DataKey.from_material(material, version),
+                           self._clock.timestamp() if now is None else now,
+                           generation=generation, ttl=kek.cache_ttl)
         return version
 
     def _kek(self, conn: Connection, tenant_id: str) -> KekRecord:
@@ -324,40 +276,6 @@ class TenantKeys:
         if kek.state == "destroyed":
             raise KeyDestroyed("the tenant's keys were destroyed")
         return kek
-
-    def _wrap(self, kek: KeyRef, tenant_id: str, purpose: str, version: int,
-              material: bytes) -> tuple[bytes, KeyRef]:
-        provider = self.provider(kek.provider)
-        context = _wrap_context(tenant_id, purpose, version)
-        result = self._call(lambda: provider.wrap(kek, material, context=context))
-        self._emit("key.wrap", tenant_id, result[1], purpose=purpose, dek_version=str(version))
-        return result
-
-    def _unwrap(self, record: DataKeyRecord) -> bytes:
-        provider = self.provider(record.kek.provider)
-        context = _wrap_context(record.tenant_id, record.purpose, record.version)
-        material = self._call(lambda: provider.unwrap(record.kek, record.wrapped,
-                                                      context=context))
-        self._emit("key.unwrap", record.tenant_id, record.kek, purpose=record.purpose,
-                   dek_version=str(record.version))
-        return material
-
-    def _call(self, operation: Callable[[], T]) -> T:
-        for attempt in range(self._retries + 1):
-            try:
-                return operation()
-            except ProviderUnavailable:
-                if attempt == self._retries:
-                    break
-                self._sleep(self._backoff * 2**attempt)
-        raise KeyUnavailable("the key service is unavailable")
-
-    def provider(self, name: str) -> KeyProvider:
-        """The configured provider called ``name``; ``KeyUnavailable`` if there is none."""
-        provider = self._providers.get(name)
-        if provider is None:
-            raise KeyUnavailable(f"no key provider {name!r} is configured here")
-        return provider
 
     def _count(self, tenant_id: str, purpose: str, version: int) -> None:
         key = (tenant_id, purpose, version)
@@ -370,41 +288,18 @@ class TenantKeys:
             with self.store.transaction(tenant_id) as conn:
                 self.store.count_messages(conn, tenant_id, purpose, version, unflushed)
 
-    def _forget(self, tenant_id: str) -> None:
+    def _forget_current(self, tenant_id: str, purpose: str) -> None:
+        self._current.pop((tenant_id, purpose), None)
+
+    def _changed(self, tenant_id: str) -> None:
+        """A key-state change: drop this process's cached keys and tell every other
+        process (their next use re-reads the database and the providers)."""
         self.cache.forget(tenant_id)
         for slot in [s for s in self._current if s[0] == tenant_id]:
             self._current.pop(slot, None)
+        self.state.changed(tenant_id)
 
     def _check_tenant(self, tenant_id: str) -> None:
         ctx = current_or_none()
         if ctx is not None and ctx.tenant_id != tenant_id:
             raise TenantContextConflict("data of another tenant than the bound one")
-
-    def _check_region(self, tenant_id: str, provider: KeyProvider, key: KeyRef) -> None:
-        """With ``residency``: refuse a KEK outside the tenant's home region, before it
-        is recorded or anything is wrapped under it (``ResidencyViolation``)."""
-        residency = self._residency
-        if residency is not None:
-            self._call(lambda: residency.check_ref(tenant_id, provider, key))
-
-    def _emit(self, action: str, tenant_id: str, key: KeyRef | None, **details: str) -> None:
-        ctx = current_or_none()
-        info: dict[str, str] = dict(details)
-        if key is not None:
-            info.update(provider=key.provider, key_id=key.key_id)
-            if key.version is not None:
-                info["key_version"] = key.version
-        if ctx is not None and ctx.support_grant_id is not None:
-            info["support_grant_id"] = ctx.support_grant_id
-        self._events.emit(SecurityEvent(
-            action=action, at=self._clock.now(), tenant_id=tenant_id,
-            actor=None if ctx is None else ctx.principal.subject,
-            request_id=None if ctx is None else ctx.request_id, details=info))
-
-
-def _wrap_context(tenant_id: str, purpose: str, version: int) -> Mapping[str, str]:
-    """What binds a wrapped data key: its tenant, purpose and version (KMS encryption
-    context, or associated data for the local and PKCS#11 providers)."""
-    return {"tenancy": "dek/v1", "tenant_id": tenant_id, "purpose": purpose,
-            "dek_version": str(version)}
-

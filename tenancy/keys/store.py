@@ -1,14 +1,17 @@
 """Where wrapped data keys live: two tables, tenant-owned, under RLS on PostgreSQL.
 
-``tenancy_tenant_keks`` names each tenant's KEK (provider, key id, who manages it);
-``tenancy_data_keys`` holds every data key version wrapped by it, with the exact KEK
-version that wrapped it, its state and an approximate message count. Neither holds key
-material in the clear. ``tenant_id`` leads both primary keys, like every tenant-owned
-table; every transaction here sets the RLS tenant setting first.
+``tenancy_tenant_keks`` names each tenant's platform KEK (provider, key id), the
+customer's key that wraps on top of it for CMK tenants, the tenant's data-key cache TTL
+and the KEK versions waiting to be destroyed; ``tenancy_data_keys`` holds every data key
+version wrapped by them, with the exact KEK (and customer key) version that wrapped it,
+its state and an approximate message count. Neither holds key material in the clear.
+``tenant_id`` leads both primary keys, like every tenant-owned table; every transaction
+here sets the RLS tenant setting first.
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +23,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,6 +31,7 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Text,
     func,
     select,
     update,
@@ -45,6 +50,12 @@ tenant_keks = Table(
     Column("managed_by", String(16), nullable=False),
     Column("state", String(16), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("cmk_provider", String(32)),
+    Column("cmk_key_id", String(512)),
+    Column("cache_ttl", Float),
+    # KEK versions replaced by a rotation, destroyed once their grace period is over:
+    # JSON {"<version>": "<ISO time to destroy at>"}.
+    Column("retiring", Text),
 )
 
 data_keys = Table(
@@ -59,16 +70,26 @@ data_keys = Table(
     Column("state", String(16), nullable=False),
     Column("messages", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("cmk_provider", String(32)),
+    Column("cmk_key_id", String(512)),
+    Column("cmk_version", String(128)),
     PrimaryKeyConstraint("tenant_id", "purpose", "version"),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class KekRecord:
+    """A tenant's keys: the platform KEK (``ref``), the customer's key on top of it
+    (``cmk``, for CMK tenants), the data-key cache TTL (None: the default) and the KEK
+    versions due for destruction at the given times."""
+
     tenant_id: str
     ref: KeyRef
     managed_by: str
     state: str
+    cmk: KeyRef | None = None
+    cache_ttl: float | None = None
+    retiring: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +102,7 @@ class DataKeyRecord:
     state: str
     messages: int
     created_at: datetime
+    cmk: KeyRef | None = None
 
 
 class DataKeyStore:
@@ -99,12 +121,19 @@ class DataKeyStore:
         row = conn.execute(select(tenant_keks).where(tenant_keks.c.tenant_id == tenant_id)).first()
         if row is None:
             return None
+        cmk = None if row.cmk_provider is None else KeyRef(row.cmk_provider, row.cmk_key_id)
+        retiring = tuple((version, datetime.fromisoformat(at))
+                         for version, at in json.loads(row.retiring or "{}").items())
         return KekRecord(row.tenant_id, KeyRef(row.provider, row.key_id), row.managed_by,
-                         row.state)
+                         row.state, cmk, row.cache_ttl, retiring)
 
     def put_kek(self, conn: Connection, record: KekRecord, now: datetime) -> None:
         values = {"provider": record.ref.provider, "key_id": record.ref.key_id,
-                  "managed_by": record.managed_by, "state": record.state, "updated_at": now}
+                  "managed_by": record.managed_by, "state": record.state, "updated_at": now,
+                  "cmk_provider": None if record.cmk is None else record.cmk.provider,
+                  "cmk_key_id": None if record.cmk is None else record.cmk.key_id,
+                  "cache_ttl": record.cache_ttl,
+                  "retiring": json.dumps({v: at.isoformat() for v, at in record.retiring})}
         done = conn.execute(update(tenant_keks).where(
             tenant_keks.c.tenant_id == record.tenant_id).values(**values))
         if done.rowcount == 0:
@@ -138,15 +167,15 @@ class DataKeyStore:
             tenant_id=record.tenant_id, purpose=record.purpose, version=record.version,
             wrapped=record.wrapped, kek_provider=record.kek.provider, kek_id=record.kek.key_id,
             kek_version=record.kek.version, state=record.state, messages=record.messages,
-            created_at=record.created_at))
+            created_at=record.created_at, **_cmk_columns(record.cmk)))
 
     def rewrap(self, conn: Connection, record: DataKeyRecord, wrapped: bytes,
-               kek: KeyRef) -> None:
+               kek: KeyRef, cmk: KeyRef | None) -> None:
         conn.execute(update(data_keys).where(
             data_keys.c.tenant_id == record.tenant_id, data_keys.c.purpose == record.purpose,
             data_keys.c.version == record.version).values(
             wrapped=wrapped, kek_provider=kek.provider, kek_id=kek.key_id,
-            kek_version=kek.version))
+            kek_version=kek.version, **_cmk_columns(cmk)))
 
     def retire(self, conn: Connection, tenant_id: str, purpose: str, version: int) -> None:
         conn.execute(update(data_keys).where(
@@ -165,7 +194,15 @@ class DataKeyStore:
 
 
 def _record(row: Row[Any]) -> DataKeyRecord:
+    cmk = (None if row.cmk_provider is None
+           else KeyRef(row.cmk_provider, row.cmk_key_id, row.cmk_version))
     return DataKeyRecord(
         tenant_id=row.tenant_id, purpose=row.purpose, version=int(row.version),
         wrapped=bytes(row.wrapped), kek=KeyRef(row.kek_provider, row.kek_id, row.kek_version),
-        state=row.state, messages=int(row.messages), created_at=row.created_at)
+        state=row.state, messages=int(row.messages), created_at=row.created_at, cmk=cmk)
+
+
+def _cmk_columns(cmk: KeyRef | None) -> dict[str, str | None]:
+    if cmk is None:
+        return {"cmk_provider": None, "cmk_key_id": None, "cmk_version": None}
+    return {"cmk_provider": cmk.provider, "cmk_key_id": cmk.key_id, "cmk_version": cmk.version}

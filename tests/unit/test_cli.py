@@ -82,13 +82,16 @@ def test_keys_commands_show_rotate_revoke_and_shred(tmp_path: Path,
     code, out, _ = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)
     assert code == 0 and "\tkek\tlocal:" in out and "\tenabled\t" in out
     assert run(capsys, "keys", "rotate", "--tenant", "acme", "--data-dir", d)[0] == 0
-    assert "versions=1,2" in run(capsys, "keys", "status", "--tenant", "acme",
+    # The replaced version is destroyed at once (no grace period configured).
+    assert "versions=2\t" in run(capsys, "keys", "status", "--tenant", "acme",
                                  "--data-dir", d)[1]
     code, out, _ = run(capsys, "keys", "use-cmk", "--tenant", "acme", "--data-dir", d)
     assert code == 0 and "customer-local:" in out
+    status = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)[1]
+    assert "versions=3\t" in status and "\tcmk\tcustomer-local:" in status
     assert run(capsys, "keys", "revoke-test", "--tenant", "acme", "--data-dir", d)[0] == 0
     status = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)[1]
-    assert "\tcustomer\t" in status and "DISABLED" in status
+    assert "\tcmk\t" in status and "\tcustomer\tDISABLED" in status
     code, _, err = run(capsys, "keys", "shred", "--tenant", "acme", "--confirm", "globex",
                        "--data-dir", d)
     assert code == 1 and "irreversible" in err

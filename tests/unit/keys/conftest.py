@@ -59,6 +59,10 @@ class Counting:
         self._count("destroy")
         self.inner.destroy(key)
 
+    def destroy_version(self, key: KeyRef, version: str) -> None:
+        self._count("destroy_version")
+        self.inner.destroy_version(key, version)
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> RootKey:
