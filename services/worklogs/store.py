@@ -19,7 +19,7 @@ from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
 from tenancy.context import current
 from tenancy.errors import NotFound
 from tenancy.keys import EncryptedString, TenantKeys
-from tenancy.keys.columns import SESSION_KEYS
+from tenancy.keys.columns import SESSION_KEYS, UNREADABLE, unreadable_fields
 from tenancy.scoping import TenantScoped, TenantSession
 
 
@@ -46,7 +46,10 @@ class WorklogStore:
     def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK,
                  keys: TenantKeys | None = None) -> None:
         self._engine = engine
-        info = {} if keys is None else {SESSION_KEYS: keys}
+        # One damaged comment must not deny the tenant its other worklogs: such a value is
+        # served as unreadable (null, named in "unreadable") and recorded as an event.
+        info: dict[str, Any] = {} if keys is None else {SESSION_KEYS: keys,
+                                                        UNREADABLE: "mark"}
         self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
                                       info=info)
         self._clock = clock
@@ -130,4 +133,5 @@ def _public(worklog: Worklog) -> dict[str, Any]:
         "day": worklog.day.isoformat(),
         "comment": worklog.comment,
         "created_at": created.isoformat(),
+        **({"unreadable": sorted(bad)} if (bad := unreadable_fields(worklog)) else {}),
     }

@@ -13,7 +13,15 @@ never sees, so the work happens in ``TenantSession`` events:
   key) surfaces there, typed; columns that are not encrypted keep working.
 
 The session finds its key service in ``session.info["tenancy_keys"]``; give it with
-``sessionmaker(..., class_=TenantSession, info={"tenancy_keys": keys})``. A value that
+``sessionmaker(..., class_=TenantSession, info={"tenancy_keys": keys})``.
+
+A value that fails its integrity check (tampered, or copied from another row, column or
+tenant) raises ``DecryptionFailed`` by default, which fails the whole query. A session
+with ``info["tenancy_unreadable"] = "mark"`` instead loads such a value as ``None``,
+records the attribute in :func:`unreadable_fields` and emits ``key.decrypt_failed``: one
+damaged row then does not deny the tenant every other row, and no wrong value is ever
+returned. A key that is unavailable or destroyed still fails the query (``KeyUnavailable``,
+``KeyDestroyed``): that is the tenant's state, not one row's. A value that
 reaches the database unsealed (a Core statement, a session without keys) is refused
 with ``UnsealedWrite``. Declare encrypted columns ``deferred=True`` to let queries that
 do not need them run without any key.
@@ -31,12 +39,20 @@ from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlalchemy.types import TypeDecorator
 
 from tenancy.context import current_or_none
-from tenancy.errors import ConfigurationError, KeyUnavailable, UnsealedWrite
+from tenancy.errors import ConfigurationError, DecryptionFailed, KeyUnavailable, UnsealedWrite
 from tenancy.keys.envelope import Binding
 from tenancy.scoping.orm import TenantSession
 
 SESSION_KEYS = "tenancy_keys"
+UNREADABLE = "tenancy_unreadable"  # session info: "raise" (default) or "mark"
 _SEALED = "tenancy_sealed"
+_UNREADABLE_FIELDS = "tenancy_unreadable_fields"
+
+
+def unreadable_fields(obj: object) -> frozenset[str]:
+    """The encrypted attributes of ``obj`` that failed their integrity check when it was
+    loaded by a session with ``info["tenancy_unreadable"] = "mark"`` (they hold None)."""
+    return frozenset(attributes.instance_state(obj).info.get(_UNREADABLE_FIELDS, ()))
 
 
 class Sealed:
@@ -209,7 +225,14 @@ def _open_loaded(target: Any, context: Any, attrs: Any = None) -> None:
             raise KeyUnavailable("this session has no key service to open encrypted columns")
         binding = _binding(target, mapper, column)
         purpose = kind.purpose or _table_name(mapper)
-        plain = kind.decode(keys.decrypt(bytes(value), binding, purpose=purpose))
+        try:
+            plain = kind.decode(keys.decrypt(bytes(value), binding, purpose=purpose))
+        except DecryptionFailed:
+            if session is None or session.info.get(UNREADABLE, "raise") != "mark":
+                raise
+            keys.report_unreadable(binding, purpose=purpose)
+            state.info.setdefault(_UNREADABLE_FIELDS, set()).add(key)
+            plain = None
         attributes.set_committed_value(target, key, plain)
 
 

@@ -176,6 +176,12 @@ class TenantKeys(KeyLifecycle):
         key = self._key(binding.tenant_id, purpose, version, self._clock.timestamp())
         return open_(key, ciphertext, binding)
 
+    def report_unreadable(self, binding: Binding, *, purpose: str = DEFAULT_PURPOSE) -> None:
+        """Record a value that failed its integrity check and was served as unreadable
+        (``key.decrypt_failed``; no detail of the ciphertext)."""
+        self._layers.emit("key.decrypt_failed", binding.tenant_id, None, purpose=purpose,
+                          table=binding.table, column=binding.column, row=binding.row_key)
+
     # -- internals -------------------------------------------------------------------
 
     def _current_key(self, tenant_id: str, purpose: str, now: float) -> DataKey:

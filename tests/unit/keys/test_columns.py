@@ -117,6 +117,27 @@ def test_ciphertext_copied_elsewhere_in_the_database_is_refused(
     assert load(sessions, acme, source).body == "acme secret"  # the original is untouched
 
 
+def test_a_marking_session_loads_a_damaged_value_as_unreadable(
+        sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant,
+        tenant_keys: TenantKeys) -> None:
+    from tenancy.keys.columns import UNREADABLE, unreadable_fields
+
+    damaged = add(sessions, acme, body="will be damaged", summary="intact")
+    with engine.begin() as conn:
+        raw = bytearray(conn.execute(text("SELECT body FROM notes WHERE id = :i"),
+                                     {"i": damaged}).scalar_one())
+        raw[-1] ^= 0x80
+        conn.execute(text("UPDATE notes SET body = :c WHERE id = :i"),
+                     {"c": bytes(raw), "i": damaged})
+    with pytest.raises(DecryptionFailed):  # the default: the query fails
+        load(sessions, acme, damaged)
+    marking = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
+                           info={SESSION_KEYS: tenant_keys, UNREADABLE: "mark"})
+    note = load(marking, acme, damaged)
+    assert note.body is None and note.summary == "intact"
+    assert unreadable_fields(note) == {"body"}
+
+
 def test_plaintext_never_reaches_the_column_outside_the_orm(
         sessions: sessionmaker[TenantSession], acme: Tenant) -> None:
     with bind(ctx_of(acme)), sessions() as session, pytest.raises(StatementError) as refused:

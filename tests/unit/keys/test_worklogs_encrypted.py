@@ -111,3 +111,33 @@ async def test_shredded_tenant_rows_remain_but_no_key_opens_them(
         tenant_keys.decrypt(acme_rows[0], Binding(acme.id, "worklogs", "comment", "x"),
                             purpose="worklogs")
     assert (await client.get("/worklogs", headers=bearer(token_for(globex)))).status_code == 200
+
+
+async def test_one_tampered_comment_is_served_as_unreadable_not_a_500(
+        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, engine: Engine,
+        events: MemorySink, tenant_keys: TenantKeys) -> None:
+    # The decision: a value that fails its integrity check does not fail the listing; its
+    # field is null and named in "unreadable", the other rows are served, nothing wrong is
+    # returned, and a key.decrypt_failed event records it.
+    user = bearer(token_for(acme))
+    good = (await client.post("/worklogs", json=ENTRY, headers=user)).json()
+    bad = (await client.post("/worklogs", json={**ENTRY, "comment": "to be damaged"},
+                             headers=user)).json()
+    with engine.begin() as conn:
+        raw = bytearray(conn.execute(text("SELECT comment FROM worklogs WHERE id = :i"),
+                                     {"i": bad["id"]}).scalar_one())
+        raw[-1] ^= 0x01  # one flipped bit in the tag
+        conn.execute(text("UPDATE worklogs SET comment = :c WHERE id = :i"),
+                     {"c": bytes(raw), "i": bad["id"]})
+    listing = await client.get("/worklogs", headers=user)
+    assert listing.status_code == 200
+    rows = {row["id"]: row for row in listing.json()["items"]}
+    assert rows[good["id"]]["comment"] == ENTRY["comment"]
+    assert "unreadable" not in rows[good["id"]]
+    assert rows[bad["id"]]["comment"] is None and rows[bad["id"]]["unreadable"] == ["comment"]
+    single = await client.get(f"/worklogs/{bad['id']}", headers=user)
+    assert single.status_code == 200 and single.json()["unreadable"] == ["comment"]
+    failed = [e for e in events.events if e.action == "key.decrypt_failed"]
+    assert failed and {e.tenant_id for e in failed} == {acme.id}
+    assert all(e.details["row"].endswith(bad["id"]) for e in failed)
+    assert "to be damaged" not in listing.text
