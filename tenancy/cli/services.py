@@ -61,14 +61,13 @@ def tenants_command(args: argparse.Namespace) -> int:
     from services.demo_state import open_registry
 
     registry = open_registry(_settings(args))
+    if args.action == "create" and args.no_key and (args.key_provider or args.key_id):
+        raise ValueError("--no-key and a customer key exclude each other")
     if args.action == "create":
         tenant = registry.provision(args.slug, region=args.region or _settings(args).region,
                                     display_name=args.name, actor="cli")
         print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}")
-        if args.no_key:
-            if args.key_provider or args.key_id:
-                raise ValueError("--no-key and a customer key exclude each other")
-        else:
+        if not args.no_key:
             from services.demo_state import open_keys
             from tenancy.cli.keys import provision_keys
 

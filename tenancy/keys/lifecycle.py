@@ -70,9 +70,12 @@ class KeyLifecycle:
         with self.store.transaction(tenant_id) as conn:
             existing = self.store.kek(conn, tenant_id)
         if existing is not None:
-            if key is None:
+            if key is not None:
+                self.use_provider(tenant_id, key)
+            if cache_ttl is not None:
+                self.set_cache_ttl(tenant_id, cache_ttl)
+            if key is None and cache_ttl is None:
                 return existing
-            self.use_provider(tenant_id, key)
             with self.store.transaction(tenant_id) as conn:
                 return self._kek(conn, tenant_id)
         _check_ttl(cache_ttl)
@@ -105,11 +108,11 @@ class KeyLifecycle:
             count = self._rewrap_all(conn, old, old.ref, cmk)
             self.store.put_kek(conn, replace(old, managed_by=managed_by, cmk=cmk),
                                self._clock.now())
-        destroyed = ",".join(self._layers.destroy_versions(old, self._layers.old_versions(old)))
-        self._changed(tenant_id)
+        destroyed = self._destroy_versions(old, self._layers.old_versions(old))
         previous = old.cmk or old.ref
-        self._layers.emit("key.switch", tenant_id, cmk, previous=f"{previous.provider}:"
-                   f"{previous.key_id}", rewrapped=str(count), destroyed_versions=destroyed)
+        self._layers.emit("key.switch", tenant_id, cmk,
+                          previous=f"{previous.provider}:{previous.key_id}",
+                          rewrapped=str(count), destroyed_versions=destroyed)
         return count
 
     def rotate_kek(self, tenant_id: str) -> int:
@@ -124,14 +127,15 @@ class KeyLifecycle:
             if self.kek_grace:
                 due = self._clock.now() + self.kek_grace
                 old = self._layers.old_versions(kek)
-                retiring = {**dict(kek.retiring), **dict.fromkeys(old, due)}
+                # A version already retiring keeps its earlier due time.
+                retiring = {**dict.fromkeys(old, due), **dict(kek.retiring)}
                 self.store.put_kek(conn, replace(kek, retiring=tuple(retiring.items())),
                                    self._clock.now())
-        destroyed = "" if self.kek_grace else ",".join(
-            self._layers.destroy_versions(kek, self._layers.old_versions(kek)))
+        destroyed = "" if self.kek_grace else self._destroy_versions(
+            kek, self._layers.old_versions(kek))
         self._changed(tenant_id)
         self._layers.emit("key.rotate", tenant_id, new, rewrapped=str(count),
-                   destroyed_versions=destroyed)
+                          destroyed_versions=destroyed)
         if self.kek_grace:
             self.destroy_retired(tenant_id)
         return count
@@ -144,7 +148,7 @@ class KeyLifecycle:
             due = [version for version, at in kek.retiring if as_utc(at) <= now]
             if not due:
                 return []
-            self._layers.destroy_versions(kek, due)
+            self._destroy_versions(kek, due)
             kept = tuple((v, at) for v, at in kek.retiring if v not in due)
             self.store.put_kek(conn, replace(kek, retiring=kept), now)
         self._changed(tenant_id)
@@ -213,6 +217,16 @@ class KeyLifecycle:
         if kek is not None and kek.cmk is not None:
             cmk_info = self._layers.describe(kek.cmk)
         return KeyStatus(tenant_id, kek, info, records, cmk_info)
+
+    def _destroy_versions(self, kek: KekRecord, versions: list[str]) -> str:
+        """Destroy replaced KEK versions, once nothing stored refers to them. The change
+        is announced *first*: a process that loaded a data key wrapped under one of them
+        just before the re-wrap committed then sees a new generation when its unwrap
+        fails, and reads again (``TenantKeys._key``) instead of answering "destroyed"."""
+        self._changed(kek.tenant_id)
+        done = ",".join(self._layers.destroy_versions(kek, versions))
+        self._changed(kek.tenant_id)
+        return done
 
     def _rewrap_all(self, conn: Connection, kek: KekRecord, platform_key: KeyRef,
                     cmk: KeyRef | None) -> int:

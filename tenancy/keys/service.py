@@ -244,15 +244,27 @@ class TenantKeys(KeyLifecycle):
         cached = self.cache.get((tenant_id, purpose, version), now, generation)
         if cached is not None:
             return cached
-        if loaded is None:
-            with self.store.transaction(tenant_id) as conn:
-                kek = self._kek(conn, tenant_id)  # a shredded tenant is KeyDestroyed
-                record = self.store.data_key(conn, tenant_id, purpose, version)
-            if record is None:
-                raise UnknownKeyVersion("no such data-key version")
-        else:
-            record, kek = loaded
-        key = DataKey.from_material(self._layers.unwrap(record), version)
+        for attempt in range(2):
+            if loaded is None:
+                with self.store.transaction(tenant_id) as conn:
+                    kek = self._kek(conn, tenant_id)  # a shredded tenant is KeyDestroyed
+                    record = self.store.data_key(conn, tenant_id, purpose, version)
+                if record is None:
+                    raise UnknownKeyVersion("no such data-key version")
+            else:
+                record, kek = loaded
+            try:
+                material = self._layers.unwrap(record)
+                break
+            except KeyUnavailable:
+                # Another process may have committed a rotation or switch after our load
+                # and destroyed the KEK version we loaded: it bumps the generation before
+                # destroying anything, so a changed generation means "read again" (once).
+                fresh = self.state.generation(tenant_id)
+                if attempt or fresh == generation:
+                    raise
+                generation, loaded = fresh, None
+        key = DataKey.from_material(material, version)
         self.cache.put((tenant_id, purpose, version), key, now, generation=generation,
                        ttl=kek.cache_ttl)
         return key

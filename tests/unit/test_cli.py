@@ -128,6 +128,33 @@ def test_tenant_created_with_a_customer_managed_key(tmp_path: Path,
     assert "\tcustomer\tactive\tenabled" in status
 
 
+def test_tenant_create_provisions_a_key_unless_told_not_to(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "tenants", "create", "initech", "--data-dir", d)
+    assert code == 0 and "\tkey\tlocal:" in out and "\tplatform" in out
+    assert "\tplatform\tactive\tenabled" in run(
+        capsys, "keys", "status", "--tenant", "initech", "--data-dir", d)[1]
+    assert run(capsys, "tenants", "create", "hooli", "--no-key", "--data-dir", d)[0] == 0
+    code, out, _ = run(capsys, "keys", "status", "--tenant", "hooli", "--data-dir", d)
+    assert code == 1 and "no key" in out
+    code, out, _ = run(capsys, "keys", "provision", "--tenant", "hooli", "--cache-ttl", "30",
+                       "--data-dir", d)
+    assert code == 0 and "\tkey\tlocal:" in out
+    assert "cache-ttl=30s" in run(capsys, "keys", "status", "--tenant", "hooli",
+                                  "--data-dir", d)[1]
+    # On a tenant that already has its keys, provision only applies what it is given.
+    assert run(capsys, "keys", "provision", "--tenant", "initech", "--cache-ttl", "10",
+               "--data-dir", d)[0] == 0
+    assert "cache-ttl=10s" in run(capsys, "keys", "status", "--tenant", "initech",
+                                  "--data-dir", d)[1]
+    # Contradictory flags are refused before anything is created.
+    code, _, err = run(capsys, "tenants", "create", "contradiction", "--no-key",
+                       "--key-provider", "customer-local", "--data-dir", d)
+    assert code == 1 and "exclude each other" in err
+    assert "contradiction" not in run(capsys, "tenants", "list", "--data-dir", d)[1]
+
+
 def test_export_retention_and_audit_commands(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from services.demo_state import prepare

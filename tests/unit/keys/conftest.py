@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from tenancy.clock import FrozenClock
 from tenancy.events import MemorySink
 from tenancy.keys import DataKeyCache, KeyRef, LocalKeyProvider, RootKey, TenantKeys
+from tenancy.keys.layers import KeyLayers
 from tenancy.keys.provider import KeyInfo, ProviderUnavailable
 
 
@@ -94,3 +96,25 @@ def raw_rows(engine: Engine, table: str) -> list[Any]:
 
     with engine.connect() as conn:
         return list(conn.execute(text(f"SELECT * FROM {table}")))
+
+
+@pytest.fixture
+def grace_keys(engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
+               events: MemorySink) -> TenantKeys:
+    """Like ``tenant_keys``, but a KEK rotation keeps the replaced version for an hour."""
+    service = TenantKeys(engine, [platform, customer], cache=DataKeyCache(ttl=60),  # type: ignore[list-item]
+                         clock=clock, events=events, backoff=0, sleep=lambda _: None,
+                         kek_grace=timedelta(hours=1))
+    service.create_schema()
+    return service
+
+
+@pytest.fixture
+def copy_layers(tmp_path: Path, root: RootKey, clock: FrozenClock) -> KeyLayers:
+    """The two key layers as someone holding the key files sees them: fresh provider
+    objects over the same files (the customer's key as the customer left it), no cache."""
+    providers = [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root),
+                 LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root,
+                                  name="customer-local")]
+    return KeyLayers(providers, events=MemorySink(), clock=clock, backoff=0,
+                     sleep=lambda _: None)
