@@ -64,6 +64,9 @@ def keys_command(args: argparse.Namespace) -> int:
     elif args.action == "destroy-retired":
         done = keys.destroy_retired(tenant.id)
         print(f"{tenant.slug}: destroyed KEK version(s) {','.join(done) or 'none (none due)'}")
+    elif args.action == "announce":
+        keys.announce(tenant.id)
+        print(f"{tenant.slug}: every process drops what it cached of the tenant's keys")
     elif args.action == "ttl":
         keys.set_cache_ttl(tenant.id, args.seconds)
         shown = "the default" if args.seconds is None else f"{args.seconds:g} s"

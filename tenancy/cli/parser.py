@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
                        ("destroy-retired", "destroy KEK versions whose grace period is over"),
                        ("ttl", "set how long the tenant's data keys may be cached"),
+                       ("announce", "tell every process again that the tenant's keys "
+                                    "changed"),
                        ("use-cmk", "move the tenant under a customer-managed key"),
                        ("revoke-test", "disable the tenant's key, as its owner would"),
                        ("shred", "destroy the tenant's keys (irreversible)")):

@@ -90,8 +90,8 @@ class KeyLifecycle:
                            cache_ttl)
         with self.store.transaction(tenant_id) as conn:
             self.store.put_kek(conn, record, self._clock.now())
-        self._changed(tenant_id)
         self._layers.emit("key.provision", tenant_id, key or ref, managed_by=record.managed_by)
+        self._changed(tenant_id)
         return record
 
     def use_provider(self, tenant_id: str, key: KeyRef, *, managed_by: str = "customer") -> int:
@@ -133,9 +133,9 @@ class KeyLifecycle:
                                    self._clock.now())
         destroyed = "" if self.kek_grace else self._destroy_versions(
             kek, self._layers.old_versions(kek))
-        self._changed(tenant_id)
         self._layers.emit("key.rotate", tenant_id, new, rewrapped=str(count),
                           destroyed_versions=destroyed)
+        self._changed(tenant_id)
         if self.kek_grace:
             self.destroy_retired(tenant_id)
         return count
@@ -151,8 +151,8 @@ class KeyLifecycle:
             self._destroy_versions(kek, due)
             kept = tuple((v, at) for v, at in kek.retiring if v not in due)
             self.store.put_kek(conn, replace(kek, retiring=kept), now)
-        self._changed(tenant_id)
         self._layers.emit("key.destroy_version", tenant_id, kek.ref, versions=",".join(due))
+        self._changed(tenant_id)
         return due
 
     def rotate_data_key(self, tenant_id: str, purpose: str = DEFAULT_PURPOSE) -> int:
@@ -161,9 +161,9 @@ class KeyLifecycle:
         with self.store.transaction(tenant_id) as conn:
             version = self._new_data_key(conn, tenant_id, purpose)
         self._forget_current(tenant_id, purpose)
-        self._changed(tenant_id)
         self._layers.emit("key.rotate_data_key", tenant_id, None, purpose=purpose,
                    dek_version=str(version))
+        self._changed(tenant_id)
         return version
 
     def retire_data_key(self, tenant_id: str, purpose: str, version: int) -> None:
@@ -179,9 +179,9 @@ class KeyLifecycle:
         with self.store.transaction(tenant_id) as conn:
             kek = self._kek(conn, tenant_id)
             self.store.put_kek(conn, replace(kek, cache_ttl=seconds), self._clock.now())
-        self._changed(tenant_id)
         self._layers.emit("key.cache_ttl", tenant_id, None,
                    cache_ttl="default" if seconds is None else f"{seconds:g}")
+        self._changed(tenant_id)
 
     def disable_kek(self, tenant_id: str) -> None:
         """Platform-side: suspend the tenant's platform KEK (reversible); every process
@@ -203,9 +203,9 @@ class KeyLifecycle:
             forgotten = self.store.forget_data_keys(conn, tenant_id)
             self.store.put_kek(conn, replace(kek, state="destroyed", retiring=()),
                                self._clock.now())
-        self._changed(tenant_id)
         self._layers.emit("key.destroy", tenant_id, kek.ref, data_keys=str(forgotten),
                    managed_by=kek.managed_by)
+        self._changed(tenant_id)
 
     def status(self, tenant_id: str) -> KeyStatus:
         with self.store.transaction(tenant_id) as conn:
@@ -246,8 +246,8 @@ class KeyLifecycle:
         provider = self._layers.provider(kek.ref.provider)
         change = provider.enable if enabled else provider.disable
         self._layers.call(lambda: change(kek.ref))
-        self._changed(tenant_id)
         self._layers.emit("key.enable" if enabled else "key.disable", tenant_id, kek.ref)
+        self._changed(tenant_id)
 
     def _check_region(self, tenant_id: str, provider: KeyProvider, key: KeyRef) -> None:
         """With ``residency``: refuse a KEK outside the tenant's home region, before it

@@ -45,6 +45,7 @@ from tenancy.context import current_or_none
 from tenancy.errors import (
     ConfigurationError,
     KeyDestroyed,
+    KeyManagementError,
     KeyUnavailable,
     TenantContextConflict,
     UnknownKeyVersion,
@@ -315,7 +316,20 @@ class TenantKeys(KeyLifecycle):
         self.cache.forget(tenant_id)
         for slot in [s for s in self._current if s[0] == tenant_id]:
             self._current.pop(slot, None)
-        self.state.changed(tenant_id)
+        try:
+            self.state.changed(tenant_id)
+        except Exception as exc:
+            # The change itself is committed (and its event emitted); only the news did
+            # not go out. Say so, and how to send it again.
+            raise KeyManagementError(
+                "the key change is committed but other processes were not told; run "
+                "`tenancy keys announce` for this tenant once the key-state signal "
+                "works") from exc
+
+    def announce(self, tenant_id: str) -> None:
+        """Tell every process again that the tenant's keys changed (after a change whose
+        announcement failed: ``KeyManagementError`` said so)."""
+        self._changed(tenant_id)
 
     def _check_tenant(self, tenant_id: str) -> None:
         ctx = current_or_none()

@@ -235,3 +235,40 @@ def test_cache_limits_uses_per_entry() -> None:
     cache.put(("t", "p", 1), DataKey.from_material(bytes(32), 1), now=0)
     assert [cache.get(("t", "p", 1), now=1) is not None for _ in range(4)] == [
         True, True, True, False]
+
+
+class FlakySignal:
+    """A key-state signal whose announcements fail until ``working`` is set."""
+
+    def __init__(self) -> None:
+        self.working = False
+        self.announced: list[str] = []
+
+    def generation(self, tenant_id: str) -> int:
+        return len(self.announced)
+
+    def changed(self, tenant_id: str) -> None:
+        if not self.working:
+            raise ConnectionError("the signal's server is down")
+        self.announced.append(tenant_id)
+
+
+def test_a_change_that_cannot_be_announced_is_recorded_and_can_be_announced_again(
+        engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
+        events: MemorySink, acme: Tenant) -> None:
+    from tenancy.errors import KeyManagementError
+
+    signal = FlakySignal()
+    signal.working = True
+    keys = TenantKeys(engine, [platform, customer], clock=clock, events=events,  # type: ignore[list-item]
+                      state=signal)
+    keys.create_schema()
+    keys.provision(acme.id)
+    signal.working = False
+    with pytest.raises(KeyManagementError, match="tenancy keys announce"):
+        keys.shred(acme.id)
+    assert any(e.action == "key.destroy" for e in events.events)  # the evidence is there
+    assert keys.status(acme.id).kek.state == "destroyed"  # type: ignore[union-attr]
+    signal.working = True
+    keys.announce(acme.id)
+    assert signal.announced[-1] == acme.id
