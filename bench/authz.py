@@ -244,7 +244,7 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
         raise RuntimeError("opa-go and embedded-rego disagree on the bench input")
 
     authorizer = Authorizer(embedded, service=MICRO_SERVICE, bundle=bundle)
-    uncached = Authorizer(embedded, service=MICRO_SERVICE, bundle=bundle, cache=False)
+    uncached = Authorizer(embedded, service=MICRO_SERVICE, bundle=bundle, cache=None)
     logged = MemoryDecisionLog()
     with_log = Authorizer(embedded, service=MICRO_SERVICE, bundle=bundle, log=logged)
     runner = asyncio.Runner()

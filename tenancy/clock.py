@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from tenancy.errors import ConfigurationError
+
 
 class Clock(Protocol):
     """A source of the current time, always timezone-aware UTC."""
@@ -32,7 +34,7 @@ class FrozenClock:
 
     def __init__(self, at: datetime) -> None:
         if at.tzinfo is None:
-            raise ValueError("FrozenClock needs a timezone-aware datetime")
+            raise ConfigurationError("FrozenClock needs a timezone-aware datetime")
         self._at = at.astimezone(UTC)
         self._lock = threading.Lock()
 

@@ -19,15 +19,26 @@ violated: every later observation in it raises too, so it fails closed, and the 
 answers 500 and emits a ``consistency.violation`` event. With no check bound (the mode
 off), :func:`observe` costs one ContextVar lookup. :func:`suspended` (used by
 ``system_scope``) lifts the check for deliberately tenant-less work.
+
+The middleware's part lives here too, so the rules sit in one place: :func:`check_for`
+seeds a request's check from its verified credentials, and :func:`call_checked` runs the
+app so that nothing it sends after a violation reaches the client.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from tenancy.errors import LayerMismatch
+from tenancy.errors import ConfigurationError, LayerMismatch
+
+if TYPE_CHECKING:  # annotations only: every layer imports this module
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from tenancy.authn import Authentication
+    from tenancy.authz.decision import GrantFacts
 
 TOKEN = "token"  # noqa: S105 -- a layer name, not a secret
 CONTEXT = "context"
@@ -52,7 +63,7 @@ class LayerCheck:
 
     def __init__(self, tenant_id: str, *, layer: str = TOKEN) -> None:
         if not tenant_id:
-            raise ValueError("a LayerCheck needs the verified tenant id")
+            raise ConfigurationError("a LayerCheck needs the verified tenant id")
         self.tenant_id = tenant_id
         self.expected_layer = layer
         self._seen: set[str] = {layer}
@@ -117,3 +128,51 @@ def suspended() -> Iterator[None]:
         yield
     finally:
         _check.reset(token)
+
+
+def check_for(auth: Authentication, grant: GrantFacts | None) -> LayerCheck:
+    """A request's check, seeded with the tenant its verified credentials name: the
+    token's, or for support staff (whose token names the staff tenant) the tenant of
+    their active grant, which downstream must also be the context token's ``tid``."""
+    if grant is None:
+        return LayerCheck(auth.principal.tenant_id)
+    check = LayerCheck(grant.tenant_id)
+    if auth.caller is not None:  # a context token: its tid is the grant's tenant
+        check.observe(TOKEN, auth.principal.tenant_id)
+    return check
+
+
+async def call_checked(app: ASGIApp, check: LayerCheck, scope: Scope, receive: Receive,
+                       send: Send, *, refuse: Callable[[LayerMismatch], Awaitable[None]],
+                       report: Callable[[LayerMismatch], None]) -> None:
+    """Call ``app`` under ``check``. Once a layer disagrees, nothing the app sends gets
+    out: a response not yet started becomes ``refuse(violation)`` (the 500 problem), one
+    already started is aborted (the exception reaches the server, never a finished body).
+    Either way the violation is passed to ``report`` once the app is done.
+    """
+    started = replaced = False
+
+    async def send_checked(message: Message) -> None:
+        nonlocal started, replaced
+        if check.violation is not None:
+            if replaced:
+                return
+            if started:
+                raise check.violation  # mid-response: abort it, never finish it
+            replaced = True
+            await refuse(check.violation)
+            return
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, send_checked)
+    except Exception:
+        if check.violation is None or (started and not replaced):
+            raise
+    finally:
+        if check.violation is not None:
+            report(check.violation)
+    if check.violation is not None and not started and not replaced:
+        await refuse(check.violation)

@@ -1,17 +1,31 @@
 """One exception tree for the whole library.
 
-Every error has a stable ``code``. Library errors carry no HTTP status: the middleware
-maps them to RFC 9457 problem responses in one table (``tenancy.problems``). Messages
-never say whether another tenant's object exists.
+Every error has a stable ``code`` and a ``reason`` for logs and audit (the code unless
+a more precise one is given). Library errors carry no HTTP status: the middleware maps
+them to RFC 9457 problem responses in one table (``tenancy.problems``). Messages never
+say whether another tenant's object exists. Every library error is defined here, grouped
+by concern; feature packages re-export theirs (``tenancy.exports.ExportGone``).
 """
 
 from __future__ import annotations
 
 
 class TenancyError(Exception):
-    """Base of every error raised by tenancy."""
+    """Base of every error raised by tenancy.
+
+    ``reason`` says which check refused, for logs and audit only (never shown to
+    callers); it is never empty and defaults to the class's ``code``.
+    """
 
     code = "tenancy-error"
+    reason: str
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        if message:
+            super().__init__(message)
+        else:
+            super().__init__()
+        self.reason = reason or self.code
 
 
 class ConfigurationError(TenancyError):
@@ -70,8 +84,7 @@ class InvalidToken(AuthenticationError):
     code = "invalid-token"
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, reason=reason)
 
 
 class KeySourceUnavailable(TenancyError):
@@ -95,9 +108,9 @@ class AccessDenied(AuthorizationError):
     code = "access-denied"
 
     def __init__(self, reasons: tuple[str, ...] = ()) -> None:
-        super().__init__("the policy does not allow this action")
+        super().__init__("the policy does not allow this action",
+                         reason=",".join(reasons) or "denied")
         self.reasons = reasons
-        self.reason = ",".join(reasons) or "denied"
 
 
 class DecisionUnavailable(AuthorizationError):
@@ -107,8 +120,7 @@ class DecisionUnavailable(AuthorizationError):
     code = "decision-unavailable"
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, reason=reason)
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -127,8 +139,7 @@ class KeyUnavailable(KeyManagementError):
     code = "key-unavailable"
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, reason=reason)
 
 
 class KeyDestroyed(KeyUnavailable):
@@ -144,8 +155,7 @@ class DecryptionFailed(KeyManagementError):
     code = "decryption-failed"
 
     def __init__(self, reason: str = "decryption failed") -> None:
-        super().__init__("decryption failed")
-        self.reason = reason
+        super().__init__("decryption failed", reason=reason)
 
 
 class UnknownKeyVersion(DecryptionFailed):
@@ -159,6 +169,12 @@ class UnsealedWrite(KeyManagementError, ValueError):
     Core statement bypassing the ORM, or a missing key service on the session)."""
 
     code = "unsealed-write"
+
+
+class ProviderUnavailable(KeyManagementError):
+    """Transient: the key service did not answer (retry, then report KeyUnavailable)."""
+
+    code = "key-provider-unavailable"
 
 
 # -- support access --------------------------------------------------------------------
@@ -178,14 +194,22 @@ class ConsentRefused(SupportAccessError):
     code = "consent-refused"
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, reason=reason)
 
 
 class NoActiveGrant(SupportAccessError):
     """A support principal asked for a tenant it holds no active grant for."""
 
     code = "no-active-grant"
+
+
+class InvalidSignature(AuthenticationError):
+    """A ticket webhook call has no or a wrong signature, a stale timestamp, or is a replay."""
+
+    code = "invalid-signature"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, reason=reason)
 
 
 # -- propagation -----------------------------------------------------------------------
@@ -233,8 +257,8 @@ class WrongRegion(TenantError):
 
     def __init__(self, message: str = "tenant is homed in another region", *,
                  tenant_id: str | None = None, home_region: str | None = None,
-                 region: str | None = None) -> None:
-        super().__init__(message)
+                 region: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
         self.tenant_id = tenant_id
         self.home_region = home_region
         self.region = region
@@ -256,6 +280,19 @@ class InvalidTransition(TenantError):
     """The requested lifecycle change is not allowed from the tenant's current status."""
 
     code = "invalid-transition"
+
+
+# -- residency -------------------------------------------------------------------------
+
+
+class ResidencyViolation(WrongRegion):
+    """A tenant's data or key was used outside its home region (code: WrongRegion's)."""
+
+    def __init__(self, reason: str, *, tenant_id: str | None, home_region: str | None,
+                 region: str | None, attempted: str) -> None:
+        super().__init__(tenant_id=tenant_id, home_region=home_region, region=region,
+                         reason=reason)
+        self.attempted = attempted
 
 
 # -- resources -------------------------------------------------------------------------
@@ -289,6 +326,88 @@ class UnsupportedMediaType(InvalidRequest):
     code = "unsupported-media-type"
 
 
+# -- exports ---------------------------------------------------------------------------
+# The refusals that mean "no such export" for the caller are NotFounds, so they are
+# answered like a link that names nothing and reveal no other tenant's export.
+
+
+class ExportError(TenancyError):
+    """Base for refusals of an export download link."""
+
+    code = "export-error"
+
+
+class ExportLinkInvalid(ExportError, NotFound):
+    """The link is malformed, tampered with, or signed with a key this service lacks."""
+
+    code = "export-link-invalid"
+
+
+class ExportLinkExpired(ExportError):
+    """The link's access window has closed."""
+
+    code = "export-link-expired"
+
+
+class ExportTenantMismatch(ExportError, NotFound):
+    """A valid link of another tenant than the caller's (answered like no such export)."""
+
+    code = "export-tenant-mismatch"
+
+
+class ExportGone(ExportError, NotFound):
+    """The export no longer exists (deleted by retention or erasure)."""
+
+    code = "export-gone"
+
+
+# -- de-identification -----------------------------------------------------------------
+
+
+class DeidError(TenancyError):
+    """Base of de-identification errors."""
+
+    code = "deid-error"
+
+
+class ContributionRefused(DeidError):
+    """The tenant's data-contribution setting is off, unknown or unreadable: nothing is
+    de-identified and nothing is returned."""
+
+    code = "contribution-refused"
+
+    def __init__(self, tenant_id: str, reason: str = "contribution-disabled") -> None:
+        super().__init__("this tenant does not allow its data to be contributed",
+                         reason=reason)
+        self.tenant_id = tenant_id
+
+
+class DeidSchemaError(DeidError, ValueError):
+    """Base of field-schema errors; ``field`` names the offending field when known."""
+
+    code = "deid-schema-error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidSchema(DeidSchemaError):
+    """A ``RecordSchema`` was declared inconsistently (overlaps, empty, bad names)."""
+
+    code = "deid-invalid-schema"
+
+
+class RecordRejected(DeidSchemaError):
+    """A record has an undeclared field or a mistyped value: the whole batch is refused."""
+
+    code = "deid-record-rejected"
+
+    def __init__(self, message: str, *, field: str | None = None, index: int) -> None:
+        super().__init__(message, field=field)
+        self.index = index
+
+
 # -- scoping ---------------------------------------------------------------------------
 
 
@@ -296,6 +415,15 @@ class CrossTenantWrite(TenancyError):
     """An object of another tenant was about to be written (flush refused, nothing sent)."""
 
     code = "cross-tenant-write"
+
+
+# -- audit -----------------------------------------------------------------------------
+
+
+class AuditWriteError(TenancyError):
+    """A durable audit write did not commit (in time)."""
+
+    code = "audit-write-failed"
 
 
 # -- consistency -----------------------------------------------------------------------
@@ -312,9 +440,30 @@ class LayerMismatch(TenancyError):
     def __init__(self, message: str | None = None, *, expected_layer: str = "",
                  expected_tenant_id: str = "", layer: str = "", tenant_id: str = "") -> None:
         super().__init__(message or f"tenant layers disagree: {expected_layer} names "
-                         f"{expected_tenant_id!r}, {layer} names {tenant_id!r}")
+                         f"{expected_tenant_id!r}, {layer} names {tenant_id!r}",
+                         reason=f"{layer}-disagrees-with-{expected_layer}")
         self.expected_layer = expected_layer
         self.expected_tenant_id = expected_tenant_id
         self.layer = layer
         self.tenant_id = tenant_id
-        self.reason = f"{layer}-disagrees-with-{expected_layer}"
+
+
+# -- isolation test kit ----------------------------------------------------------------
+
+
+class ProbeConfigError(ConfigurationError):
+    """The probe configuration is unusable; the message names the key."""
+
+    code = "probe-config"
+
+
+class MatrixError(ConfigurationError):
+    """The database matrix cannot be built (no tenants, not PostgreSQL, no transaction)."""
+
+    code = "db-matrix-error"
+
+
+class EvidenceInputError(TenancyError, ValueError):
+    """An evidence input is unreadable, not JSON, or not the kind and version expected."""
+
+    code = "evidence-input-invalid"

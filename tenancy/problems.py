@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tenancy import errors
-from tenancy.exports.errors import ExportGone, ExportLinkExpired
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:tenancy:problem:"
@@ -41,8 +40,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.DecisionUnavailable: ProblemSpec(503, "Authorization decision unavailable"),
     errors.ConsentRefused: ProblemSpec(403, "Consent refused", show_detail=True),
     errors.NoActiveGrant: ProblemSpec(403, "No active support grant"),
-    ExportLinkExpired: ProblemSpec(410, "Export link expired"),
-    ExportGone: ProblemSpec(410, "Export deleted"),
+    errors.ExportLinkExpired: ProblemSpec(410, "Export link expired"),
+    errors.ExportGone: ProblemSpec(410, "Export deleted"),
     errors.KeyDestroyed: ProblemSpec(410, "Data destroyed"),
     errors.KeyUnavailable: ProblemSpec(503, "Tenant key unavailable"),
     errors.DecryptionFailed: ProblemSpec(500, "Stored data failed its integrity check"),

@@ -7,10 +7,11 @@ service and support access as ``events=``. See :mod:`tenancy.audit.log` for what
 """
 
 from tenancy.audit.keyfile import ENV_VAR, load_audit_key, write_audit_key
-from tenancy.audit.log import AuditLog, AuditWriteError, chain_of
+from tenancy.audit.log import AuditLog, chain_of
 from tenancy.audit.record import GENESIS_HASH, PLATFORM_CHAIN, AuditRecord
 from tenancy.audit.store import TABLES, audit_events, audit_heads, metadata
 from tenancy.audit.verify import Damage, VerifyResult, verify_chain
+from tenancy.errors import AuditWriteError
 
 __all__ = [
     "ENV_VAR",

@@ -59,19 +59,14 @@ from tenancy.audit.store import (
 )
 from tenancy.audit.verify import VerifyResult, verify_chain
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.errors import TenancyError
+from tenancy.errors import AuditWriteError, ConfigurationError
 from tenancy.events import SecurityEvent
+from tenancy.retrying import retrying
 from tenancy.scoping.rls import set_tenant
 
 logger = logging.getLogger("tenancy.audit")
 
 _CONFLICT_RETRIES = 20
-
-
-class AuditWriteError(TenancyError):
-    """A durable audit write did not commit (in time)."""
-
-    code = "audit-write-failed"
 
 
 class _Waiter:
@@ -108,7 +103,7 @@ class AuditLog:
                  flush_interval: float = 0.05, retry_interval: float = 0.5,
                  durable_timeout: float = 10.0) -> None:
         if batch_max < 1 or flush_interval < 0:
-            raise ValueError("batch_max must be >= 1 and flush_interval >= 0")
+            raise ConfigurationError("batch_max must be >= 1 and flush_interval >= 0")
         self._engine = engine
         self._key = load_audit_key(key)
         self._clock = clock
@@ -309,16 +304,11 @@ class AuditLog:
                     item.record = record
 
     def _append(self, tenant_id: str, events: Sequence[SecurityEvent]) -> list[AuditRecord]:
-        for attempt in range(_CONFLICT_RETRIES):
-            try:
+        # Another writer created the head or held the lock: take it again.
+        for attempt in retrying(on=_conflict, attempts=_CONFLICT_RETRIES, backoff=0.01):
+            with attempt:
                 return self._append_once(tenant_id, events)
-            except (IntegrityError, OperationalError) as exc:
-                # Another writer created the head or held the lock: take it again.
-                if attempt == _CONFLICT_RETRIES - 1 or not _conflict(exc):
-                    raise
-                logger.debug("audit append conflict for %s: %s", tenant_id, exc)
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+        raise AuditWriteError("the audit chain could not be appended to")  # no attempt ran
 
     def _append_once(self, tenant_id: str,
                      events: Sequence[SecurityEvent]) -> list[AuditRecord]:
@@ -348,10 +338,12 @@ class AuditLog:
         return records
 
 
-def _conflict(exc: IntegrityError | OperationalError) -> bool:
+def _conflict(exc: BaseException) -> bool:
     """A race with another writer (worth an immediate retry), not an outage."""
     if isinstance(exc, IntegrityError):
         return True
+    if not isinstance(exc, OperationalError):
+        return False
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code in ("40001", "40P01") or "locked" in str(exc.orig).lower()
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import replace
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
@@ -30,6 +31,17 @@ from tenancy.context import PrincipalKind, TenantContext, current
 from tenancy.errors import ConfigurationError, DecisionUnavailable
 
 ACTIVE = "active"
+# The default of ``Authorizer(cache=...)``: a DecisionCache of that authorizer's own (a
+# shared default instance would mix services' decisions and bundle revisions).
+_OWN_CACHE: Any = object()
+
+
+@runtime_checkable
+class RepeatingDecisionLog(DecisionLogSink, Protocol):
+    """A decision log that takes cache hits as repeats of a logged decision (counted,
+    written once per cycle, like ``JsonLinesDecisionLog``) instead of one record each."""
+
+    def repeat(self, decision: Decision, at: float, service: str) -> None: ...
 
 
 class Authorizer:
@@ -39,14 +51,19 @@ class Authorizer:
         pdp: the decision point (``EmbeddedRego``, ``OPAServer``, ...).
         service: this service's name, as in ``data.tenancy.routes``.
         bundle: the policy bundle whose changes must empty the cache at once.
-        cache: decision cache (default: a new one); pass ``None`` via ``cache=False``
-            only to measure the engine.
-        log: where every enforced decision goes (default: nowhere).
+        cache: the decision cache (default: a new one for this authorizer); ``None``
+            turns caching off, only to measure the engine.
+        log: where every enforced decision goes (default: nowhere). A
+            :class:`RepeatingDecisionLog` receives cache hits as repeats.
         timeout: seconds an engine may take before the decision is unavailable.
+
+    Raises:
+        ConfigurationError: no decision point or service name, a timeout out of range,
+            or a ``cache`` that is neither a ``DecisionCache`` nor ``None``.
     """
 
     def __init__(self, pdp: PolicyDecisionPoint, *, service: str,
-                 bundle: PolicyBundle | None = None, cache: DecisionCache | bool = True,
+                 bundle: PolicyBundle | None = None, cache: DecisionCache | None = _OWN_CACHE,
                  log: DecisionLogSink | None = None, clock: Clock = SYSTEM_CLOCK,
                  timeout: float = 2.0) -> None:
         if not isinstance(pdp, PolicyDecisionPoint):
@@ -55,14 +72,15 @@ class Authorizer:
             raise ConfigurationError("Authorizer needs this service's name")
         if not 0 < timeout <= 30:
             raise ConfigurationError("timeout must be between 0 and 30 seconds")
+        if cache is _OWN_CACHE:
+            cache = DecisionCache()
+        elif cache is not None and not isinstance(cache, DecisionCache):
+            raise ConfigurationError("cache must be a DecisionCache, or None for no cache")
         self.pdp = pdp
         self.service = service
-        self._cache: DecisionCache | None = (
-            cache if isinstance(cache, DecisionCache) else DecisionCache() if cache else None)
+        self._cache = cache
         self._log = log
-        repeat = getattr(log, "repeat", None)
-        self._repeat: Callable[[Decision, float, str], None] | None = (
-            repeat if callable(repeat) else None)
+        self._repeating = log if isinstance(log, RepeatingDecisionLog) else None
         self._clock = clock
         self._timeout = timeout
         if bundle is not None and self._cache is not None:
@@ -88,8 +106,8 @@ class Authorizer:
             return None
         hit = self._cache.get(self._key(ctx, action, resource, tenant_status, grant), now)
         if hit is not None and self._log is not None:
-            if self._repeat is not None:
-                self._repeat(hit, now, self.service)  # the cheap path for hot caches
+            if self._repeating is not None:
+                self._repeating.repeat(hit, now, self.service)  # the cheap path for hot caches
             else:
                 self._record(ctx, action, resource, tenant_status, now, hit, cached=True,
                              started=None, grant=grant)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Hashable
 
 from tenancy.authz.decision import Decision
+from tenancy.errors import ConfigurationError
 
 
 class DecisionCache:
@@ -21,7 +22,7 @@ class DecisionCache:
 
     def __init__(self, *, max_entries: int = 50_000, max_age: float = 60.0) -> None:
         if max_entries < 1 or max_age <= 0:
-            raise ValueError("max_entries must be >= 1 and max_age > 0")
+            raise ConfigurationError("max_entries must be >= 1 and max_age > 0")
         self._max = max_entries
         self._max_age = max_age
         self._entries: dict[Hashable, tuple[float, Decision]] = {}

@@ -10,13 +10,6 @@
   ``deid.refused``.
 """
 
-from tenancy.deid.errors import (
-    ContributionRefused,
-    DeidError,
-    DeidSchemaError,
-    InvalidSchema,
-    RecordRejected,
-)
 from tenancy.deid.pipeline import PSEUDONYM_PREFIX, Deidentifier, KeySource, pseudonym
 from tenancy.deid.policy import (
     SETTINGS_TABLE,
@@ -28,6 +21,13 @@ from tenancy.deid.policy import (
 )
 from tenancy.deid.schema import IdentifierKind, RecordSchema
 from tenancy.deid.scrub import Person, Scrubber
+from tenancy.errors import (
+    ContributionRefused,
+    DeidError,
+    DeidSchemaError,
+    InvalidSchema,
+    RecordRejected,
+)
 
 __all__ = [
     "PSEUDONYM_PREFIX",

@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tenancy.clock import Clock, SystemClock
-from tenancy.deid.errors import ContributionRefused, RecordRejected
 from tenancy.deid.policy import ContributionPolicy
 from tenancy.deid.schema import IdentifierKind, RecordSchema
 from tenancy.deid.scrub import Person, Scrubber
-from tenancy.errors import ConfigurationError
+from tenancy.errors import ConfigurationError, ContributionRefused, RecordRejected
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 
 PSEUDONYM_PREFIX = "p_"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tenancy.deid.errors import InvalidSchema
+from tenancy.errors import InvalidSchema
 
 
 class IdentifierKind(StrEnum):

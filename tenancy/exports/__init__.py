@@ -2,7 +2,7 @@
 download link (see :mod:`tenancy.exports.service`). The retention job deletes exports
 12 days after creation (data class ``exports``, :mod:`tenancy.retention`)."""
 
-from tenancy.exports.errors import (
+from tenancy.errors import (
     ExportError,
     ExportGone,
     ExportLinkExpired,

@@ -5,11 +5,18 @@ rows through ``source`` (e.g. ``functools.partial(WorklogStore.list, limit=...)`
 is itself tenant-scoped), renders them as JSON or CSV, seals the content under the
 tenant's data key into ``tenancy_exports`` and returns a link token.
 
-The token is ``base64url(payload) "." base64url(mac)``: the payload is canonical JSON
-``{"v": 1, "x": export id, "t": tenant id, "e": expiry (epoch seconds)}`` and the MAC
-is HMAC-SHA256 under a dedicated signing key (>= 32 bytes) over a domain-separation
-prefix and the payload. ``download`` checks, in order: format and signature
-(:class:`ExportLinkInvalid`), expiry against the injected clock
+The token is itsdangerous' URL-safe signed JSON (``URLSafeSerializer``): the payload
+``{"v": 1, "x": export id, "t": tenant id, "e": expiry (epoch seconds)}`` and an
+HMAC-SHA256 under a key derived (HMAC) from a dedicated signing key (>= 32 bytes) and the
+salt :data:`LINK_SALT`, which keeps these signatures apart from any other use of a key.
+Retired keys (``previous_keys``) still verify; only the current one signs.
+
+The expiry is in the signed payload and compared with the injected clock, not with
+itsdangerous' ``max_age``: that one reads ``time.time()`` and counts from signing with
+the verifier's window, while a link's end is fixed when it is made (the ``expires_at``
+its creator was told) and tests freeze time instead of patching it.
+
+``download`` checks, in order: format and signature (:class:`ExportLinkInvalid`), expiry
 (:class:`ExportLinkExpired`), the caller's bound tenant (:class:`ExportTenantMismatch`),
 and that the export still exists in the caller's tenant (:class:`ExportGone`). Every
 creation, download and refusal is a security event.
@@ -17,10 +24,8 @@ creation, download and refusal is a security event.
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
-import hmac
 import io
 import json
 import uuid
@@ -29,20 +34,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker, undefer
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current, current_or_none
-from tenancy.errors import ConfigurationError, InvalidRequest
-from tenancy.events import EventSink, LoggingSink, SecurityEvent
-from tenancy.exports.errors import (
+from tenancy.errors import (
+    ConfigurationError,
     ExportError,
     ExportGone,
     ExportLinkExpired,
     ExportLinkInvalid,
     ExportTenantMismatch,
+    InvalidRequest,
 )
+from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.exports.model import ExportRecord
 from tenancy.keys import TenantKeys
 from tenancy.keys.columns import SESSION_KEYS
@@ -52,7 +59,7 @@ FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
 # The worklogs' public fields (services.worklogs.store), in CSV column order.
 WORKLOG_FIELDS = ("id", "author", "description", "minutes", "day", "comment", "created_at")
 MIN_KEY_BYTES = 32
-_MAC_PREFIX = b"tenancy-export-link/v1\x00"
+LINK_SALT = "tenancy.exports.link/v1"
 _VERSION = 1
 # Cells a spreadsheet would run as a formula (CSV injection, OWASP).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -91,7 +98,7 @@ class ExportService:
         engine: holds ``tenancy_exports`` (see :func:`tenancy.exports.create_schema`).
         source: returns the bound tenant's rows as mappings (called in its context).
         keys: seals the content under the tenant's data key (purpose ``exports``).
-        signing_key: the links' HMAC key, dedicated to this use, at least 32 bytes.
+        signing_key: the links' signing key, dedicated to this use, at least 32 bytes.
         previous_keys: retired signing keys that still verify links (rotation).
         window: how long a link is valid after creation.
         fields: CSV columns, in order (JSON carries every field of every row).
@@ -109,8 +116,10 @@ class ExportService:
             raise ConfigurationError("the export access window must be positive")
         self._engine = engine
         self._source = source
-        self._signing_key = signing_key
-        self._verify_keys = (signing_key, *previous_keys)
+        # itsdangerous signs with the last key and verifies with any of them.
+        self._links = URLSafeSerializer(
+            [*previous_keys, signing_key], salt=LINK_SALT, fallback_signers=[],
+            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256})
         self._clock = clock
         self._events = events if events is not None else LoggingSink()
         self._window = window
@@ -188,34 +197,21 @@ class ExportService:
     # -- internals -----------------------------------------------------------------------
 
     def _sign(self, export_id: str, tenant_id: str, expires_at: datetime) -> str:
-        payload = json.dumps({"v": _VERSION, "x": export_id, "t": tenant_id,
-                              "e": int(expires_at.timestamp())},
-                             sort_keys=True, separators=(",", ":")).encode()
-        mac = _mac(self._signing_key, payload)
-        return f"{_b64(payload)}.{_b64(mac)}"
+        return self._links.dumps({"v": _VERSION, "x": export_id, "t": tenant_id,
+                                  "e": int(expires_at.timestamp())})
 
     def _verify(self, token: str) -> tuple[str, str, int]:
         try:
-            encoded_payload, encoded_mac = token.split(".")
-            payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
-        except ValueError as exc:
-            raise ExportLinkInvalid("malformed export link") from exc
-        # Compare against every key (no early exit) before reading the payload.
-        valid = False
-        for key in self._verify_keys:
-            valid |= hmac.compare_digest(_mac(key, payload), mac)
-        if not valid:
-            raise ExportLinkInvalid("the export link does not verify")
-        try:
-            claims = json.loads(payload)
-            if claims["v"] != _VERSION:
-                raise ValueError("unknown version")
-            export_id, tenant_id, expires = claims["x"], claims["t"], claims["e"]
-            if not (isinstance(export_id, str) and isinstance(tenant_id, str)
-                    and isinstance(expires, int)):
-                raise ValueError("bad claim types")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportLinkInvalid("malformed export link") from exc
+            # The signature is checked before the payload is decoded at all.
+            claims = self._links.loads(token)
+        except (BadData, UnicodeError) as exc:  # UnicodeError: text no URL could carry
+            raise ExportLinkInvalid("the export link does not verify") from exc
+        if not isinstance(claims, dict) or claims.get("v") != _VERSION:
+            raise ExportLinkInvalid("malformed export link")
+        export_id, tenant_id, expires = claims.get("x"), claims.get("t"), claims.get("e")
+        if not (isinstance(export_id, str) and isinstance(tenant_id, str)
+                and type(expires) is int):
+            raise ExportLinkInvalid("malformed export link")
         return export_id, tenant_id, expires
 
     def _json(self, rows: list[Mapping[str, Any]], tenant_id: str, export_id: str,
@@ -239,20 +235,6 @@ class ExportService:
             actor=None if ctx is None else ctx.principal.subject,
             reason=details.pop("reason", None),
             request_id=None if ctx is None else ctx.request_id, details=details))
-
-
-def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, _MAC_PREFIX + payload, hashlib.sha256).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    if not text or not text.isascii():
-        raise ValueError("empty or non-ASCII")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _cell(value: Any) -> str:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import PrincipalKind
+from tenancy.errors import ConfigurationError
 from tenancy.identity.jwk import public_jwk
 
 DEV_ISSUER = "https://dev-issuer.tenancy.invalid"
@@ -53,7 +54,7 @@ class DevIssuer:
         if key_path.exists():
             loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             if not isinstance(loaded, Ed25519PrivateKey):
-                raise ValueError(f"{key_path} is not an Ed25519 private key")
+                raise ConfigurationError(f"{key_path} is not an Ed25519 private key")
             issuer = cls(loaded, **kwargs)
         else:
             issuer = cls.generate(**kwargs)

@@ -87,7 +87,9 @@ class TokenVerifier:
 
     ``verify`` may block on a JWKS fetch; ``verify_async`` never blocks the event loop
     (fetches run in a worker thread). Both serve repeated tokens from a
-    :class:`VerifiedTokenCache` while the token is unexpired and its key still trusted.
+    :class:`VerifiedTokenCache` while the token is unexpired and its key still trusted,
+    asking it once per call. They share one synchronous core; the async methods differ
+    only in awaiting the JWKS fetch.
     """
 
     def __init__(
@@ -121,7 +123,8 @@ class TokenVerifier:
             configured.keys.on_keys_removed(self._forget_removed_keys(configured.keys))
 
     def verify(self, token: str | bytes) -> VerifiedToken:
-        """Verify ``token``; may fetch the issuer's JWKS (blocking).
+        """Verify ``token``, or return its cached verification; may fetch the issuer's
+        JWKS (blocking).
 
         Raises:
             InvalidToken: any check failed; ``reason`` says which, for logs only.
@@ -130,12 +133,11 @@ class TokenVerifier:
         hit = self.cached(token, now=now)
         if hit is not None:
             return hit
-        text, digest = self._precheck(token)
         try:
-            return self._verify(text, digest, now, may_refresh=True)
+            return self._verify(token, now, may_refresh=True)
         except RefreshNeeded as need:
             need.keys.refresh(now)
-            return self._verify(text, digest, now, may_refresh=False)
+        return self._verify(token, now, may_refresh=False)
 
     async def verify_async(self, token: str | bytes, *, now: float | None = None) -> VerifiedToken:
         """Like :meth:`verify`, with any JWKS fetch moved to a worker thread."""
@@ -143,16 +145,21 @@ class TokenVerifier:
         hit = self.cached(token, now=now)
         if hit is not None:
             return hit
-        text, digest = self._precheck(token)
-        try:
-            return self._verify(text, digest, now, may_refresh=True)
-        except RefreshNeeded as need:
-            await anyio.to_thread.run_sync(need.keys.refresh, now)
-            return self._verify(text, digest, now, may_refresh=False)
+        return await self.authenticate(token, now=now)
 
     async def authenticate(self, token: str | bytes, *, now: float) -> VerifiedToken:
-        """The middleware's entry point (:class:`tenancy.authn.Authenticator`)."""
-        return await self.verify_async(token, now=now)
+        """Verify ``token`` fully, without reading the cache (the middleware's entry point,
+        :class:`tenancy.authn.Authenticator`: it has just asked :meth:`cached`). The
+        result is cached; a JWKS fetch runs in a worker thread, never on the event loop.
+
+        Raises:
+            InvalidToken: any check failed.
+        """
+        try:
+            return self._verify(token, now, may_refresh=True)
+        except RefreshNeeded as need:
+            await anyio.to_thread.run_sync(need.keys.refresh, now)
+        return self._verify(token, now, may_refresh=False)
 
     def cached(self, token: str | bytes, *, now: float) -> VerifiedToken | None:
         """The earlier verification of ``token`` if still valid; no parsing, no I/O.
@@ -182,7 +189,14 @@ class TokenVerifier:
                 raise InvalidToken("token is not ASCII") from exc
         return token, VerifiedTokenCache.digest(token)
 
-    def _verify(self, token: str, digest: bytes, now: float, *, may_refresh: bool) -> VerifiedToken:
+    def _verify(self, raw: str | bytes, now: float, *, may_refresh: bool) -> VerifiedToken:
+        """One verification, the sync core of every public method; caches the result.
+
+        Raises:
+            RefreshNeeded: the ``kid`` is unknown and ``may_refresh``: the caller fetches
+                the JWKS (blocking or in a worker thread) and calls once more without it.
+        """
+        token, digest = self._precheck(raw)
         try:
             unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except PyJWTError as exc:

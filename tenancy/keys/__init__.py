@@ -7,11 +7,14 @@ HSM, AWS KMS). The customer's revocation makes the tenant's data unreadable with
 tenant's cache TTL; the platform's shred destroys the KEK it holds, which makes every copy
 of every wrapped data key useless. Every platform-side change is seen by every process on
 its next use (``tenancy.keys.state``).
+
+The raw envelope (``seal``, ``open_``, ``DataKey``) lives in :mod:`tenancy.keys.hazmat`:
+it skips every check this package's recipes make.
 """
 
 from tenancy.keys.cache import DataKeyCache
 from tenancy.keys.columns import EncryptedBytes, EncryptedJSON, EncryptedString
-from tenancy.keys.envelope import Binding, DataKey, open_, seal
+from tenancy.keys.envelope import Binding
 from tenancy.keys.lifecycle import DEFAULT_PURPOSE, KeyStatus
 from tenancy.keys.local import LocalKeyProvider, RootKey
 from tenancy.keys.provider import (
@@ -28,7 +31,6 @@ from tenancy.keys.state import KeyStateSignal, ProcessKeyState, SharedKeyState
 __all__ = [
     "DEFAULT_PURPOSE",
     "Binding",
-    "DataKey",
     "DataKeyCache",
     "EncryptedBytes",
     "EncryptedJSON",
@@ -46,6 +48,4 @@ __all__ = [
     "RootKey",
     "SharedKeyState",
     "TenantKeys",
-    "open_",
-    "seal",
 ]

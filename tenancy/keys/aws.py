@@ -45,8 +45,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from tenancy.errors import DecryptionFailed, KeyDestroyed, KeyManagementError, KeyUnavailable
-from tenancy.keys.provider import KeyInfo, KeyRef, ProviderUnavailable, context_bytes
+from tenancy.errors import (
+    DecryptionFailed,
+    KeyDestroyed,
+    KeyManagementError,
+    KeyUnavailable,
+    ProviderUnavailable,
+)
+from tenancy.keys.provider import KeyInfo, KeyRef, context_bytes
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient

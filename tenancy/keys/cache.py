@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 
+from tenancy.errors import ConfigurationError
 from tenancy.keys.envelope import DataKey
 
 
@@ -32,7 +33,7 @@ class DataKeyCache:
     def __init__(self, *, ttl: float = 300.0, max_uses: int = 1_000_000,
                  max_entries: int = 10_000) -> None:
         if ttl <= 0 or max_uses < 1 or max_entries < 1:
-            raise ValueError("ttl, max_uses and max_entries must be positive")
+            raise ConfigurationError("ttl, max_uses and max_entries must be positive")
         self.ttl = ttl
         self._max_uses = max_uses
         self._max_entries = max_entries

@@ -30,6 +30,7 @@ from tenancy.keys.provider import (
     ProviderUnavailable,
 )
 from tenancy.keys.store import DataKeyRecord, KekRecord
+from tenancy.retrying import retrying
 
 T = TypeVar("T")
 
@@ -63,14 +64,16 @@ class KeyLayers:
         return provider
 
     def call(self, operation: Callable[[], T]) -> T:
-        for attempt in range(self._retries + 1):
-            try:
-                return operation()
-            except ProviderUnavailable:
-                if attempt == self._retries:
-                    break
-                self._sleep(self._backoff * 2**attempt)
-        raise KeyUnavailable("the key service is unavailable")
+        """``operation()``, retried on ``ProviderUnavailable`` with backoff; a service
+        that never answers is ``KeyUnavailable``."""
+        try:
+            for attempt in retrying(on=ProviderUnavailable, attempts=self._retries + 1,
+                                    backoff=self._backoff, sleep=self._sleep):
+                with attempt:
+                    return operation()
+        except ProviderUnavailable as exc:
+            raise KeyUnavailable("the key service is unavailable") from exc
+        raise KeyUnavailable("the key service is unavailable")  # no attempt ran
 
     def wrap(self, platform_key: KeyRef, cmk: KeyRef | None, tenant_id: str, purpose: str,
              version: int, material: bytes) -> tuple[bytes, KeyRef, KeyRef | None]:

@@ -50,8 +50,9 @@ from tenancy.errors import (
     KeyDestroyed,
     KeyManagementError,
     KeyUnavailable,
+    ProviderUnavailable,
 )
-from tenancy.keys.provider import KeyInfo, KeyRef, ProviderUnavailable, context_bytes
+from tenancy.keys.provider import KeyInfo, KeyRef, context_bytes
 
 NAME = "pkcs11"
 LABEL_PREFIX = "tenancy"

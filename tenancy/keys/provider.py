@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from tenancy.errors import KeyManagementError
+from tenancy.errors import KeyManagementError, ProviderUnavailable
+
+# ProviderUnavailable lives in tenancy.errors; it stays importable from here, where
+# providers have always found it.
+__all__ = ["KeyInfo", "KeyProvider", "KeyRef", "PlatformKeyProvider", "ProviderUnavailable",
+           "context_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +42,6 @@ class KeyInfo:
     versions: tuple[str, ...] = ()
     managed_by: str = "platform"  # or "customer"
     location: str = ""            # e.g. the HSM token or the KMS region
-
-
-class ProviderUnavailable(KeyManagementError):
-    """Transient: the key service did not answer. Callers retry with backoff, then
-    report ``KeyUnavailable``; never another key, never plaintext."""
-
-    code = "key-provider-unavailable"
 
 
 @runtime_checkable

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import attributes, sessionmaker, undefer
+from sqlalchemy.orm import Mapper, attributes, sessionmaker, undefer
 
 from tenancy.context import TenantContext, bind
-from tenancy.keys.columns import _encrypted_columns
+from tenancy.keys.columns import EncryptedBytes, EncryptedJSON, EncryptedString
+
+# Every encrypted column type tenancy ships (an application's own subclass included).
+_ENCRYPTED_TYPES = (EncryptedString, EncryptedBytes, EncryptedJSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +59,15 @@ class ReencryptionJob:
             offset = 0
             keys = [c.key for c in object_mapper_of(self._model).primary_key]
             order = [getattr(self._model, k) for k in keys]
-            encrypted = _encrypted_columns(object_mapper_of(self._model))
-            options = [undefer(getattr(self._model, key)) for key, _, _ in encrypted]
+            encrypted = _encrypted_attributes(object_mapper_of(self._model))
+            options = [undefer(getattr(self._model, key)) for key in encrypted]
             while True:
                 rows = session.scalars(select(self._model).options(*options).order_by(*order)
                                        .offset(offset).limit(self._batch)).all()
                 if not rows:
                     break
                 for row in rows:
-                    for key, _, _ in encrypted:
+                    for key in encrypted:
                         if getattr(row, key) is not None:
                             attributes.flag_modified(row, key)
                 session.commit()
@@ -73,6 +76,12 @@ class ReencryptionJob:
                 offset += len(rows)
                 self._progress(Progress(done, total))
         return Progress(done, total)
+
+
+def _encrypted_attributes(mapper: Mapper[Any]) -> list[str]:
+    """The mapped attributes of ``mapper`` stored in an encrypted column type."""
+    return [prop.key for prop in mapper.column_attrs
+            if any(isinstance(column.type, _ENCRYPTED_TYPES) for column in prop.columns)]
 
 
 def object_mapper_of(model: type[Any]) -> Any:

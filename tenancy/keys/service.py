@@ -60,6 +60,7 @@ from tenancy.keys.provider import (
 )
 from tenancy.keys.state import KeyStateSignal, ProcessKeyState
 from tenancy.keys.store import DataKeyRecord, DataKeyStore, KekRecord
+from tenancy.retrying import retrying
 
 if TYPE_CHECKING:
     from tenancy.residency.keys import KeyResidency
@@ -214,24 +215,20 @@ class TenantKeys(KeyLifecycle):
         """The data key to encrypt with, created (or rotated) if needed. Two writers may
         create the same version at once (threads, processes): the loser's INSERT fails on
         the key, its transaction rolls back, and it takes the winner's key instead."""
-        for attempt in range(_CREATE_RACES):
-            try:
-                with self.store.transaction(tenant_id) as conn:
-                    kek = self._kek(conn, tenant_id)
-                    found = self.store.data_key(conn, tenant_id, purpose)
-                    unflushed = 0 if found is None else self._unflushed.get(
-                        (tenant_id, purpose, found.version), 0)
-                    if found is None or self._worn(found, unflushed):
-                        version = self._new_data_key(conn, tenant_id, purpose, now,
-                                                     kek=kek, generation=generation)
-                        found = self.store.data_key(conn, tenant_id, purpose, version)
-                        if found is None:
-                            raise KeyUnavailable("the new data key was not stored")
-                    return found, kek
-            except IntegrityError:
-                if attempt == _CREATE_RACES - 1:
-                    raise
-        raise KeyUnavailable("could not create the tenant's data key")
+        for attempt in retrying(on=IntegrityError, attempts=_CREATE_RACES):
+            with attempt, self.store.transaction(tenant_id) as conn:
+                kek = self._kek(conn, tenant_id)
+                found = self.store.data_key(conn, tenant_id, purpose)
+                unflushed = 0 if found is None else self._unflushed.get(
+                    (tenant_id, purpose, found.version), 0)
+                if found is None or self._worn(found, unflushed):
+                    version = self._new_data_key(conn, tenant_id, purpose, now,
+                                                 kek=kek, generation=generation)
+                    found = self.store.data_key(conn, tenant_id, purpose, version)
+                    if found is None:
+                        raise KeyUnavailable("the new data key was not stored")
+                return found, kek
+        raise KeyUnavailable("could not create the tenant's data key")  # no attempt ran
 
     def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
         return (self._clock.now() - as_utc(record.created_at) >= self._max_age

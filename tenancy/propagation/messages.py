@@ -90,7 +90,7 @@ class MessageConsumer:
         except TenancyError as exc:
             self._events.emit(SecurityEvent(
                 action="message.refused", at=self._clock.now(),
-                reason=getattr(exc, "reason", None) or exc.code, details={"code": exc.code}))
+                reason=exc.reason, details={"code": exc.code}))
             raise
 
     def consume(self, headers: Mapping[str, Any], body: bytes,

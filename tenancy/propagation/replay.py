@@ -14,6 +14,8 @@ import heapq
 import threading
 from typing import Protocol
 
+from tenancy.errors import ConfigurationError
+
 
 class ReplayGuard(Protocol):
     """Records token ids; thread-safe."""
@@ -34,7 +36,7 @@ class MemoryReplayGuard:
 
     def __init__(self, *, max_entries: int = 500_000) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be >= 1")
+            raise ConfigurationError("max_entries must be >= 1")
         self._max = max_entries
         self._seen: dict[str, float] = {}
         self._expiries: list[tuple[float, str]] = []

@@ -138,25 +138,22 @@ class ContextTokenVerifier:
             InvalidToken: any check failed; ``reason`` says which, for logs only.
         """
         now = self._clock.timestamp() if now is None else now
-        text = _ascii(token)
         try:
-            return self._verify(text, now, body, may_refresh=True)
+            return self._verify(token, now, body, may_refresh=True)
         except _RefreshDue as due:
-            for keys in due.sources:
-                keys.refresh(now)
-            return self._verify(text, now, body, may_refresh=False)
+            due.refresh(now)
+        return self._verify(token, now, body, may_refresh=False)
 
     async def verify_async(self, token: str | bytes, *, now: float | None = None,
                            body: bytes | None = None) -> VerifiedContext:
-        """Like :meth:`verify`, with any JWKS fetch in a worker thread."""
+        """Like :meth:`verify`, with any JWKS fetch in a worker thread: the same sync core,
+        only the fetch is awaited."""
         now = self._clock.timestamp() if now is None else now
-        text = _ascii(token)
         try:
-            return self._verify(text, now, body, may_refresh=True)
+            return self._verify(token, now, body, may_refresh=True)
         except _RefreshDue as due:
-            for keys in due.sources:
-                await anyio.to_thread.run_sync(keys.refresh, now)
-            return self._verify(text, now, body, may_refresh=False)
+            await anyio.to_thread.run_sync(due.refresh, now)
+        return self._verify(token, now, body, may_refresh=False)
 
     async def authenticate(self, token: str | bytes, *, now: float) -> VerifiedContext:
         """The middleware's entry point (:class:`tenancy.authn.Authenticator`)."""
@@ -166,8 +163,15 @@ class ContextTokenVerifier:
         """Never a cache hit: every context token is single-use."""
         return None
 
-    def _verify(self, token: str, now: float, body: bytes | None, *,
+    def _verify(self, raw: str | bytes, now: float, body: bytes | None, *,
                 may_refresh: bool) -> VerifiedContext:
+        """One verification, the sync core of both public methods.
+
+        Raises:
+            _RefreshDue: the ``kid`` is unknown and ``may_refresh``: the caller fetches
+                the JWKS (blocking or in a worker thread) and calls once more without it.
+        """
+        token = _ascii(raw)
         # Only the (short) header is read before the signature is checked: the key id
         # names the service, and jwt.decode then requires that service as ``iss``. The
         # payload is parsed once, by PyJWT, after the signature.
@@ -243,6 +247,11 @@ class _RefreshDue(Exception):
 
     def __init__(self, sources: list[JWKSKeySource]) -> None:
         self.sources = sources
+
+    def refresh(self, now: float) -> None:
+        """Fetch every due JWKS (blocking: on the event loop, run it in a worker thread)."""
+        for keys in self.sources:
+            keys.refresh(now)
 
 
 def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:

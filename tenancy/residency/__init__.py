@@ -10,9 +10,9 @@ Every refusal is a :class:`ResidencyViolation` (a ``WrongRegion``: 403 ``wrong-r
 and a ``residency.refused`` security event.
 """
 
+from tenancy.errors import ResidencyViolation
 from tenancy.residency.audit import REFUSED
 from tenancy.residency.engines import RegionalEngines, RegionalSessions
-from tenancy.residency.errors import ResidencyViolation
 from tenancy.residency.keys import KeyResidency, check_key_region, key_region
 
 __all__ = [

@@ -6,8 +6,8 @@ from typing import NoReturn
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current_or_none
+from tenancy.errors import ResidencyViolation
 from tenancy.events import EventSink, SecurityEvent
-from tenancy.residency.errors import ResidencyViolation
 
 REFUSED = "residency.refused"
 

@@ -3,7 +3,7 @@
 Each service instance is configured with its own region and with one SQLAlchemy engine
 per region (``RegionalEngines``). A tenant's data is read and written only through the
 engine of the tenant's home region, and only by an instance of that region: anything
-else is a :class:`~tenancy.residency.errors.ResidencyViolation` (403 ``wrong-region``)
+else is a :class:`~tenancy.errors.ResidencyViolation` (403 ``wrong-region``)
 and a ``residency.refused`` security event naming the tenant, its home region, this
 instance's region and what was attempted.
 """

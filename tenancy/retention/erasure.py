@@ -26,7 +26,12 @@ from sqlalchemy import Engine, Table, delete
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import current_or_none
-from tenancy.errors import KeyDestroyed, KeyUnavailable, TenantContextConflict
+from tenancy.errors import (
+    ConfigurationError,
+    KeyDestroyed,
+    KeyUnavailable,
+    TenantContextConflict,
+)
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.exports.model import ExportRecord
 from tenancy.keys import TenantKeys
@@ -67,7 +72,7 @@ def erase_tenant_personal_data(tenant_id: str, *, engine: Engine, keys: TenantKe
 
     Raises:
         TenantContextConflict: a context for another tenant is bound.
-        ValueError: a table is not tenant-owned.
+        ConfigurationError: a table is not tenant-owned (nothing is deleted).
         KeyUnavailable: the key provider could not destroy the key (rows are deleted
             already; run again to finish).
     """
@@ -76,7 +81,7 @@ def erase_tenant_personal_data(tenant_id: str, *, engine: Engine, keys: TenantKe
         raise TenantContextConflict("erasure of another tenant than the bound one")
     for table in tables:
         if "tenant_id" not in table.c:
-            raise ValueError(f"{table.name} has no tenant_id column")
+            raise ConfigurationError(f"{table.name} has no tenant_id column")
     deleted: dict[str, int] = {}
     for table in tables:
         with tenant_transaction(engine, tenant_id) as conn:

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, delete, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.errors import ConfigurationError
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.retention.rules import DEFAULT_RULES, RetentionRule
 from tenancy.scoping import system_scope
@@ -76,10 +77,10 @@ class RetentionJob:
                  tenants: Callable[[], Iterable[str]] | None = None,
                  after_batch: AfterBatch | None = None) -> None:
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise ConfigurationError("batch_size must be at least 1")
         names = [r.data_class for r in rules]
         if len(set(names)) != len(names):
-            raise ValueError("two retention rules for the same data class")
+            raise ConfigurationError("two retention rules for the same data class")
         self._engine = engine
         self._rules = tuple(rules)
         self._clock = clock

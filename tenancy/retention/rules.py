@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Table
 
+from tenancy.errors import ConfigurationError
 from tenancy.exports.model import ExportRecord
 from tenancy.retention.model import IdentityMapping
 
@@ -36,14 +37,15 @@ class RetentionRule:
 
     def __post_init__(self) -> None:
         if not self.data_class.strip():
-            raise ValueError("a retention rule needs a data class name")
+            raise ConfigurationError("a retention rule needs a data class name")
         if self.keep <= timedelta(0):
-            raise ValueError("a retention period must be positive")
+            raise ConfigurationError("a retention period must be positive")
         if "tenant_id" not in self.table.c or self.timestamp_column not in self.table.c:
-            raise ValueError(f"{self.table.name} needs tenant_id and {self.timestamp_column}")
+            raise ConfigurationError(
+                f"{self.table.name} needs tenant_id and {self.timestamp_column}")
         keys = [c.name for c in self.table.primary_key.columns]
         if not keys or keys[0] != "tenant_id":
-            raise ValueError(f"{self.table.name}: tenant_id must lead the primary key")
+            raise ConfigurationError(f"{self.table.name}: tenant_id must lead the primary key")
 
     @property
     def timestamp(self) -> Column[datetime]:

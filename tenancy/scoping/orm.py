@@ -53,7 +53,12 @@ from sqlalchemy.orm.interfaces import ORMOption
 from tenancy import consistency
 from tenancy.clock import SYSTEM_CLOCK
 from tenancy.context import current_or_none
-from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
+from tenancy.errors import (
+    ConfigurationError,
+    CrossTenantWrite,
+    NoTenantContext,
+    TenantContextConflict,
+)
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.scoping.rls import confirm_tenant, reset_setting_on_return, set_tenant
 from tenancy.scoping.statements import guard_statement, tenant_table
@@ -108,10 +113,10 @@ def system_scope(reason: str, *, events: EventSink | None = None) -> Iterator[No
     no cross-layer consistency check (``tenancy.consistency``) inside the block.
 
     Raises:
-        ValueError: ``reason`` is empty; every use must say why.
+        ConfigurationError: ``reason`` is empty; every use must say why.
     """
     if not reason.strip():
-        raise ValueError("system_scope needs a reason")
+        raise ConfigurationError("system_scope needs a reason")
     (events if events is not None else LoggingSink()).emit(
         SecurityEvent(action="system_scope.entered", at=SYSTEM_CLOCK.now(), reason=reason)
     )

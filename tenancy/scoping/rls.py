@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, Table, event, func, select, text
 
 from tenancy import consistency
+from tenancy.errors import ConfigurationError
 
 TENANT_SETTING = "tenancy.tenant_id"
 POLICY_NAME = "tenancy_tenant_isolation"
@@ -31,7 +32,7 @@ def rls_statements(table: Table, dialect: Dialect, *,
     Needs no connection, so migrations can emit it offline (``alembic upgrade --sql``).
     """
     if "tenant_id" not in table.c:
-        raise ValueError(f"{table.name} has no tenant_id column")
+        raise ConfigurationError(f"{table.name} has no tenant_id column")
     preparer = dialect.identifier_preparer
     return _policy_ddl(preparer.format_table(table), preparer.quote(POLICY_NAME), setting)
 
@@ -68,7 +69,7 @@ _PARTITIONS = text(
 
 def _policy_ddl(name: str, policy: str, setting: str) -> list[str]:
     if not _SETTING_PATTERN.fullmatch(setting):
-        raise ValueError("setting must look like 'namespace.name'")
+        raise ConfigurationError("setting must look like 'namespace.name'")
     # The setting name is validated above and is not request data; it is a constant
     # of the schema, so it appears in the DDL as a literal.
     predicate = f"tenant_id = NULLIF(current_setting('{setting}', true), '')"

@@ -40,9 +40,9 @@ from starlette.routing import Route
 
 from tenancy.clock import Clock
 from tenancy.errors import (
-    AuthenticationError,
     ConfigurationError,
     InvalidRequest,
+    InvalidSignature,
     TenancyError,
     UnknownTenant,
 )
@@ -113,17 +113,6 @@ def sign(secret: bytes, timestamp: int | str, body: bytes) -> str:
     """The ``X-Tenancy-Signature`` value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
-
-
-class InvalidSignature(AuthenticationError):
-    """A webhook call failed authentication: no or a wrong signature, a timestamp outside
-    the window, or a replay. ``reason`` is for logs and events only."""
-
-    code = "invalid-signature"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: TenantRegistry,

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
-from tenancy.errors import DuplicateSlug, UnknownTenant
+from tenancy.errors import ConfigurationError, DuplicateSlug, UnknownTenant
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
 from tenancy.tenants.model import (
     Tenant,
@@ -75,7 +75,7 @@ class TenantRegistry:
         cache_ttl: float = 5.0,
     ) -> None:
         if cache_ttl < 0:
-            raise ValueError("cache_ttl must be >= 0")
+            raise ConfigurationError("cache_ttl must be >= 0")
         self._engine = engine
         self._clock = clock
         self._events = events if events is not None else LoggingSink()

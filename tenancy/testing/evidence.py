@@ -32,13 +32,19 @@ from typing import Any, Protocol
 from tenancy.audit import VerifyResult
 from tenancy.authz import PolicyBundle
 from tenancy.authz.policytests import PolicyTestResult, Status
+from tenancy.errors import EvidenceInputError
+from tenancy.testing.outcomes import DB_MATRIX_KIND, DB_OUTCOMES, PROBE_KIND, PROBE_OUTCOMES
+from tenancy.testing.report import render_html
+
+__all__ = [
+    "DB_MATRIX_KIND", "DB_OUTCOMES", "KIND", "LIBRARIES", "PROBE_KIND", "PROBE_OUTCOMES",
+    "VERSION", "ChainResult", "ChainVerifier", "EvidenceInputError", "Verdict",
+    "build_evidence", "bundle_digest", "collect_versions", "judge", "load_input",
+    "outcome_counts", "validate_input", "verify_chains", "write_pack",
+]
 
 KIND = "tenancy.evidence"
 VERSION = 1
-PROBE_KIND = "tenancy.probe"
-DB_MATRIX_KIND = "tenancy.db-matrix"
-PROBE_OUTCOMES = ("enforced", "leaked", "error", "skipped")
-DB_OUTCOMES = ("enforced", "denied", "leaked", "vacuous", "error")
 LIBRARIES = ("starlette", "sqlalchemy", "cryptography", "pyjwt", "jinja2", "regopy",
              "opa-golib-python-bindings")
 _SHOWN = 5  # reasons name this many cells of one kind, then count the rest
@@ -48,10 +54,6 @@ class Verdict(StrEnum):
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
     FAIL = "FAIL"
     INCOMPLETE = "INCOMPLETE"
-
-
-class EvidenceInputError(ValueError):
-    """An input document is unreadable, not JSON, or not the kind and version expected."""
 
 
 # -- inputs ----------------------------------------------------------------------------
@@ -293,8 +295,6 @@ def _named(document: Mapping[str, Any], outcome: str, label: str,
 def write_pack(evidence: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``evidence.json`` and ``evidence.html`` (rendered from that JSON's text)
     into ``out_dir``, created if needed; returns both paths."""
-    from tenancy.testing.report import render_html
-
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(evidence, indent=2, ensure_ascii=False) + "\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from tenancy.testing.evidence import DB_OUTCOMES, PROBE_OUTCOMES
+from tenancy.testing.outcomes import DB_OUTCOMES, PROBE_OUTCOMES
 
 _OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 _SEVERITY = {"leaked": 0, "error": 1, "vacuous": 2, "skipped": 3, "denied": 4, "enforced": 5}

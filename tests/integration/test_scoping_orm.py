@@ -26,7 +26,12 @@ from sqlalchemy.orm import (
 )
 
 from tenancy.context import bind
-from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
+from tenancy.errors import (
+    ConfigurationError,
+    CrossTenantWrite,
+    NoTenantContext,
+    TenantContextConflict,
+)
 from tenancy.events import MemorySink
 from tenancy.scoping import (
     TenantSession,
@@ -170,7 +175,7 @@ def test_system_scope_needs_a_reason_and_is_recorded(
     sessions: sessionmaker[TenantSession],
 ) -> None:
     sink = MemorySink()
-    with pytest.raises(ValueError), system_scope("  "):
+    with pytest.raises(ConfigurationError), system_scope("  "):
         pass
     with system_scope("retention purge", events=sink), sessions() as s:
         assert s.scalar(select(func.count()).select_from(Project)) == 2

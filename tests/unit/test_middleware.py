@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -13,12 +14,15 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from services.worklogs.store import WorklogStore
+from tenancy.authz import Authorizer, Decision, DecisionCache
 from tenancy.context import current, current_or_none
 from tenancy.events import MemorySink
-from tenancy.identity import TokenVerifier
+from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.identity.cache import VerifiedTokenCache
+from tenancy.identity.verifier import VerifiedToken
 from tenancy.middleware import TenancyMiddleware, context_of
 from tenancy.tenants import Tenant, TenantRegistry
-from tests.conftest import REGION, TokenFactory, bearer
+from tests.conftest import AUDIENCE, REGION, TokenFactory, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +316,59 @@ async def test_store_refuses_to_run_without_a_context(store: WorklogStore) -> No
 
     with pytest.raises(NoTenantContext):
         store.list()
+
+
+# -- each cache is asked once per request ----------------------------------------------
+
+
+class CountingTokenCache(VerifiedTokenCache[VerifiedToken]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def get(self, digest: bytes, now: float) -> VerifiedToken | None:
+        self.lookups += 1
+        return super().get(digest, now)
+
+
+class CountingDecisionCache(DecisionCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def get(self, key: Any, now: float) -> Decision | None:
+        self.lookups += 1
+        return super().get(key, now)
+
+
+class AllowAll:
+    name = "allow-all"
+    revision = 1
+
+    def decide(self, input: Mapping[str, Any]) -> Decision:
+        return Decision(allow=True)
+
+
+async def test_each_cache_is_asked_once_per_request_on_a_miss_and_on_a_hit(
+    keys: JWKSKeySource, registry: TenantRegistry, acme: Tenant, token_for: TokenFactory
+) -> None:
+    tokens, decisions = CountingTokenCache(), CountingDecisionCache()
+    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys,
+                                             algorithms=["EdDSA"])], cache=tokens)
+
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"tenant": current().tenant_slug})
+
+    inner = Starlette(routes=[Route("/x", ok)])
+    app = TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
+                            authorizer=Authorizer(AllowAll(), service="x", cache=decisions),
+                            routes=inner.routes)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        headers = bearer(token_for(acme))
+        # The first request misses both caches (and fills them), the second hits both.
+        for requests in (1, 2):
+            response = await c.get("/x", headers=headers)
+            assert response.json() == {"tenant": "acme"}
+            assert (tokens.lookups, decisions.lookups) == (requests, requests)
+    assert len(tokens) == len(decisions) == 1

@@ -25,6 +25,7 @@ under a short ``lock_timeout``: the matrix never changes data, even on a databas
 RLS is broken. Identifiers are quoted by the dialect; values are bound parameters.
 """
 
+from tenancy.errors import MatrixError
 from tenancy.testing.dbmatrix.model import (
     KIND,
     LOCK_TIMEOUT,
@@ -35,7 +36,6 @@ from tenancy.testing.dbmatrix.model import (
     VERSION,
     Cell,
     DatabaseMatrix,
-    MatrixError,
     Outcome,
 )
 from tenancy.testing.dbmatrix.runner import access_matrix, access_matrix_for_url

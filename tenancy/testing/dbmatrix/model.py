@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from tenancy.errors import ConfigurationError
+from tenancy.errors import MatrixError
 from tenancy.scoping.audit import Finding
 
 KIND = "tenancy.db-matrix"
@@ -19,12 +19,6 @@ UNSET = "unset"  # setting: never set at all (NULL), in a brand-new session
 OWN = "own"
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 LOCK_TIMEOUT = "5s"  # a cell waiting on live traffic's row locks errors instead of blocking it
-
-
-class MatrixError(ConfigurationError):
-    """The matrix cannot be built (no tenants to test, not PostgreSQL, no transaction)."""
-
-    code = "db-matrix-error"
 
 
 class Outcome(StrEnum):

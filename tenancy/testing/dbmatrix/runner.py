@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Delete, Update
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
+from tenancy.errors import MatrixError
 from tenancy.scoping.audit import ScopedTable, audit, scoped_tables
 from tenancy.scoping.rls import TENANT_SETTING, set_tenant
 from tenancy.tenants.registry import tenants_table
@@ -22,7 +23,6 @@ from tenancy.testing.dbmatrix.model import (
     UNSET,
     Cell,
     DatabaseMatrix,
-    MatrixError,
     Outcome,
 )
 

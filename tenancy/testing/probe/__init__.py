@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
+from tenancy.errors import ProbeConfigError
 from tenancy.testing.probe.config import (
     GrantState,
     Identity,
     ProbeConfig,
-    ProbeConfigError,
     Route,
     TokenSource,
     load_config,

@@ -43,17 +43,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from tenancy.errors import ConfigurationError
+from tenancy.errors import ProbeConfigError
 
 ROUTE_KEY = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/\S*)$")
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?\}")
 SUPPORT_TARGET_HEADER = "x-support-target"
-
-
-class ProbeConfigError(ConfigurationError):
-    """The probe configuration is unusable; the message names the key."""
-
-    code = "probe-config"
 
 
 class GrantState(StrEnum):

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tenancy.testing.probe.config import ProbeConfigError, Route
+from tenancy.errors import ProbeConfigError
+from tenancy.testing.probe.config import Route
 
 METHODS = ("get", "post", "put", "patch", "delete")
 

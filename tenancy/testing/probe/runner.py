@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx
 
+from tenancy.errors import ProbeConfigError
 from tenancy.testing.probe.config import (
     GrantState,
     Identity,
     ProbeConfig,
-    ProbeConfigError,
     Route,
 )
 from tenancy.testing.probe.report import (

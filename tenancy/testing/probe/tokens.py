@@ -18,7 +18,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tenancy.testing.probe.config import Issuer, ProbeConfigError, TokenSource
+from tenancy.errors import ProbeConfigError
+from tenancy.testing.probe.config import Issuer, TokenSource
 
 WRONG_AUDIENCE = "https://wrong-audience.probe.invalid"
 _COMMAND_TIMEOUT = 30

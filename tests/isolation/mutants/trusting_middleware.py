@@ -34,7 +34,7 @@ class TrustingMiddleware(TenancyMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         claimed = None
         if scope["type"] in ("http", "websocket"):
-            # The real middleware strips tenant headers in _sanitize: read them before.
+            # The real middleware strips tenant headers first: read them before.
             value = next((v for k, v in scope["headers"] if k.lower() == TRUSTED_HEADER), None)
             if value is not None:
                 claimed = await self._claimed_tenant(value.decode("latin-1").strip())
@@ -48,7 +48,7 @@ class TrustingMiddleware(TenancyMiddleware):
         if not value:
             return None
         try:
-            return await self._target(value)  # by slug, then by id
+            return await self._admission.target(value)  # by slug, then by id
         except NotFound:
             return None
 

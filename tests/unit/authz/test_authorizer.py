@@ -265,6 +265,18 @@ async def test_decision_is_not_reused_after_its_valid_until(acme: Tenant,
     assert Expiring.calls == 2
 
 
+async def test_no_cache_asks_the_engine_every_time_and_a_flag_is_refused(
+        bundle: PolicyBundle, acme: Tenant) -> None:
+    counting = Counting(EmbeddedRego(bundle))
+    authorizer = Authorizer(counting, service="worklogs", cache=None)
+    for _ in range(2):
+        await authorizer.decide(ctx_for(acme), GET_WORKLOGS)
+    assert counting.calls == 2
+    for flag in (True, False):
+        with pytest.raises(ConfigurationError):
+            Authorizer(counting, service="worklogs", cache=flag)  # type: ignore[arg-type]
+
+
 def test_decision_made_under_old_data_is_not_cached() -> None:
     cache = DecisionCache()
     cache.invalidate(5)

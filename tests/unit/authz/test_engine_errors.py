@@ -78,7 +78,7 @@ async def test_custom_engine_answering_a_non_decision_is_a_503_problem(
         return JSONResponse([])
 
     inner = Starlette(routes=[Route("/worklogs", worklogs)])
-    authorizer = Authorizer(Answering(answer), service="worklogs", cache=False)
+    authorizer = Authorizer(Answering(answer), service="worklogs", cache=None)
     app = TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
                             authorizer=authorizer, routes=inner.routes)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import csv
+import hashlib
 import io
 import json
+import zlib
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
+from itsdangerous import URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 from sqlalchemy import Engine, text
 
 from services.worklogs.store import WorklogStore
@@ -23,12 +27,35 @@ from tenancy.exports import (
     ExportService,
     ExportTenantMismatch,
 )
+from tenancy.exports.service import LINK_SALT
 from tenancy.keys import TenantKeys
 from tenancy.problems import spec_for
 from tenancy.tenants import Tenant
-from tests.unit.exports.conftest import ctx_of, export_service
+from tests.unit.exports.conftest import SIGNING_KEY, ctx_of, export_service
 
 SECRET = "plaintext-marker: the customer's secret plan"
+
+
+def serializer(key: bytes = SIGNING_KEY, salt: str = LINK_SALT) -> URLSafeSerializer:
+    """The link format, as a third party holding ``key`` would build it."""
+    return URLSafeSerializer(key, salt=salt, fallback_signers=[],
+                             signer_kwargs={"key_derivation": "hmac",
+                                            "digest_method": hashlib.sha256})
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The payload of a link, read without verifying it (what anyone can do)."""
+    payload = token.rsplit(".", 1)[0]
+    if payload.startswith("."):  # itsdangerous compressed it
+        return dict(json.loads(zlib.decompress(base64_decode(payload[1:]))))
+    return dict(json.loads(base64_decode(payload)))
+
+
+def with_claims(token: str, **changes: Any) -> str:
+    """``token`` with its payload edited and its signature kept."""
+    signature = token.rsplit(".", 1)[1]
+    edited = json.dumps({**claims_of(token), **changes}, separators=(",", ":"))
+    return f"{base64_encode(edited.encode()).decode()}.{signature}"
 
 
 def add_worklogs(store: WorklogStore, tenant: Tenant, *descriptions: str) -> list[str]:
@@ -83,30 +110,47 @@ def test_content_is_ciphertext_at_rest(exports: ExportService, worklogs: Worklog
     assert b"plaintext-marker" not in raw and b"alice" not in raw
 
 
-@pytest.mark.parametrize("tamper", ["payload", "mac", "garbage", "empty", "extra-part"])
-def test_a_tampered_link_is_refused(exports: ExportService, acme: Tenant, globex: Tenant,
+def test_a_link_is_signed_json_naming_export_tenant_and_expiry(
+        exports: ExportService, acme: Tenant) -> None:
+    with bind(ctx_of(acme)):
+        link = exports.create("json")
+    claims = serializer().loads(link.token)  # verifies under the service's key and salt
+    assert claims == {"v": 1, "x": link.export_id, "t": acme.id,
+                      "e": int(link.expires_at.timestamp())}
+
+
+@pytest.mark.parametrize("tamper", ["mac", "garbage", "empty", "extra-part", "surrogate"])
+def test_a_tampered_link_is_refused(exports: ExportService, acme: Tenant,
                                     events: MemorySink, tamper: str) -> None:
     with bind(ctx_of(acme)):
         token = exports.create("json").token
-    payload, mac = token.split(".")
-    if tamper == "payload":  # a forged link naming another tenant, old MAC kept
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        claims["t"] = globex.id
-        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-        token = f"{forged}.{mac}"
-    elif tamper == "mac":
-        token = f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}"  # all-data bits
-    elif tamper == "garbage":
-        token = "not-a-link"
-    elif tamper == "empty":
-        token = ""
-    else:
-        token = f"{token}.more"
+    payload, mac = token.rsplit(".", 1)
+    token = {"mac": f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}",  # all-data bits
+             "garbage": "not-a-link", "empty": "", "extra-part": f"{token}.more",
+             "surrogate": f"{token}\ud800"}[tamper]
     with bind(ctx_of(acme)), pytest.raises(ExportLinkInvalid) as refused:
         exports.download(token)
     assert refused.value.code == "export-link-invalid"
+    assert spec_for(refused.value).status == 404
     assert events.actions()[-1] == "export.refused"
     assert events.events[-1].reason == "export-link-invalid"
+
+
+@pytest.mark.parametrize("claim", ["t", "x", "e", "v"])
+def test_a_link_whose_payload_is_edited_is_refused(
+        exports: ExportService, acme: Tenant, globex: Tenant, clock: FrozenClock,
+        claim: str) -> None:
+    with bind(ctx_of(globex)):
+        theirs = exports.create("json")
+    with bind(ctx_of(acme)):
+        mine = exports.create("json")
+    value = {"t": globex.id, "x": theirs.export_id, "v": 2,  # another tenant, export, format
+             "e": int(clock.now().timestamp()) + 365 * 86400}[claim]  # a year more
+    forged = with_claims(mine.token, **{claim: value})
+    for tenant in (acme, globex):
+        with bind(ctx_of(tenant)), pytest.raises(ExportLinkInvalid) as refused:
+            exports.download(forged)
+        assert spec_for(refused.value).status == 404
 
 
 def test_a_link_signed_with_another_key_is_refused(
@@ -115,9 +159,22 @@ def test_a_link_signed_with_another_key_is_refused(
     other = export_service(engine, worklogs, tenant_keys, clock, events,
                            signing_key=b"o" * 32)
     with bind(ctx_of(acme)):
-        token = other.create("json").token
-        with pytest.raises(ExportLinkInvalid):
-            exports.download(token)
+        link = other.create("json")
+        forged = serializer(b"o" * 32).dumps(claims_of(link.token))  # same claims, other key
+        for token in (link.token, forged):
+            with pytest.raises(ExportLinkInvalid) as refused:
+                exports.download(token)
+            assert spec_for(refused.value).status == 404
+
+
+def test_the_signing_key_used_for_another_purpose_makes_no_link(
+        exports: ExportService, acme: Tenant) -> None:
+    with bind(ctx_of(acme)):
+        claims = claims_of(exports.create("json").token)
+        for salt in ("itsdangerous", "tenancy.exports.link/v2"):
+            with pytest.raises(ExportLinkInvalid):
+                exports.download(serializer(salt=salt).dumps(claims))
+        assert exports.download(serializer().dumps(claims)).tenant_id == acme.id
 
 
 def test_a_retired_signing_key_still_verifies_during_rotation(
@@ -143,6 +200,19 @@ def test_an_expired_link_is_refused(exports: ExportService, acme: Tenant,
         with pytest.raises(ExportLinkExpired) as refused:
             exports.download(token)
     assert refused.value.code == "export-link-expired"
+    assert spec_for(refused.value).status == 410
+
+
+def test_a_link_keeps_the_expiry_it_was_made_with(
+        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
+        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
+    longer = export_service(engine, worklogs, tenant_keys, clock, events,
+                            window=timedelta(days=7))
+    with bind(ctx_of(acme)):
+        token = exports.create("json").token  # a 24 h link
+        clock.advance(timedelta(hours=25).total_seconds())
+        with pytest.raises(ExportLinkExpired):
+            longer.download(token)  # a longer window for new links extends no old one
 
 
 def test_another_tenants_link_is_refused(exports: ExportService, worklogs: WorklogStore,
@@ -156,6 +226,7 @@ def test_another_tenants_link_is_refused(exports: ExportService, worklogs: Workl
     assert refused.value.code == "export-tenant-mismatch"
     assert "acme" not in str(refused.value) and acme.id not in str(refused.value)
     assert spec_for(refused.value).status == 404  # answered like a link naming nothing
+    assert spec_for(refused.value) == spec_for(ExportLinkInvalid("x"))
     last = events.events[-1]
     assert (last.action, last.tenant_id, last.actor) == ("export.refused", globex.id,
                                                          "mallory")
@@ -170,6 +241,7 @@ def test_a_deleted_export_is_gone(exports: ExportService, acme: Tenant,
     with bind(ctx_of(acme)), pytest.raises(ExportGone) as refused:
         exports.download(token)
     assert refused.value.code == "export-gone"
+    assert spec_for(refused.value).status == 410
 
 
 def test_downloading_needs_a_bound_tenant(exports: ExportService, acme: Tenant) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table
 
 from tenancy.clock import FrozenClock
 from tenancy.context import bind
+from tenancy.errors import ConfigurationError
 from tenancy.events import MemorySink, SecurityEvent
 from tenancy.exports import ExportGone, ExportRecord, ExportService
 from tenancy.retention import (
@@ -166,9 +167,9 @@ def test_rules_refuse_tables_that_are_not_tenant_owned(engine: Engine) -> None:
     meta = MetaData()
     loose = Table("loose", meta, Column("id", Integer, primary_key=True),
                   Column("tenant_id", String(36)), Column("at", String(30)))
-    with pytest.raises(ValueError, match="lead the primary key"):
+    with pytest.raises(ConfigurationError, match="lead the primary key"):
         RetentionRule("loose", loose, "at", timedelta(days=1))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigurationError, match="positive"):
         RetentionRule("exports", EXPORTS_RULE.table, "created_at", timedelta(0))
-    with pytest.raises(ValueError, match="same data class"):
+    with pytest.raises(ConfigurationError, match="same data class"):
         RetentionJob(engine, [EXPORTS_RULE, EXPORTS_RULE])

@@ -18,6 +18,7 @@ from tenancy.clock import FrozenClock
 from tenancy.context import PrincipalKind
 from tenancy.events import MemorySink
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
+from tenancy.identity.cache import VerifiedTokenCache
 from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
 from tenancy.support import SupportAccess
 from tenancy.tenants import Tenant, TenantRegistry
@@ -214,3 +215,35 @@ async def test_finer_decisions_in_handlers_see_the_grant(
     deleted = await client.delete(f"/worklogs/{created.json()['id']}",
                                   headers=as_staff(token, "acme"))
     assert deleted.status_code == 204
+
+
+async def test_a_grant_without_an_end_admits_nobody(
+        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
+        support: SupportAccess, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store that (wrongly) offers an undecided request as the active grant: it has no
+    # end, so it must refuse, never admit with an unbounded grant or crash.
+    pending = support.request(acme.id, engineer(), ticket_id="T-9", justification="j",
+                              scopes=("worklogs:read",), duration=HOURS)
+    monkeypatch.setattr(support, "active_grant", lambda tenant_id, principal: pending)
+    refused = await client.get("/worklogs", headers=as_staff(staff_token(issuer, clock),
+                                                              "acme"))
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:tenancy:problem:no-active-grant"
+
+
+async def test_support_token_is_looked_up_once_per_request(
+        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
+        support: SupportAccess, monkeypatch: pytest.MonkeyPatch) -> None:
+    grant(support, acme)
+    headers = as_staff(staff_token(issuer, clock), "acme")
+    lookups: list[bytes] = []
+    get = VerifiedTokenCache.get
+
+    def counting(cache: VerifiedTokenCache[Any], digest: bytes, now: float) -> Any:
+        lookups.append(digest)
+        return get(cache, digest, now)
+
+    monkeypatch.setattr(VerifiedTokenCache, "get", counting)
+    for requests in (1, 2):  # a miss (verified, then cached), then a hit
+        assert (await client.get("/worklogs", headers=headers)).status_code == 200
+        assert len(lookups) == requests
