@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check tenancy services tests bench
 	$(BIN)/ruff check tenancy services tests bench
 	$(BIN)/mypy
 

@@ -90,18 +90,32 @@ def build_app(variant: str, data_dir: Path) -> ASGIApp:
 
     async def audited(request: Request) -> Response:
         ctx = current()
-        sink.emit(SecurityEvent("bench.request", SYSTEM_CLOCK.now(), tenant_id=ctx.tenant_id,
-                                actor=ctx.principal.subject, request_id=ctx.request_id,
-                                details={"path": PATH}))
+        sink.emit(
+            SecurityEvent(
+                "bench.request",
+                SYSTEM_CLOCK.now(),
+                tenant_id=ctx.tenant_id,
+                actor=ctx.principal.subject,
+                request_id=ctx.request_id,
+                details={"path": PATH},
+            )
+        )
         return JSONResponse({"tenant": ctx.tenant_slug, "subject": ctx.principal.subject})
 
     keys = JWKSKeySource.from_file(data_dir / JWKS_FILE, algorithms=["EdDSA"])
     verifier = TokenVerifier(
-        [trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys, algorithms=["EdDSA"])])
+        [trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys, algorithms=["EdDSA"])]
+    )
     registry = TenantRegistry(open_engine(data_dir / "t.db"), cache_ttl=REGISTRY_CACHE_TTL)
     inner = Starlette(routes=[Route("/healthz", healthz), Route(PATH, audited)])
-    return TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                             public_paths=("/healthz",), events=sink)
+    return TenancyMiddleware(
+        inner,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        public_paths=("/healthz",),
+        events=sink,
+    )
 
 
 def prepare(data_dir: Path) -> tuple[str, str]:
@@ -112,8 +126,9 @@ def prepare(data_dir: Path) -> tuple[str, str]:
     registry = TenantRegistry(open_engine(data_dir / "t.db"))
     registry.create_schema()
     tenant = registry.ensure(TENANT_SLUG, region=REGION)
-    token = issuer.mint(tenant_id=tenant.id, subject=SUBJECT, audience=AUDIENCE,
-                        scopes=["worklogs:read"], ttl=3600)
+    token = issuer.mint(
+        tenant_id=tenant.id, subject=SUBJECT, audience=AUDIENCE, scopes=["worklogs:read"], ttl=3600
+    )
     return tenant.id, token
 
 
@@ -150,40 +165,59 @@ def main() -> None:
         ports = {v: harness.free_port() for v in VARIANTS}
         with harness.running() as servers:
             for v in VARIANTS:
-                servers.append(harness.spawn(harness.self_command(
-                    __file__, "--serve", v, "--port", str(ports[v]),
-                    "--data-dir", str(data_dir))))
+                servers.append(
+                    harness.spawn(
+                        harness.self_command(
+                            __file__,
+                            "--serve",
+                            v,
+                            "--port",
+                            str(ports[v]),
+                            "--data-dir",
+                            str(data_dir),
+                        )
+                    )
+                )
             for proc, v in zip(servers, VARIANTS, strict=True):
                 harness.wait_ready(proc, ports[v])
             for v, port in ports.items():
                 status, body = harness.http_get(port, PATH, harness.bearer(token))
                 if status != 200:
                     raise RuntimeError(f"{v}: GET {PATH} -> {status} {body[:200]!r}")
-            runs = harness.alternate(wrk, ports, PATH, load, headers=harness.bearer(token),
-                                     progress=not args.json)
+            runs = harness.alternate(
+                wrk, ports, PATH, load, headers=harness.bearer(token), progress=not args.json
+            )
         # servers stopped (SIGTERM: uvicorn shuts down, atexit drains the audit queue)
         after, verdict = audit_state(data_dir, tenant_id)
     med = harness.medians(runs, VARIANTS)
     ratio = med["on"]["rps"] / med["off"]["rps"]
     result: dict[str, Any] = {
-        **load.describe(PATH), "medians": med, "ratio_on_off": ratio,
-        "target": TARGET_RATIO, "target_met": ratio >= TARGET_RATIO,
-        "audit_events_written": after - before, "audit_verify": verdict,
+        **load.describe(PATH),
+        "medians": med,
+        "ratio_on_off": ratio,
+        "target": TARGET_RATIO,
+        "target_met": ratio >= TARGET_RATIO,
+        "audit_events_written": after - before,
+        "audit_verify": verdict,
         "cpus": len(os.sched_getaffinity(0)),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"GET {PATH} behind TenancyMiddleware (hot token), one audit event per request; "
-          f"server CPU 0, wrk CPU 1, {load.connections} connections, median of "
-          f"{load.rounds} x {load.duration} s rounds, variants alternating")
+    print(
+        f"GET {PATH} behind TenancyMiddleware (hot token), one audit event per request; "
+        f"server CPU 0, wrk CPU 1, {load.connections} connections, median of "
+        f"{load.rounds} x {load.duration} s rounds, variants alternating"
+    )
     print(harness.TABLE_HEADER)
     for v in VARIANTS:
         print(harness.table_row(v, med[v]))
     met = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(f"ratio on/off throughput: {ratio:.3f} (target >= {TARGET_RATIO:.2f}: {met})")
-    print(f"audit events written during the run (warm-ups included): {after - before}; "
-          f"verify: {verdict}")
+    print(
+        f"audit events written during the run (warm-ups included): {after - before}; "
+        f"verify: {verdict}"
+    )
     if not sys.stdout.isatty():
         sys.stdout.flush()
 

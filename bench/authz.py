@@ -90,8 +90,9 @@ VARIANTS = ("bare", "tenancy", "tenancy+authz")
 TARGET_RATIO = 0.70
 PROG = Path(__file__).name
 VARIANT_WIDTH = 15
-E2E_HEADER = (f"{'variant':{VARIANT_WIDTH}}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-              f"{'CPU0 us/req':>13}")
+E2E_HEADER = (
+    f"{'variant':{VARIANT_WIDTH}}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU0 us/req':>13}"
+)
 
 
 # -- server side (``--serve``) --------------------------------------------------------
@@ -115,11 +116,17 @@ def build_app(variant: str, data_dir: Path, decision_log: bool) -> ASGIApp:
         return JSONResponse({"reached": True})
 
     if variant == "bare":
+
         async def whoami_bare(request: Request) -> Response:
             return JSONResponse({"tenant": TENANT_SLUG, "subject": SUBJECT})
 
-        return Starlette(routes=[Route("/healthz", healthz), Route(PATH, whoami_bare),
-                                 Route(UNDECLARED_PATH, undeclared)])
+        return Starlette(
+            routes=[
+                Route("/healthz", healthz),
+                Route(PATH, whoami_bare),
+                Route(UNDECLARED_PATH, undeclared),
+            ]
+        )
 
     from tenancy.authz import Authorizer, EmbeddedRego, JsonLinesDecisionLog, PolicyBundle
     from tenancy.context import current
@@ -137,21 +144,29 @@ def build_app(variant: str, data_dir: Path, decision_log: bool) -> ASGIApp:
         [trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys, algorithms=["EdDSA"])]
     )
     registry = TenantRegistry(open_engine(data_dir), cache_ttl=REGISTRY_CACHE_TTL)
-    inner = Starlette(routes=[Route("/healthz", healthz), Route(PATH, whoami),
-                              Route(UNDECLARED_PATH, undeclared)])
+    inner = Starlette(
+        routes=[Route("/healthz", healthz), Route(PATH, whoami), Route(UNDECLARED_PATH, undeclared)]
+    )
     authorizer = None
     if variant == "tenancy+authz":
         bundle = PolicyBundle.from_directory()
         bundle.set(("tenancy", "routes", SERVICE), {f"GET {PATH}": {"scopes": []}})
         log = JsonLinesDecisionLog(decision_log_path(data_dir)) if decision_log else None
         authorizer = Authorizer(EmbeddedRego(bundle), service=SERVICE, bundle=bundle, log=log)
-    return TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                             public_paths=("/healthz",), authorizer=authorizer,
-                             routes=inner.routes if authorizer is not None else ())
+    return TenancyMiddleware(
+        inner,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        public_paths=("/healthz",),
+        authorizer=authorizer,
+        routes=inner.routes if authorizer is not None else (),
+    )
 
 
 def open_engine(data_dir: Path) -> Engine:
     from sqlalchemy import create_engine  # not imported by the bare server
+
     return create_engine(f"sqlite:///{data_dir / 't.db'}")
 
 
@@ -195,14 +210,22 @@ async def _async_batch(fn: Callable[[], Awaitable[object]], budget_ns: int) -> l
 def _summary(samples: list[int]) -> dict[str, float]:
     ordered = sorted(samples)
     n = len(ordered)
-    return {"ops_per_s": n / (sum(ordered) / 1e9), "p50_us": ordered[n // 2] / 1000.0,
-            "p99_us": ordered[min(n - 1, int(n * 0.99))] / 1000.0, "calls": n}
+    return {
+        "ops_per_s": n / (sum(ordered) / 1e9),
+        "p50_us": ordered[n // 2] / 1000.0,
+        "p99_us": ordered[min(n - 1, int(n * 0.99))] / 1000.0,
+        "calls": n,
+    }
 
 
 def _same(a: Any, b: Any) -> bool:
     """Two decisions say the same, whichever engine made them."""
     return (a.allow, a.reasons, a.scopes, a.valid_until) == (
-        b.allow, b.reasons, b.scopes, b.valid_until)
+        b.allow,
+        b.reasons,
+        b.scopes,
+        b.valid_until,
+    )
 
 
 def micro(seconds: float, batches: int) -> dict[str, Any]:
@@ -220,13 +243,19 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
     from tenancy.identity import DEV_ISSUER
 
     tenant_id = str(uuid.uuid4())
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tenant_id, subject=SUBJECT,
-                          roles=frozenset(ROLES), scopes=frozenset(SCOPES))
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tenant_id,
+        subject=SUBJECT,
+        roles=frozenset(ROLES),
+        scopes=frozenset(SCOPES),
+    )
     ctx = TenantContext(tenant_id, TENANT_SLUG, REGION, principal, f"req-{uuid.uuid4().hex}")
     action = Action.http(MICRO_METHOD, MICRO_ROUTE)
     now = time.time()
-    document = build_input(ctx, service=MICRO_SERVICE, action=action, now=now,
-                           tenant_status="active")
+    document = build_input(
+        ctx, service=MICRO_SERVICE, action=action, now=now, tenant_status="active"
+    )
 
     bundle = PolicyBundle.from_directory()
     embedded = EmbeddedRego(bundle)
@@ -237,6 +266,7 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
     go_missing: str | None = None
     try:
         from tenancy.authz.golib import GoRego
+
         go = GoRego(bundle)  # imports the Go runtime here, so its threads are on CPU 0
     except (ImportError, ConfigurationError) as exc:
         go_missing = str(exc)
@@ -270,17 +300,16 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
 
         ops: dict[str, Callable[[int], list[int]]] = {
             "embedded-rego decide (cold)": lambda ns: _sync_batch(
-                lambda: embedded.decide(document), ns),
+                lambda: embedded.decide(document), ns
+            ),
         }
         if go is not None:
-            ops["opa-go decide (cold)"] = lambda ns: _sync_batch(
-                lambda: go.decide(document), ns)
-        ops["Authorizer miss, cache off"] = lambda ns: runner.run(
-            _async_batch(decide_miss, ns))
+            ops["opa-go decide (cold)"] = lambda ns: _sync_batch(lambda: go.decide(document), ns)
+        ops["Authorizer miss, cache off"] = lambda ns: runner.run(_async_batch(decide_miss, ns))
         ops["Authorizer.cached (hit)"] = lambda ns: _sync_batch(
-            lambda: authorizer.cached(ctx, action, now=now), ns)
-        ops["await Authorizer.decide (hit)"] = lambda ns: runner.run(
-            _async_batch(decide_hit, ns))
+            lambda: authorizer.cached(ctx, action, now=now), ns
+        )
+        ops["await Authorizer.decide (hit)"] = lambda ns: runner.run(_async_batch(decide_hit, ns))
         ops["decision-log line (writer)"] = lambda ns: _sync_batch(log_line, ns)
 
         budget_ns = int(seconds / batches * 1e9)
@@ -295,15 +324,21 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
     finally:
         runner.close()
     results: list[dict[str, Any]] = [
-        {"op": op, "available": True, **_summary(values)} for op, values in samples.items()]
+        {"op": op, "available": True, **_summary(values)} for op, values in samples.items()
+    ]
     if go is None:
-        results.insert(1, {"op": "opa-go decide (cold)", "available": False,
-                           "reason": go_missing})
+        results.insert(1, {"op": "opa-go decide (cold)", "available": False, "reason": go_missing})
     return {
-        "input": {"service": MICRO_SERVICE, "action": f"{MICRO_METHOD} {MICRO_ROUTE}",
-                  "subject": SUBJECT, "roles": list(ROLES), "scopes": list(SCOPES),
-                  "decision": {"allow": reference.allow, "scopes": list(reference.scopes)}},
-        "seconds_per_op": seconds, "batches": batches,
+        "input": {
+            "service": MICRO_SERVICE,
+            "action": f"{MICRO_METHOD} {MICRO_ROUTE}",
+            "subject": SUBJECT,
+            "roles": list(ROLES),
+            "scopes": list(SCOPES),
+            "decision": {"allow": reference.allow, "scopes": list(reference.scopes)},
+        },
+        "seconds_per_op": seconds,
+        "batches": batches,
         "empty_call_ns": overhead,
         "log_line_bytes": len(log_line()),
         "results": results,
@@ -322,21 +357,39 @@ def prepare(data_dir: Path) -> str:
     registry = TenantRegistry(open_engine(data_dir))
     registry.create_schema()
     tenant = registry.ensure(TENANT_SLUG, region=REGION)
-    return issuer.mint(tenant_id=tenant.id, subject=SUBJECT, audience=AUDIENCE,
-                       roles=list(ROLES), scopes=list(SCOPES), ttl=3600)
+    return issuer.mint(
+        tenant_id=tenant.id,
+        subject=SUBJECT,
+        audience=AUDIENCE,
+        roles=list(ROLES),
+        scopes=list(SCOPES),
+        ttl=3600,
+    )
 
 
 def spawn_server(variant: str, port: int, data_dir: Path, decision_log: str) -> harness.Server:
-    return harness.spawn(harness.self_command(
-        __file__, "--serve", variant, "--port", str(port), "--data-dir", str(data_dir),
-        "--decision-log", decision_log))
+    return harness.spawn(
+        harness.self_command(
+            __file__,
+            "--serve",
+            variant,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--decision-log",
+            decision_log,
+        )
+    )
 
 
 def _expect(name: str, port: int, path: str, token: str | None, status: int) -> bytes:
     got, body = harness.http_get(port, path, harness.bearer(token))
     if got != status:
-        raise RuntimeError(f"{name}: GET {path} {'with' if token else 'without'} token: "
-                           f"expected {status}, got {got} {body[:200]!r}")
+        raise RuntimeError(
+            f"{name}: GET {path} {'with' if token else 'without'} token: "
+            f"expected {status}, got {got} {body[:200]!r}"
+        )
     return body
 
 
@@ -378,8 +431,12 @@ def log_stats(path: Path, offset: int) -> dict[str, Any]:
         else:
             records += 1
     size = path.stat().st_size - offset if path.exists() else 0
-    return {"path": str(path), "records_written": records, "records_dropped": dropped,
-            "bytes": size}
+    return {
+        "path": str(path),
+        "records_written": records,
+        "records_dropped": dropped,
+        "bytes": size,
+    }
 
 
 def end_to_end(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
@@ -395,19 +452,25 @@ def end_to_end(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         for proc, variant in zip(servers, VARIANTS, strict=True):
             harness.wait_ready(proc, ports[variant])
         sanity_check(ports, token, log, offset)
-        runs = harness.alternate(wrk, ports, PATH, load, headers=harness.bearer(token),
-                                 progress=not args.json)
+        runs = harness.alternate(
+            wrk, ports, PATH, load, headers=harness.bearer(token), progress=not args.json
+        )
     medians = harness.medians(runs, VARIANTS)
     rps = {v: m["rps"] for v, m in medians.items()}
     per_request = {v: 1e6 / r for v, r in rps.items()}
     return {
         **load.describe(PATH),
-        "registry_cache_ttl_s": REGISTRY_CACHE_TTL, "token": "hot (verified-token cache hit)",
-        "authorizer": {"engine": "embedded-rego", "service": SERVICE,
-                       "cache": "DecisionCache (warm: every measured request is a hit)",
-                       "decision_log": ("JsonLinesDecisionLog" if log is not None else "off")},
+        "registry_cache_ttl_s": REGISTRY_CACHE_TTL,
+        "token": "hot (verified-token cache hit)",
+        "authorizer": {
+            "engine": "embedded-rego",
+            "service": SERVICE,
+            "cache": "DecisionCache (warm: every measured request is a hit)",
+            "decision_log": ("JsonLinesDecisionLog" if log is not None else "off"),
+        },
         "decision_log": None if log is None else log_stats(log, offset),
-        "medians": medians, "runs": [asdict(r) for r in runs],
+        "medians": medians,
+        "runs": [asdict(r) for r in runs],
         "cpu0_us_per_request": per_request,
         "ratios": {
             "tenancy/bare": rps["tenancy"] / rps["bare"],
@@ -441,67 +504,95 @@ def report(result: dict[str, Any]) -> None:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in result["environment"].items()))
     m = result["micro"]
     i = m["input"]
-    print(f"Decisions in-process on CPU 0, input: {i['action']} of service {i['service']}, "
-          f"user {i['subject']}, roles {' '.join(i['roles'])}, scopes {' '.join(i['scopes'])} "
-          f"(allowed, needs {' '.join(i['decision']['scopes'])})")
-    print(f"each call timed on its own (perf_counter_ns; an empty call measures "
-          f"{m['empty_call_ns']:.0f} ns, included); {m['batches']} interleaved batches, "
-          f"{m['seconds_per_op']:g} s per operation in all, after one warm-up batch each")
+    print(
+        f"Decisions in-process on CPU 0, input: {i['action']} of service {i['service']}, "
+        f"user {i['subject']}, roles {' '.join(i['roles'])}, scopes {' '.join(i['scopes'])} "
+        f"(allowed, needs {' '.join(i['decision']['scopes'])})"
+    )
+    print(
+        f"each call timed on its own (perf_counter_ns; an empty call measures "
+        f"{m['empty_call_ns']:.0f} ns, included); {m['batches']} interleaved batches, "
+        f"{m['seconds_per_op']:g} s per operation in all, after one warm-up batch each"
+    )
     print(f"{'operation':32}{'ops/s':>11}{'p50 us':>10}{'p99 us':>10}{'calls':>9}")
     for r in m["results"]:
         if not r["available"]:
             print(f"{r['op']:32}   unavailable: {r['reason']}")
             continue
-        print(f"{r['op']:32}{r['ops_per_s']:>11.0f}{r['p50_us']:>10.1f}{r['p99_us']:>10.1f}"
-              f"{r['calls']:>9}")
-    print(f"cold = no cache; miss = input built + engine in a worker thread under the "
-          f"deadline; writer = JSON line per decision ({m['log_line_bytes']} B), on the "
-          f"decision log's thread, hits included")
+        print(
+            f"{r['op']:32}{r['ops_per_s']:>11.0f}{r['p50_us']:>10.1f}{r['p99_us']:>10.1f}"
+            f"{r['calls']:>9}"
+        )
+    print(
+        f"cold = no cache; miss = input built + engine in a worker thread under the "
+        f"deadline; writer = JSON line per decision ({m['log_line_bytes']} B), on the "
+        f"decision log's thread, hits included"
+    )
     print()
     e = result["end_to_end"]
     med: dict[str, dict[str, float]] = e["medians"]
-    print(f"GET {e['path']} on loopback, server on CPU 0, wrk on CPU 1, {e['connections']} "
-          f"connections, median of {e['rounds']} x {e['duration_s']} s rounds (warm-up "
-          f"{e['warmup_s']} s each), variants alternating")
-    print(f"tenancy: hot token (verified-token cache hit), tenant registry "
-          f"cache_ttl={e['registry_cache_ttl_s']:.0f} s; tenancy+authz: same + "
-          f"{e['authorizer']['engine']} Authorizer (service {e['authorizer']['service']!r}), "
-          f"warm DecisionCache, decision log {e['authorizer']['decision_log']}")
+    print(
+        f"GET {e['path']} on loopback, server on CPU 0, wrk on CPU 1, {e['connections']} "
+        f"connections, median of {e['rounds']} x {e['duration_s']} s rounds (warm-up "
+        f"{e['warmup_s']} s each), variants alternating"
+    )
+    print(
+        f"tenancy: hot token (verified-token cache hit), tenant registry "
+        f"cache_ttl={e['registry_cache_ttl_s']:.0f} s; tenancy+authz: same + "
+        f"{e['authorizer']['engine']} Authorizer (service {e['authorizer']['service']!r}), "
+        f"warm DecisionCache, decision log {e['authorizer']['decision_log']}"
+    )
     print(E2E_HEADER)
     for variant, v in med.items():
-        print(f"{variant:{VARIANT_WIDTH}}{v['rps']:>10.0f}{v['p50_ms']:>10.3f}"
-              f"{v['p99_ms']:>10.3f}{e['cpu0_us_per_request'][variant]:>13.1f}")
+        print(
+            f"{variant:{VARIANT_WIDTH}}{v['rps']:>10.0f}{v['p50_ms']:>10.3f}"
+            f"{v['p99_ms']:>10.3f}{e['cpu0_us_per_request'][variant]:>13.1f}"
+        )
     ratios = e["ratios"]
     met = "met" if e["target_met"] else "NOT met"
     print(f"ratio tenancy/bare throughput:          {ratios['tenancy/bare']:.2f}")
-    print(f"ratio tenancy+authz/bare throughput:    {ratios['tenancy+authz/bare']:.2f} "
-          f"(target >= {TARGET_RATIO:.2f}: {met})")
-    print(f"ratio tenancy+authz/tenancy throughput: {ratios['tenancy+authz/tenancy']:.2f} "
-          f"(authorization costs ~{e['authz_us_per_request']:.1f} us of CPU 0 per request; "
-          f"CPU0 us/req = 1e6 / req/s, CPU 0 being saturated)")
+    print(
+        f"ratio tenancy+authz/bare throughput:    {ratios['tenancy+authz/bare']:.2f} "
+        f"(target >= {TARGET_RATIO:.2f}: {met})"
+    )
+    print(
+        f"ratio tenancy+authz/tenancy throughput: {ratios['tenancy+authz/tenancy']:.2f} "
+        f"(authorization costs ~{e['authz_us_per_request']:.1f} us of CPU 0 per request; "
+        f"CPU0 us/req = 1e6 / req/s, CPU 0 being saturated)"
+    )
     if (log := e["decision_log"]) is not None:
-        print(f"decision log ON, as in production (--decision-log off to compare): "
-              f"{log['records_written']} records written ({log['bytes'] / 1e6:.1f} MB), "
-              f"{log['records_dropped']} dropped by the writer (its backlog at server exit "
-              f"is not counted)")
+        print(
+            f"decision log ON, as in production (--decision-log off to compare): "
+            f"{log['records_written']} records written ({log['bytes'] / 1e6:.1f} MB), "
+            f"{log['records_dropped']} dropped by the writer (its backlog at server exit "
+            f"is not counted)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_options(parser, VARIANTS, rounds=3,
-                        rounds_help="rounds per variant (>= 2 to cancel drift)")
-    parser.add_argument("--decision-log", choices=("on", "off"), default="on",
-                        help="JSON-lines decision log in tenancy+authz (default on, as in "
-                             "production)")
-    parser.add_argument("--micro-seconds", type=float, default=2.0,
-                        help="measured seconds per in-process operation")
-    parser.add_argument("--batches", type=int, default=10,
-                        help="interleaved batches the in-process seconds are split into")
+    harness.add_options(
+        parser, VARIANTS, rounds=3, rounds_help="rounds per variant (>= 2 to cancel drift)"
+    )
+    parser.add_argument(
+        "--decision-log",
+        choices=("on", "off"),
+        default="on",
+        help="JSON-lines decision log in tenancy+authz (default on, as in production)",
+    )
+    parser.add_argument(
+        "--micro-seconds", type=float, default=2.0, help="measured seconds per in-process operation"
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=10,
+        help="interleaved batches the in-process seconds are split into",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     if args.serve:
-        harness.serve(build_app(args.serve, args.data_dir, args.decision_log == "on"),
-                      args.port)
+        harness.serve(build_app(args.serve, args.data_dir, args.decision_log == "on"), args.port)
         return
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (alternation cancels drift)")

@@ -82,12 +82,14 @@ def build_app(variant: str, data_dir: Path) -> ASGIApp:
     )
     registry = TenantRegistry(open_engine(data_dir), cache_ttl=REGISTRY_CACHE_TTL)
     inner = Starlette(routes=[Route("/healthz", healthz), Route(PATH, whoami)])
-    return TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                             public_paths=("/healthz",))
+    return TenancyMiddleware(
+        inner, verifier=verifier, tenants=registry, region=REGION, public_paths=("/healthz",)
+    )
 
 
 def open_engine(data_dir: Path) -> Engine:
     from sqlalchemy import create_engine  # not imported by the bare server
+
     return create_engine(f"sqlite:///{data_dir / 't.db'}")
 
 
@@ -103,13 +105,17 @@ def prepare(data_dir: Path) -> str:
     registry = TenantRegistry(open_engine(data_dir))
     registry.create_schema()
     tenant = registry.ensure(TENANT_SLUG, region=REGION)
-    return issuer.mint(tenant_id=tenant.id, subject=SUBJECT, audience=AUDIENCE,
-                       scopes=["worklogs:read"], ttl=3600)
+    return issuer.mint(
+        tenant_id=tenant.id, subject=SUBJECT, audience=AUDIENCE, scopes=["worklogs:read"], ttl=3600
+    )
 
 
 def spawn_server(variant: str, port: int, data_dir: Path) -> harness.Server:
-    return harness.spawn(harness.self_command(__file__, "--serve", variant, "--port", str(port),
-                                              "--data-dir", str(data_dir)))
+    return harness.spawn(
+        harness.self_command(
+            __file__, "--serve", variant, "--port", str(port), "--data-dir", str(data_dir)
+        )
+    )
 
 
 def sanity_check(port: int, token: str) -> None:
@@ -133,29 +139,36 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, object]:
         for proc, variant in zip(servers, VARIANTS, strict=True):
             harness.wait_ready(proc, ports[variant])
         sanity_check(ports["tenancy"], token)
-        runs = harness.alternate(wrk, ports, PATH, load, headers=harness.bearer(token),
-                                 progress=not args.json)
+        runs = harness.alternate(
+            wrk, ports, PATH, load, headers=harness.bearer(token), progress=not args.json
+        )
     medians = harness.medians(runs, VARIANTS)
     return {
         **load.describe(PATH),
-        "registry_cache_ttl_s": REGISTRY_CACHE_TTL, "token": "hot (verified-token cache hit)",
-        "medians": medians, "runs": [asdict(r) for r in runs],
-        "ratio": medians["tenancy"]["rps"] / medians["bare"]["rps"], "target": TARGET_RATIO,
+        "registry_cache_ttl_s": REGISTRY_CACHE_TTL,
+        "token": "hot (verified-token cache hit)",
+        "medians": medians,
+        "runs": [asdict(r) for r in runs],
+        "ratio": medians["tenancy"]["rps"] / medians["bare"]["rps"],
+        "target": TARGET_RATIO,
     }
 
 
 def report(result: dict[str, object]) -> None:
     medians: dict[str, dict[str, float]] = result["medians"]  # type: ignore[assignment]
-    print(f"GET {result['path']} on loopback, server on CPU 0, wrk on CPU 1, "
-          f"{result['connections']} connections, median of {result['rounds']} x "
-          f"{result['duration_s']} s rounds (warm-up {result['warmup_s']} s each)")
-    print(f"tenancy: hot token (verified-token cache hit), tenant registry "
-          f"cache_ttl={result['registry_cache_ttl_s']:.0f} s (cache hit)")
+    print(
+        f"GET {result['path']} on loopback, server on CPU 0, wrk on CPU 1, "
+        f"{result['connections']} connections, median of {result['rounds']} x "
+        f"{result['duration_s']} s rounds (warm-up {result['warmup_s']} s each)"
+    )
+    print(
+        f"tenancy: hot token (verified-token cache hit), tenant registry "
+        f"cache_ttl={result['registry_cache_ttl_s']:.0f} s (cache hit)"
+    )
     print(harness.TABLE_HEADER)
     for variant, m in medians.items():
         print(harness.table_row(variant, m))
-    print(f"ratio tenancy/bare throughput: {result['ratio']:.2f} "
-          f"(target >= {TARGET_RATIO:.2f})")
+    print(f"ratio tenancy/bare throughput: {result['ratio']:.2f} (target >= {TARGET_RATIO:.2f})")
 
 
 def main() -> None:

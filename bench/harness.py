@@ -109,12 +109,19 @@ def serve(app: ASGIApp, port: int) -> None:
     """
     import uvicorn  # the driver side never needs it
 
-    uvicorn.run(app, host=HOST, port=port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False, workers=1)
+    uvicorn.run(
+        app,
+        host=HOST,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        workers=1,
+    )
 
 
-def http_get(port: int, path: str,
-             headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+def http_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     """One ``GET`` on loopback with a fresh connection: status and body.
 
     For readiness and sanity checks only (a new connection each time, no keep-alive).
@@ -133,8 +140,7 @@ def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def wait_ready(proc: Server, port: int, path: str = HEALTH_PATH,
-               timeout: float = 20.0) -> None:
+def wait_ready(proc: Server, port: int, path: str = HEALTH_PATH, timeout: float = 20.0) -> None:
     """Poll ``path`` until it answers 200; fail early if the server exits.
 
     Measuring a server that is still importing would count its start-up as slowness.
@@ -230,8 +236,13 @@ class Load:
 
     def describe(self, path: str) -> dict[str, object]:
         """The JSON fields that say how the results were obtained (first in the output)."""
-        return {"path": path, "duration_s": self.duration, "warmup_s": self.warmup,
-                "rounds": self.rounds, "connections": self.connections}
+        return {
+            "path": path,
+            "duration_s": self.duration,
+            "warmup_s": self.warmup,
+            "rounds": self.rounds,
+            "connections": self.connections,
+        }
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -258,12 +269,22 @@ def parse_wrk(variant: str, output: str) -> WrkResult:
     rps = re.search(r"^Requests/sec:\s*([\d.]+)", output, re.MULTILINE)
     if rps is None:
         raise RuntimeError(f"no Requests/sec in wrk output:\n{output}")
-    return WrkResult(variant, float(rps.group(1)), _latency_ms(output, "50"),
-                     _latency_ms(output, "99"))
+    return WrkResult(
+        variant, float(rps.group(1)), _latency_ms(output, "50"), _latency_ms(output, "99")
+    )
 
 
-def run_wrk(wrk: str, variant: str, port: int, path: str, *, seconds: int, connections: int,
-            headers: Mapping[str, str] | None = None, cpu: int = LOAD_CPU) -> WrkResult:
+def run_wrk(
+    wrk: str,
+    variant: str,
+    port: int,
+    path: str,
+    *,
+    seconds: int,
+    connections: int,
+    headers: Mapping[str, str] | None = None,
+    cpu: int = LOAD_CPU,
+) -> WrkResult:
     """One ``wrk --latency`` run (one thread, pinned to ``cpu``) against loopback ``port``.
 
     The same headers go to every variant, so that requests are the same size even where
@@ -273,14 +294,19 @@ def run_wrk(wrk: str, variant: str, port: int, path: str, *, seconds: int, conne
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(f"http://{HOST}:{port}{path}")
-    output = subprocess.run(taskset(cpu, cmd), capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run(taskset(cpu, cmd), capture_output=True, text=True, check=True).stdout
     return parse_wrk(variant, output)
 
 
-def alternate(wrk: str, ports: Mapping[str, int], path: str, load: Load, *,
-              headers: Mapping[str, str] | None = None,
-              progress: bool = True) -> list[WrkResult]:
+def alternate(
+    wrk: str,
+    ports: Mapping[str, int],
+    path: str,
+    load: Load,
+    *,
+    headers: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> list[WrkResult]:
     """``load.rounds`` rounds over the variants (``ports``' keys, in order): all results.
 
     Variants alternate (a, b, a, b, ...) so that drift in the machine's speed hits them
@@ -291,24 +317,42 @@ def alternate(wrk: str, ports: Mapping[str, int], path: str, load: Load, *,
     for round_no in range(load.rounds):
         for variant, port in ports.items():
             if load.warmup > 0:
-                run_wrk(wrk, variant, port, path, seconds=load.warmup,
-                        connections=load.connections, headers=headers)
-            r = run_wrk(wrk, variant, port, path, seconds=load.duration,
-                        connections=load.connections, headers=headers)
+                run_wrk(
+                    wrk,
+                    variant,
+                    port,
+                    path,
+                    seconds=load.warmup,
+                    connections=load.connections,
+                    headers=headers,
+                )
+            r = run_wrk(
+                wrk,
+                variant,
+                port,
+                path,
+                seconds=load.duration,
+                connections=load.connections,
+                headers=headers,
+            )
             runs.append(r)
             if progress:
-                print(f"  round {round_no + 1} {variant:8} {r.rps:9.0f} req/s "
-                      f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms", file=sys.stderr)
+                print(
+                    f"  round {round_no + 1} {variant:8} {r.rps:9.0f} req/s "
+                    f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms",
+                    file=sys.stderr,
+                )
     return runs
 
 
-def medians(runs: Iterable[WrkResult],
-            variants: Iterable[str]) -> dict[str, dict[str, float]]:
+def medians(runs: Iterable[WrkResult], variants: Iterable[str]) -> dict[str, dict[str, float]]:
     """Per variant, the median of each metric over its rounds (one slow round is noise)."""
     runs = list(runs)
     return {
-        v: {key: statistics.median(getattr(r, key) for r in runs if r.variant == v)
-            for key in METRICS}
+        v: {
+            key: statistics.median(getattr(r, key) for r in runs if r.variant == v)
+            for key in METRICS
+        }
         for v in variants
     }
 
@@ -321,8 +365,9 @@ def table_row(variant: str, m: Mapping[str, float]) -> str:
 # -- options --------------------------------------------------------------------------
 
 
-def add_options(parser: argparse.ArgumentParser, servers: Sequence[str], *,
-                rounds: int, rounds_help: str) -> None:
+def add_options(
+    parser: argparse.ArgumentParser, servers: Sequence[str], *, rounds: int, rounds_help: str
+) -> None:
     """The options both scripts take, in the order ``--help`` lists them.
 
     ``--serve`` and ``--port`` are hidden: only the script's re-invocation of itself

@@ -169,8 +169,7 @@ class CountingProvider:
     def create_key(self, *, tenant_id: str) -> KeyRef:
         return self._inner.create_key(tenant_id=tenant_id)
 
-    def wrap(self, key: KeyRef, dek: bytes, *,
-             context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+    def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
         self.wraps += 1
         return self._inner.wrap(key, dek, context=context)
 
@@ -201,17 +200,22 @@ class CountingProvider:
         return sum(self.unwraps.values())
 
 
-def service(engine: Engine, provider: KeyProvider, *, ttl: float,
-            clock: Clock = SYSTEM_CLOCK) -> TenantKeys:
-    return TenantKeys(engine, [provider], cache=DataKeyCache(ttl=ttl), clock=clock,
-                      events=MemorySink())
+def service(
+    engine: Engine, provider: KeyProvider, *, ttl: float, clock: Clock = SYSTEM_CLOCK
+) -> TenantKeys:
+    return TenantKeys(
+        engine, [provider], cache=DataKeyCache(ttl=ttl), clock=clock, events=MemorySink()
+    )
 
 
 def context(tenant_id: str) -> TenantContext:
-    principal = Principal(issuer="bench", tenant_id=tenant_id, subject="alice",
-                          scopes=frozenset({"worklogs:read", "worklogs:write"}))
-    return TenantContext(tenant_id, "acme", "eu-central-1", principal,
-                         f"req-{uuid.uuid4().hex}")
+    principal = Principal(
+        issuer="bench",
+        tenant_id=tenant_id,
+        subject="alice",
+        scopes=frozenset({"worklogs:read", "worklogs:write"}),
+    )
+    return TenantContext(tenant_id, "acme", "eu-central-1", principal, f"req-{uuid.uuid4().hex}")
 
 
 # -- throughput -----------------------------------------------------------------------
@@ -236,8 +240,7 @@ def _calibrate(fn: Callable[[], object], seconds: float) -> int:
     return max(1, n)
 
 
-def round_trips(keys: TenantKeys, tenant_id: str,
-                size: int) -> dict[str, Callable[[], bytes]]:
+def round_trips(keys: TenantKeys, tenant_id: str, size: int) -> dict[str, Callable[[], bytes]]:
     """The three round trips of one plaintext size, each checked once."""
     plaintext = os.urandom(size)
     binding = Binding(tenant_id, TABLE, COLUMN, f"wl-{uuid.uuid4()}")
@@ -255,8 +258,9 @@ def round_trips(keys: TenantKeys, tenant_id: str,
         return open_(dek, seal(dek, plaintext, binding), binding)
 
     def tenant_keys() -> bytes:
-        return keys.decrypt(keys.encrypt(plaintext, binding, purpose=PURPOSE), binding,
-                            purpose=PURPOSE)
+        return keys.decrypt(
+            keys.encrypt(plaintext, binding, purpose=PURPOSE), binding, purpose=PURPOSE
+        )
 
     ops = {"raw": raw, "envelope": envelope, "TenantKeys": tenant_keys}
     for name, fn in ops.items():
@@ -288,8 +292,9 @@ def profile_round_trip(fn: Callable[[], object], n: int, top: int = 22) -> str:
     return out.getvalue().strip()
 
 
-def throughput(engine: Engine, local: PlatformKeyProvider, batches: int, batch_seconds: float,
-               profile: str) -> dict[str, Any]:
+def throughput(
+    engine: Engine, local: PlatformKeyProvider, batches: int, batch_seconds: float, profile: str
+) -> dict[str, Any]:
     counting = CountingProvider(local)
     keys = service(engine, counting, ttl=THROUGHPUT_TTL)
     tenant_id = str(uuid.uuid4())
@@ -298,11 +303,14 @@ def throughput(engine: Engine, local: PlatformKeyProvider, batches: int, batch_s
     with bind(context(tenant_id)):
         ops = {label: round_trips(keys, tenant_id, size) for size, label in SIZES}
         unwraps_at_start = counting.total
-        counts = {label: {v: _calibrate(fn, batch_seconds) for v, fn in by_variant.items()}
-                  for label, by_variant in ops.items()}  # warm-up batch, not counted
+        counts = {
+            label: {v: _calibrate(fn, batch_seconds) for v, fn in by_variant.items()}
+            for label, by_variant in ops.items()
+        }  # warm-up batch, not counted
         gc.collect()
         seconds: dict[str, dict[str, list[float]]] = {
-            label: {v: [] for v in VARIANTS} for label in ops}
+            label: {v: [] for v in VARIANTS} for label in ops
+        }
         for _ in range(batches):
             for label, by_variant in ops.items():
                 for v, fn in by_variant.items():
@@ -313,39 +321,62 @@ def throughput(engine: Engine, local: PlatformKeyProvider, batches: int, batch_s
         rows = []
         for size, label in SIZES:
             us = {v: [s / counts[label][v] * 1e6 for s in seconds[label][v]] for v in VARIANTS}
-            row: dict[str, Any] = {"size": size, "label": label, "calls_per_batch":
-                                   counts[label], "variants": {}}
+            row: dict[str, Any] = {
+                "size": size,
+                "label": label,
+                "calls_per_batch": counts[label],
+                "variants": {},
+            }
             for v in VARIANTS:
                 per_op = statistics.median(us[v])
-                row["variants"][v] = {"us_per_round_trip": per_op, "ops_per_s": 1e6 / per_op,
-                                      "mb_per_s": size / per_op}
-            pairs = {"TenantKeys/raw": ("TenantKeys", "raw"), "envelope/raw": ("envelope", "raw"),
-                     "TenantKeys/envelope": ("TenantKeys", "envelope")}
-            row["ratios"] = {name: statistics.median(b / a for a, b in zip(us[x], us[y],
-                                                                          strict=True))
-                             for name, (x, y) in pairs.items()}  # throughput ratio x/y
+                row["variants"][v] = {
+                    "us_per_round_trip": per_op,
+                    "ops_per_s": 1e6 / per_op,
+                    "mb_per_s": size / per_op,
+                }
+            pairs = {
+                "TenantKeys/raw": ("TenantKeys", "raw"),
+                "envelope/raw": ("envelope", "raw"),
+                "TenantKeys/envelope": ("TenantKeys", "envelope"),
+            }
+            row["ratios"] = {
+                name: statistics.median(b / a for a, b in zip(us[x], us[y], strict=True))
+                for name, (x, y) in pairs.items()
+            }  # throughput ratio x/y
             row["overhead_us"] = {
                 "format (envelope - raw)": statistics.median(
-                    a - b for a, b in zip(us["envelope"], us["raw"], strict=True)),
+                    a - b for a, b in zip(us["envelope"], us["raw"], strict=True)
+                ),
                 "service (TenantKeys - envelope)": statistics.median(
-                    a - b for a, b in zip(us["TenantKeys"], us["envelope"], strict=True)),
+                    a - b for a, b in zip(us["TenantKeys"], us["envelope"], strict=True)
+                ),
             }
             rows.append(row)
         aim_row = next(r for r in rows if r["size"] == AIM_SIZE)
         aim_met = aim_row["ratios"]["TenantKeys/raw"] >= AIM_RATIO
         encrypts = sum(counts[label]["TenantKeys"] for label in counts) * (batches + 1)
         results = {
-            "batches": batches, "batch_seconds": batch_seconds,
-            "cache_ttl_s": THROUGHPUT_TTL, "purpose": PURPOSE,
-            "aad_bytes": len(Binding(tenant_id, TABLE, COLUMN,
-                                     f"wl-{uuid.uuid4()}").aad(bytes(HEADER_BYTES))),
+            "batches": batches,
+            "batch_seconds": batch_seconds,
+            "cache_ttl_s": THROUGHPUT_TTL,
+            "purpose": PURPOSE,
+            "aad_bytes": len(
+                Binding(tenant_id, TABLE, COLUMN, f"wl-{uuid.uuid4()}").aad(bytes(HEADER_BYTES))
+            ),
             "results": rows,
-            "aim": {"size": AIM_SIZE, "ratio": AIM_RATIO,
-                    "measured": aim_row["ratios"]["TenantKeys/raw"], "met": aim_met},
+            "aim": {
+                "size": AIM_SIZE,
+                "ratio": AIM_RATIO,
+                "measured": aim_row["ratios"]["TenantKeys/raw"],
+                "met": aim_met,
+            },
             "unwraps_during_run": unwraps_during,
             "tenantkeys_encrypts": encrypts,
-            "count_flush": {"every_encrypts": COUNT_FLUSH_EVERY, "ms": flush_s * 1e3,
-                            "us_per_encrypt": flush_s * 1e6 / COUNT_FLUSH_EVERY},
+            "count_flush": {
+                "every_encrypts": COUNT_FLUSH_EVERY,
+                "ms": flush_s * 1e3,
+                "us_per_encrypt": flush_s * 1e6 / COUNT_FLUSH_EVERY,
+            },
             "profile": None,
         }
         if profile == "on" or (profile == "auto" and not aim_met):
@@ -368,8 +399,16 @@ def expected_unwraps(reads: list[tuple[float, int]], ttl: float) -> Counter[int]
     return expected
 
 
-def unwrap_scenario(engine: Engine, local: PlatformKeyProvider, name: str, description: str, *,
-                    ttl: float, frozen: bool, rotate: bool) -> dict[str, Any]:
+def unwrap_scenario(
+    engine: Engine,
+    local: PlatformKeyProvider,
+    name: str,
+    description: str,
+    *,
+    ttl: float,
+    frozen: bool,
+    rotate: bool,
+) -> dict[str, Any]:
     clock: Clock = FrozenClock(SYSTEM_CLOCK.now()) if frozen else SYSTEM_CLOCK
     tenant_id = str(uuid.uuid4())
     writer_provider, reader_provider = CountingProvider(local), CountingProvider(local)
@@ -382,8 +421,7 @@ def unwrap_scenario(engine: Engine, local: PlatformKeyProvider, name: str, descr
         for i in range(ROWS):
             binding = Binding(tenant_id, TABLE, COLUMN, f"wl-{uuid.uuid4()}")
             plaintext = f"comment {i} of {name}".encode()
-            rows.append((binding, plaintext, writer.encrypt(plaintext, binding,
-                                                            purpose=PURPOSE)))
+            rows.append((binding, plaintext, writer.encrypt(plaintext, binding, purpose=PURPOSE)))
         return rows
 
     pool = write_rows()
@@ -406,31 +444,58 @@ def unwrap_scenario(engine: Engine, local: PlatformKeyProvider, name: str, descr
     got = reader_provider.unwraps
     versions = sorted(set(expected) | set(got))
     return {
-        "scenario": name, "description": description, "ttl_s": ttl,
+        "scenario": name,
+        "description": description,
+        "ttl_s": ttl,
         "clock": "FrozenClock" if frozen else "system",
         "advance": (f"{ADVANCE_S:g} s every {ADVANCE_EVERY} reads" if frozen else None),
-        "reads": READS, "rows_per_version": ROWS, "rotated_at_read": rotated_at,
+        "reads": READS,
+        "rows_per_version": ROWS,
+        "rotated_at_read": rotated_at,
         "span_s": reads[-1][0] - reads[0][0],
-        "reads_per_version": {str(v): n for v, n in sorted(Counter(
-            v for _, v in reads).items())},
+        "reads_per_version": {str(v): n for v, n in sorted(Counter(v for _, v in reads).items())},
         "unwraps": {str(v): got[v] for v in versions},
         "expected": {str(v): expected[v] for v in versions},
-        "total": sum(got.values()), "expected_total": sum(expected.values()),
+        "total": sum(got.values()),
+        "expected_total": sum(expected.values()),
         "as_expected": all(got[v] == expected[v] for v in versions),
-        "writer": {"encrypts": 2 * ROWS if rotate else ROWS,
-                   "wraps": writer_provider.wraps, "unwraps": writer_provider.total},
+        "writer": {
+            "encrypts": 2 * ROWS if rotate else ROWS,
+            "wraps": writer_provider.wraps,
+            "unwraps": writer_provider.total,
+        },
     }
 
 
 def unwrap_counts(engine: Engine, local: PlatformKeyProvider) -> list[dict[str, Any]]:
     return [
-        unwrap_scenario(engine, local, "a", f"TTL {LONG_TTL:g} s > run, 1 data key",
-                        ttl=LONG_TTL, frozen=False, rotate=False),
-        unwrap_scenario(engine, local, "b", f"TTL {SHORT_TTL:g} s, +{ADVANCE_S:g} s per "
-                        f"{ADVANCE_EVERY} reads, 1 data key",
-                        ttl=SHORT_TTL, frozen=True, rotate=False),
-        unwrap_scenario(engine, local, "c", f"as (b), rotate_data_key at read {READS // 2}",
-                        ttl=SHORT_TTL, frozen=True, rotate=True),
+        unwrap_scenario(
+            engine,
+            local,
+            "a",
+            f"TTL {LONG_TTL:g} s > run, 1 data key",
+            ttl=LONG_TTL,
+            frozen=False,
+            rotate=False,
+        ),
+        unwrap_scenario(
+            engine,
+            local,
+            "b",
+            f"TTL {SHORT_TTL:g} s, +{ADVANCE_S:g} s per {ADVANCE_EVERY} reads, 1 data key",
+            ttl=SHORT_TTL,
+            frozen=True,
+            rotate=False,
+        ),
+        unwrap_scenario(
+            engine,
+            local,
+            "c",
+            f"as (b), rotate_data_key at read {READS // 2}",
+            ttl=SHORT_TTL,
+            frozen=True,
+            rotate=True,
+        ),
     ]
 
 
@@ -448,8 +513,9 @@ class FixedKeyState:
         pass
 
 
-def redis_state_or_reason(url: str, prefix: str, **options: Any
-                          ) -> tuple[RedisKeyState | None, str | None]:
+def redis_state_or_reason(
+    url: str, prefix: str, **options: Any
+) -> tuple[RedisKeyState | None, str | None]:
     """A ``RedisKeyState``, or None and why not (no Redis: the section is skipped)."""
     try:
         return RedisKeyState(url, prefix=prefix, **options), None
@@ -470,8 +536,14 @@ def generation_calls(state: KeyStateSignal, tenant_id: str) -> Callable[[], obje
     return run
 
 
-def state_check(engine: Engine, local: PlatformKeyProvider, tmp: Path, redis_url: str,
-                batches: int, batch_seconds: float) -> dict[str, Any]:
+def state_check(
+    engine: Engine,
+    local: PlatformKeyProvider,
+    tmp: Path,
+    redis_url: str,
+    batches: int,
+    batch_seconds: float,
+) -> dict[str, Any]:
     """Warm 256 B round trips through one TenantKeys whose ``state`` is each signal in
     turn, against the fixed-generation baseline; and each signal's generation() alone.
 
@@ -482,21 +554,23 @@ def state_check(engine: Engine, local: PlatformKeyProvider, tmp: Path, redis_url
     prefix = f"tenancy-bench:{uuid.uuid4().hex[:12]}:keystate"
     redis_state, skipped = redis_state_or_reason(redis_url, prefix)
     shared = SharedKeyState(tmp / "keystate")
-    states: dict[str, KeyStateSignal] = {"fixed": FixedKeyState(),
-                                         "ProcessKeyState": ProcessKeyState(),
-                                         "SharedKeyState": shared}
+    states: dict[str, KeyStateSignal] = {
+        "fixed": FixedKeyState(),
+        "ProcessKeyState": ProcessKeyState(),
+        "SharedKeyState": shared,
+    }
     if redis_state is not None:
         states["RedisKeyState"] = redis_state
     plaintext = os.urandom(STATE_SIZE)
-    keys = TenantKeys(engine, [local], cache=DataKeyCache(ttl=THROUGHPUT_TTL),
-                      events=MemorySink())
+    keys = TenantKeys(engine, [local], cache=DataKeyCache(ttl=THROUGHPUT_TTL), events=MemorySink())
     tenant_id = str(uuid.uuid4())
     keys.provision(tenant_id)
     binding = Binding(tenant_id, TABLE, COLUMN, f"wl-{uuid.uuid4()}")
 
     def trip() -> bytes:
-        return keys.decrypt(keys.encrypt(plaintext, binding, purpose=PURPOSE), binding,
-                            purpose=PURPOSE)
+        return keys.decrypt(
+            keys.encrypt(plaintext, binding, purpose=PURPOSE), binding, purpose=PURPOSE
+        )
 
     direct = {name: generation_calls(state, tenant_id) for name, state in states.items()}
     trip_us: dict[str, list[float]] = {name: [] for name in states}
@@ -513,7 +587,7 @@ def state_check(engine: Engine, local: PlatformKeyProvider, tmp: Path, redis_url
             gc.collect()
             for batch in range(batches):
                 # The order turns every batch, so that no signal always runs first.
-                for name in names[batch % len(names):] + names[:batch % len(names)]:
+                for name in names[batch % len(names) :] + names[: batch % len(names)]:
                     keys.state = states[name]
                     trip()  # refill under this signal's generation, untimed
                     trip_us[name].append(_timed(trip, counts[name]) / counts[name] * 1e6)
@@ -530,13 +604,21 @@ def state_check(engine: Engine, local: PlatformKeyProvider, tmp: Path, redis_url
             "ns_per_generation_call": statistics.median(call_ns[name]),
             # Two checks per round trip (one in encrypt, one in decrypt).
             "us_added_per_op": statistics.median(
-                (a - b) / 2 for a, b in zip(trip_us[name], trip_us["fixed"], strict=True)),
+                (a - b) / 2 for a, b in zip(trip_us[name], trip_us["fixed"], strict=True)
+            ),
             "ns_added_per_call": statistics.median(
-                a - b for a, b in zip(call_ns[name], call_ns["fixed"], strict=True)),
+                a - b for a, b in zip(call_ns[name], call_ns["fixed"], strict=True)
+            ),
             "calls_per_batch": counts[name],
         }
-    return {"size": STATE_SIZE, "batches": batches, "batch_seconds": batch_seconds,
-            "aim_us_per_op": STATE_AIM_US, "states": rows, "redis_skipped": skipped}
+    return {
+        "size": STATE_SIZE,
+        "batches": batches,
+        "batch_seconds": batch_seconds,
+        "aim_us_per_op": STATE_AIM_US,
+        "states": rows,
+        "redis_skipped": skipped,
+    }
 
 
 # -- Redis propagation between two processes ------------------------------------------
@@ -575,9 +657,11 @@ def _receiver(conn: Connection, url: str, prefix: str, tenant_id: str) -> None:
 
 def _percentiles(ns: list[int]) -> dict[str, float]:
     ordered = sorted(ns)
-    return {"median_ms": statistics.median(ordered) / 1e6,
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6,
-            "max_ms": ordered[-1] / 1e6}
+    return {
+        "median_ms": statistics.median(ordered) / 1e6,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6,
+        "max_ms": ordered[-1] / 1e6,
+    }
 
 
 def propagation(url: str, changes: int) -> dict[str, Any]:
@@ -610,8 +694,7 @@ def propagation(url: str, changes: int) -> dict[str, Any]:
                 call.append(returned - start)
             if conn.recv() != "done" or reached != 2:
                 raise RuntimeError(f"expected 2 listeners reached, got {reached}")
-            results[mode] = {"one_way": _percentiles(one_way),
-                             "announce": _percentiles(call)}
+            results[mode] = {"one_way": _percentiles(one_way), "announce": _percentiles(call)}
         conn.send(("idle", 0))
         conn.recv()
         # One RedisKeyState in this process at a time: its listener competes for the GIL.
@@ -669,51 +752,71 @@ def environment() -> dict[str, str]:
 def report(result: dict[str, Any]) -> None:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in result["environment"].items()))
     t = result["throughput"]
-    print(f"Encrypt+decrypt round trips in-process on CPU 0: median of {t['batches']} "
-          f"interleaved batches of ~{t['batch_seconds']:g} s per operation (after one "
-          f"warm-up batch each; ratios = medians of per-batch ratios)")
-    print(f"raw = AESGCM encrypt+decrypt, os.urandom nonce, {t['aad_bytes']} B AAD; "
-          f"seal/open_ = the envelope with a DataKey in hand; TenantKeys = encrypt+decrypt, "
-          f"warm DataKeyCache(ttl={t['cache_ttl_s']:g}), tenant context bound, SQLite store")
+    print(
+        f"Encrypt+decrypt round trips in-process on CPU 0: median of {t['batches']} "
+        f"interleaved batches of ~{t['batch_seconds']:g} s per operation (after one "
+        f"warm-up batch each; ratios = medians of per-batch ratios)"
+    )
+    print(
+        f"raw = AESGCM encrypt+decrypt, os.urandom nonce, {t['aad_bytes']} B AAD; "
+        f"seal/open_ = the envelope with a DataKey in hand; TenantKeys = encrypt+decrypt, "
+        f"warm DataKeyCache(ttl={t['cache_ttl_s']:g}), tenant context bound, SQLite store"
+    )
     print(f"{'size':7}{'variant':12}{'ops/s':>10}{'MB/s':>9}{'us/op':>10}{'vs raw':>8}")
     for r in t["results"]:
         for i, v in enumerate(VARIANTS):
             m = r["variants"][v]
             ratio = "" if v == "raw" else f"{r['ratios'][f'{v}/raw']:>7.2f}x"
-            print(f"{r['label'] if i == 0 else '':7}{VARIANT_LABELS[v]:12}"
-                  f"{m['ops_per_s']:>10.0f}{m['mb_per_s']:>9.1f}{m['us_per_round_trip']:>10.2f}"
-                  f"{ratio:>8}")
+            print(
+                f"{r['label'] if i == 0 else '':7}{VARIANT_LABELS[v]:12}"
+                f"{m['ops_per_s']:>10.0f}{m['mb_per_s']:>9.1f}{m['us_per_round_trip']:>10.2f}"
+                f"{ratio:>8}"
+            )
     print("MB/s = plaintext bytes per round trip x round trips/s")
-    print(f"{'overhead per round trip, us':30}" + "".join(f"{r['label']:>10}"
-                                                          for r in t["results"]))
+    print(
+        f"{'overhead per round trip, us':30}" + "".join(f"{r['label']:>10}" for r in t["results"])
+    )
     for key in t["results"][0]["overhead_us"]:
         print(f"{key:30}" + "".join(f"{r['overhead_us'][key]:>10.2f}" for r in t["results"]))
     aim = t["aim"]
-    print(f"aim TenantKeys/raw >= {aim['ratio']:.2f} at 4 KiB, warm cache: "
-          f"{aim['measured']:.2f}x, {'met' if aim['met'] else 'NOT met'}")
+    print(
+        f"aim TenantKeys/raw >= {aim['ratio']:.2f} at 4 KiB, warm cache: "
+        f"{aim['measured']:.2f}x, {'met' if aim['met'] else 'NOT met'}"
+    )
     f = t["count_flush"]
-    print(f"message-count flush: {f['ms']:.2f} ms per SQLite transaction, every "
-          f"{f['every_encrypts']} encrypts = {f['us_per_encrypt']:.2f} us per encrypt "
-          f"(included in TenantKeys)")
-    print(f"unwrap calls during the throughput run: {t['unwraps_during_run']} "
-          f"(~{t['tenantkeys_encrypts']} TenantKeys round trips, one data key)")
+    print(
+        f"message-count flush: {f['ms']:.2f} ms per SQLite transaction, every "
+        f"{f['every_encrypts']} encrypts = {f['us_per_encrypt']:.2f} us per encrypt "
+        f"(included in TenantKeys)"
+    )
+    print(
+        f"unwrap calls during the throughput run: {t['unwraps_during_run']} "
+        f"(~{t['tenantkeys_encrypts']} TenantKeys round trips, one data key)"
+    )
     print()
-    print(f"Unwrap calls per {READS:,} reads: a separate reader TenantKeys (cold cache) "
-          f"decrypts {ROWS} rows per data key round-robin; expected = one unwrap per data "
-          f"key per TTL window, from the reads' times")
-    print(f"{'':4}{'scenario':48}{'span s':>7}{'reads/DEK':>16}{'unwraps':>14}"
-          f"{'expected':>14}")
+    print(
+        f"Unwrap calls per {READS:,} reads: a separate reader TenantKeys (cold cache) "
+        f"decrypts {ROWS} rows per data key round-robin; expected = one unwrap per data "
+        f"key per TTL window, from the reads' times"
+    )
+    print(f"{'':4}{'scenario':48}{'span s':>7}{'reads/DEK':>16}{'unwraps':>14}{'expected':>14}")
     for s in result["unwraps"]:
+
         def per_version(d: Mapping[str, int]) -> str:
             return " ".join(f"v{v}:{n}" for v, n in d.items())
 
-        print(f"({s['scenario']}) {s['description']:48}{s['span_s']:>7.0f}"
-              f"{per_version(s['reads_per_version']):>16}{per_version(s['unwraps']):>14}"
-              f"{per_version(s['expected']):>14}  "
-              f"{'as expected' if s['as_expected'] else 'NOT as expected'}")
-    writers = ", ".join(f"({s['scenario']}) {s['writer']['wraps']} wraps "
-                        f"{s['writer']['unwraps']} unwraps for {s['writer']['encrypts']} "
-                        f"encrypts" for s in result["unwraps"])
+        print(
+            f"({s['scenario']}) {s['description']:48}{s['span_s']:>7.0f}"
+            f"{per_version(s['reads_per_version']):>16}{per_version(s['unwraps']):>14}"
+            f"{per_version(s['expected']):>14}  "
+            f"{'as expected' if s['as_expected'] else 'NOT as expected'}"
+        )
+    writers = ", ".join(
+        f"({s['scenario']}) {s['writer']['wraps']} wraps "
+        f"{s['writer']['unwraps']} unwraps for {s['writer']['encrypts']} "
+        f"encrypts"
+        for s in result["unwraps"]
+    )
     print(f"writer side (not counted above): {writers}")
     report_state(result["state_check"], result["propagation"])
     if t["profile"]:
@@ -724,60 +827,90 @@ def report(result: dict[str, Any]) -> None:
 
 def report_state(check: dict[str, Any], prop: dict[str, Any]) -> None:
     print()
-    print(f"Key-state check per use: warm {check['size']} B encrypt+decrypt through one "
-          f"TenantKeys, its state swapped per batch, median of {check['batches']} "
-          f"interleaved batches; "
-          f"baseline = a fixed generation (a method returning 0); added = (round trip - "
-          f"baseline's) / 2, medians of per-batch differences")
-    print("generation() alone: ns per call in a loop of 10,000 calls (loop included), "
-          "and added ns vs the baseline's call")
-    print(f"{'signal':18}{'us/round trip':>15}{'added us/op':>13}{'generation() ns':>17}"
-          f"{'added ns':>10}")
+    print(
+        f"Key-state check per use: warm {check['size']} B encrypt+decrypt through one "
+        f"TenantKeys, its state swapped per batch, median of {check['batches']} "
+        f"interleaved batches; "
+        f"baseline = a fixed generation (a method returning 0); added = (round trip - "
+        f"baseline's) / 2, medians of per-batch differences"
+    )
+    print(
+        "generation() alone: ns per call in a loop of 10,000 calls (loop included), "
+        "and added ns vs the baseline's call"
+    )
+    print(
+        f"{'signal':18}{'us/round trip':>15}{'added us/op':>13}{'generation() ns':>17}"
+        f"{'added ns':>10}"
+    )
     for name, row in check["states"].items():
         fixed = name == "fixed"
-        print(f"{name:18}{row['us_per_round_trip']:>15.2f}"
-              f"{'baseline' if fixed else format(row['us_added_per_op'], '.3f'):>13}"
-              f"{row['ns_per_generation_call']:>17.0f}"
-              f"{'baseline' if fixed else format(row['ns_added_per_call'], '.0f'):>10}")
+        print(
+            f"{name:18}{row['us_per_round_trip']:>15.2f}"
+            f"{'baseline' if fixed else format(row['us_added_per_op'], '.3f'):>13}"
+            f"{row['ns_per_generation_call']:>17.0f}"
+            f"{'baseline' if fixed else format(row['ns_added_per_call'], '.0f'):>10}"
+        )
     if check["redis_skipped"]:
         print(f"RedisKeyState skipped: {check['redis_skipped']}")
     aim = check["aim_us_per_op"]
-    verdicts = ", ".join(f"{name} {'met' if row['us_added_per_op'] < aim else 'NOT met'}"
-                         for name, row in check["states"].items() if name != "fixed")
+    verdicts = ", ".join(
+        f"{name} {'met' if row['us_added_per_op'] < aim else 'NOT met'}"
+        for name, row in check["states"].items()
+        if name != "fixed"
+    )
     print(f"aim: under {aim:g} us added per encrypt or decrypt, warm cache: {verdicts}")
     print()
     if "skipped" in prop:
         print(f"Redis propagation skipped: {prop['skipped']}")
         return
-    print(f"RedisKeyState propagation between two processes, {prop['changes']} changes each: "
-          f"announce() here (CPU {harness.SERVER_CPU}) until generation() moves in a spawned "
-          f"receiver (CPU {harness.LOAD_CPU}); both read CLOCK_MONOTONIC")
+    print(
+        f"RedisKeyState propagation between two processes, {prop['changes']} changes each: "
+        f"announce() here (CPU {harness.SERVER_CPU}) until generation() moves in a spawned "
+        f"receiver (CPU {harness.LOAD_CPU}); both read CLOCK_MONOTONIC"
+    )
 
     def line(label: str, p: Mapping[str, float]) -> str:
-        return (f"{label:46}median {p['median_ms']:6.3f} ms  p99 {p['p99_ms']:6.3f} ms  "
-                f"max {p['max_ms']:6.3f} ms")
+        return (
+            f"{label:46}median {p['median_ms']:6.3f} ms  p99 {p['p99_ms']:6.3f} ms  "
+            f"max {p['max_ms']:6.3f} ms"
+        )
 
     print(line("receiver spinning on generation(), one way", prop["spin"]["one_way"]))
-    print(line(f"receiver polling every {prop['poll_s'] * 1e6:g} us, one way",
-               prop["poll"]["one_way"]))
+    print(
+        line(
+            f"receiver polling every {prop['poll_s'] * 1e6:g} us, one way", prop["poll"]["one_way"]
+        )
+    )
     print(line("announce() without acks, returns after", prop["spin"]["announce"]))
     print(line("announce() waiting for 2 acks (receiver idle)", prop["acked"]["announce"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=21,
-                        help="interleaved measured batches per operation")
-    parser.add_argument("--batch-seconds", type=float, default=0.1,
-                        help="approximate seconds per batch of one operation")
-    parser.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
-                        help="cProfile the 4 KiB TenantKeys round trip (auto: when the "
-                             "0.8x aim is missed)")
-    parser.add_argument("--redis-url", default=REDIS_URL,
-                        help="Redis for the RedisKeyState rows and the propagation timing "
-                             "(default: $TENANCY_REDIS_URL or the local server)")
-    parser.add_argument("--changes", type=int, default=200,
-                        help="key-state changes timed per propagation mode")
+    parser.add_argument(
+        "--batches", type=int, default=21, help="interleaved measured batches per operation"
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=0.1,
+        help="approximate seconds per batch of one operation",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="cProfile the 4 KiB TenantKeys round trip (auto: when the 0.8x aim is missed)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=REDIS_URL,
+        help="Redis for the RedisKeyState rows and the propagation timing "
+        "(default: $TENANCY_REDIS_URL or the local server)",
+    )
+    parser.add_argument(
+        "--changes", type=int, default=200, help="key-state changes timed per propagation mode"
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     if args.batches < 1 or args.batch_seconds <= 0 or args.changes < 1:
@@ -793,15 +926,17 @@ def main() -> None:
         with harness.pinned(harness.SERVER_CPU):
             if not args.json:
                 print("throughput...", file=sys.stderr)
-            result["throughput"] = throughput(engine, local, args.batches,
-                                              args.batch_seconds, args.profile)
+            result["throughput"] = throughput(
+                engine, local, args.batches, args.batch_seconds, args.profile
+            )
             if not args.json:
                 print("unwrap counts...", file=sys.stderr)
             result["unwraps"] = unwrap_counts(engine, local)
             if not args.json:
                 print("key-state check...", file=sys.stderr)
-            result["state_check"] = state_check(engine, local, Path(tmp), args.redis_url,
-                                                args.batches, args.batch_seconds)
+            result["state_check"] = state_check(
+                engine, local, Path(tmp), args.redis_url, args.batches, args.batch_seconds
+            )
             if not args.json:
                 print("redis propagation...", file=sys.stderr)
             result["propagation"] = propagation(args.redis_url, args.changes)

@@ -58,14 +58,21 @@ class Demo:
     log: Path
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tenancy.cli", *args], cwd=ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "tenancy.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def must(self, *args: str) -> str:
         done = self.cli(*args)
         if done.returncode != 0:
-            raise RuntimeError(f"tenancy {' '.join(args)}: exit {done.returncode}\n"
-                               f"{done.stdout}{done.stderr}")
+            raise RuntimeError(
+                f"tenancy {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+            )
         return done.stdout
 
 
@@ -88,17 +95,34 @@ class Run:
 @contextmanager
 def demo(tmp: Path, database_url: str | None) -> Iterator[Demo]:
     """``tenancy demo`` on free ports with ``tmp/data``; stopped (SIGINT, then kill) after."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TENANCY_DATA_DIR": str(tmp / "data"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TENANCY_DATA_DIR": str(tmp / "data"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     if database_url:
         env["TENANCY_DATABASE_URL"] = database_url
     port, log = harness.free_port(), tmp / "demo.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenancy.cli", "demo", "--port", str(port),
-             "--backend-port", str(harness.free_port()),
-             "--console-port", str(harness.free_port())],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tenancy.cli",
+                "demo",
+                "--port",
+                str(port),
+                "--backend-port",
+                str(harness.free_port()),
+                "--console-port",
+                str(harness.free_port()),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         try:
             harness.wait_ready(proc, port, timeout=60)
@@ -116,24 +140,52 @@ def demo(tmp: Path, database_url: str | None) -> Iterator[Demo]:
 
 def grant(services: Demo, tenant: str, engineer: str, hours: str) -> None:
     """A support grant as the e2e test makes it: requested, then approved for ``hours``."""
-    requested = services.must("support", "request", "--tenant", tenant, "--as", engineer,
-                              "--ticket", f"T-{engineer}", "--justification", "probe",
-                              "--scopes", "worklogs:read", "--hours", "2")
-    services.must("support", "approve", requested.split()[-1], "--tenant", tenant, "--as",
-                  f"{tenant}-boss", "--roles", "admin", "--mfa", "--hours", hours)
+    requested = services.must(
+        "support",
+        "request",
+        "--tenant",
+        tenant,
+        "--as",
+        engineer,
+        "--ticket",
+        f"T-{engineer}",
+        "--justification",
+        "probe",
+        "--scopes",
+        "worklogs:read",
+        "--hours",
+        "2",
+    )
+    services.must(
+        "support",
+        "approve",
+        requested.split()[-1],
+        "--tenant",
+        tenant,
+        "--as",
+        f"{tenant}-boss",
+        "--roles",
+        "admin",
+        "--mfa",
+        "--hours",
+        hours,
+    )
 
 
 def probe_once(services: Demo, out: Path) -> tuple[float, float, int]:
     """One full probe through the CLI: wall s, probe-phase s, requests; aborts on a leak."""
     started = time.perf_counter()
-    done = services.cli("probe", "--config", str(CONFIG), "--target", services.edge,
-                        "--out", str(out))
+    done = services.cli(
+        "probe", "--config", str(CONFIG), "--target", services.edge, "--out", str(out)
+    )
     wall = time.perf_counter() - started
     report = json.loads(out.read_text()) if out.exists() else {}
     leaked = report.get("summary", {}).get("leaked")
     if done.returncode != 0 or leaked != 0 or report.get("void", True):
-        raise RuntimeError(f"probe not clean (exit {done.returncode}, leaked {leaked}, void "
-                           f"{report.get('void')}):\n{done.stdout[-3000:]}{done.stderr}")
+        raise RuntimeError(
+            f"probe not clean (exit {done.returncode}, leaked {leaked}, void "
+            f"{report.get('void')}):\n{done.stdout[-3000:]}{done.stderr}"
+        )
     return wall, float(report["duration_s"]), int(report["requests"])
 
 
@@ -154,43 +206,67 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[Run]:
         grant(services, "globex", "probe-staff-globex", "1")
         grant(services, "acme", "probe-staff-expired", "0.0003")  # about a second
         time.sleep(1.5)
-        token = services.must("dev-token", "--tenant", "acme", "--sub", "bench-reader",
-                              "--scopes", "worklogs:read", "--ttl", "3600").strip()
+        token = services.must(
+            "dev-token",
+            "--tenant",
+            "acme",
+            "--sub",
+            "bench-reader",
+            "--scopes",
+            "worklogs:read",
+            "--ttl",
+            "3600",
+        ).strip()
         with httpx.Client(base_url=services.edge, timeout=10) as client:
             baseline(client, token, 20)  # warm-up: connection, token and registry caches
             for n in range(args.runs):
                 wall, probe_s, requests = probe_once(services, tmp / f"probe-{n}.json")
                 runs.append(Run(wall, probe_s, requests, baseline(client, token, requests)))
-                print(f"  run {n + 1}: wall {wall:.2f} s, probe phase {probe_s:.2f} s, "
-                      f"{requests} requests", file=sys.stderr)
+                print(
+                    f"  run {n + 1}: wall {wall:.2f} s, probe phase {probe_s:.2f} s, "
+                    f"{requests} requests",
+                    file=sys.stderr,
+                )
     return runs
 
 
 def report(runs: list[Run], database: str, load_before: float) -> None:
-    print(f"tenancy probe --config {CONFIG.relative_to(ROOT)} against tenancy demo "
-          f"({database}), {len(runs)} run(s); 1-min load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
-    print(f"{'run':>4}{'wall s':>9}{'probe s':>9}{'tokens+start s':>16}{'requests':>10}"
-          f"{'req/s':>8}{'baseline req/s':>16}")
+    print(
+        f"tenancy probe --config {CONFIG.relative_to(ROOT)} against tenancy demo "
+        f"({database}), {len(runs)} run(s); 1-min load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'run':>4}{'wall s':>9}{'probe s':>9}{'tokens+start s':>16}{'requests':>10}"
+        f"{'req/s':>8}{'baseline req/s':>16}"
+    )
     for n, r in enumerate(runs, 1):
-        print(f"{n:>4}{r.wall_s:>9.2f}{r.probe_s:>9.2f}{r.wall_s - r.probe_s:>16.2f}"
-              f"{r.requests:>10}{r.rps:>8.0f}{r.baseline_rps:>16.0f}")
+        print(
+            f"{n:>4}{r.wall_s:>9.2f}{r.probe_s:>9.2f}{r.wall_s - r.probe_s:>16.2f}"
+            f"{r.requests:>10}{r.rps:>8.0f}{r.baseline_rps:>16.0f}"
+        )
     wall = statistics.median(r.wall_s for r in runs)
     verdict = "met" if wall < TARGET_S else "NOT met"
-    print(f"median wall {wall:.1f} s = {wall / TARGET_S:.2f} of the {TARGET_S:.0f} s target: "
-          f"{verdict}")
+    print(
+        f"median wall {wall:.1f} s = {wall / TARGET_S:.2f} of the {TARGET_S:.0f} s target: "
+        f"{verdict}"
+    )
     rps = statistics.median(r.rps for r in runs)
     base = statistics.median(r.baseline_rps for r in runs)
-    print(f"probe phase {rps:.0f} req/s = {rps / base:.2f} x the baseline's {base:.0f} req/s "
-          f"(sequential authorized GET /worklogs through the edge)")
+    print(
+        f"probe phase {rps:.0f} req/s = {rps / base:.2f} x the baseline's {base:.0f} req/s "
+        f"(sequential authorized GET /worklogs through the edge)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="probe runs (median reported)")
     parser.add_argument("--quick", action="store_true", help="one run (same as --runs 1)")
-    parser.add_argument("--database-url", help="run the demo on this PostgreSQL app-role URL "
-                                               "(migrated beforehand); default SQLite")
+    parser.add_argument(
+        "--database-url",
+        help="run the demo on this PostgreSQL app-role URL (migrated beforehand); default SQLite",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs = 1

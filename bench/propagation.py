@@ -88,6 +88,7 @@ PROG = Path(__file__).name
 def bench_settings(data_dir: Path) -> Settings:
     """Settings over ``data_dir`` only (SQLite there; environment variables ignored)."""
     from tenancy.settings import Settings
+
     return Settings.from_env({}, data_dir=data_dir)
 
 
@@ -113,27 +114,39 @@ def build_server(kind: str, data_dir: Path, algorithm: str, upstream: str | None
 
     def user_verifier() -> TokenVerifier:
         keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
-        return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience,
-                                             keys=keys, algorithms=["EdDSA"])])
+        return TokenVerifier(
+            [
+                trusted_issuer(
+                    DEV_ISSUER, audience=settings.audience, keys=keys, algorithms=["EdDSA"]
+                )
+            ]
+        )
 
     if kind == "edge":
         if upstream is None:
             raise SystemExit("--serve edge needs --upstream")
         keyring = ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE)
-        return create_edge(verifier=user_verifier(), tenants=registry, region=settings.region,
-                           keyring=keyring, worklogs_url=upstream)
+        return create_edge(
+            verifier=user_verifier(),
+            tenants=registry,
+            region=settings.region,
+            keyring=keyring,
+            worklogs_url=upstream,
+        )
     verifier: Authenticator
     if kind == "backend":
         edge_keys = JWKSKeySource.from_file(edge_jwks_path(settings), algorithms=[algorithm])
         verifier = ContextTokenVerifier(
             audience=BACKEND,
-            services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE},
-                                      algorithms=[algorithm])],
+            services=[
+                trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE}, algorithms=[algorithm])
+            ],
         )
     else:
         verifier = user_verifier()
-    return create_worklogs(store=WorklogStore(engine), verifier=verifier, tenants=registry,
-                           region=settings.region)
+    return create_worklogs(
+        store=WorklogStore(engine), verifier=verifier, tenants=registry, region=settings.region
+    )
 
 
 # -- microbenchmarks ------------------------------------------------------------------
@@ -165,15 +178,26 @@ def micro(algorithm: str, batches: int, size: int) -> dict[str, Any]:
     minter = ContextTokenMinter(keyring)
     verifier = ContextTokenVerifier(
         audience=BACKEND,
-        services=[trusted_service(EDGE, keys=JWKSKeySource(keyring.jwks, algorithms=[algorithm]),
-                                  scopes={READ_SCOPE}, algorithms=[algorithm])],
+        services=[
+            trusted_service(
+                EDGE,
+                keys=JWKSKeySource(keyring.jwks, algorithms=[algorithm]),
+                scopes={READ_SCOPE},
+                algorithms=[algorithm],
+            )
+        ],
     )  # check_replay=True (default): every verified token below is fresh
     tenant_id = str(uuid.uuid4())
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tenant_id, subject=SUBJECT,
-                          roles=frozenset({"member"}),
-                          scopes=frozenset({READ_SCOPE, "worklogs:write"}))
-    ctx = TenantContext(tenant_id, TENANT_SLUG, "eu-central-1", principal,
-                        f"req-{uuid.uuid4().hex}")
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tenant_id,
+        subject=SUBJECT,
+        roles=frozenset({"member"}),
+        scopes=frozenset({READ_SCOPE, "worklogs:write"}),
+    )
+    ctx = TenantContext(
+        tenant_id, TENANT_SLUG, "eu-central-1", principal, f"req-{uuid.uuid4().hex}"
+    )
 
     def mint() -> str:
         return minter.mint(ctx, audience=BACKEND, scopes=[READ_SCOPE])
@@ -235,7 +259,8 @@ def micro(algorithm: str, batches: int, size: int) -> dict[str, Any]:
     }
     for op, raw in (("mint", "raw_sign"), ("verify", "raw_verify")):
         result[f"{op}_ratio"] = statistics.median(
-            a / b for a, b in zip(samples[op], samples[raw], strict=True))
+            a / b for a, b in zip(samples[op], samples[raw], strict=True)
+        )
         result[f"{op}_target_met"] = result[f"{op}_us"] < TARGET_US
     result["samples_us"] = samples
     return result
@@ -254,20 +279,34 @@ def prepare_state(data_dir: Path, algorithm: str) -> tuple[str, str]:
     logging.getLogger("tenancy.demo").setLevel(logging.ERROR)  # the "SQLite" warning
     settings = bench_settings(data_dir)
     # Created before prepare() so that it picks this algorithm (prepare reopens it).
-    keyring = ServiceKeyring.load_or_create(edge_keyring_dir(settings), DEMO_EDGE,
-                                            algorithm=algorithm)
+    keyring = ServiceKeyring.load_or_create(
+        edge_keyring_dir(settings), DEMO_EDGE, algorithm=algorithm
+    )
     registry = prepare(settings)
     tenant = registry.get_by_slug(TENANT_SLUG)
     token = DevIssuer.load_or_create(settings.data_dir).mint(
-        tenant_id=tenant.id, subject=SUBJECT, audience=settings.audience,
-        scopes=[READ_SCOPE], ttl=3600)
+        tenant_id=tenant.id,
+        subject=SUBJECT,
+        audience=settings.audience,
+        scopes=[READ_SCOPE],
+        ttl=3600,
+    )
     return token, keyring.algorithm
 
 
-def spawn_server(kind: str, port: int, data_dir: Path, algorithm: str,
-                 upstream: str | None = None) -> harness.Server:
-    args = ["--serve", kind, "--port", str(port), "--data-dir", str(data_dir),
-            "--e2e-algorithm", algorithm]
+def spawn_server(
+    kind: str, port: int, data_dir: Path, algorithm: str, upstream: str | None = None
+) -> harness.Server:
+    args = [
+        "--serve",
+        kind,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--e2e-algorithm",
+        algorithm,
+    ]
     if upstream is not None:
         args += ["--upstream", upstream]
     return harness.spawn(harness.self_command(__file__, *args))
@@ -302,29 +341,43 @@ def end_to_end(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     wrk = harness.ensure_wrk(PROG)
     token, algorithm = prepare_state(data_dir, args.e2e_algorithm)
     if algorithm != args.e2e_algorithm:
-        raise RuntimeError(f"the edge keyring in {data_dir} signs with {algorithm}, "
-                           f"not {args.e2e_algorithm}; use another --data-dir")
+        raise RuntimeError(
+            f"the edge keyring in {data_dir} signs with {algorithm}, "
+            f"not {args.e2e_algorithm}; use another --data-dir"
+        )
     ports = {name: harness.free_port() for name in SERVERS}
     load = harness.Load.from_args(args)
     with harness.running() as servers:
         servers.append(spawn_server("direct", ports["direct"], data_dir, algorithm))
         servers.append(spawn_server("backend", ports["backend"], data_dir, algorithm))
-        servers.append(spawn_server("edge", ports["edge"], data_dir, algorithm,
-                                    upstream=f"http://127.0.0.1:{ports['backend']}"))
+        servers.append(
+            spawn_server(
+                "edge",
+                ports["edge"],
+                data_dir,
+                algorithm,
+                upstream=f"http://127.0.0.1:{ports['backend']}",
+            )
+        )
         for proc, name in zip(servers, SERVERS, strict=True):
             harness.wait_ready(proc, ports[name])
         sanity_check(ports, token)
         target = {"direct": ports["direct"], "via-edge": ports["edge"]}
-        runs = harness.alternate(wrk, target, PATH, load, headers=harness.bearer(token),
-                                 progress=not args.json)
+        runs = harness.alternate(
+            wrk, target, PATH, load, headers=harness.bearer(token), progress=not args.json
+        )
     medians = harness.medians(runs, VARIANTS)
     return {
         **load.describe(PATH),
         "context_token_algorithm": algorithm,
-        "cpus": {"direct": "worklogs on CPU 0", "via-edge": "edge + worklogs both on CPU 0",
-                 "wrk": "CPU 1"},
+        "cpus": {
+            "direct": "worklogs on CPU 0",
+            "via-edge": "edge + worklogs both on CPU 0",
+            "wrk": "CPU 1",
+        },
         "registry_cache_ttl_s": REGISTRY_CACHE_TTL,
-        "medians": medians, "runs": [asdict(r) for r in runs],
+        "medians": medians,
+        "runs": [asdict(r) for r in runs],
         "ratio": medians["via-edge"]["rps"] / medians["direct"]["rps"],
         "cpu0_us_per_request": {v: 1e6 / m["rps"] for v, m in medians.items()},
     }
@@ -353,74 +406,100 @@ def report(result: dict[str, Any]) -> None:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in result["environment"].items()))
     m = result["micro"]
     first = m["results"][0]
-    print(f"Context tokens in-process on CPU 0: median of {m['batches']} batches x "
-          f"{m['batch_size']} ops (after one warm-up batch; the four operations' batches "
-          f"interleaved; ratio = median of per-batch ratios); ~{first['token_bytes']} B tokens, "
-          f"raw baseline signs/verifies a same-size message "
-          f"({first['signing_input_bytes']} B signing input) with the same key")
+    print(
+        f"Context tokens in-process on CPU 0: median of {m['batches']} batches x "
+        f"{m['batch_size']} ops (after one warm-up batch; the four operations' batches "
+        f"interleaved; ratio = median of per-batch ratios); ~{first['token_bytes']} B tokens, "
+        f"raw baseline signs/verifies a same-size message "
+        f"({first['signing_input_bytes']} B signing input) with the same key"
+    )
     print("verify: a fresh token every call (minted outside the timed loop), replay guard on")
-    print(f"{'alg':7}{'op':8}{'tenancy us':>12}{'raw us':>9}{'ratio':>8}   "
-          f"target < {TARGET_US:.0f} us")
+    print(
+        f"{'alg':7}{'op':8}{'tenancy us':>12}{'raw us':>9}{'ratio':>8}   "
+        f"target < {TARGET_US:.0f} us"
+    )
     for r in m["results"]:
         for op, raw in (("mint", "raw_sign"), ("verify", "raw_verify")):
             met = "met" if r[f"{op}_target_met"] else "NOT met"
-            print(f"{r['algorithm']:7}{op:8}{r[f'{op}_us']:>12.1f}{r[f'{raw}_us']:>9.1f}"
-                  f"{r[f'{op}_ratio']:>7.2f}x   {met}")
+            print(
+                f"{r['algorithm']:7}{op:8}{r[f'{op}_us']:>12.1f}{r[f'{raw}_us']:>9.1f}"
+                f"{r[f'{op}_ratio']:>7.2f}x   {met}"
+            )
     print()
     e = result["end_to_end"]
     med: dict[str, dict[str, float]] = e["medians"]
-    print(f"GET {e['path']} on loopback with one user token, {e['connections']} connections, "
-          f"median of {e['rounds']} x {e['duration_s']} s rounds (warm-up {e['warmup_s']} s "
-          f"each){', rounds alternate' if e['rounds'] > 1 else ', ONE round: no alternation'}")
-    print("same CPU budget: direct = worklogs alone on CPU 0; via edge = edge AND worklogs "
-          "both on CPU 0; wrk on CPU 1")
-    print(f"direct: user token verified by worklogs (hot token cache); via edge: user token "
-          f"at the edge (hot cache), then a fresh {e['context_token_algorithm']} context "
-          f"token per request, fully verified by worklogs (single-use, never cached); "
-          f"tenant registry cache_ttl={e['registry_cache_ttl_s']:.0f} s")
+    print(
+        f"GET {e['path']} on loopback with one user token, {e['connections']} connections, "
+        f"median of {e['rounds']} x {e['duration_s']} s rounds (warm-up {e['warmup_s']} s "
+        f"each){', rounds alternate' if e['rounds'] > 1 else ', ONE round: no alternation'}"
+    )
+    print(
+        "same CPU budget: direct = worklogs alone on CPU 0; via edge = edge AND worklogs "
+        "both on CPU 0; wrk on CPU 1"
+    )
+    print(
+        f"direct: user token verified by worklogs (hot token cache); via edge: user token "
+        f"at the edge (hot cache), then a fresh {e['context_token_algorithm']} context "
+        f"token per request, fully verified by worklogs (single-use, never cached); "
+        f"tenant registry cache_ttl={e['registry_cache_ttl_s']:.0f} s"
+    )
     print(f"{harness.TABLE_HEADER}{'CPU0 us/req':>13}")
     for variant, v in med.items():
         print(f"{harness.table_row(variant, v)}{e['cpu0_us_per_request'][variant]:>13.0f}")
-    print(f"ratio via-edge/direct throughput: {e['ratio']:.2f}; p50 latency: "
-          f"{med['via-edge']['p50_ms'] / med['direct']['p50_ms']:.2f}x "
-          f"(CPU0 us/req = 1e6 / req/s, CPU 0 being saturated)")
+    print(
+        f"ratio via-edge/direct throughput: {e['ratio']:.2f}; p50 latency: "
+        f"{med['via-edge']['p50_ms'] / med['direct']['p50_ms']:.2f}x "
+        f"(CPU0 us/req = 1e6 / req/s, CPU 0 being saturated)"
+    )
     hop = result["hop"]
-    print(f"the hop costs ~{hop['hop_us']:.0f} us of CPU 0 per request; the context token's "
-          f"{hop['algorithm']} mint + verify (microbenchmark above) is "
-          f"{hop['token_us']:.0f} us of it ({hop['token_share']:.0%}), the rest is the second "
-          f"HTTP exchange (aiohttp client in the edge, second server)")
+    print(
+        f"the hop costs ~{hop['hop_us']:.0f} us of CPU 0 per request; the context token's "
+        f"{hop['algorithm']} mint + verify (microbenchmark above) is "
+        f"{hop['token_us']:.0f} us of it ({hop['token_share']:.0%}), the rest is the second "
+        f"HTTP exchange (aiohttp client in the edge, second server)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_options(parser, SERVERS, rounds=4,
-                        rounds_help="rounds per variant (>= 2 to cancel drift)")
+    harness.add_options(
+        parser, SERVERS, rounds=4, rounds_help="rounds per variant (>= 2 to cancel drift)"
+    )
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, default=15, help="microbenchmark batches")
-    parser.add_argument("--batch-size", type=int, default=300,
-                        help="operations per microbenchmark batch")
-    parser.add_argument("--e2e-algorithm", choices=ALGORITHMS, default="EdDSA",
-                        help="the edge's context-token algorithm end to end (default EdDSA, "
-                             "as in the demo)")
+    parser.add_argument(
+        "--batch-size", type=int, default=300, help="operations per microbenchmark batch"
+    )
+    parser.add_argument(
+        "--e2e-algorithm",
+        choices=ALGORITHMS,
+        default="EdDSA",
+        help="the edge's context-token algorithm end to end (default EdDSA, as in the demo)",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     if args.serve:
-        harness.serve(build_server(args.serve, args.data_dir, args.e2e_algorithm,
-                                   args.upstream), args.port)
+        harness.serve(
+            build_server(args.serve, args.data_dir, args.e2e_algorithm, args.upstream), args.port
+        )
         return
     if args.rounds < 1 or args.batches < 1 or args.batch_size < 1:
         parser.error("--rounds, --batches and --batch-size must be at least 1")
     if args.rounds < 2:
-        print("note: --rounds 1 does not alternate variants; drift is not cancelled",
-              file=sys.stderr)
+        print(
+            "note: --rounds 1 does not alternate variants; drift is not cancelled", file=sys.stderr
+        )
     harness.require_cpus(PROG, "servers and load generator are pinned apart")
     with harness.pinned(harness.SERVER_CPU):
         micro_results = [micro(alg, args.batches, args.batch_size) for alg in ALGORITHMS]
     result: dict[str, Any] = {
-        "micro": {"batches": args.batches, "batch_size": args.batch_size,
-                  "target_us": TARGET_US,
-                  "verify": "fresh token per call, replay guard on (check_replay=True)",
-                  "results": micro_results},
+        "micro": {
+            "batches": args.batches,
+            "batch_size": args.batch_size,
+            "target_us": TARGET_US,
+            "verify": "fresh token per call, replay guard on (check_replay=True)",
+            "results": micro_results,
+        },
     }
     with harness.state_dir(args.data_dir) as data_dir:
         e2e = end_to_end(args, data_dir)
@@ -429,8 +508,12 @@ def main() -> None:
     per_request = e2e["cpu0_us_per_request"]
     hop_us = per_request["via-edge"] - per_request["direct"]
     token_us = token["mint_us"] + token["verify_us"]
-    result["hop"] = {"algorithm": token["algorithm"], "hop_us": hop_us, "token_us": token_us,
-                     "token_share": token_us / hop_us if hop_us > 0 else float("nan")}
+    result["hop"] = {
+        "algorithm": token["algorithm"],
+        "hop_us": hop_us,
+        "token_us": token_us,
+        "token_share": token_us / hop_us if hop_us > 0 else float("nan"),
+    }
     result["environment"] = environment()
     if args.json:
         print(json.dumps(result, indent=2))

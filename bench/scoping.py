@@ -50,8 +50,13 @@ class Item(TenantScoped, Base):
 
 
 def context(tenant: str) -> TenantContext:
-    return TenantContext(tenant, tenant[:8], "eu-central-1",
-                         Principal(issuer="bench", tenant_id=tenant, subject="bench"), "bench")
+    return TenantContext(
+        tenant,
+        tenant[:8],
+        "eu-central-1",
+        Principal(issuer="bench", tenant_id=tenant, subject="bench"),
+        "bench",
+    )
 
 
 def setup(owner: Engine, role: str) -> list[str]:
@@ -59,9 +64,14 @@ def setup(owner: Engine, role: str) -> list[str]:
     with owner.begin() as conn:
         Base.metadata.create_all(conn)
         for tenant in tenants:
-            conn.execute(text("INSERT INTO items (tenant_id, id, name) SELECT :t, "
-                              "lpad(g::text, 12, '0'), 'item ' || g "
-                              "FROM generate_series(1, :n) g"), {"t": tenant, "n": ROWS_PER_TENANT})
+            conn.execute(
+                text(
+                    "INSERT INTO items (tenant_id, id, name) SELECT :t, "
+                    "lpad(g::text, 12, '0'), 'item ' || g "
+                    "FROM generate_series(1, :n) g"
+                ),
+                {"t": tenant, "n": ROWS_PER_TENANT},
+            )
         enable_rls(conn, [Item.__table__])  # type: ignore[list-item]
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
         grant_app_role(conn, role, [Item.__table__])  # type: ignore[list-item]
@@ -92,8 +102,10 @@ def workloads(owner: Engine, app: Engine) -> dict[str, dict[str, Callable[[str, 
             q = select(Item).where(Item.id >= i).order_by(Item.id).limit(100)
             return len(s.scalars(q).all())
 
-    return {"pk lookup": {"baseline": base_pk, "scoped": scoped_pk},
-            "100-row page": {"baseline": base_page, "scoped": scoped_page}}
+    return {
+        "pk lookup": {"baseline": base_pk, "scoped": scoped_pk},
+        "100-row page": {"baseline": base_page, "scoped": scoped_page},
+    }
 
 
 def ops_per_second(run: Callable[[str, str], int], tenants: list[str], seconds: float) -> float:
@@ -106,8 +118,9 @@ def ops_per_second(run: Callable[[str, str], int], tenants: list[str], seconds: 
     return done / (time.perf_counter() - start)
 
 
-def sanity(work: dict[str, dict[str, Callable[[str, str], int]]], tenants: list[str],
-           app: Engine) -> None:
+def sanity(
+    work: dict[str, dict[str, Callable[[str, str], int]]], tenants: list[str], app: Engine
+) -> None:
     a, b = tenants[0], tenants[1]
     for shape in work.values():
         assert shape["baseline"](a, "000000000001") == shape["scoped"](a, "000000000001") > 0
@@ -120,9 +133,10 @@ def sanity(work: dict[str, dict[str, Callable[[str, str], int]]], tenants: list[
 
 def explain(app: Engine, tenant: str) -> dict[str, list[str]]:
     plans = {}
-    queries = {"pk lookup": "SELECT * FROM items WHERE id = '000000000042'",
-               "100-row page": "SELECT * FROM items WHERE id >= '000000000042' "
-                               "ORDER BY id LIMIT 100"}
+    queries = {
+        "pk lookup": "SELECT * FROM items WHERE id = '000000000042'",
+        "100-row page": "SELECT * FROM items WHERE id >= '000000000042' ORDER BY id LIMIT 100",
+    }
     with bind(context(tenant)), sessionmaker(app, class_=TenantSession)() as s:
         for shape, sql in queries.items():
             plans[shape] = list(s.execute(text("EXPLAIN " + sql)).scalars())
@@ -147,8 +161,9 @@ def main() -> None:
         tenants = setup(owner, role)
         work = workloads(owner, app)
         sanity(work, tenants, app)
-        results: dict[str, dict[str, list[float]]] = {s: {"baseline": [], "scoped": []}
-                                                      for s in work}
+        results: dict[str, dict[str, list[float]]] = {
+            s: {"baseline": [], "scoped": []} for s in work
+        }
         for _ in range(args.rounds):
             for shape, variants in work.items():
                 for variant, run in variants.items():
@@ -164,28 +179,47 @@ def main() -> None:
     report(results, plans, args)
 
 
-def report(results: dict[str, dict[str, list[float]]], plans: dict[str, list[str]],
-           args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, dict[str, list[float]]],
+    plans: dict[str, list[str]],
+    args: argparse.Namespace,
+) -> None:
     medians = {s: {v: statistics.median(r) for v, r in vs.items()} for s, vs in results.items()}
     ratios = {s: m["scoped"] / m["baseline"] for s, m in medians.items()}
-    index_used = {s: any("Index" in line for line in p) and not any("Seq Scan" in line
-                                                                    for line in p)
-                  for s, p in plans.items()}
+    index_used = {
+        s: any("Index" in line for line in p) and not any("Seq Scan" in line for line in p)
+        for s, p in plans.items()
+    }
     if args.json:
-        print(json.dumps({"medians_ops_per_s": medians, "ratios": ratios, "target": TARGET,
-                          "index_used": index_used, "plans": plans, "rounds": args.rounds,
-                          "seconds": args.seconds}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "medians_ops_per_s": medians,
+                    "ratios": ratios,
+                    "target": TARGET,
+                    "index_used": index_used,
+                    "plans": plans,
+                    "rounds": args.rounds,
+                    "seconds": args.seconds,
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"PostgreSQL, {TENANTS} tenants x {ROWS_PER_TENANT} rows, one transaction per op, "
-          f"median of {args.rounds} x {args.seconds:.0f} s")
+    print(
+        f"PostgreSQL, {TENANTS} tenants x {ROWS_PER_TENANT} rows, one transaction per op, "
+        f"median of {args.rounds} x {args.seconds:.0f} s"
+    )
     print(f"{'shape':14}{'baseline op/s':>15}{'scoped op/s':>13}")
     for shape, m in medians.items():
         print(f"{shape:14}{m['baseline']:>15.0f}{m['scoped']:>13.0f}")
     for shape, ratio in ratios.items():
         print(f"ratio scoped/baseline {shape}: {ratio:.2f} (target >= {TARGET:.2f})")
     for shape, plan in plans.items():
-        print(f"EXPLAIN {shape} as the app role under RLS "
-              f"({'index used' if index_used[shape] else 'NO INDEX'}):")
+        print(
+            f"EXPLAIN {shape} as the app role under RLS "
+            f"({'index used' if index_used[shape] else 'NO INDEX'}):"
+        )
         for line in plan:
             print("   ", line)
 

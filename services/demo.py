@@ -21,8 +21,7 @@ from tenancy.settings import Settings
 READY_TIMEOUT = 30.0
 
 
-def run(settings: Settings, *, host: str, port: int, backend_port: int,
-        console_port: int) -> int:
+def run(settings: Settings, *, host: str, port: int, backend_port: int, console_port: int) -> int:
     """Serve the demo until interrupted; returns the exit status."""
     import uvicorn
 
@@ -48,14 +47,14 @@ def run(settings: Settings, *, host: str, port: int, backend_port: int,
             f"tenants: {', '.join(t.slug for t in registry.list())}\n\n"
             "try it:\n"
             f"  TOKEN=$(.venv/bin/tenancy dev-token --tenant acme --sub alice --data-dir {data})\n"
-            f"  curl -s -H \"Authorization: Bearer $TOKEN\" "
+            f'  curl -s -H "Authorization: Bearer $TOKEN" '
             "-H 'content-type: application/json' \\\n"
-            f"       -d '{{\"description\":\"design review\",\"minutes\":45,"
-            f"\"day\":\"2026-11-22\"}}' {base}/worklogs\n"
-            f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/worklogs\n"
+            f'       -d \'{{"description":"design review","minutes":45,'
+            f'"day":"2026-11-22"}}\' {base}/worklogs\n'
+            f'  curl -s -H "Authorization: Bearer $TOKEN" {base}/worklogs\n'
             f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-ID: globex' "
             f"{base}/worklogs   # still acme\n"
-            f"  curl -s -H \"Authorization: Bearer $TOKEN\" {backend_url}/worklogs"
+            f'  curl -s -H "Authorization: Bearer $TOKEN" {backend_url}/worklogs'
             f"   # 401: the backend never takes a user's token\n",
             flush=True,
         )
@@ -73,15 +72,26 @@ def run(settings: Settings, *, host: str, port: int, backend_port: int,
 
 def _spawn(service: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-        [sys.executable, "-m", "tenancy.cli", "serve", service, "--host", "127.0.0.1",
-         "--port", str(port), "--data-dir", str(settings.data_dir),
-         "--parent-pid", str(os.getpid())],
+        [
+            sys.executable,
+            "-m",
+            "tenancy.cli",
+            "serve",
+            service,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(settings.data_dir),
+            "--parent-pid",
+            str(os.getpid()),
+        ],
         env={**os.environ, "TENANCY_REGION": settings.region},
     )
 
 
-def serve(service: str, settings: Settings, *, host: str, port: int,
-          parent_pid: int | None) -> int:
+def serve(service: str, settings: Settings, *, host: str, port: int, parent_pid: int | None) -> int:
     """A demo service process (worklogs or console); exits when the demo process is gone."""
     import uvicorn
 

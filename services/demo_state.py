@@ -66,8 +66,9 @@ def edge_jwks_path(settings: Settings) -> Path:
     return edge_keyring_dir(settings) / "jwks.json"
 
 
-def open_keys(settings: Settings, *, engine: Engine | None = None,
-              events: EventSink | None = None) -> TenantKeys:
+def open_keys(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> TenantKeys:
     """The tenants' keys: platform-managed KEKs in ``keys/keks.json`` sealed by the root
     key (``TENANCY_ROOT_KEY``, else ``keys/root.key``, created 0600), data keys in the
     database. The demo's second local provider, ``customer-local``, stands in for a
@@ -79,8 +80,11 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
     from tenancy.keys.state import SharedKeyState
 
     folder = settings.data_dir / "keys"
-    root = (RootKey.from_env() if os.environ.get(ROOT_KEY_ENV)
-            else RootKey.load_or_create(folder / "root.key"))
+    root = (
+        RootKey.from_env()
+        if os.environ.get(ROOT_KEY_ENV)
+        else RootKey.load_or_create(folder / "root.key")
+    )
     providers: list[KeyProvider] = [
         LocalKeyProvider(folder / "keks.json", root=root),
         LocalKeyProvider(folder / "customer-keks.json", root=root, name="customer-local"),
@@ -89,31 +93,47 @@ def open_keys(settings: Settings, *, engine: Engine | None = None,
     if env.get("TENANCY_PKCS11_LIBRARY"):  # an HSM, e.g. /usr/lib/softhsm/libsofthsm2.so
         from tenancy.keys.pkcs11 import Pkcs11KeyProvider
 
-        providers.append(Pkcs11KeyProvider(env["TENANCY_PKCS11_LIBRARY"],
-                                           token_label=env.get("TENANCY_PKCS11_TOKEN", ""),
-                                           user_pin=env.get("TENANCY_PKCS11_PIN", "")))
+        providers.append(
+            Pkcs11KeyProvider(
+                env["TENANCY_PKCS11_LIBRARY"],
+                token_label=env.get("TENANCY_PKCS11_TOKEN", ""),
+                user_pin=env.get("TENANCY_PKCS11_PIN", ""),
+            )
+        )
     if env.get("TENANCY_AWS_KMS_REGION"):  # customer keys in AWS KMS (boto3 credentials)
         from tenancy.keys.aws import AwsKmsKeyProvider
 
         endpoint = env.get("TENANCY_AWS_KMS_ENDPOINT")
-        providers.append(AwsKmsKeyProvider.from_region(
-            env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})))
+        providers.append(
+            AwsKmsKeyProvider.from_region(
+                env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})
+            )
+        )
     # Every demo process (both services, the CLI) maps the same key-state file, so a
     # shred or rotation made by the CLI is seen by the running services on their next use.
-    keys = TenantKeys(engine or open_engine(settings), providers, default_provider="local",
-                      events=events, state=SharedKeyState(folder / "key-state"))
+    keys = TenantKeys(
+        engine or open_engine(settings),
+        providers,
+        default_provider="local",
+        events=events,
+        state=SharedKeyState(folder / "key-state"),
+    )
     if settings.uses_sqlite:
         keys.create_schema()  # on PostgreSQL the migrations create it, as the owner
     return keys
 
 
-def open_support(settings: Settings, *, engine: Engine | None = None,
-                 events: EventSink | None = None) -> SupportAccess:
+def open_support(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> SupportAccess:
     """Support access over the demo's database; notices go to ``outbox/`` as JSON."""
     from tenancy.support import OutboxNotifier, SupportAccess
 
-    support = SupportAccess(engine or open_engine(settings), events=events,
-                            notifier=OutboxNotifier(settings.data_dir / "outbox"))
+    support = SupportAccess(
+        engine or open_engine(settings),
+        events=events,
+        notifier=OutboxNotifier(settings.data_dir / "outbox"),
+    )
     if settings.uses_sqlite:
         support.create_schema()
     return support
@@ -133,9 +153,13 @@ def export_signing_key(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir / "keys" / "export-signing.key")
 
 
-def open_exports(settings: Settings, *, engine: Engine | None = None,
-                 keys: TenantKeys | None = None,
-                 events: EventSink | None = None) -> ExportService:
+def open_exports(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    keys: TenantKeys | None = None,
+    events: EventSink | None = None,
+) -> ExportService:
     """Exports of the worklogs, their content sealed under each tenant's key."""
     from services.worklogs.store import WorklogStore
     from tenancy.exports import ExportService, create_schema
@@ -146,8 +170,13 @@ def open_exports(settings: Settings, *, engine: Engine | None = None,
     if settings.uses_sqlite:
         store.create_schema()
         create_schema(engine)  # on PostgreSQL the migrations create it, as the owner
-    return ExportService(engine, source=functools.partial(store.list, limit=100_000),
-                         keys=keys, signing_key=export_signing_key(settings), events=events)
+    return ExportService(
+        engine,
+        source=functools.partial(store.list, limit=100_000),
+        keys=keys,
+        signing_key=export_signing_key(settings),
+        events=events,
+    )
 
 
 def audit_key_file(settings: Settings) -> Path | None:
@@ -187,8 +216,11 @@ def authorizer_for(settings: Settings, service: str) -> Authorizer:
     )
 
     bundle = PolicyBundle.from_directory()
-    pdp: PolicyDecisionPoint = (EmbeddedRego(bundle) if settings.opa_url is None
-                                else OPAServer(settings.opa_url, bundle=bundle))
+    pdp: PolicyDecisionPoint = (
+        EmbeddedRego(bundle)
+        if settings.opa_url is None
+        else OPAServer(settings.opa_url, bundle=bundle)
+    )
     log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
     return Authorizer(pdp, service=service, bundle=bundle, log=log)
 

@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
         return TenancyMiddleware
     raise AttributeError(f"module 'tenancy' has no attribute {name!r}")
 
+
 __all__ = [
     "Assurance",
     "Clock",

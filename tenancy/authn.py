@@ -51,8 +51,9 @@ class Authenticator(Protocol):
         """Verify ``token`` fully; must not block the event loop."""
 
 
-def build_context(auth: Authentication, tenant: Tenant, *, region: str,
-                  request_id: str) -> TenantContext:
+def build_context(
+    auth: Authentication, tenant: Tenant, *, region: str, request_id: str
+) -> TenantContext:
     """The context for ``auth`` once its tenant is known.
 
     Raises:

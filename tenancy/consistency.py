@@ -84,9 +84,12 @@ class LayerCheck:
         if self.violation is not None:
             raise self.violation
         if tenant_id != self.tenant_id:
-            self.violation = LayerMismatch(expected_layer=self.expected_layer,
-                                           expected_tenant_id=self.tenant_id, layer=layer,
-                                           tenant_id=tenant_id)
+            self.violation = LayerMismatch(
+                expected_layer=self.expected_layer,
+                expected_tenant_id=self.tenant_id,
+                layer=layer,
+                tenant_id=tenant_id,
+            )
             raise self.violation
         self._seen.add(layer)
 
@@ -142,9 +145,16 @@ def check_for(auth: Authentication, grant: GrantFacts | None) -> LayerCheck:
     return check
 
 
-async def call_checked(app: ASGIApp, check: LayerCheck, scope: Scope, receive: Receive,
-                       send: Send, *, refuse: Callable[[LayerMismatch], Awaitable[None]],
-                       report: Callable[[LayerMismatch], None]) -> None:
+async def call_checked(
+    app: ASGIApp,
+    check: LayerCheck,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    refuse: Callable[[LayerMismatch], Awaitable[None]],
+    report: Callable[[LayerMismatch], None],
+) -> None:
     """Call ``app`` under ``check``. Once a layer disagrees, nothing the app sends gets
     out: a response not yet started becomes ``refuse(violation)`` (the 500 problem), one
     already started is aborted (the exception reaches the server, never a finished body).

@@ -67,9 +67,22 @@ class Principal:
 
     def __post_init__(self) -> None:
         # Principals key the decision cache on every request; hash the fields once.
-        object.__setattr__(self, "_hash", hash((self.issuer, self.tenant_id, self.subject,
-                                                self.kind.value, self.roles, self.scopes,
-                                                int(self.assurance), self.device_trusted)))
+        object.__setattr__(
+            self,
+            "_hash",
+            hash(
+                (
+                    self.issuer,
+                    self.tenant_id,
+                    self.subject,
+                    self.kind.value,
+                    self.roles,
+                    self.scopes,
+                    int(self.assurance),
+                    self.device_trusted,
+                )
+            ),
+        )
 
     def __hash__(self) -> int:
         return self._hash

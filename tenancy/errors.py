@@ -108,8 +108,9 @@ class AccessDenied(AuthorizationError):
     code = "access-denied"
 
     def __init__(self, reasons: tuple[str, ...] = ()) -> None:
-        super().__init__("the policy does not allow this action",
-                         reason=",".join(reasons) or "denied")
+        super().__init__(
+            "the policy does not allow this action", reason=",".join(reasons) or "denied"
+        )
         self.reasons = reasons
 
 
@@ -255,9 +256,15 @@ class WrongRegion(TenantError):
 
     code = "wrong-region"
 
-    def __init__(self, message: str = "tenant is homed in another region", *,
-                 tenant_id: str | None = None, home_region: str | None = None,
-                 region: str | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "tenant is homed in another region",
+        *,
+        tenant_id: str | None = None,
+        home_region: str | None = None,
+        region: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message, reason=reason)
         self.tenant_id = tenant_id
         self.home_region = home_region
@@ -288,10 +295,16 @@ class InvalidTransition(TenantError):
 class ResidencyViolation(WrongRegion):
     """A tenant's data or key was used outside its home region (code: WrongRegion's)."""
 
-    def __init__(self, reason: str, *, tenant_id: str | None, home_region: str | None,
-                 region: str | None, attempted: str) -> None:
-        super().__init__(tenant_id=tenant_id, home_region=home_region, region=region,
-                         reason=reason)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        tenant_id: str | None,
+        home_region: str | None,
+        region: str | None,
+        attempted: str,
+    ) -> None:
+        super().__init__(tenant_id=tenant_id, home_region=home_region, region=region, reason=reason)
         self.attempted = attempted
 
 
@@ -377,8 +390,7 @@ class ContributionRefused(DeidError):
     code = "contribution-refused"
 
     def __init__(self, tenant_id: str, reason: str = "contribution-disabled") -> None:
-        super().__init__("this tenant does not allow its data to be contributed",
-                         reason=reason)
+        super().__init__("this tenant does not allow its data to be contributed", reason=reason)
         self.tenant_id = tenant_id
 
 
@@ -437,11 +449,21 @@ class LayerMismatch(TenancyError):
 
     code = "tenant-layer-mismatch"
 
-    def __init__(self, message: str | None = None, *, expected_layer: str = "",
-                 expected_tenant_id: str = "", layer: str = "", tenant_id: str = "") -> None:
-        super().__init__(message or f"tenant layers disagree: {expected_layer} names "
-                         f"{expected_tenant_id!r}, {layer} names {tenant_id!r}",
-                         reason=f"{layer}-disagrees-with-{expected_layer}")
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        expected_layer: str = "",
+        expected_tenant_id: str = "",
+        layer: str = "",
+        tenant_id: str = "",
+    ) -> None:
+        super().__init__(
+            message
+            or f"tenant layers disagree: {expected_layer} names "
+            f"{expected_tenant_id!r}, {layer} names {tenant_id!r}",
+            reason=f"{layer}-disagrees-with-{expected_layer}",
+        )
         self.expected_layer = expected_layer
         self.expected_tenant_id = expected_tenant_id
         self.layer = layer

@@ -36,8 +36,9 @@ def without_tenant_members(value: bytes) -> bytes:
     return b",".join(members).strip()
 
 
-def scrub(headers: Iterable[tuple[bytes, bytes]],
-          extra: Collection[bytes] = ()) -> list[tuple[bytes, bytes]]:
+def scrub(
+    headers: Iterable[tuple[bytes, bytes]], extra: Collection[bytes] = ()
+) -> list[tuple[bytes, bytes]]:
     """The headers without tenant-naming entries and tenant members of member lists."""
     kept: list[tuple[bytes, bytes]] = []
     for name, value in headers:

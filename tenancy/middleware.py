@@ -118,8 +118,9 @@ class TenancyMiddleware:
         consistency_checks: bool | None = None,
     ) -> None:
         if not isinstance(verifier, Authenticator):
-            raise ConfigurationError("TenancyMiddleware needs an Authenticator "
-                                     "(TokenVerifier or ContextTokenVerifier)")
+            raise ConfigurationError(
+                "TenancyMiddleware needs an Authenticator (TokenVerifier or ContextTokenVerifier)"
+            )
         if tenant_path_prefix is not None and not (
             tenant_path_prefix.startswith("/") and tenant_path_prefix.endswith("/")
         ):
@@ -140,10 +141,16 @@ class TenancyMiddleware:
         self._authorizer = authorizer
         self._routes = tuple(routes)
         self._static_actions: dict[tuple[str, str], Action] = {}
-        self._admission = SupportAdmission(support, tenants=tenants, resolve=self._resolve,
-                                           clock=clock, header=support_target_header)
-        self._consistency = (consistency_checks_from_env() if consistency_checks is None
-                             else consistency_checks)
+        self._admission = SupportAdmission(
+            support,
+            tenants=tenants,
+            resolve=self._resolve,
+            clock=clock,
+            header=support_target_header,
+        )
+        self._consistency = (
+            consistency_checks_from_env() if consistency_checks is None else consistency_checks
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _CONNECTION_TYPES:
@@ -165,8 +172,7 @@ class TenancyMiddleware:
         try:
             try:
                 now = self._clock.timestamp()
-                auth, tenant, grant = await self._admit(bearer_token(authorizations), now,
-                                                        scope)
+                auth, tenant, grant = await self._admit(bearer_token(authorizations), now, scope)
                 ctx = self._context(auth, tenant, path, request_id)
                 if grant is not None:
                     ctx = under_grant(ctx, grant)
@@ -176,8 +182,12 @@ class TenancyMiddleware:
                     check.observe(consistency.CONTEXT, ctx.tenant_id)
                 if self._authorizer is not None:
                     decision = await self._authorizer.decide(
-                        ctx, self._action(scope), now=now, tenant_status=tenant.status.value,
-                        grant=grant)
+                        ctx,
+                        self._action(scope),
+                        now=now,
+                        tenant_status=tenant.status.value,
+                        grant=grant,
+                    )
                     decision.enforce()
                 if grant is not None:
                     await self._admission.record_use(grant, request_id=request_id, route=path)
@@ -194,10 +204,20 @@ class TenancyMiddleware:
                 await self.app(scope, receive, app_send)
             else:
                 await consistency.call_checked(
-                    self.app, check, scope, receive, app_send,
-                    refuse=functools.partial(self._respond, scope=scope, receive=receive,
-                                             send=send, request_id=request_id),
-                    report=functools.partial(self._report, request_id=request_id))
+                    self.app,
+                    check,
+                    scope,
+                    receive,
+                    app_send,
+                    refuse=functools.partial(
+                        self._respond,
+                        scope=scope,
+                        receive=receive,
+                        send=send,
+                        request_id=request_id,
+                    ),
+                    report=functools.partial(self._report, request_id=request_id),
+                )
         finally:
             if authorizing is not None:
                 unbind_authorizer(authorizing)
@@ -206,8 +226,9 @@ class TenancyMiddleware:
             if checking is not None:
                 consistency.leave(checking)
 
-    async def _admit(self, token: bytes, now: float,
-                     scope: Scope) -> tuple[Authentication, Tenant, GrantFacts | None]:
+    async def _admit(
+        self, token: bytes, now: float, scope: Scope
+    ) -> tuple[Authentication, Tenant, GrantFacts | None]:
         """Who calls, for which tenant, under which support grant (``None`` for anyone
         but support staff, whose grant is read on every request).
 
@@ -239,7 +260,7 @@ class TenancyMiddleware:
     ) -> TenantContext:
         ctx = build_context(auth, tenant, region=self._region, request_id=request_id)
         if self._path_prefix is not None and path.startswith(self._path_prefix):
-            slug = path[len(self._path_prefix):].split("/", 1)[0]
+            slug = path[len(self._path_prefix) :].split("/", 1)[0]
             if slug != tenant.slug:
                 raise NotFound("no such resource")
         return ctx
@@ -272,8 +293,9 @@ class TenancyMiddleware:
             self._static_actions[(method, scope["path"])] = action
         return action
 
-    async def _refuse(self, exc: TenancyError, scope: Scope, receive: Receive, send: Send,
-                      request_id: str) -> None:
+    async def _refuse(
+        self, exc: TenancyError, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
         self._report(exc, request_id)
         await self._respond(exc, scope=scope, receive=receive, send=send, request_id=request_id)
 
@@ -285,9 +307,12 @@ class TenancyMiddleware:
             details.update(home_region=exc.home_region or "", region=self._region)
         elif isinstance(exc, LayerMismatch):
             tenant_id = exc.expected_tenant_id
-            details.update(expected_layer=exc.expected_layer,
-                           expected_tenant_id=exc.expected_tenant_id, layer=exc.layer,
-                           tenant_id=exc.tenant_id)
+            details.update(
+                expected_layer=exc.expected_layer,
+                expected_tenant_id=exc.expected_tenant_id,
+                layer=exc.layer,
+                tenant_id=exc.tenant_id,
+            )
         self._events.emit(
             SecurityEvent(
                 action=_REFUSAL_ACTIONS.get(type(exc), "auth.refused"),
@@ -299,19 +324,22 @@ class TenancyMiddleware:
             )
         )
 
-    async def _respond(self, exc: TenancyError, *, scope: Scope, receive: Receive, send: Send,
-                       request_id: str) -> None:
+    async def _respond(
+        self, exc: TenancyError, *, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
         if scope["type"] == "websocket":
             # Closing before accept makes the server answer the upgrade with HTTP 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        response = problem_response(exc, instance=scope["path"], realm=self._realm,
-                                    headers={"x-request-id": request_id})
+        response = problem_response(
+            exc, instance=scope["path"], realm=self._realm, headers={"x-request-id": request_id}
+        )
         await response(scope, receive, send)
 
 
-async def _audited_lifespan(app: ASGIApp, audit: Callable[[], Sequence[object]], scope: Scope,
-                            receive: Receive, send: Send) -> None:
+async def _audited_lifespan(
+    app: ASGIApp, audit: Callable[[], Sequence[object]], scope: Scope, receive: Receive, send: Send
+) -> None:
     """Refuse to start (``lifespan.startup.failed``) while the audit finds problems."""
     startup = await receive()
     findings = await anyio.to_thread.run_sync(audit)
@@ -347,8 +375,12 @@ def _with_request_id(send: Send, request_id: str) -> Send:
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(1)
 
-_REFUSAL_ACTIONS = {AccessDenied: "authz.denied", DecisionUnavailable: "authz.unavailable",
-                    NoActiveGrant: "support.refused", LayerMismatch: "consistency.violation"}
+_REFUSAL_ACTIONS = {
+    AccessDenied: "authz.denied",
+    DecisionUnavailable: "authz.unavailable",
+    NoActiveGrant: "support.refused",
+    LayerMismatch: "consistency.violation",
+}
 
 
 def context_of(scope: dict[str, Any]) -> TenantContext | None:

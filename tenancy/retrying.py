@@ -27,12 +27,24 @@ from tenacity import (
 Transient = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
-def retrying(*, on: Transient, attempts: int, backoff: float = 0.0,
-             sleep: Callable[[float], None] = time.sleep) -> Retrying:
+def retrying(
+    *,
+    on: Transient,
+    attempts: int,
+    backoff: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Retrying:
     """At most ``attempts`` tries; before try ``n`` (from 2) wait ``backoff * 2**(n-2)``
     seconds; retry only exceptions matching ``on`` (classes, or a predicate)."""
-    condition = (retry_if_exception(on) if callable(on) and not isinstance(on, type)
-                 else retry_if_exception_type(on))
-    return Retrying(retry=condition, stop=stop_after_attempt(max(1, attempts)),
-                    wait=wait_exponential(multiplier=backoff, min=0, max=60),
-                    sleep=sleep, reraise=True)
+    condition = (
+        retry_if_exception(on)
+        if callable(on) and not isinstance(on, type)
+        else retry_if_exception_type(on)
+    )
+    return Retrying(
+        retry=condition,
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_exponential(multiplier=backoff, min=0, max=60),
+        sleep=sleep,
+        reraise=True,
+    )

@@ -56,8 +56,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         source = os.environ if env is None else env
-        data_dir = Path(overrides.pop("data_dir", None) or source.get("TENANCY_DATA_DIR")
-                        or DEFAULT_DATA_DIR).resolve()
+        data_dir = Path(
+            overrides.pop("data_dir", None) or source.get("TENANCY_DATA_DIR") or DEFAULT_DATA_DIR
+        ).resolve()
         settings = cls(
             data_dir=data_dir,
             region=validate_region(source.get("TENANCY_REGION", DEFAULT_REGION)),

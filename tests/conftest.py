@@ -50,14 +50,16 @@ def issuer(tmp_path: Path) -> DevIssuer:
 
 @pytest.fixture
 def keys(issuer: DevIssuer, tmp_path: Path) -> JWKSKeySource:
-    return JWKSKeySource.from_file(tmp_path / "issuer" / "dev-issuer-jwks.json",
-                                   algorithms=["EdDSA"])
+    return JWKSKeySource.from_file(
+        tmp_path / "issuer" / "dev-issuer-jwks.json", algorithms=["EdDSA"]
+    )
 
 
 @pytest.fixture
 def verifier(keys: JWKSKeySource) -> TokenVerifier:
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys,
-                                         algorithms=["EdDSA"])])
+    return TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys, algorithms=["EdDSA"])]
+    )
 
 
 @pytest.fixture
@@ -92,10 +94,12 @@ def store(engine: Engine) -> WorklogStore:
 
 
 @pytest.fixture
-def app(store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink) -> Any:
-    return create_app(store=store, verifier=verifier, tenants=registry, region=REGION,
-                      events=events)
+def app(
+    store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
+) -> Any:
+    return create_app(
+        store=store, verifier=verifier, tenants=registry, region=REGION, events=events
+    )
 
 
 @pytest.fixture

@@ -47,8 +47,15 @@ class Admin:
     tenant: Tenant
 
 
-def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: TenantRegistry,
-               region: str, clock: Clock = SYSTEM_CLOCK, cookie_secure: bool = False) -> Starlette:
+def create_app(
+    *,
+    verifier: TokenVerifier,
+    support: SupportAccess,
+    tenants: TenantRegistry,
+    region: str,
+    clock: Clock = SYSTEM_CLOCK,
+    cookie_secure: bool = False,
+) -> Starlette:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(duration=web.human_duration, when=web.when, details=web.details)
     sessions, guard = web.SessionStore(), web.LoginGuard()
@@ -100,8 +107,12 @@ def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: Tena
         try:
             verified = await verifier.verify_async(token)
         except AuthenticationError:
-            return await login_page(request, 401, "That token was not accepted: it is not "
-                                    "valid, not for this console, or it has expired.")
+            return await login_page(
+                request,
+                401,
+                "That token was not accepted: it is not "
+                "valid, not for this console, or it has expired.",
+            )
         await run_in_threadpool(admitted, verified.principal)
         sessions.drop(request.cookies.get(cookie))  # a fresh session id on every sign-in
         sid = sessions.create(token, expires_at=verified.expires_at, now=clock.timestamp())
@@ -127,14 +138,20 @@ def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: Tena
     async def home(request: Request) -> Response:
         me = await admin(request)
         now = clock.now()
-        grants = [(g, g.status_at(now))
-                  for g in await run_in_threadpool(support.grants, me.tenant.id)]
-        return page(request, "home.html", me=me, flashes=me.session.take_flashes(),
-                    pending=[g for g, s in grants if s == "pending"],
-                    active=[g for g, s in grants if s == "active"],
-                    history=[(g, s) for g, s in grants if s not in ("pending", "active")],
-                    choices=lambda g: web.durations_for(g.requested_duration, longest),
-                    writes=lambda g: sorted(s for s in g.requested_scopes if is_write_scope(s)))
+        grants = [
+            (g, g.status_at(now)) for g in await run_in_threadpool(support.grants, me.tenant.id)
+        ]
+        return page(
+            request,
+            "home.html",
+            me=me,
+            flashes=me.session.take_flashes(),
+            pending=[g for g, s in grants if s == "pending"],
+            active=[g for g, s in grants if s == "active"],
+            history=[(g, s) for g, s in grants if s not in ("pending", "active")],
+            choices=lambda g: web.durations_for(g.requested_duration, longest),
+            writes=lambda g: sorted(s for s in g.requested_scopes if is_write_scope(s)),
+        )
 
     async def grant_of(me: Admin, grant_id: str) -> Grant:
         try:
@@ -151,23 +168,32 @@ def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: Tena
         action, reason = request.path_params["action"], form.get("reason", "").strip()
         try:
             if action == "approve":
-                chosen = web.chosen_duration(form.get("duration", ""),
-                                             grant.requested_duration, longest)
+                chosen = web.chosen_duration(
+                    form.get("duration", ""), grant.requested_duration, longest
+                )
                 if chosen is None:
                     raise ConsentRefused("choose one of the offered durations")
-                done = await run_in_threadpool(lambda: support.approve(
-                    me.tenant.id, grant.id, me.principal, duration=chosen,
-                    allow_write=form.get("allow_write") == "yes"))
+                done = await run_in_threadpool(
+                    lambda: support.approve(
+                        me.tenant.id,
+                        grant.id,
+                        me.principal,
+                        duration=chosen,
+                        allow_write=form.get("allow_write") == "yes",
+                    )
+                )
                 text = f"Approved ticket {grant.ticket_id} until {web.when(done.expires_at())}."
             elif not reason or len(reason) > MAX_REASON:
                 raise ConsentRefused(f"give a reason (at most {MAX_REASON} characters)")
             elif action == "deny":
-                await run_in_threadpool(lambda: support.deny(me.tenant.id, grant.id,
-                                                             me.principal, reason=reason))
+                await run_in_threadpool(
+                    lambda: support.deny(me.tenant.id, grant.id, me.principal, reason=reason)
+                )
                 text = f"Denied the request for ticket {grant.ticket_id}."
             else:
-                await run_in_threadpool(lambda: support.revoke(me.tenant.id, grant.id,
-                                                               me.principal, reason=reason))
+                await run_in_threadpool(
+                    lambda: support.revoke(me.tenant.id, grant.id, me.principal, reason=reason)
+                )
                 text = f"Revoked access for ticket {grant.ticket_id}."
         except ConsentRefused as exc:
             me.session.flash("error", f"Ticket {grant.ticket_id}: refused: {exc.reason}.")
@@ -179,8 +205,14 @@ def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: Tena
         me = await admin(request)
         grant = await grant_of(me, request.path_params["id"])
         entries = await run_in_threadpool(support.trail, me.tenant.id, grant.id)
-        return page(request, "trail.html", me=me, grant=grant, entries=entries,
-                    state=grant.status_at(clock.now()))
+        return page(
+            request,
+            "trail.html",
+            me=me,
+            grant=grant,
+            entries=entries,
+            state=grant.status_at(clock.now()),
+        )
 
     async def stylesheet(request: Request) -> Response:
         return Response(css, media_type="text/css")
@@ -203,6 +235,8 @@ def create_app(*, verifier: TokenVerifier, support: SupportAccess, tenants: Tena
         Route("/grants/{id}/{action:str}", decide, methods=["POST"]),
         Route("/static/console.css", stylesheet, methods=["GET"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(web.SecurityHeaders)],
-                     exception_handlers={Refused: refused, SignInAgain: sign_in_again})
-
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(web.SecurityHeaders)],
+        exception_handlers={Refused: refused, SignInAgain: sign_in_again},
+    )

@@ -33,19 +33,35 @@ def build_console(settings: Settings, *, cookie_secure: bool = False) -> Starlet
     ``cookie_secure=True`` behind HTTPS (the session cookie becomes ``__Host-``, Secure).
     """
     keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
-    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
-                                             algorithms=["EdDSA"], kinds=(PrincipalKind.USER,))])
+    verifier = TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER,
+                audience=settings.audience,
+                keys=keys,
+                algorithms=["EdDSA"],
+                kinds=(PrincipalKind.USER,),
+            )
+        ]
+    )
     engine = open_engine(settings)
     support = open_support(settings, engine=engine)
     tenants = TenantRegistry(engine)
-    console = create_app(verifier=verifier, support=support, tenants=tenants,
-                         region=settings.region, cookie_secure=cookie_secure)
+    console = create_app(
+        verifier=verifier,
+        support=support,
+        tenants=tenants,
+        region=settings.region,
+        cookie_secure=cookie_secure,
+    )
     # The ticketing system's webhook (HMAC-signed), beside the console: POST
     # /hooks/tickets/events closes tickets, and with them the grants they justified.
-    hooks = webhook_app(support, secret=tickets_secret(settings), tenants=tenants,
-                        clock=SYSTEM_CLOCK)
-    return Starlette(routes=[Route("/healthz", _healthz), Mount("/hooks", app=hooks),
-                             Mount("/", app=console)])
+    hooks = webhook_app(
+        support, secret=tickets_secret(settings), tenants=tenants, clock=SYSTEM_CLOCK
+    )
+    return Starlette(
+        routes=[Route("/healthz", _healthz), Mount("/hooks", app=hooks), Mount("/", app=console)]
+    )
 
 
 async def _healthz(request: Request) -> Response:

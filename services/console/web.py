@@ -23,7 +23,7 @@ MAX_FORM_BYTES = 16 * 1024
 MAX_SESSIONS = 10_000
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
@@ -47,7 +47,7 @@ class SignInAgain(Exception):
 @dataclass
 class Session:
     token: str = field(repr=False)
-    expires_at: float                       # the token's exp: the session ends with it
+    expires_at: float  # the token's exp: the session ends with it
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     flashes: list[tuple[str, str]] = field(default_factory=list)  # (error|done, text)
 
@@ -98,8 +98,9 @@ class LoginGuard:
         return nonce, self._mac(nonce)
 
     def check(self, nonce: str | None, presented: str) -> bool:
-        return bool(nonce) and hmac.compare_digest(presented.encode(),
-                                                   self._mac(nonce or "").encode())
+        return bool(nonce) and hmac.compare_digest(
+            presented.encode(), self._mac(nonce or "").encode()
+        )
 
     def _mac(self, nonce: str) -> str:
         return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()
@@ -122,11 +123,19 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def set_cookie(response: Response, name: str, value: str, *, path: str, secure: bool,
-               max_age: int | None = None) -> None:
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    path: str,
+    secure: bool,
+    max_age: int | None = None,
+) -> None:
     """Never readable by scripts, never sent on cross-site requests."""
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True,
-                        samesite="strict", secure=secure)
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=secure
+    )
 
 
 def clear_cookie(response: Response, name: str, *, path: str, secure: bool) -> None:
@@ -179,8 +188,11 @@ def human_duration(value: timedelta | None) -> str:
     minutes = int(value.total_seconds() // 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
-             f"{mins} min" if mins else ""]
+    parts = [
+        f"{days} d" if days else "",
+        f"{hours} h" if hours else "",
+        f"{mins} min" if mins else "",
+    ]
     return " ".join(p for p in parts if p) or f"{int(value.total_seconds())} s"
 
 

@@ -68,8 +68,14 @@ ROUTES: tuple[tuple[str, str, str | None], ...] = (
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
 # The edge sets its own x-request-id: the backend answers with the same id (it came in
 # the context token), so logs of both services correlate.
-FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "content-disposition",
-                              "cache-control", "referrer-policy", "x-content-type-options")
+FORWARDED_RESPONSE_HEADERS = (
+    "content-type",
+    "location",
+    "content-disposition",
+    "cache-control",
+    "referrer-policy",
+    "x-content-type-options",
+)
 
 
 async def bounded_body(request: Request) -> bytes:
@@ -108,9 +114,12 @@ def create_app(
     """
     minter = ContextTokenMinter(keyring)
     backend: Backend = (
-        HttpxBackend(worklogs_url, minter=minter, audience=BACKEND, transport=transport,
-                     timeout=timeout) if transport is not None
-        else AiohttpBackend(worklogs_url, minter=minter, audience=BACKEND, timeout=timeout))
+        HttpxBackend(
+            worklogs_url, minter=minter, audience=BACKEND, transport=transport, timeout=timeout
+        )
+        if transport is not None
+        else AiohttpBackend(worklogs_url, minter=minter, audience=BACKEND, timeout=timeout)
+    )
 
     def forward(scope: str | None) -> Callable[[Request], Awaitable[Response]]:
         scopes = [scope] if scope else []
@@ -118,13 +127,20 @@ def create_app(
         async def endpoint(request: Request) -> Response:
             if scope is not None:
                 require_scope(scope)  # refused here, before any token is minted
-            headers = {k: v for k in FORWARDED_REQUEST_HEADERS
-                       if (v := request.headers.get(k)) is not None}
-            answer = await backend.forward(request.method, request.url.path,
-                                           request.url.query, await bounded_body(request),
-                                           headers, scopes)
-            kept = {k: v for k in FORWARDED_RESPONSE_HEADERS
-                    if (v := answer.headers.get(k)) is not None}
+            headers = {
+                k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k)) is not None
+            }
+            answer = await backend.forward(
+                request.method,
+                request.url.path,
+                request.url.query,
+                await bounded_body(request),
+                headers,
+                scopes,
+            )
+            kept = {
+                k: v for k in FORWARDED_RESPONSE_HEADERS if (v := answer.headers.get(k)) is not None
+            }
             return Response(answer.body, status_code=answer.status, headers=kept)
 
         return endpoint
@@ -149,9 +165,22 @@ def create_app(
 
     routes = [Route("/healthz", healthz), Route(JWKS_PATH, jwks), Route(OPENAPI_PATH, openapi)]
     routes += [Route(path, forward(scope), methods=[method]) for method, path, scope in ROUTES]
-    middleware = [Middleware(TenancyMiddleware, verifier=verifier, tenants=tenants,
-                             region=region, public_paths=PUBLIC_PATHS,
-                             events=events, authorizer=authorizer, routes=routes,
-                             support=support)]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers=exception_handlers())
+    middleware = [
+        Middleware(
+            TenancyMiddleware,
+            verifier=verifier,
+            tenants=tenants,
+            region=region,
+            public_paths=PUBLIC_PATHS,
+            events=events,
+            authorizer=authorizer,
+            routes=routes,
+            support=support,
+        )
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+    )

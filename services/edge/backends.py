@@ -33,8 +33,15 @@ class Answer:
 
 
 class Backend(Protocol):
-    async def forward(self, method: str, path: str, query: str, body: bytes,
-                      headers: Mapping[str, str], scopes: Collection[str]) -> Answer: ...
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        scopes: Collection[str],
+    ) -> Answer: ...
 
     async def aclose(self) -> None: ...
 
@@ -42,33 +49,44 @@ class Backend(Protocol):
 class AiohttpBackend:
     """Calls ``url`` with aiohttp; the session is created on first use (in the loop)."""
 
-    def __init__(self, url: str, *, minter: ContextTokenMinter, audience: str,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, minter: ContextTokenMinter, audience: str, timeout: float = 10.0
+    ) -> None:
         self._url = url
         self._minter = minter
         self._audience = audience
         self._timeout = timeout
         self._session: object | None = None
 
-    async def forward(self, method: str, path: str, query: str, body: bytes,
-                      headers: Mapping[str, str], scopes: Collection[str]) -> Answer:
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        scopes: Collection[str],
+    ) -> Answer:
         import aiohttp
 
-        sent = context_headers(self._minter, audience=self._audience, scopes=scopes,
-                               headers=list(headers.items()))
+        sent = context_headers(
+            self._minter, audience=self._audience, scopes=scopes, headers=list(headers.items())
+        )
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                self._url, timeout=aiohttp.ClientTimeout(total=self._timeout),
-                response_class=_closing_after_5xx())
+                self._url,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                response_class=_closing_after_5xx(),
+            )
         session = self._session
         assert isinstance(session, aiohttp.ClientSession)
         target = f"{path}?{query}" if query else path
         try:
             # No content type of aiohttp's own: the backend sees the client's, or none.
-            async with session.request(method, target, data=body, headers=sent,
-                                       skip_auto_headers=("Content-Type",)) as answer:
-                return Answer(answer.status, _lowered(answer.headers.items()),
-                              await answer.read())
+            async with session.request(
+                method, target, data=body, headers=sent, skip_auto_headers=("Content-Type",)
+            ) as answer:
+                return Answer(answer.status, _lowered(answer.headers.items()), await answer.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DownstreamUnavailable(f"{self._audience} did not answer") from exc
 
@@ -83,19 +101,37 @@ class AiohttpBackend:
 class HttpxBackend:
     """Calls ``url`` with httpx and ``ContextAuth`` (any transport, e.g. in-process)."""
 
-    def __init__(self, url: str, *, minter: ContextTokenMinter, audience: str,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        minter: ContextTokenMinter,
+        audience: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self._client = httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
         self._auth = ContextAuth(minter, audience=audience, scopes=())
         self._audience = audience
 
-    async def forward(self, method: str, path: str, query: str, body: bytes,
-                      headers: Mapping[str, str], scopes: Collection[str]) -> Answer:
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        scopes: Collection[str],
+    ) -> Answer:
         try:
-            answer = await self._client.request(method, path, params=query, content=body,
-                                                headers=dict(headers),
-                                                auth=self._auth.with_scopes(*scopes))
+            answer = await self._client.request(
+                method,
+                path,
+                params=query,
+                content=body,
+                headers=dict(headers),
+                auth=self._auth.with_scopes(*scopes),
+            )
         except httpx.TransportError as exc:
             raise DownstreamUnavailable(f"{self._audience} did not answer") from exc
         return Answer(answer.status_code, _lowered(answer.headers.items()), answer.content)

@@ -25,9 +25,17 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
     """The edge over the demo's state; users' tokens must be minted for ``settings.audience``."""
     keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
     # The dev issuer also stands in for the staff IdP: it may assert support principals.
-    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys,
-                                             algorithms=["EdDSA"],
-                                             kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))])
+    verifier = TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER,
+                audience=settings.audience,
+                keys=keys,
+                algorithms=["EdDSA"],
+                kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT),
+            )
+        ]
+    )
     engine = open_engine(settings)
     audit = open_audit(settings, engine=engine)
     return create_app(

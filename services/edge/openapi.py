@@ -11,16 +11,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 EXAMPLES: Mapping[str, Mapping[str, Any]] = {
-    "POST /worklogs": {"description": "design review", "minutes": 45, "day": "2026-11-22",
-                       "comment": "only this tenant can read this"},
+    "POST /worklogs": {
+        "description": "design review",
+        "minutes": 45,
+        "day": "2026-11-22",
+        "comment": "only this tenant can read this",
+    },
     "PATCH /worklogs/{id}": {"description": "design review (updated)"},
     "POST /exports": {"format": "json"},
 }
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
-def openapi_document(routes: Iterable[tuple[str, str, str | None]], *,
-                     public: Iterable[str] = (), title: str = "tenancy edge") -> dict[str, Any]:
+def openapi_document(
+    routes: Iterable[tuple[str, str, str | None]],
+    *,
+    public: Iterable[str] = (),
+    title: str = "tenancy edge",
+) -> dict[str, Any]:
     """OpenAPI 3.1 for ``(method, path, scope)`` routes; ``public`` paths need no token."""
     paths: dict[str, dict[str, Any]] = {}
     for method, path, scope in routes:
@@ -31,17 +39,32 @@ def openapi_document(routes: Iterable[tuple[str, str, str | None]], *,
         }
         params = _PARAM.findall(path)
         if params:
-            operation["parameters"] = [{"name": p, "in": "path", "required": True,
-                                        "schema": {"type": "string"}} for p in params]
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
         example = EXAMPLES.get(f"{method} {path}")
         if example is not None:
-            operation["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": {"type": "object"}, "example": dict(example)}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}, "example": dict(example)}
+                },
+            }
         paths.setdefault(path, {})[method.lower()] = operation
     for path in public:
         paths.setdefault(path, {})["get"] = {
-            "summary": f"GET {path}", "security": [],
-            "responses": {"200": {"description": "public"}}}
-    return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths,
-            "components": {"securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}
+            "summary": f"GET {path}",
+            "security": [],
+            "responses": {"200": {"description": "public"}},
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+        },
+    }

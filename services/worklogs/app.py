@@ -82,8 +82,9 @@ def create_app(
         require_scope(WRITE)
         fields = worklog_fields(parse_json_object(await read_body(request)), partial=False)
         created = await run_in_threadpool(lambda: store.create(**fields))
-        return JSONResponse(created, status_code=201,
-                            headers={"Location": f"/worklogs/{created['id']}"})
+        return JSONResponse(
+            created, status_code=201, headers={"Location": f"/worklogs/{created['id']}"}
+        )
 
     async def export_worklogs(request: Request) -> Response:
         require_scope(EXPORT)
@@ -100,20 +101,33 @@ def create_app(
             raise InvalidRequest("invalid export", errors={"format": "must be a string"})
         link = await run_in_threadpool(exports.create, fmt)
         location = f"/exports/{link.token}"
-        return JSONResponse({"id": link.export_id, "format": link.format, "rows": link.rows,
-                             "expires_at": link.expires_at.isoformat(), "download": location},
-                            status_code=201, headers={"Location": location,
-                                                      "Cache-Control": "no-store"})
+        return JSONResponse(
+            {
+                "id": link.export_id,
+                "format": link.format,
+                "rows": link.rows,
+                "expires_at": link.expires_at.isoformat(),
+                "download": location,
+            },
+            status_code=201,
+            headers={"Location": location, "Cache-Control": "no-store"},
+        )
 
     async def download_export(request: Request) -> Response:
         require_scope(EXPORT)
         if exports is None:
             raise NotFound("exports are not enabled here")
         got = await run_in_threadpool(exports.download, request.path_params["token"])
-        return Response(got.content, media_type=got.media_type, headers={
-            "Content-Disposition": f'attachment; filename="{got.filename}"',
-            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff"})
+        return Response(
+            got.content,
+            media_type=got.media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{got.filename}"',
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     async def get_worklog(request: Request) -> Response:
         require_scope(READ)
@@ -129,8 +143,9 @@ def create_app(
         require_scope(WRITE)
         tenant_id, worklog_id = await run_in_threadpool(store.locate, request.path_params["id"])
         if authorizer is not None:
-            await authorize("worklogs.delete", Resource(tenant_id=tenant_id, type="worklog",
-                                                        id=worklog_id))
+            await authorize(
+                "worklogs.delete", Resource(tenant_id=tenant_id, type="worklog", id=worklog_id)
+            )
         await run_in_threadpool(store.delete, worklog_id)
         return Response(status_code=204)
 
@@ -160,11 +175,16 @@ def create_app(
             support=support,
         )
     ]
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         if authorizer is not None:
             authorizer.close()  # the decision log is written out before exit
 
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers=exception_handlers())
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+    )

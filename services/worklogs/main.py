@@ -41,8 +41,14 @@ def build_worklogs(settings: Settings) -> Starlette:
     verifier = ContextTokenVerifier(
         audience=SERVICE,
         # The edge may delegate worklogs scopes and nothing else.
-        services=[trusted_service(EDGE, keys=edge_keys, scopes={READ, WRITE, EXPORT},
-                                  kinds=[PrincipalKind.USER, PrincipalKind.SUPPORT])],
+        services=[
+            trusted_service(
+                EDGE,
+                keys=edge_keys,
+                scopes={READ, WRITE, EXPORT},
+                kinds=[PrincipalKind.USER, PrincipalKind.SUPPORT],
+            )
+        ],
     )
     # PostgreSQL: the schema comes from `tenancy db migrate` run as the owner; this process
     # is the application role, and refuses to start if the isolation audit finds a gap.
@@ -50,9 +56,14 @@ def build_worklogs(settings: Settings) -> Starlette:
     audit = open_audit(settings, engine=engine)  # every component's events, hash-chained
     keys = open_keys(settings, engine=engine, events=audit)
     store = WorklogStore(engine, keys=keys)
-    return create_app(store=store, verifier=verifier, events=audit,
-                      tenants=TenantRegistry(engine, events=audit), region=settings.region,
-                      startup_audit=startup_audit,
-                      authorizer=authorizer_for(settings, SERVICE),
-                      support=open_support(settings, engine=engine, events=audit),
-                      exports=open_exports(settings, engine=engine, keys=keys, events=audit))
+    return create_app(
+        store=store,
+        verifier=verifier,
+        events=audit,
+        tenants=TenantRegistry(engine, events=audit),
+        region=settings.region,
+        startup_audit=startup_audit,
+        authorizer=authorizer_for(settings, SERVICE),
+        support=open_support(settings, engine=engine, events=audit),
+        exports=open_exports(settings, engine=engine, keys=keys, events=audit),
+    )

@@ -61,10 +61,16 @@ async def read_body(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
 def _require_json(request: Request) -> None:
     media, *params = request.headers.get("content-type", "").split(";")
     kind, _, subtype = media.strip().lower().partition("/")
-    charsets = [value.strip().strip('"').lower() for name, _, value
-                in (p.partition("=") for p in params) if name.strip().lower() == "charset"]
-    if (kind != "application" or not (subtype == "json" or subtype.endswith("+json"))
-            or any(c not in ("utf-8", "utf8") for c in charsets)):
+    charsets = [
+        value.strip().strip('"').lower()
+        for name, _, value in (p.partition("=") for p in params)
+        if name.strip().lower() == "charset"
+    ]
+    if (
+        kind != "application"
+        or not (subtype == "json" or subtype.endswith("+json"))
+        or any(c not in ("utf-8", "utf8") for c in charsets)
+    ):
         raise UnsupportedMediaType("request body must be JSON (application/json, UTF-8)")
 
 
@@ -92,8 +98,9 @@ def worklog_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
 
     The tenant is never a field: it comes from the verified context only.
     """
-    problems: dict[str, str] = {_shown(name): "unknown field"
-                                for name in body if name not in FIELDS}
+    problems: dict[str, str] = {
+        _shown(name): "unknown field" for name in body if name not in FIELDS
+    }
     values: dict[str, Any] = {}
     for name in FIELDS:
         if name not in body:
@@ -152,5 +159,4 @@ def _comment(value: Any) -> str | None:
     return _storable(value)
 
 
-_VALIDATORS = {"description": _description, "minutes": _minutes, "day": _day,
-               "comment": _comment}
+_VALIDATORS = {"description": _description, "minutes": _minutes, "day": _day, "comment": _comment}

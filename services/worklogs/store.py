@@ -43,23 +43,23 @@ class Worklog(TenantScoped, Base):
 class WorklogStore:
     """CRUD on worklogs of the current tenant only."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK,
-                 keys: TenantKeys | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK, keys: TenantKeys | None = None
+    ) -> None:
         self._engine = engine
         # One damaged comment must not deny the tenant its other worklogs: such a value is
         # served as unreadable (null, named in "unreadable") and recorded as an event.
-        info: dict[str, Any] = {} if keys is None else {SESSION_KEYS: keys,
-                                                        UNREADABLE: "mark"}
-        self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
-                                      info=info)
+        info: dict[str, Any] = {} if keys is None else {SESSION_KEYS: keys, UNREADABLE: "mark"}
+        self._sessions = sessionmaker(
+            engine, class_=TenantSession, expire_on_commit=False, info=info
+        )
         self._clock = clock
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self._engine)
 
     def list(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        query = (select(Worklog).order_by(Worklog.day.desc(), Worklog.created_at.desc())
-                 .limit(limit))
+        query = select(Worklog).order_by(Worklog.day.desc(), Worklog.created_at.desc()).limit(limit)
         with self._sessions() as session:
             return [_public(w) for w in session.scalars(query)]
 
@@ -71,11 +71,18 @@ class WorklogStore:
     def sessions(self) -> sessionmaker[TenantSession]:
         return self._sessions
 
-    def create(self, *, description: str, minutes: int, day: date,
-               comment: str | None = None) -> dict[str, Any]:
-        worklog = Worklog(id=str(uuid.uuid4()), author=current().principal.subject,
-                          description=description, minutes=minutes, day=day,
-                          created_at=self._clock.now(), comment=comment)
+    def create(
+        self, *, description: str, minutes: int, day: date, comment: str | None = None
+    ) -> dict[str, Any]:
+        worklog = Worklog(
+            id=str(uuid.uuid4()),
+            author=current().principal.subject,
+            description=description,
+            minutes=minutes,
+            day=day,
+            created_at=self._clock.now(),
+            comment=comment,
+        )
         with self._sessions() as session:
             session.add(worklog)  # tenant_id is stamped by the scoping layer
             session.commit()
@@ -93,8 +100,9 @@ class WorklogStore:
         """(tenant id, id) of a worklog, reading no encrypted column (so it works while
         the tenant's key is unavailable)."""
         with self._sessions() as session:
-            found = session.execute(select(Worklog.tenant_id, Worklog.id).where(
-                Worklog.id == _uuid(worklog_id))).first()
+            found = session.execute(
+                select(Worklog.tenant_id, Worklog.id).where(Worklog.id == _uuid(worklog_id))
+            ).first()
         if found is None:
             raise NotFound("no such worklog")
         return str(found[0]), str(found[1])

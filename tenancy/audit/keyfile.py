@@ -30,8 +30,9 @@ def load_audit_key(source: bytes | str | os.PathLike[str] | None = None) -> byte
         path = Path(source)
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigurationError(f"audit key file {path} must be mode 0600 "
-                                     f"(is {stat.S_IMODE(mode):04o})")
+            raise ConfigurationError(
+                f"audit key file {path} must be mode 0600 (is {stat.S_IMODE(mode):04o})"
+            )
         key = _hex(path.read_text().strip(), str(path))
     if len(key) < MIN_BYTES:
         raise ConfigurationError(f"audit key must be at least {MIN_BYTES} bytes")

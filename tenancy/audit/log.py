@@ -98,10 +98,17 @@ class AuditLog:
     ``$TENANCY_AUDIT_KEY``. It never goes to the database.
     """
 
-    def __init__(self, engine: Engine, key: bytes | str | os.PathLike[str] | None = None, *,
-                 clock: Clock = SYSTEM_CLOCK, batch_max: int = 500,
-                 flush_interval: float = 0.05, retry_interval: float = 0.5,
-                 durable_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        key: bytes | str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        batch_max: int = 500,
+        flush_interval: float = 0.05,
+        retry_interval: float = 0.5,
+        durable_timeout: float = 10.0,
+    ) -> None:
         if batch_max < 1 or flush_interval < 0:
             raise ConfigurationError("batch_max must be >= 1 and flush_interval >= 0")
         self._engine = engine
@@ -115,8 +122,7 @@ class AuditLog:
         self._state = threading.Lock()
         self._closed = False
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="tenancy-audit-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tenancy-audit-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
@@ -168,8 +174,7 @@ class AuditLog:
         except Exception:
             logger.exception("audit event lost after close: %s", _describe(event))
 
-    def emit_durable(self, event: SecurityEvent, *,
-                     timeout: float | None = None) -> AuditRecord:
+    def emit_durable(self, event: SecurityEvent, *, timeout: float | None = None) -> AuditRecord:
         """Commit ``event`` (and every event accepted before it); return its record.
 
         Raises :class:`AuditWriteError` if it is not committed within ``timeout``
@@ -298,7 +303,7 @@ class AuditLog:
                 groups.setdefault(chain_of(item.event), []).append(item)
         for tenant_id, group in groups.items():
             for start in range(0, len(group), self._batch_max):
-                chunk = group[start:start + self._batch_max]
+                chunk = group[start : start + self._batch_max]
                 records = self._append(tenant_id, [i.event for i in chunk if i.event])
                 for item, record in zip(chunk, records, strict=True):
                     item.record = record
@@ -310,8 +315,7 @@ class AuditLog:
                 return self._append_once(tenant_id, events)
         raise AuditWriteError("the audit chain could not be appended to")  # no attempt ran
 
-    def _append_once(self, tenant_id: str,
-                     events: Sequence[SecurityEvent]) -> list[AuditRecord]:
+    def _append_once(self, tenant_id: str, events: Sequence[SecurityEvent]) -> list[AuditRecord]:
         with self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 set_tenant(conn, tenant_id)
@@ -322,8 +326,10 @@ class AuditLog:
                 authentic = head_mac_ok(self._key, tenant_id, head.seq, head.hash, head.mac)
                 if not authentic:
                     # Never re-sign a head we did not sign: that would launder a forgery.
-                    logger.critical("audit chain head of %s does not verify; appending "
-                                    "without re-signing it", tenant_id)
+                    logger.critical(
+                        "audit chain head of %s does not verify; appending without re-signing it",
+                        tenant_id,
+                    )
             records: list[AuditRecord] = []
             for event in events:
                 seq += 1
@@ -331,10 +337,14 @@ class AuditLog:
                 prev = record.hash
                 records.append(record)
             insert_records(conn, records)
-            mac = head_mac(self._key, tenant_id, seq, prev) if authentic else (
-                head.mac if head is not None else "")
-            put_head(conn, Head(tenant_id, seq, prev, mac), self._clock.now(),
-                     exists=head is not None)
+            mac = (
+                head_mac(self._key, tenant_id, seq, prev)
+                if authentic
+                else (head.mac if head is not None else "")
+            )
+            put_head(
+                conn, Head(tenant_id, seq, prev, mac), self._clock.now(), exists=head is not None
+            )
         return records
 
 
@@ -349,7 +359,15 @@ def _conflict(exc: BaseException) -> bool:
 
 
 def _describe(event: SecurityEvent) -> str:
-    return json.dumps({"action": event.action, "tenant_id": event.tenant_id,
-                       "at": event.at.isoformat(), "actor": event.actor,
-                       "reason": event.reason, "request_id": event.request_id,
-                       "details": dict(event.details)}, sort_keys=True)
+    return json.dumps(
+        {
+            "action": event.action,
+            "tenant_id": event.tenant_id,
+            "at": event.at.isoformat(),
+            "actor": event.actor,
+            "reason": event.reason,
+            "request_id": event.request_id,
+            "details": dict(event.details),
+        },
+        sort_keys=True,
+    )

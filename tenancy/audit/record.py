@@ -61,10 +61,18 @@ class AuditRecord:
 
     def body(self) -> dict[str, Any]:
         """The hashed fields (everything but ``hash``)."""
-        return {"v": self.v, "tenant_id": self.tenant_id, "seq": self.seq, "at": self.at,
-                "action": self.action, "actor": self.actor, "request_id": self.request_id,
-                "reason": self.reason, "details": dict(self.details),
-                "prev_hash": self.prev_hash}
+        return {
+            "v": self.v,
+            "tenant_id": self.tenant_id,
+            "seq": self.seq,
+            "at": self.at,
+            "action": self.action,
+            "actor": self.actor,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "details": dict(self.details),
+            "prev_hash": self.prev_hash,
+        }
 
     def computed_hash(self, *, seq: int | None = None) -> str:
         body = self.body()
@@ -80,9 +88,16 @@ class AuditRecord:
 def chain(tenant_id: str, seq: int, prev_hash: str, event: SecurityEvent) -> AuditRecord:
     """The record for ``event`` at ``seq`` after a record whose hash is ``prev_hash``."""
     draft = AuditRecord(
-        tenant_id=tenant_id, seq=seq, at=timestamp(event.at), action=event.action,
-        actor=event.actor, request_id=event.request_id, reason=event.reason,
-        details={str(k): str(v) for k, v in event.details.items()}, prev_hash=prev_hash)
+        tenant_id=tenant_id,
+        seq=seq,
+        at=timestamp(event.at),
+        action=event.action,
+        actor=event.actor,
+        request_id=event.request_id,
+        reason=event.reason,
+        details={str(k): str(v) for k, v in event.details.items()},
+        prev_hash=prev_hash,
+    )
     return AuditRecord(**{**_fields(draft), "hash": draft.computed_hash()})
 
 
@@ -91,8 +106,7 @@ def _fields(record: AuditRecord) -> dict[str, Any]:
 
 
 def head_mac(key: bytes, tenant_id: str, seq: int, last_hash: str) -> str:
-    message = b"|".join((_HEAD_CONTEXT, tenant_id.encode(), str(seq).encode(),
-                         last_hash.encode()))
+    message = b"|".join((_HEAD_CONTEXT, tenant_id.encode(), str(seq).encode(), last_hash.encode()))
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 

@@ -36,7 +36,8 @@ from tenancy.audit.record import AuditRecord
 metadata = MetaData()
 
 audit_events = Table(
-    "tenancy_audit_events", metadata,
+    "tenancy_audit_events",
+    metadata,
     Column("tenant_id", String(36), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("v", Integer, nullable=False),
@@ -52,7 +53,8 @@ audit_events = Table(
 )
 
 audit_heads = Table(
-    "tenancy_audit_heads", metadata,
+    "tenancy_audit_heads",
+    metadata,
     Column("tenant_id", String(36), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
@@ -75,8 +77,11 @@ class Head:
 def lock_head(conn: Connection, tenant_id: str) -> Head | None:
     """The chain head, locked for this transaction (a no-op UPDATE takes the row lock on
     PostgreSQL and the write lock on SQLite before anything is read)."""
-    conn.execute(update(audit_heads).where(audit_heads.c.tenant_id == tenant_id)
-                 .values(seq=audit_heads.c.seq))
+    conn.execute(
+        update(audit_heads)
+        .where(audit_heads.c.tenant_id == tenant_id)
+        .values(seq=audit_heads.c.seq)
+    )
     return read_head(conn, tenant_id)
 
 
@@ -88,8 +93,9 @@ def read_head(conn: Connection, tenant_id: str) -> Head | None:
 def put_head(conn: Connection, head: Head, now: datetime, *, exists: bool) -> None:
     values = {"seq": head.seq, "hash": head.hash, "mac": head.mac, "updated_at": now}
     if exists:
-        conn.execute(update(audit_heads).where(audit_heads.c.tenant_id == head.tenant_id)
-                     .values(**values))
+        conn.execute(
+            update(audit_heads).where(audit_heads.c.tenant_id == head.tenant_id).values(**values)
+        )
     else:
         conn.execute(insert(audit_heads).values(tenant_id=head.tenant_id, **values))
 
@@ -100,24 +106,42 @@ def insert_records(conn: Connection, records: Sequence[AuditRecord]) -> None:
 
 
 def read_records(conn: Connection, tenant_id: str) -> list[AuditRecord]:
-    rows = conn.execute(select(audit_events).where(audit_events.c.tenant_id == tenant_id)
-                        .order_by(audit_events.c.seq))
+    rows = conn.execute(
+        select(audit_events)
+        .where(audit_events.c.tenant_id == tenant_id)
+        .order_by(audit_events.c.seq)
+    )
     return [_record(row) for row in rows]
 
 
 def _row(record: AuditRecord) -> dict[str, Any]:
-    return {"tenant_id": record.tenant_id, "seq": record.seq, "v": record.v,
-            "at": record.at, "action": record.action, "actor": record.actor,
-            "request_id": record.request_id, "reason": record.reason,
-            "details": json.dumps(dict(record.details), sort_keys=True,
-                                  separators=(",", ":")),
-            "prev_hash": record.prev_hash, "hash": record.hash}
+    return {
+        "tenant_id": record.tenant_id,
+        "seq": record.seq,
+        "v": record.v,
+        "at": record.at,
+        "action": record.action,
+        "actor": record.actor,
+        "request_id": record.request_id,
+        "reason": record.reason,
+        "details": json.dumps(dict(record.details), sort_keys=True, separators=(",", ":")),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
 
 
 def _record(row: Row[Any]) -> AuditRecord:
     details = json.loads(row.details)
     return AuditRecord(
-        tenant_id=row.tenant_id, seq=int(row.seq), at=row.at, action=row.action,
-        actor=row.actor, request_id=row.request_id, reason=row.reason,
+        tenant_id=row.tenant_id,
+        seq=int(row.seq),
+        at=row.at,
+        action=row.action,
+        actor=row.actor,
+        request_id=row.request_id,
+        reason=row.reason,
         details=details if isinstance(details, dict) else {"_": str(details)},
-        prev_hash=row.prev_hash, hash=row.hash, v=int(row.v))
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        v=int(row.v),
+    )

@@ -53,16 +53,17 @@ class VerifyResult:
     def __str__(self) -> str:
         if self.ok:
             return f"OK: {self.tenant_id}: {self.records} events, chain and signed head valid"
-        return (f"BROKEN: {self.tenant_id}: {self.damage} at position {self.position}"
-                f" ({self.detail})")
+        return (
+            f"BROKEN: {self.tenant_id}: {self.damage} at position {self.position} ({self.detail})"
+        )
 
 
-def verify_chain(key: bytes, tenant_id: str, records: Sequence[AuditRecord],
-                 head: Head | None) -> VerifyResult:
+def verify_chain(
+    key: bytes, tenant_id: str, records: Sequence[AuditRecord], head: Head | None
+) -> VerifyResult:
     count = len(records)
     head_seq = None if head is None else head.seq
-    authentic = head is not None and head_mac_ok(key, tenant_id, head.seq, head.hash,
-                                                 head.mac)
+    authentic = head is not None and head_mac_ok(key, tenant_id, head.seq, head.hash, head.mac)
     expected = head.seq if authentic and head is not None else None
 
     def bad(damage: Damage, position: int, detail: str) -> VerifyResult:
@@ -73,28 +74,41 @@ def verify_chain(key: bytes, tenant_id: str, records: Sequence[AuditRecord],
     for index, record in enumerate(records):
         position = index + 1
         content_ok = record.computed_hash() == record.hash
-        if (record.seq == position and content_ok and record.prev_hash == prev
-                and record.tenant_id == tenant_id and record.v == 1):
+        if (
+            record.seq == position
+            and content_ok
+            and record.prev_hash == prev
+            and record.tenant_id == tenant_id
+            and record.v == 1
+        ):
             prev = record.hash
             continue
         if expected is not None and count < expected:
-            return bad(Damage.DELETED, position,
-                       f"{expected - count} record(s) missing; head counts {expected}")
+            return bad(
+                Damage.DELETED,
+                position,
+                f"{expected - count} record(s) missing; head counts {expected}",
+            )
         if expected is not None and count > expected:
-            return bad(Damage.INSERTED, _inserted_at(records, index, hashes),
-                       f"{count - expected} record(s) too many; head counts {expected}")
+            return bad(
+                Damage.INSERTED,
+                _inserted_at(records, index, hashes),
+                f"{count - expected} record(s) too many; head counts {expected}",
+            )
         if record.seq > position:
             return bad(Damage.DELETED, position, f"next record has seq {record.seq}")
         moved = (record.prev_hash != prev and record.prev_hash in hashes) or (
-            not content_ok and _original_seq(record, count) not in (None, position))
+            not content_ok and _original_seq(record, count) not in (None, position)
+        )
         if moved:
             return bad(Damage.REORDERED, position, "record belongs at another position")
         if not content_ok or record.tenant_id != tenant_id or record.v != 1:
             return bad(Damage.CHANGED, position, "content does not match its hash")
         # Self-consistent but not linked to its predecessor: the predecessor was
         # rewritten (and re-hashed) after this record committed to it.
-        return bad(Damage.CHANGED, max(position - 1, 1),
-                   "the next record committed to a different hash")
+        return bad(
+            Damage.CHANGED, max(position - 1, 1), "the next record committed to a different hash"
+        )
     if head is None:
         if count:
             return bad(Damage.HEAD_MISSING, count, "records but no signed head")
@@ -110,8 +124,7 @@ def verify_chain(key: bytes, tenant_id: str, records: Sequence[AuditRecord],
     return VerifyResult(tenant_id, count, head_seq)
 
 
-def _inserted_at(records: Sequence[AuditRecord], index: int,
-                 hashes: dict[str, AuditRecord]) -> int:
+def _inserted_at(records: Sequence[AuditRecord], index: int, hashes: dict[str, AuditRecord]) -> int:
     """Where the first inserted record sits: the record at ``index`` may link back past
     self-consistent forgeries; its ``prev_hash`` names the last genuine predecessor."""
     linked = hashes.get(records[index].prev_hash)

@@ -62,10 +62,17 @@ class Authorizer:
             or a ``cache`` that is neither a ``DecisionCache`` nor ``None``.
     """
 
-    def __init__(self, pdp: PolicyDecisionPoint, *, service: str,
-                 bundle: PolicyBundle | None = None, cache: DecisionCache | None = _OWN_CACHE,
-                 log: DecisionLogSink | None = None, clock: Clock = SYSTEM_CLOCK,
-                 timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        pdp: PolicyDecisionPoint,
+        *,
+        service: str,
+        bundle: PolicyBundle | None = None,
+        cache: DecisionCache | None = _OWN_CACHE,
+        log: DecisionLogSink | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        timeout: float = 2.0,
+    ) -> None:
         if not isinstance(pdp, PolicyDecisionPoint):
             raise ConfigurationError("Authorizer needs a PolicyDecisionPoint")
         if not service:
@@ -87,15 +94,38 @@ class Authorizer:
             cache_ = self._cache
             bundle.subscribe(lambda b: cache_.invalidate(b.revision))
 
-    def _key(self, ctx: TenantContext, action: Action, resource: Resource | None,
-             tenant_status: str, grant: GrantFacts | None = None) -> Hashable:
+    def _key(
+        self,
+        ctx: TenantContext,
+        action: Action,
+        resource: Resource | None,
+        tenant_status: str,
+        grant: GrantFacts | None = None,
+    ) -> Hashable:
         # Everything the input holds except the time (see tenancy.authz.cache).
-        return (self.pdp.revision, ctx.tenant_id, ctx.region, tenant_status, ctx.principal,
-                ctx.caller, ctx.support_grant_id, action, resource, grant)
+        return (
+            self.pdp.revision,
+            ctx.tenant_id,
+            ctx.region,
+            tenant_status,
+            ctx.principal,
+            ctx.caller,
+            ctx.support_grant_id,
+            action,
+            resource,
+            grant,
+        )
 
-    def cached(self, ctx: TenantContext, action: Action, *, now: float,
-               tenant_status: str = ACTIVE, resource: Resource | None = None,
-               grant: GrantFacts | None = None) -> Decision | None:
+    def cached(
+        self,
+        ctx: TenantContext,
+        action: Action,
+        *,
+        now: float,
+        tenant_status: str = ACTIVE,
+        resource: Resource | None = None,
+        grant: GrantFacts | None = None,
+    ) -> Decision | None:
         """The cached decision, if any; no I/O. A hit is logged like any decision.
 
         Raises:
@@ -109,13 +139,29 @@ class Authorizer:
             if self._repeating is not None:
                 self._repeating.repeat(hit, now, self.service)  # the cheap path for hot caches
             else:
-                self._record(ctx, action, resource, tenant_status, now, hit, cached=True,
-                             started=None, grant=grant)
+                self._record(
+                    ctx,
+                    action,
+                    resource,
+                    tenant_status,
+                    now,
+                    hit,
+                    cached=True,
+                    started=None,
+                    grant=grant,
+                )
         return hit
 
-    async def decide(self, ctx: TenantContext, action: Action, *, now: float | None = None,
-                     tenant_status: str = ACTIVE, resource: Resource | None = None,
-                     grant: GrantFacts | None = None) -> Decision:
+    async def decide(
+        self,
+        ctx: TenantContext,
+        action: Action,
+        *,
+        now: float | None = None,
+        tenant_status: str = ACTIVE,
+        resource: Resource | None = None,
+        grant: GrantFacts | None = None,
+    ) -> Decision:
         """The decision for ``ctx`` doing ``action``, from the cache or the engine.
 
         Raises:
@@ -123,46 +169,70 @@ class Authorizer:
                 or the engine failed, timed out or gave no valid decision.
         """
         now = self._clock.timestamp() if now is None else now
-        hit = self.cached(ctx, action, now=now, tenant_status=tenant_status, resource=resource,
-                          grant=grant)
+        hit = self.cached(
+            ctx, action, now=now, tenant_status=tenant_status, resource=resource, grant=grant
+        )
         if hit is not None:
             return hit
         key = self._key(ctx, action, resource, tenant_status, grant)
-        document = build_input(ctx, service=self.service, action=action, now=now,
-                               tenant_status=tenant_status, resource=resource, grant=grant)
+        document = build_input(
+            ctx,
+            service=self.service,
+            action=action,
+            now=now,
+            tenant_status=tenant_status,
+            resource=resource,
+            grant=grant,
+        )
         check_representable(document)  # before any engine, custom ones included
         started = time.perf_counter()
         answer: object = None
         try:
             with anyio.move_on_after(self._timeout) as deadline:
-                answer = await anyio.to_thread.run_sync(self.pdp.decide, document,
-                                                        abandon_on_cancel=True)
+                answer = await anyio.to_thread.run_sync(
+                    self.pdp.decide, document, abandon_on_cancel=True
+                )
         except DecisionUnavailable:
             raise
         except Exception as exc:  # an engine bug is no decision, never an allow
             raise DecisionUnavailable(f"{self.pdp.name} failed: {type(exc).__name__}") from exc
         if deadline.cancelled_caught:
-            raise DecisionUnavailable(f"{self.pdp.name} did not decide within "
-                                      f"{self._timeout} s")
+            raise DecisionUnavailable(f"{self.pdp.name} did not decide within {self._timeout} s")
         decision = replace(_checked(answer, self.pdp.name), decision_id=new_decision_id())
         if self._cache is not None:
             self._cache.put(key, decision, now)
         if self._log is not None:
-            self._record(ctx, action, resource, tenant_status, now, decision, cached=False,
-                         started=started, grant=grant)
+            self._record(
+                ctx,
+                action,
+                resource,
+                tenant_status,
+                now,
+                decision,
+                cached=False,
+                started=started,
+                grant=grant,
+            )
         return decision
 
-    async def authorize(self, ctx: TenantContext, action: Action, *,
-                        resource: Resource | None = None, tenant_status: str = ACTIVE,
-                        grant: GrantFacts | None = None) -> Decision:
+    async def authorize(
+        self,
+        ctx: TenantContext,
+        action: Action,
+        *,
+        resource: Resource | None = None,
+        tenant_status: str = ACTIVE,
+        grant: GrantFacts | None = None,
+    ) -> Decision:
         """Like :meth:`decide`, then enforce.
 
         Raises:
             AccessDenied: the policy said no.
             DecisionUnavailable: no valid decision could be had.
         """
-        decision = await self.decide(ctx, action, resource=resource, tenant_status=tenant_status,
-                                     grant=grant)
+        decision = await self.decide(
+            ctx, action, resource=resource, tenant_status=tenant_status, grant=grant
+        )
         return decision.enforce()
 
     def close(self) -> None:
@@ -171,17 +241,40 @@ class Authorizer:
         if callable(close):
             close()
 
-    def _record(self, ctx: TenantContext, action: Action, resource: Resource | None,
-                tenant_status: str, now: float, decision: Decision, *, cached: bool,
-                started: float | None, grant: GrantFacts | None = None) -> None:
+    def _record(
+        self,
+        ctx: TenantContext,
+        action: Action,
+        resource: Resource | None,
+        tenant_status: str,
+        now: float,
+        decision: Decision,
+        *,
+        cached: bool,
+        started: float | None,
+        grant: GrantFacts | None = None,
+    ) -> None:
         assert self._log is not None
         latency = 0.0 if started is None else (time.perf_counter() - started) * 1e6
         service = self.service
-        self._log.record(DecisionRecord(
-            at=now, service=service, decision=decision, cached=cached, latency_us=latency,
-            input=lambda: build_input(ctx, service=service, action=action, now=now,
-                                      tenant_status=tenant_status, resource=resource,
-                                      grant=grant)))
+        self._log.record(
+            DecisionRecord(
+                at=now,
+                service=service,
+                decision=decision,
+                cached=cached,
+                latency_us=latency,
+                input=lambda: build_input(
+                    ctx,
+                    service=service,
+                    action=action,
+                    now=now,
+                    tenant_status=tenant_status,
+                    resource=resource,
+                    grant=grant,
+                ),
+            )
+        )
 
 
 def _checked(answer: object, engine: str) -> Decision:
@@ -211,11 +304,13 @@ def _observe_input(ctx: TenantContext) -> None:
 
 _Bound = tuple[Authorizer, GrantFacts | None]
 _authorizer: contextvars.ContextVar[_Bound | None] = contextvars.ContextVar(
-    "tenancy_authorizer", default=None)
+    "tenancy_authorizer", default=None
+)
 
 
-def bind_authorizer(authorizer: Authorizer,
-                    grant: GrantFacts | None = None) -> contextvars.Token[_Bound | None]:
+def bind_authorizer(
+    authorizer: Authorizer, grant: GrantFacts | None = None
+) -> contextvars.Token[_Bound | None]:
     """Make ``authorizer`` (and the request's support grant) what :func:`authorize` uses
     in this context (the middleware does this per request)."""
     return _authorizer.set((authorizer, grant))

@@ -47,7 +47,8 @@ class PolicyBundle:
             raise ConfigurationError(f"policy directory {root} does not exist")
         modules = {
             str(path.relative_to(root)): path.read_text(encoding="utf-8")
-            for path in sorted(root.rglob("*.rego")) if not path.name.endswith("_test.rego")
+            for path in sorted(root.rglob("*.rego"))
+            if not path.name.endswith("_test.rego")
         }
         data: dict[str, Any] = {}
         for path in sorted((root / "data").glob("*.json")):

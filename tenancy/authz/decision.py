@@ -71,8 +71,13 @@ class GrantFacts:
     active: bool
 
     def as_input(self) -> dict[str, Any]:
-        return {"id": self.id, "tenant_id": self.tenant_id, "scopes": sorted(self.scopes),
-                "expires_at": int(self.expires_at), "active": self.active}
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "scopes": sorted(self.scopes),
+            "expires_at": int(self.expires_at),
+            "active": self.active,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +103,16 @@ class Decision:
         return self
 
 
-def build_input(ctx: TenantContext, *, service: str, action: Action, now: float,
-                tenant_status: str, resource: Resource | None = None,
-                grant: GrantFacts | None = None) -> dict[str, Any]:
+def build_input(
+    ctx: TenantContext,
+    *,
+    service: str,
+    action: Action,
+    now: float,
+    tenant_status: str,
+    resource: Resource | None = None,
+    grant: GrantFacts | None = None,
+) -> dict[str, Any]:
     """The policy input for ``ctx`` doing ``action`` (to ``resource``, default: the tenant
     itself) at ``now``. Only verified facts go in; nothing from the request body."""
     principal = ctx.principal
@@ -144,19 +156,25 @@ def decision_from(result: Any, *, revision: int, engine: str) -> Decision:
     reasons = _strings(result.get("reasons", []), "reasons")
     scopes = _strings(result.get("scopes", []), "scopes")
     valid_until = result.get("valid_until")
-    if valid_until is not None and (isinstance(valid_until, bool)
-                                    or not isinstance(valid_until, int | float)):
+    if valid_until is not None and (
+        isinstance(valid_until, bool) or not isinstance(valid_until, int | float)
+    ):
         raise DecisionUnavailable("policy decision has a malformed valid_until")
     if allow and reasons:
         raise DecisionUnavailable("policy decision allows and gives reasons to deny")
-    return Decision(allow=allow, reasons=tuple(sorted(reasons))[:MAX_REASONS],
-                    scopes=tuple(sorted(scopes)),
-                    valid_until=None if valid_until is None else float(valid_until),
-                    revision=revision, engine=engine)
+    return Decision(
+        allow=allow,
+        reasons=tuple(sorted(reasons))[:MAX_REASONS],
+        scopes=tuple(sorted(scopes)),
+        valid_until=None if valid_until is None else float(valid_until),
+        revision=revision,
+        engine=engine,
+    )
 
 
 def _strings(value: Any, name: str) -> list[str]:
     if not isinstance(value, list | tuple | set | frozenset) or not all(
-            isinstance(v, str) for v in value):
+        isinstance(v, str) for v in value
+    ):
         raise DecisionUnavailable(f"policy decision has malformed {name}")
     return list(value)

@@ -88,8 +88,9 @@ class EmbeddedRego:
             except DecisionUnavailable:
                 raise
             except Exception as exc:  # RegoError, or regopy failing to read its own output
-                raise DecisionUnavailable(f"embedded rego failed: {type(exc).__name__}: "
-                                          f"{_short(exc)}") from exc
+                raise DecisionUnavailable(
+                    f"embedded rego failed: {type(exc).__name__}: {_short(exc)}"
+                ) from exc
         return decision_from(document, revision=revision, engine=self.name)
 
 

@@ -26,14 +26,20 @@ class GoRego:
 
     name = "opa-go"
 
-    def __init__(self, bundle: PolicyBundle, *, path: str = DECISION_PATH,
-                 include_tests: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bundle: PolicyBundle,
+        *,
+        path: str = DECISION_PATH,
+        include_tests: dict[str, str] | None = None,
+    ) -> None:
         try:
             from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
         except ImportError as exc:
             raise ConfigurationError(
                 "GoRego needs opa-golib-python-bindings "
-                "(pip install --ignore-requires-python opa-golib-python-bindings)") from exc
+                "(pip install --ignore-requires-python opa-golib-python-bindings)"
+            ) from exc
         self._engine_type = OpaEngine
         self._error = OpaError
         self._undefined = OpaUndefinedError
@@ -94,6 +100,5 @@ class GoRego:
             except self._error as exc:
                 raise DecisionUnavailable(f"opa evaluation failed: {exc.code}") from exc
             except (TypeError, ValueError) as exc:  # input or answer that is not JSON
-                raise DecisionUnavailable(f"opa evaluation failed: {type(exc).__name__}"
-                                          ) from exc
+                raise DecisionUnavailable(f"opa evaluation failed: {type(exc).__name__}") from exc
         return decision_from(result, revision=revision, engine=self.name)

@@ -92,8 +92,9 @@ def _secret(key: str) -> bool:
 def mask(document: Any) -> Any:
     """``document`` with the values of secret-looking keys replaced by ``***``."""
     if type(document) is dict or isinstance(document, Mapping):
-        return {k: MASK if isinstance(k, str) and _secret(k) else mask(v)
-                for k, v in document.items()}
+        return {
+            k: MASK if isinstance(k, str) and _secret(k) else mask(v) for k, v in document.items()
+        }
     if type(document) is list or isinstance(document, tuple):
         return [mask(v) for v in document]
     return document
@@ -117,8 +118,9 @@ class JsonLinesDecisionLog:
     dropped, and the count is written to the log.
     """
 
-    def __init__(self, path: str | Path, *, max_pending: int = 100_000,
-                 interval: float = 0.05) -> None:
+    def __init__(
+        self, path: str | Path, *, max_pending: int = 100_000, interval: float = 0.05
+    ) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._pending: collections.deque[DecisionRecord] = collections.deque()
@@ -128,8 +130,9 @@ class JsonLinesDecisionLog:
         self._dropped = 0
         self._stop = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._write, name="tenancy-decision-log",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._write, name="tenancy-decision-log", daemon=True
+        )
         self._thread.start()
         atexit.register(self.close)
 
@@ -180,9 +183,14 @@ class JsonLinesDecisionLog:
             key = (decision.decision_id, decision.allow)
             repeat = repeats.get(key)
             if repeat is None:
-                repeats[key] = repeat = {"cached_from": decision.decision_id,
-                                         "service": service, "allow": decision.allow,
-                                         "count": 0, "first": at, "last": at}
+                repeats[key] = repeat = {
+                    "cached_from": decision.decision_id,
+                    "service": service,
+                    "allow": decision.allow,
+                    "count": 0,
+                    "first": at,
+                    "last": at,
+                }
             repeat["count"] += 1
             repeat["last"] = at
         for repeat in repeats.values():

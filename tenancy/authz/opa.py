@@ -41,9 +41,18 @@ class OPAServer:
 
     name = "opa-server"
 
-    def __init__(self, url: str, *, bundle: PolicyBundle | None = None, timeout: float = 1.0,
-                 retries: int = 0, token: str | None = None, revision: int = 1,
-                 package: str = DECISION_PACKAGE, rule: str = DECISION_RULE) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        bundle: PolicyBundle | None = None,
+        timeout: float = 1.0,
+        retries: int = 0,
+        token: str | None = None,
+        revision: int = 1,
+        package: str = DECISION_PACKAGE,
+        rule: str = DECISION_RULE,
+    ) -> None:
         from opa_client.opa import OpaClient
 
         parts = urlsplit(url)
@@ -59,8 +68,13 @@ class OPAServer:
         if not 0 < timeout <= 30:
             raise ConfigurationError("timeout must be between 0 and 30 seconds")
         self._client = OpaClient(
-            host=parts.hostname, port=port or (443 if parts.scheme == "https" else 80),
-            ssl=parts.scheme == "https", timeout=timeout, retries=retries, token=token)
+            host=parts.hostname,
+            port=port or (443 if parts.scheme == "https" else 80),
+            ssl=parts.scheme == "https",
+            timeout=timeout,
+            retries=retries,
+            token=token,
+        )
         self._package = package
         self._rule = rule
         self._revision = revision

@@ -32,8 +32,10 @@ REGO_UNIT = "rego-unit"
 CASE_TABLE = "case-table"
 _TEST_RULE = re.compile(r"^(test_\w+) if\b", re.MULTILINE)
 _PACKAGE = re.compile(r"^package ([\w.]+)", re.MULTILINE)
-GO_MISSING = ("opa-golib-python-bindings is not installed (pip install "
-              "--ignore-requires-python opa-golib-python-bindings)")
+GO_MISSING = (
+    "opa-golib-python-bindings is not installed (pip install "
+    "--ignore-requires-python opa-golib-python-bindings)"
+)
 
 
 class Status(StrEnum):
@@ -53,15 +55,22 @@ class PolicyTestResult:
     detail: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {"suite": self.suite, "name": self.name, "engine": self.engine,
-                "status": self.status.value, "detail": self.detail}
+        return {
+            "suite": self.suite,
+            "name": self.name,
+            "engine": self.engine,
+            "status": self.status.value,
+            "detail": self.detail,
+        }
 
 
 def rego_test_modules(directory: str | Path | None = None) -> dict[str, str]:
     """The ``*_test.rego`` sources below ``directory`` (default: the shipped policies)."""
     root = Path(directory) if directory is not None else default_policy_dir()
-    return {str(p.relative_to(root)): p.read_text(encoding="utf-8")
-            for p in sorted(root.rglob("*_test.rego"))}
+    return {
+        str(p.relative_to(root)): p.read_text(encoding="utf-8")
+        for p in sorted(root.rglob("*_test.rego"))
+    }
 
 
 def rego_tests(modules: dict[str, str]) -> list[tuple[str, str]]:
@@ -83,12 +92,14 @@ def policy_cases(directory: str | Path | None = None) -> list[dict[str, Any]]:
     """The shared decision table (``cases/authz.json``) every engine must answer alike."""
     root = Path(directory) if directory is not None else default_policy_dir()
     cases: list[dict[str, Any]] = json.loads(
-        (root / "cases" / "authz.json").read_text(encoding="utf-8"))["cases"]
+        (root / "cases" / "authz.json").read_text(encoding="utf-8")
+    )["cases"]
     return cases
 
 
-def bundle_with(overrides: Sequence[Sequence[Any]] | None = None, *,
-                directory: str | Path | None = None) -> PolicyBundle:
+def bundle_with(
+    overrides: Sequence[Sequence[Any]] | None = None, *, directory: str | Path | None = None
+) -> PolicyBundle:
     """The shipped bundle with a case's ``[path, value]`` data overrides applied."""
     bundle = PolicyBundle.from_directory(directory)
     for path, value in overrides or []:
@@ -118,15 +129,15 @@ def _run_rego_unit(directory: str | Path | None) -> list[PolicyTestResult]:
     names = [f"{package}.{rule}" for package, rule in tests]
     go = go_rego_class()
     if go is None:
-        return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.NOT_RUN, GO_MISSING)
-                for n in names]
+        return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.NOT_RUN, GO_MISSING) for n in names]
     try:
         engine = go(PolicyBundle.from_directory(directory), include_tests=modules)
     except ConfigurationError as exc:
-        return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.FAILED, str(exc))
-                for n in names]
-    return [_outcome(REGO_UNIT, name, "opa-go", functools.partial(_rego_true, engine, name))
-            for name in names]
+        return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.FAILED, str(exc)) for n in names]
+    return [
+        _outcome(REGO_UNIT, name, "opa-go", functools.partial(_rego_true, engine, name))
+        for name in names
+    ]
 
 
 def _rego_true(engine: Any, name: str) -> str | None:
@@ -137,18 +148,22 @@ def _rego_true(engine: Any, name: str) -> str | None:
 def _run_case_table(directory: str | Path | None) -> list[PolicyTestResult]:
     results = []
     for case in policy_cases(directory):
+
         def check(case: dict[str, Any] = case) -> str | None:
-            decision = EmbeddedRego(bundle_with(case.get("data"), directory=directory)
-                                    ).decide(case["input"])
+            decision = EmbeddedRego(bundle_with(case.get("data"), directory=directory)).decide(
+                case["input"]
+            )
             got = (decision.allow, list(decision.reasons))
             want = (case["allow"], case["reasons"])
             return None if got == want else f"expected {want}, got {got}"
+
         results.append(_outcome(CASE_TABLE, str(case["name"]), EmbeddedRego.name, check))
     return results
 
 
-def _outcome(suite: str, name: str, engine: str,
-             check: Callable[[], str | None]) -> PolicyTestResult:
+def _outcome(
+    suite: str, name: str, engine: str, check: Callable[[], str | None]
+) -> PolicyTestResult:
     try:
         problem = check()
     except Exception as exc:  # a crashing test is a failed test, reported with its error

@@ -82,8 +82,11 @@ def _check(value: Any, depth: int) -> None:
         if not INT64_MIN <= value <= INT64_MAX:
             raise _Unrepresentable("an integer outside the signed 64-bit range")
     elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer() \
-                or not -FLOAT_EXACT <= value <= FLOAT_EXACT:
+        if (
+            not math.isfinite(value)
+            or not value.is_integer()
+            or not -FLOAT_EXACT <= value <= FLOAT_EXACT
+        ):
             raise _Unrepresentable("a number that is not finite, not whole, or too large")
     elif isinstance(value, Mapping | list | tuple):
         if depth >= MAX_DEPTH:
@@ -94,8 +97,7 @@ def _check(value: Any, depth: int) -> None:
                     if not isinstance(key, str):
                         raise _Unrepresentable("an object key that is not a string")
                     if _UNREPRESENTABLE.search(key):
-                        raise _Unrepresentable("a key with a control character or lone "
-                                               "surrogate")
+                        raise _Unrepresentable("a key with a control character or lone surrogate")
                     _check(item, depth + 1)
                 except _Unrepresentable as exc:
                     exc.path.append(f".{_shown(key)}")

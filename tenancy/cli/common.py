@@ -13,8 +13,9 @@ EXIT_USAGE = 2
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(data_dir=getattr(args, "data_dir", None),
-                             region=getattr(args, "region_override", None))
+    return Settings.from_env(
+        data_dir=getattr(args, "data_dir", None), region=getattr(args, "region_override", None)
+    )
 
 
 def print_error(exc: BaseException, *, hide: Iterable[str | None] = ()) -> None:

@@ -29,8 +29,10 @@ def db_audit_command(args: argparse.Namespace) -> int:
     if findings:
         print(f"{len(findings)} finding(s): tenant isolation is NOT guaranteed", file=sys.stderr)
         return EXIT_ERROR
-    print("OK: every scoped table is under forced RLS on the tenant setting; "
-          "the application role cannot bypass it")
+    print(
+        "OK: every scoped table is under forced RLS on the tenant setting; "
+        "the application role cannot bypass it"
+    )
     return 0
 
 
@@ -63,8 +65,7 @@ def db_matrix_command(args: argparse.Namespace) -> int:
                 with open(args.json, "w", encoding="utf-8") as out:
                     out.write(document)
             except OSError as exc:
-                print(f"tenancy: error: cannot write {args.json}: {exc.strerror}",
-                      file=sys.stderr)
+                print(f"tenancy: error: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
                 return EXIT_USAGE
     report = sys.stderr if to_stdout else sys.stdout
     if not (args.quiet or to_stdout):
@@ -72,11 +73,19 @@ def db_matrix_command(args: argparse.Namespace) -> int:
             print(line, file=report)
     summary = matrix.summary
     leaks = summary["leaked"] + summary["findings"]
-    verdict = ("OK: RLS held in every cell" if matrix.ok else
-               "tenant isolation is NOT guaranteed" if leaks else
-               "errors: isolation NOT proved")
-    print(f"{len(matrix.tables)} table(s), {len(matrix.tenants)} tenant(s): "
-          + ", ".join(f"{n} {k}" for k, n in summary.items()) + f": {verdict}", file=report)
+    verdict = (
+        "OK: RLS held in every cell"
+        if matrix.ok
+        else "tenant isolation is NOT guaranteed"
+        if leaks
+        else "errors: isolation NOT proved"
+    )
+    print(
+        f"{len(matrix.tables)} table(s), {len(matrix.tenants)} tenant(s): "
+        + ", ".join(f"{n} {k}" for k, n in summary.items())
+        + f": {verdict}",
+        file=report,
+    )
     if leaks:
         return EXIT_ERROR
     return EXIT_USAGE if summary["error"] else 0
@@ -86,13 +95,26 @@ def _matrix_lines(matrix: DatabaseMatrix) -> list[str]:
     # Tenant ids are long (UUIDs): the table names them T1, T2, ... under a legend.
     labels = {tenant: f"T{n}" for n, tenant in enumerate(matrix.tenants, 1)}
     rows = [("TABLE", "OPERATION", "SETTING", "TARGET", "OUTCOME", "ROWS", "DETAIL")]
-    rows += [(c.table, c.operation, labels.get(c.setting, c.setting),
-              labels.get(c.target, c.target), str(c.outcome),
-              "-" if c.rows is None else str(c.rows), c.detail) for c in matrix.cells]
+    rows += [
+        (
+            c.table,
+            c.operation,
+            labels.get(c.setting, c.setting),
+            labels.get(c.target, c.target),
+            str(c.outcome),
+            "-" if c.rows is None else str(c.rows),
+            c.detail,
+        )
+        for c in matrix.cells
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     legend = ", ".join(f"{label} = {tenant}" for tenant, label in labels.items())
-    return [f"tenants: {legend}",
-            "no tenant: setting none = '' in the transaction, unset = never set (a new session)",
-            *("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[6]
-              for row in rows),
-            *(str(finding) for finding in matrix.findings)]
+    return [
+        f"tenants: {legend}",
+        "no tenant: setting none = '' in the transaction, unset = never set (a new session)",
+        *(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[6]
+            for row in rows
+        ),
+        *(str(finding) for finding in matrix.findings),
+    ]

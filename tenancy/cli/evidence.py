@@ -38,8 +38,9 @@ def retention_command(args: argparse.Namespace) -> int:
     audit = open_audit(settings, engine=engine)  # purge counts go to each tenant's trail
     if args.action == "run":
         slugs = {t.id: t.slug for t in registry.list()}
-        job = RetentionJob(engine, batch_size=args.batch_size, tenants=lambda: list(slugs),
-                           events=audit)
+        job = RetentionJob(
+            engine, batch_size=args.batch_size, tenants=lambda: list(slugs), events=audit
+        )
         report = job.run()
         for (tenant_id, data_class), deleted in sorted(report.counts.items()):
             if deleted or args.verbose:
@@ -50,13 +51,19 @@ def retention_command(args: argparse.Namespace) -> int:
         if args.confirm != tenant.slug:
             raise ValueError(f"erasure is irreversible: pass --confirm {tenant.slug}")
         erased = erase_tenant_personal_data(
-            tenant.id, engine=engine, keys=open_keys(settings, engine=engine),
+            tenant.id,
+            engine=engine,
+            keys=open_keys(settings, engine=engine),
             tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
-            requested_by=args.requested_by, events=audit)
+            requested_by=args.requested_by,
+            events=audit,
+        )
         for table, deleted in erased.deleted.items():
             print(f"{tenant.slug}\t{table}\tdeleted={deleted}")
-        print(f"{tenant.slug}: personal data erased; keys {erased.keys}. Offboard the "
-              f"tenant next: `tenancy tenants offboard {tenant.slug} --reason erasure`")
+        print(
+            f"{tenant.slug}: personal data erased; keys {erased.keys}. Offboard the "
+            f"tenant next: `tenancy tenants offboard {tenant.slug} --reason erasure`"
+        )
     audit.close()
     return 0
 
@@ -71,14 +78,20 @@ def export_command(args: argparse.Namespace) -> int:
     tenant = open_registry(settings).get_by_slug(args.tenant)
     audit = open_audit(settings)
     exports = open_exports(settings, events=audit)
-    ctx = TenantContext(tenant.id, tenant.slug, settings.region,
-                        Principal("tenancy-cli", tenant.id, args.as_subject,
-                                  kind=PrincipalKind.SERVICE), "cli")
+    ctx = TenantContext(
+        tenant.id,
+        tenant.slug,
+        settings.region,
+        Principal("tenancy-cli", tenant.id, args.as_subject, kind=PrincipalKind.SERVICE),
+        "cli",
+    )
     with bind(ctx):
         if args.action == "create":
             link = exports.create(args.format)
-            print(f"{tenant.slug}\t{link.export_id}\t{link.format}\trows={link.rows}\t"
-                  f"expires={link.expires_at.isoformat()}")
+            print(
+                f"{tenant.slug}\t{link.export_id}\t{link.format}\trows={link.rows}\t"
+                f"expires={link.expires_at.isoformat()}"
+            )
             print(link.token)
         else:
             got = exports.download(args.token)
@@ -86,8 +99,10 @@ def export_command(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(got.content)
             else:
                 Path(args.out or got.filename).write_bytes(got.content)
-                print(f"{tenant.slug}: wrote {args.out or got.filename} "
-                      f"({len(got.content)} bytes)", file=sys.stderr)
+                print(
+                    f"{tenant.slug}: wrote {args.out or got.filename} ({len(got.content)} bytes)",
+                    file=sys.stderr,
+                )
     audit.close()  # the export's events are in the tenant's trail before we exit
     return 0
 
@@ -100,8 +115,11 @@ def audit_command(args: argparse.Namespace) -> int:
     from tenancy.events import SecurityEvent
 
     settings = _settings(args)
-    tenant_id = (PLATFORM_CHAIN if args.tenant == PLATFORM_CHAIN
-                 else open_registry(settings).get_by_slug(args.tenant).id)
+    tenant_id = (
+        PLATFORM_CHAIN
+        if args.tenant == PLATFORM_CHAIN
+        else open_registry(settings).get_by_slug(args.tenant).id
+    )
     engine = open_engine(settings)
     log = AuditLog(engine, args.key_file or audit_key_file(settings))
     if settings.uses_sqlite:
@@ -112,8 +130,9 @@ def audit_command(args: argparse.Namespace) -> int:
             print(result)
             return 0 if result.ok else EXIT_ERROR
         # Exporting the trail is itself audited, committed before any line is written.
-        log.emit_durable(SecurityEvent("audit.exported", datetime.now(UTC),
-                                       tenant_id=tenant_id, actor="cli"))
+        log.emit_durable(
+            SecurityEvent("audit.exported", datetime.now(UTC), tenant_id=tenant_id, actor="cli")
+        )
         if args.out == "-":
             count = log.export_jsonl(tenant_id, sys.stdout)
         else:
@@ -157,21 +176,28 @@ def evidence_command(args: argparse.Namespace) -> int:
         # Bad inputs named on the command line: one line, exit 2, nothing written.
         print_error(exc, hide=[args.db_url])
         return EXIT_USAGE
-    not_provided = {"probe": "no --probe or --probe-config given",
-                    "db_matrix": "no --db-matrix or --db-url given",
-                    "audit": audit_missing}
+    not_provided = {
+        "probe": "no --probe or --probe-config given",
+        "db_matrix": "no --db-matrix or --db-url given",
+        "audit": audit_missing,
+    }
     evidence = build_evidence(
-        probe=probe, db_matrix=db, audit=audit, policy_tests=run_policy_tests(),
+        probe=probe,
+        db_matrix=db,
+        audit=audit,
+        policy_tests=run_policy_tests(),
         versions=collect_versions(bundle=PolicyBundle.from_directory(), db_matrix=db),
-        now=datetime.now(UTC), not_provided=not_provided)
+        now=datetime.now(UTC),
+        not_provided=not_provided,
+    )
     json_path, html_path = write_pack(evidence, args.out)
     print(f"verdict: {evidence['verdict']}")
     for reason in evidence["reasons"]:
         print(f"  - {reason}")
     print(f"wrote {json_path}\nwrote {html_path}")
-    return {Verdict.PASS: 0, Verdict.FAIL: EXIT_ERROR,
-            Verdict.INCOMPLETE: EXIT_INCOMPLETE}[Verdict(evidence["verdict"])]
-
+    return {Verdict.PASS: 0, Verdict.FAIL: EXIT_ERROR, Verdict.INCOMPLETE: EXIT_INCOMPLETE}[
+        Verdict(evidence["verdict"])
+    ]
 
 
 def _run_probe(config: str, target: str | None) -> dict[str, Any]:
@@ -195,8 +221,10 @@ def _run_db_matrix(url: str) -> dict[str, Any]:
     return validate_input(matrix.to_json(), kind=DB_MATRIX_KIND)
 
 
-def _audit_chains(settings: Settings, key_file: str | None,
-                  ) -> tuple[list[ChainResult] | None, str]:
+def _audit_chains(
+    settings: Settings,
+    key_file: str | None,
+) -> tuple[list[ChainResult] | None, str]:
     """Every registered tenant's chain and the platform chain, verified; or ``None`` and
     why not. Read-only: no database, schema or key is created on the way."""
     from sqlalchemy import create_engine, inspect
@@ -214,8 +242,10 @@ def _audit_chains(settings: Settings, key_file: str | None,
     elif (settings.data_dir / "keys" / "audit.key").is_file():
         key = load_audit_key(settings.data_dir / "keys" / "audit.key")
     else:
-        return None, (f"no audit key: none in {settings.data_dir / 'keys'}, no ${ENV_VAR}, "
-                      "no --audit-key-file")
+        return None, (
+            f"no audit key: none in {settings.data_dir / 'keys'}, no ${ENV_VAR}, "
+            "no --audit-key-file"
+        )
     url = make_url(settings.database_url)
     if settings.uses_sqlite and not (url.database and os.path.isfile(url.database)):
         return None, f"no demo database at {url.database}"

@@ -24,17 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
 
     def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="state directory (default: $TENANCY_DATA_DIR "
-                                          "or ./.tenancy-demo)")
+        p.add_argument(
+            "--data-dir", help="state directory (default: $TENANCY_DATA_DIR or ./.tenancy-demo)"
+        )
 
-    demo = commands.add_parser("demo", help="run the edge and worklogs services on embedded "
-                                             "defaults")
+    demo = commands.add_parser(
+        "demo", help="run the edge and worklogs services on embedded defaults"
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000, help="the edge's public port")
-    demo.add_argument("--backend-port", type=int, default=8001,
-                      help="the worklogs backend's loopback port")
-    demo.add_argument("--console-port", type=int, default=8002,
-                      help="the tenant admin console's loopback port")
+    demo.add_argument(
+        "--backend-port", type=int, default=8001, help="the worklogs backend's loopback port"
+    )
+    demo.add_argument(
+        "--console-port", type=int, default=8002, help="the tenant admin console's loopback port"
+    )
     data_dir(demo)
     demo.set_defaults(handler=demo_command)
 
@@ -48,14 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
     token.add_argument("--tenant", help="tenant slug (users)")
-    token.add_argument("--kind", choices=["user", "support"], default="user",
-                       help="support: platform staff, who reach a tenant only under a grant")
-    token.add_argument("--trusted-device", action="store_true",
-                       help="claim a managed device (support staff need it)")
+    token.add_argument(
+        "--kind",
+        choices=["user", "support"],
+        default="user",
+        help="support: platform staff, who reach a tenant only under a grant",
+    )
+    token.add_argument(
+        "--trusted-device",
+        action="store_true",
+        help="claim a managed device (support staff need it)",
+    )
     token.add_argument("--sub", required=True, help="subject (user id)")
     token.add_argument("--roles", default="member", help="comma-separated roles")
-    token.add_argument("--scopes", default="worklogs:read worklogs:write",
-                       help="space-separated scopes")
+    token.add_argument(
+        "--scopes", default="worklogs:read worklogs:write", help="space-separated scopes"
+    )
     token.add_argument("--mfa", action=argparse.BooleanOptionalAction, default=False)
     token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds")
     data_dir(token)
@@ -67,11 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("slug")
     create.add_argument("--region", help="home region (default: $TENANCY_REGION)")
     create.add_argument("--name", help="display name")
-    create.add_argument("--key-provider", help="customer-managed key: the provider holding it "
-                                               "(default platform-managed keys)")
+    create.add_argument(
+        "--key-provider",
+        help="customer-managed key: the provider holding it (default platform-managed keys)",
+    )
     create.add_argument("--key-id", help="customer-managed key: its id in that provider")
-    create.add_argument("--no-key", action="store_true",
-                        help="provision no key now (`tenancy keys provision` later)")
+    create.add_argument(
+        "--no-key",
+        action="store_true",
+        help="provision no key now (`tenancy keys provision` later)",
+    )
     data_dir(create)
     listing = actions.add_parser("list", help="list tenants")
     data_dir(listing)
@@ -84,100 +101,128 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="a tenant's encryption keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
-    for name, text in (("status", "show the tenant's KEK and data keys"),
-                       ("provision", "give the tenant its keys (platform, or --key-provider)"),
-                       ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
-                       ("destroy-retired", "destroy KEK versions whose grace period is over"),
-                       ("ttl", "set how long the tenant's data keys may be cached"),
-                       ("announce", "tell every process again that the tenant's keys "
-                                    "changed"),
-                       ("use-cmk", "move the tenant under a customer-managed key"),
-                       ("revoke-test", "disable the tenant's key, as its owner would"),
-                       ("shred", "destroy the tenant's keys (irreversible)")):
+    for name, text in (
+        ("status", "show the tenant's KEK and data keys"),
+        ("provision", "give the tenant its keys (platform, or --key-provider)"),
+        ("rotate", "rotate the KEK (re-wraps data keys) or a data key"),
+        ("destroy-retired", "destroy KEK versions whose grace period is over"),
+        ("ttl", "set how long the tenant's data keys may be cached"),
+        ("announce", "tell every process again that the tenant's keys changed"),
+        ("use-cmk", "move the tenant under a customer-managed key"),
+        ("revoke-test", "disable the tenant's key, as its owner would"),
+        ("shred", "destroy the tenant's keys (irreversible)"),
+    ):
         action = key_actions.add_parser(name, help=text)
         action.add_argument("--tenant", required=True, help="tenant slug")
         data_dir(action)
         if name == "provision":
-            action.add_argument("--key-provider",
-                                help="customer-managed key: the provider holding it")
-            action.add_argument("--key-id", help="customer-managed key: its id there "
-                                                 "(default: create one)")
-            action.add_argument("--cache-ttl", type=float, metavar="SECONDS",
-                                help="how long its data keys may be cached")
+            action.add_argument(
+                "--key-provider", help="customer-managed key: the provider holding it"
+            )
+            action.add_argument(
+                "--key-id", help="customer-managed key: its id there (default: create one)"
+            )
+            action.add_argument(
+                "--cache-ttl",
+                type=float,
+                metavar="SECONDS",
+                help="how long its data keys may be cached",
+            )
         if name == "ttl":
-            action.add_argument("--seconds", type=float, metavar="SECONDS",
-                                help="the tenant's TTL (omit for the default)")
+            action.add_argument(
+                "--seconds",
+                type=float,
+                metavar="SECONDS",
+                help="the tenant's TTL (omit for the default)",
+            )
         if name == "rotate":
-            action.add_argument("--data-key", metavar="PURPOSE",
-                                help="rotate this purpose's data key instead of the KEK")
+            action.add_argument(
+                "--data-key",
+                metavar="PURPOSE",
+                help="rotate this purpose's data key instead of the KEK",
+            )
         if name == "use-cmk":
-            action.add_argument("--provider", default="customer-local",
-                                help="configured provider holding the customer's key")
+            action.add_argument(
+                "--provider",
+                default="customer-local",
+                help="configured provider holding the customer's key",
+            )
             action.add_argument("--key-id", help="the customer's key id (default: create one)")
         if name == "revoke-test":
             action.add_argument("--restore", action="store_true", help="re-enable the key")
         if name == "shred":
-            action.add_argument("--confirm", required=True, metavar="SLUG",
-                                help="repeat the tenant slug")
+            action.add_argument(
+                "--confirm", required=True, metavar="SLUG", help="repeat the tenant slug"
+            )
     keys.set_defaults(handler=keys_command)
 
     retention = commands.add_parser("retention", help="retention rules and erasure")
     retention_actions = retention.add_subparsers(dest="action", required=True)
     run_retention = retention_actions.add_parser(
-        "run", help="delete what is due (exports 12 days after export, mappings 14 days "
-                    "after first notification); idempotent, resumable")
-    run_retention.add_argument("--batch-size", type=int, default=500,
-                               help="rows per transaction")
+        "run",
+        help="delete what is due (exports 12 days after export, mappings 14 days "
+        "after first notification); idempotent, resumable",
+    )
+    run_retention.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
     run_retention.add_argument("--verbose", action="store_true", help="also list zero counts")
     data_dir(run_retention)
     erase = retention_actions.add_parser(
-        "erase", help="a tenant's right to erasure: delete its personal data, shred its keys")
+        "erase", help="a tenant's right to erasure: delete its personal data, shred its keys"
+    )
     erase.add_argument("--tenant", required=True, help="tenant slug")
-    erase.add_argument("--confirm", required=True, metavar="SLUG",
-                       help="repeat the tenant slug")
+    erase.add_argument("--confirm", required=True, metavar="SLUG", help="repeat the tenant slug")
     erase.add_argument("--requested-by", help="who asked (recorded in the audit log)")
     data_dir(erase)
     retention.set_defaults(handler=retention_command)
 
     export = commands.add_parser("export", help="a tenant's worklogs export and its link")
     export_actions = export.add_subparsers(dest="action", required=True)
-    create_export = export_actions.add_parser("create",
-                                              help="snapshot the worklogs; print the link")
+    create_export = export_actions.add_parser(
+        "create", help="snapshot the worklogs; print the link"
+    )
     create_export.add_argument("--format", choices=("json", "csv"), default="json")
     download = export_actions.add_parser("download", help="fetch an export by its link token")
     download.add_argument("--token", required=True, help="the token `export create` printed")
-    download.add_argument("--out",
-                          help="file to write (default: export-<id>.<format>; - = stdout)")
+    download.add_argument("--out", help="file to write (default: export-<id>.<format>; - = stdout)")
     for action in (create_export, download):
         action.add_argument("--tenant", required=True, help="tenant slug")
-        action.add_argument("--as", dest="as_subject", default="cli",
-                            help="subject recorded as the actor")
+        action.add_argument(
+            "--as", dest="as_subject", default="cli", help="subject recorded as the actor"
+        )
         data_dir(action)
     export.set_defaults(handler=export_command)
 
     audit_cmd = commands.add_parser("audit", help="verify or export a tenant's audit trail")
     audit_actions = audit_cmd.add_subparsers(dest="action", required=True)
-    for name, text in (("verify", "recompute the hash chain and check its signed head"),
-                       ("export", "write the trail as JSON lines")):
+    for name, text in (
+        ("verify", "recompute the hash chain and check its signed head"),
+        ("export", "write the trail as JSON lines"),
+    ):
         audit_action = audit_actions.add_parser(name, help=text)
-        audit_action.add_argument("--tenant", required=True, metavar="SLUG",
-                                  help="tenant slug, or 'platform' for tenant-less events")
-        audit_action.add_argument("--key-file", help="0600 file holding the hex audit key "
-                                                     "(default: the demo's, or "
-                                                     "$TENANCY_AUDIT_KEY)")
+        audit_action.add_argument(
+            "--tenant",
+            required=True,
+            metavar="SLUG",
+            help="tenant slug, or 'platform' for tenant-less events",
+        )
+        audit_action.add_argument(
+            "--key-file",
+            help="0600 file holding the hex audit key (default: the demo's, or $TENANCY_AUDIT_KEY)",
+        )
         data_dir(audit_action)
         if name == "export":
-            audit_action.add_argument("--out", default="-",
-                                      help="file to create (default: stdout)")
+            audit_action.add_argument("--out", default="-", help="file to create (default: stdout)")
     audit_cmd.set_defaults(handler=audit_command)
 
     probe = commands.add_parser(
-        "probe", help="attack a running service as every tenant's identities; exit 1 on a leak",
+        "probe",
+        help="attack a running service as every tenant's identities; exit 1 on a leak",
         description="Seeds data as every identity, checks each reaches its own (positive "
-                    "controls), then replays every route as other tenants' identities, with "
-                    "tampered credentials and as ungranted support staff. Exit codes: 0 no "
-                    "leak, 1 a leak, 2 a bad configuration, 3 void (a positive control "
-                    "failed), 4 errors but no leak.")
+        "controls), then replays every route as other tenants' identities, with "
+        "tampered credentials and as ungranted support staff. Exit codes: 0 no "
+        "leak, 1 a leak, 2 a bad configuration, 3 void (a positive control "
+        "failed), 4 errors but no leak.",
+    )
     probe.add_argument("--config", required=True, help="probe.toml")
     probe.add_argument("--target", help="base URL (default: the config's target)")
     probe.add_argument("--out", help="write the JSON report here (- for stdout)")
@@ -187,62 +232,82 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)
     db_audit = db_actions.add_parser("audit", help="audit RLS, roles, views and functions")
-    db_audit.add_argument("--url", required=True,
-                          help="SQLAlchemy URL; connect as the application role")
+    db_audit.add_argument(
+        "--url", required=True, help="SQLAlchemy URL; connect as the application role"
+    )
     db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
     db_audit.set_defaults(handler=db_audit_command)
     db_matrix = db_actions.add_parser(
-        "matrix", help="prove RLS cell by cell: each tenant's reads and writes against "
-                       "the others' rows (always rolled back)")
-    db_matrix.add_argument("--url", required=True,
-                           help="SQLAlchemy URL; connect as the application role")
-    db_matrix.add_argument("--tenant", action="append", metavar="ID",
-                           help="tenant id to test (repeatable; default: the registry's)")
-    db_matrix.add_argument("--app-role", help="role the auditor judges (default: the "
-                                              "connecting role)")
-    db_matrix.add_argument("--json", metavar="PATH", help="also write the matrix as JSON "
-                                                          "(- = stdout)")
+        "matrix",
+        help="prove RLS cell by cell: each tenant's reads and writes against "
+        "the others' rows (always rolled back)",
+    )
+    db_matrix.add_argument(
+        "--url", required=True, help="SQLAlchemy URL; connect as the application role"
+    )
+    db_matrix.add_argument(
+        "--tenant",
+        action="append",
+        metavar="ID",
+        help="tenant id to test (repeatable; default: the registry's)",
+    )
+    db_matrix.add_argument(
+        "--app-role", help="role the auditor judges (default: the connecting role)"
+    )
+    db_matrix.add_argument(
+        "--json", metavar="PATH", help="also write the matrix as JSON (- = stdout)"
+    )
     db_matrix.add_argument("--quiet", action="store_true", help="print the summary only")
     db_matrix.set_defaults(handler=db_matrix_command)
     db_migrate = db_actions.add_parser("migrate", help="apply the worklogs migrations")
     db_migrate.add_argument("--url", required=True, help="the OWNER's SQLAlchemy URL")
-    db_migrate.add_argument("--app-role", required=True,
-                            help="application role to grant DML (NOSUPERUSER NOBYPASSRLS)")
-    db_migrate.add_argument("--sql", action="store_true",
-                            help="print the SQL instead of running it")
+    db_migrate.add_argument(
+        "--app-role", required=True, help="application role to grant DML (NOSUPERUSER NOBYPASSRLS)"
+    )
+    db_migrate.add_argument(
+        "--sql", action="store_true", help="print the SQL instead of running it"
+    )
     db_migrate.set_defaults(handler=db_migrate_command)
 
     evidence = commands.add_parser("evidence", help="the isolation evidence pack")
     evidence_actions = evidence.add_subparsers(dest="action", required=True)
     pack = evidence_actions.add_parser(
-        "pack", help="write evidence.json and evidence.html: probe, database matrix, audit "
-                     "chains and policy tests, judged",
+        "pack",
+        help="write evidence.json and evidence.html: probe, database matrix, audit "
+        "chains and policy tests, judged",
         description="Exit codes: 0 PASS, 1 FAIL, 2 a bad input, 3 INCOMPLETE (an input "
-                    "is missing or a policy test could not run).")
+        "is missing or a policy test could not run).",
+    )
     pack.add_argument("--out", required=True, metavar="DIR", help="directory to write to")
     probe_input = pack.add_mutually_exclusive_group()
     probe_input.add_argument("--probe", metavar="PATH", help="`tenancy probe --out` JSON")
-    probe_input.add_argument("--probe-config", metavar="TOML",
-                             help="run the probe now with this probe.toml (see --target)")
-    pack.add_argument("--target", help="with --probe-config: the base URL (default: the "
-                                       "config's)")
+    probe_input.add_argument(
+        "--probe-config",
+        metavar="TOML",
+        help="run the probe now with this probe.toml (see --target)",
+    )
+    pack.add_argument("--target", help="with --probe-config: the base URL (default: the config's)")
     db_input = pack.add_mutually_exclusive_group()
-    db_input.add_argument("--db-matrix", metavar="PATH",
-                          help="`tenancy db matrix --json` JSON")
-    db_input.add_argument("--db-url", metavar="URL",
-                          help="run the database matrix now, connected as the app role")
-    pack.add_argument("--audit-key-file", help="0600 file holding the hex audit key "
-                                               "(default: the demo's, or $TENANCY_AUDIT_KEY)")
+    db_input.add_argument("--db-matrix", metavar="PATH", help="`tenancy db matrix --json` JSON")
+    db_input.add_argument(
+        "--db-url", metavar="URL", help="run the database matrix now, connected as the app role"
+    )
+    pack.add_argument(
+        "--audit-key-file",
+        help="0600 file holding the hex audit key (default: the demo's, or $TENANCY_AUDIT_KEY)",
+    )
     data_dir(pack)
     pack.set_defaults(handler=evidence_command)
 
     support = commands.add_parser(
-        "support", help="support access grants (operator tool: acts as the named people)",
+        "support",
+        help="support access grants (operator tool: acts as the named people)",
         description="Operator tool for support-access grants. It acts AS the people named "
-                    "with --as (and trusts --roles and --mfa as given): the engineer "
-                    "requesting, the tenant's admin deciding. It authenticates nobody; "
-                    "in production these decisions come from the people themselves, "
-                    "through their own authenticated sessions.")
+        "with --as (and trusts --roles and --mfa as given): the engineer "
+        "requesting, the tenant's admin deciding. It authenticates nobody; "
+        "in production these decisions come from the people themselves, "
+        "through their own authenticated sessions.",
+    )
     support_actions = support.add_subparsers(dest="action", required=True)
     as_help = "subject of the person this command acts as"
 
@@ -254,43 +319,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = support_actions.add_parser("request", help="as a support engineer, request access")
     req.add_argument("--tenant", required=True, help="tenant slug")
-    req.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
-                     help=as_help + " (a support engineer)")
+    req.add_argument(
+        "--as",
+        dest="actor",
+        required=True,
+        metavar="SUBJECT",
+        help=as_help + " (a support engineer)",
+    )
     req.add_argument("--ticket", required=True, help="the ticket that needs the access")
     req.add_argument("--justification", required=True)
     req.add_argument("--scopes", required=True, help="space- or comma-separated scopes")
     req.add_argument("--hours", type=hours, required=True, help="requested duration")
-    for name, text in (("approve", "as the tenant's admin, approve a pending request"),
-                       ("deny", "as the tenant's admin, deny a pending request"),
-                       ("revoke", "as the tenant's admin, end an active grant now")):
+    for name, text in (
+        ("approve", "as the tenant's admin, approve a pending request"),
+        ("deny", "as the tenant's admin, deny a pending request"),
+        ("revoke", "as the tenant's admin, end an active grant now"),
+    ):
         decide = support_actions.add_parser(name, help=text)
         decide.add_argument("grant_id", metavar="GRANT_ID")
         decide.add_argument("--tenant", required=True, help="tenant slug")
-        decide.add_argument("--as", dest="actor", required=True, metavar="SUBJECT",
-                            help=as_help + " (a user of the tenant)")
+        decide.add_argument(
+            "--as",
+            dest="actor",
+            required=True,
+            metavar="SUBJECT",
+            help=as_help + " (a user of the tenant)",
+        )
         decide.add_argument("--roles", default="", help="comma-separated roles it holds")
         if name != "revoke":
-            decide.add_argument("--mfa", action="store_true",
-                                help="it authenticated with MFA (required to decide)")
+            decide.add_argument(
+                "--mfa", action="store_true", help="it authenticated with MFA (required to decide)"
+            )
         if name == "approve":
-            decide.add_argument("--hours", type=hours,
-                                help="approved duration (default: as requested)")
-            decide.add_argument("--scopes", help="narrow to these scopes (default: as "
-                                                 "requested, minus writes)")
-            decide.add_argument("--allow-write", action="store_true",
-                                help="consent to write scopes too")
+            decide.add_argument(
+                "--hours", type=hours, help="approved duration (default: as requested)"
+            )
+            decide.add_argument(
+                "--scopes", help="narrow to these scopes (default: as requested, minus writes)"
+            )
+            decide.add_argument(
+                "--allow-write", action="store_true", help="consent to write scopes too"
+            )
         else:
             decide.add_argument("--reason", required=True)
         data_dir(decide)
     grant_list = support_actions.add_parser(
-        "list", help="the tenant's grants: id, status, engineer, ticket, scopes, ends")
+        "list", help="the tenant's grants: id, status, engineer, ticket, scopes, ends"
+    )
     grant_list.add_argument("--tenant", required=True, help="tenant slug")
     close = support_actions.add_parser(
-        "close-ticket", help="the ticket closed: its grants end 24 h from now at the latest")
+        "close-ticket", help="the ticket closed: its grants end 24 h from now at the latest"
+    )
     close.add_argument("ticket", metavar="TICKET")
     close.add_argument("--tenant", required=True, help="tenant slug")
     for action in (req, grant_list, close):
         data_dir(action)
     support.set_defaults(handler=support_command)
     return parser
-

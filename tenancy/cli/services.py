@@ -13,16 +13,22 @@ def demo_command(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return run(_settings(args), host=args.host, port=args.port, backend_port=args.backend_port,
-               console_port=args.console_port)
+    return run(
+        _settings(args),
+        host=args.host,
+        port=args.port,
+        backend_port=args.backend_port,
+        console_port=args.console_port,
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from services.demo import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return serve(args.service, _settings(args), host=args.host, port=args.port,
-                 parent_pid=args.parent_pid)
+    return serve(
+        args.service, _settings(args), host=args.host, port=args.port, parent_pid=args.parent_pid
+    )
 
 
 def dev_token_command(args: argparse.Namespace) -> int:
@@ -64,24 +70,40 @@ def tenants_command(args: argparse.Namespace) -> int:
     if args.action == "create" and args.no_key and (args.key_provider or args.key_id):
         raise ValueError("--no-key and a customer key exclude each other")
     if args.action == "create":
-        tenant = registry.provision(args.slug, region=args.region or _settings(args).region,
-                                    display_name=args.name, actor="cli")
+        tenant = registry.provision(
+            args.slug,
+            region=args.region or _settings(args).region,
+            display_name=args.name,
+            actor="cli",
+        )
         print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}")
         if not args.no_key:
             from services.demo_state import open_keys
             from tenancy.cli.keys import provision_keys
 
             # A platform key by default; the customer's own key with --key-provider/--key-id.
-            print(provision_keys(open_keys(_settings(args)), tenant.id, tenant.slug,
-                                 provider=args.key_provider, key_id=args.key_id))
+            print(
+                provision_keys(
+                    open_keys(_settings(args)),
+                    tenant.id,
+                    tenant.slug,
+                    provider=args.key_provider,
+                    key_id=args.key_id,
+                )
+            )
     elif args.action == "list":
         for tenant in registry.list():
-            print(f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}\t"
-                  f"{tenant.display_name}")
+            print(
+                f"{tenant.slug}\t{tenant.id}\t{tenant.region}\t{tenant.status.value}\t"
+                f"{tenant.display_name}"
+            )
     else:
         tenant = registry.get_by_slug(args.slug)
-        move = {"suspend": registry.suspend, "activate": registry.activate,
-                "offboard": registry.offboard}[args.action]
+        move = {
+            "suspend": registry.suspend,
+            "activate": registry.activate,
+            "offboard": registry.offboard,
+        }[args.action]
         moved = move(tenant.id, actor="cli", reason=args.reason)
         print(f"{moved.slug}\t{moved.status.value}")
         if args.action == "offboard":

@@ -41,14 +41,22 @@ class Deidentifier:
     tenants, and not reversible without the key.
     """
 
-    def __init__(self, keys: KeySource, *, policy: ContributionPolicy, schema: RecordSchema,
-                 events: EventSink | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        policy: ContributionPolicy,
+        schema: RecordSchema,
+        events: EventSink | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         if isinstance(keys, bytes | bytearray):
             if len(keys) < MIN_KEY_BYTES:
                 raise ConfigurationError(f"the pseudonym secret needs {MIN_KEY_BYTES}+ bytes")
             secret = bytes(keys)
             self._key_for: Callable[[str], bytes] = lambda tenant_id: hmac.new(
-                secret, _DERIVE_LABEL + tenant_id.encode(), hashlib.sha256).digest()
+                secret, _DERIVE_LABEL + tenant_id.encode(), hashlib.sha256
+            ).digest()
         elif callable(keys):
             self._key_for = keys
         else:
@@ -62,9 +70,14 @@ class Deidentifier:
     def schema(self) -> RecordSchema:
         return self._schema
 
-    def deidentify(self, tenant_id: str, records: Iterable[Mapping[str, Any]], *,
-                   people: Iterable[Person] = (), actor: str | None = None,
-                   ) -> list[dict[str, Any]]:
+    def deidentify(
+        self,
+        tenant_id: str,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        people: Iterable[Person] = (),
+        actor: str | None = None,
+    ) -> list[dict[str, Any]]:
         """De-identified copies of ``records``, or ``ContributionRefused`` (records are then
         not even read). A record that does not match the schema refuses the whole batch
         with ``RecordRejected``. ``people`` is the tenant's directory: their names,
@@ -114,10 +127,20 @@ class Deidentifier:
                 else:
                     result[name] = value
             out.append(result)
-        self._events.emit(SecurityEvent(
-            action="deid.contributed", at=self._clock.now(), tenant_id=tenant_id, actor=actor,
-            details={"records": str(len(out)), "pseudonymised": str(pseudonymised),
-                     "dropped": str(dropped), "text_replacements": str(replacements)}))
+        self._events.emit(
+            SecurityEvent(
+                action="deid.contributed",
+                at=self._clock.now(),
+                tenant_id=tenant_id,
+                actor=actor,
+                details={
+                    "records": str(len(out)),
+                    "pseudonymised": str(pseudonymised),
+                    "dropped": str(dropped),
+                    "text_replacements": str(replacements),
+                },
+            )
+        )
         return out
 
     def _validate(self, batch: list[dict[str, Any]]) -> None:
@@ -125,11 +148,13 @@ class Deidentifier:
         for index, record in enumerate(batch):
             for name, value in record.items():
                 if name not in schema.fields:
-                    raise RecordRejected(f"record {index} has an undeclared field {name!r}",
-                                         field=name, index=index)
+                    raise RecordRejected(
+                        f"record {index} has an undeclared field {name!r}", field=name, index=index
+                    )
                 if name in schema.identifiers:
-                    ok = value is None or (isinstance(value, str | int)
-                                           and not isinstance(value, bool))
+                    ok = value is None or (
+                        isinstance(value, str | int) and not isinstance(value, bool)
+                    )
                 elif name in schema.text:
                     ok = value is None or isinstance(value, str)
                 else:
@@ -137,14 +162,20 @@ class Deidentifier:
                 if not ok:
                     raise RecordRejected(
                         f"record {index}: field {name!r} has a value of type "
-                        f"{type(value).__name__}", field=name, index=index)
+                        f"{type(value).__name__}",
+                        field=name,
+                        index=index,
+                    )
 
     def _scrubber(self, batch: list[dict[str, Any]], people: Iterable[Person]) -> Scrubber:
         names: list[str] = []
         emails: list[str] = []
         accounts: list[str] = []
-        by_kind = {IdentifierKind.NAME: names, IdentifierKind.EMAIL: emails,
-                   IdentifierKind.ACCOUNT: accounts}
+        by_kind = {
+            IdentifierKind.NAME: names,
+            IdentifierKind.EMAIL: emails,
+            IdentifierKind.ACCOUNT: accounts,
+        }
         for record in batch:
             for name, kind in self._schema.identifiers.items():
                 value = record.get(name)
@@ -160,12 +191,20 @@ class Deidentifier:
                 accounts.append(person.account_id)
         return Scrubber(names=names, emails=emails, accounts=accounts)
 
-    def _refused(self, tenant_id: str, actor: str | None, reason: str,
-                 records: int | None = None) -> None:
+    def _refused(
+        self, tenant_id: str, actor: str | None, reason: str, records: int | None = None
+    ) -> None:
         details = {} if records is None else {"records": str(records)}
-        self._events.emit(SecurityEvent(action="deid.refused", at=self._clock.now(),
-                                        tenant_id=tenant_id, actor=actor, reason=reason,
-                                        details=details))
+        self._events.emit(
+            SecurityEvent(
+                action="deid.refused",
+                at=self._clock.now(),
+                tenant_id=tenant_id,
+                actor=actor,
+                reason=reason,
+                details=details,
+            )
+        )
 
 
 def pseudonym(key: bytes, kind: IdentifierKind, value: str) -> str:

@@ -39,21 +39,31 @@ class ContributionSetting:
 
 def _changed_event(setting: ContributionSetting) -> SecurityEvent:
     return SecurityEvent(
-        action="deid.setting_changed", at=setting.changed_at, tenant_id=setting.tenant_id,
-        actor=setting.changed_by, details={"allowed": str(setting.allowed).lower()})
+        action="deid.setting_changed",
+        at=setting.changed_at,
+        tenant_id=setting.tenant_id,
+        actor=setting.changed_by,
+        details={"allowed": str(setting.allowed).lower()},
+    )
 
 
 class MemoryContributionPolicy:
     """Settings in memory; for tests, tools and single-process demos."""
 
-    def __init__(self, allowed: dict[str, bool] | None = None, *, clock: Clock | None = None,
-                 events: EventSink | None = None) -> None:
+    def __init__(
+        self,
+        allowed: dict[str, bool] | None = None,
+        *,
+        clock: Clock | None = None,
+        events: EventSink | None = None,
+    ) -> None:
         self._clock = clock or SystemClock()
         self._events = events or LoggingSink()
         self._lock = threading.Lock()
         now = self._clock.now()
-        self._settings = {t: ContributionSetting(t, bool(a), now, "initial")
-                          for t, a in (allowed or {}).items()}
+        self._settings = {
+            t: ContributionSetting(t, bool(a), now, "initial") for t, a in (allowed or {}).items()
+        }
 
     def set(self, tenant_id: str, allowed: bool, *, by: str) -> ContributionSetting:
         setting = ContributionSetting(tenant_id, allowed, self._clock.now(), by)
@@ -74,7 +84,8 @@ class MemoryContributionPolicy:
 metadata = MetaData()
 
 contribution_settings = Table(
-    SETTINGS_TABLE, metadata,
+    SETTINGS_TABLE,
+    metadata,
     Column("tenant_id", String(36), primary_key=True),
     Column("allowed", Boolean, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
@@ -85,8 +96,9 @@ contribution_settings = Table(
 class SqlContributionPolicy:
     """Settings in ``tenancy_contribution_settings``; no cache, read per batch."""
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None,
-                 events: EventSink | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock | None = None, events: EventSink | None = None
+    ) -> None:
         self._engine = engine
         self._clock = clock or SystemClock()
         self._events = events or LoggingSink()
@@ -99,23 +111,24 @@ class SqlContributionPolicy:
         setting = ContributionSetting(tenant_id, allowed, self._clock.now(), by)
         values = {"allowed": allowed, "changed_at": setting.changed_at, "changed_by": by}
         with tenant_transaction(self._engine, tenant_id) as conn:
-            updated = conn.execute(contribution_settings.update()
-                                   .where(contribution_settings.c.tenant_id == tenant_id)
-                                   .values(**values))
+            updated = conn.execute(
+                contribution_settings.update()
+                .where(contribution_settings.c.tenant_id == tenant_id)
+                .values(**values)
+            )
             if updated.rowcount == 0:
-                conn.execute(contribution_settings.insert().values(tenant_id=tenant_id,
-                                                                   **values))
+                conn.execute(contribution_settings.insert().values(tenant_id=tenant_id, **values))
         self._events.emit(_changed_event(setting))
         return setting
 
     def setting(self, tenant_id: str) -> ContributionSetting | None:
         with tenant_transaction(self._engine, tenant_id) as conn:
-            row = conn.execute(select(contribution_settings)
-                               .where(contribution_settings.c.tenant_id == tenant_id)).first()
+            row = conn.execute(
+                select(contribution_settings).where(contribution_settings.c.tenant_id == tenant_id)
+            ).first()
         if row is None:
             return None
-        return ContributionSetting(row.tenant_id, bool(row.allowed), row.changed_at,
-                                   row.changed_by)
+        return ContributionSetting(row.tenant_id, bool(row.allowed), row.changed_at, row.changed_by)
 
     def allows(self, tenant_id: str) -> bool:
         setting = self.setting(tenant_id)

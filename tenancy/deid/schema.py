@@ -42,8 +42,9 @@ class RecordSchema:
         identifiers = dict(self.identifiers)
         for name, kind in identifiers.items():
             if not isinstance(kind, IdentifierKind):
-                raise InvalidSchema(f"identifier field {name!r} needs an IdentifierKind",
-                                    field=name)
+                raise InvalidSchema(
+                    f"identifier field {name!r} needs an IdentifierKind", field=name
+                )
         object.__setattr__(self, "identifiers", identifiers)
         for attr in ("text", "keep", "drop"):
             value = getattr(self, attr)
@@ -59,7 +60,8 @@ class RecordSchema:
                 if name in seen:
                     raise InvalidSchema(
                         f"field {name!r} is declared both as {seen[name]} and as {group}",
-                        field=name)
+                        field=name,
+                    )
                 seen[name] = group
         unknown_drops = self.drop - frozenset(identifiers)
         if unknown_drops:

@@ -44,17 +44,34 @@ _AT = r"(?:\s*@\s*|\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+)"
 _DOT = r"(?:\.|\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
 EMAIL_PATTERN = re.compile(
     rf"(?<![\w.+'%-])[\w.+'%-]+{_AT}[\w-]+(?:{_DOT}[\w-]+)*{_DOT}[a-z]{{2,}}(?![\w-])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 PHONE_PATTERN = re.compile(r"(?<![\w+])(?:\+|00)?\d(?:[\s().\-]{0,2}\d){8,14}(?!\w)")
 HANDLE_PATTERN = re.compile(r"(?<![\w@])@[a-z0-9_][\w.-]*\w", re.IGNORECASE)
 # What is left of an e-mail address the patterns above could not parse.
 _AT_LEFTOVER = re.compile(r"(?<![\w.+'%-])[\w.+'%-]*@[\w.-]*", re.IGNORECASE)
 
 # Honorifics and suffixes: part of a written name, but identify no one.
-_NOT_NAME_PARTS = frozenset({
-    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "jr", "sr", "ii", "iii",
-    "iv", "phd", "md",
-})
+_NOT_NAME_PARTS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "sir",
+        "dame",
+        "jr",
+        "sr",
+        "ii",
+        "iii",
+        "iv",
+        "phd",
+        "md",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +120,24 @@ def _alternation(values: Iterable[str], flexible_space: bool) -> str:
 class Scrubber:
     """Scrubs free text of the given known identifiers and of the patterns above."""
 
-    def __init__(self, *, names: Iterable[str] = (), emails: Iterable[str] = (),
-                 accounts: Iterable[str] = ()) -> None:
+    def __init__(
+        self, *, names: Iterable[str] = (), emails: Iterable[str] = (), accounts: Iterable[str] = ()
+    ) -> None:
         name_values: set[str] = set()
         for name in names:
             name_values |= name_variants(name)
         email_values = {_norm(e).strip() for e in emails if e and e.strip()}
         account_values = {_norm(a).strip() for a in accounts if a and a.strip()}
         self._known: list[tuple[re.Pattern[str], str]] = []
-        for values, placeholder, flexible in ((email_values, EMAIL, False),
-                                              (account_values, ACCOUNT, False),
-                                              (name_values, NAME, True)):
+        for values, placeholder, flexible in (
+            (email_values, EMAIL, False),
+            (account_values, ACCOUNT, False),
+            (name_values, NAME, True),
+        ):
             if values:
                 pattern = re.compile(
-                    rf"(?<!\w)(?:{_alternation(values, flexible)})(?!\w)", re.IGNORECASE)
+                    rf"(?<!\w)(?:{_alternation(values, flexible)})(?!\w)", re.IGNORECASE
+                )
                 self._known.append((pattern, placeholder))
 
     def scrub(self, text: str) -> tuple[str, int]:
@@ -124,8 +145,12 @@ class Scrubber:
         text = _norm(text)
         total = 0
         steps: list[tuple[re.Pattern[str], str]] = [
-            (EMAIL_PATTERN, EMAIL), (HANDLE_PATTERN, HANDLE), *self._known,
-            (PHONE_PATTERN, PHONE), (_AT_LEFTOVER, EMAIL)]
+            (EMAIL_PATTERN, EMAIL),
+            (HANDLE_PATTERN, HANDLE),
+            *self._known,
+            (PHONE_PATTERN, PHONE),
+            (_AT_LEFTOVER, EMAIL),
+        ]
         for pattern, placeholder in steps:
             text, count = pattern.subn(placeholder, text)
             total += count

@@ -35,8 +35,7 @@ class ExportRecord(TenantScoped, ExportBase):
     size: Mapped[int] = mapped_column(Integer)
     # Sealed with the tenant's data key for purpose "exports", bound to this row. Deferred,
     # so listing and retention never need the key.
-    content: Mapped[bytes] = mapped_column(EncryptedBytes(purpose=EXPORT_PURPOSE),
-                                           deferred=True)
+    content: Mapped[bytes] = mapped_column(EncryptedBytes(purpose=EXPORT_PURPOSE), deferred=True)
 
 
 def create_schema(engine: Engine) -> None:

@@ -104,11 +104,19 @@ class ExportService:
         fields: CSV columns, in order (JSON carries every field of every row).
     """
 
-    def __init__(self, engine: Engine, *, source: Source, keys: TenantKeys,
-                 signing_key: bytes, previous_keys: Sequence[bytes] = (),
-                 clock: Clock = SYSTEM_CLOCK, events: EventSink | None = None,
-                 window: timedelta = timedelta(hours=24),
-                 fields: Sequence[str] = WORKLOG_FIELDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        source: Source,
+        keys: TenantKeys,
+        signing_key: bytes,
+        previous_keys: Sequence[bytes] = (),
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventSink | None = None,
+        window: timedelta = timedelta(hours=24),
+        fields: Sequence[str] = WORKLOG_FIELDS,
+    ) -> None:
         for key in (signing_key, *previous_keys):
             if len(key) < MIN_KEY_BYTES:
                 raise ConfigurationError(f"export signing keys need >= {MIN_KEY_BYTES} bytes")
@@ -118,14 +126,18 @@ class ExportService:
         self._source = source
         # itsdangerous signs with the last key and verifies with any of them.
         self._links = URLSafeSerializer(
-            [*previous_keys, signing_key], salt=LINK_SALT, fallback_signers=[],
-            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256})
+            [*previous_keys, signing_key],
+            salt=LINK_SALT,
+            fallback_signers=[],
+            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
+        )
         self._clock = clock
         self._events = events if events is not None else LoggingSink()
         self._window = window
         self._fields = tuple(fields)
-        self._sessions = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
-                                      info={SESSION_KEYS: keys})
+        self._sessions = sessionmaker(
+            engine, class_=TenantSession, expire_on_commit=False, info={SESSION_KEYS: keys}
+        )
 
     # -- create --------------------------------------------------------------------------
 
@@ -139,24 +151,39 @@ class ExportService:
         """
         ctx = current()
         if format not in FORMATS:
-            raise InvalidRequest("unsupported export format",
-                                 errors={"format": "must be one of: csv, json"})
+            raise InvalidRequest(
+                "unsupported export format", errors={"format": "must be one of: csv, json"}
+            )
         now = self._clock.now()
         rows = list(self._source())
         export_id = str(uuid.uuid4())
-        content = (self._json(rows, ctx.tenant_id, export_id, now) if format == "json"
-                   else self._csv(rows))
+        content = (
+            self._json(rows, ctx.tenant_id, export_id, now) if format == "json" else self._csv(rows)
+        )
         expires_at = now + self._window
-        record = ExportRecord(id=export_id, format=format, created_at=now,
-                              expires_at=expires_at, created_by=ctx.principal.subject,
-                              rows=len(rows), size=len(content), content=content)
+        record = ExportRecord(
+            id=export_id,
+            format=format,
+            created_at=now,
+            expires_at=expires_at,
+            created_by=ctx.principal.subject,
+            rows=len(rows),
+            size=len(content),
+            content=content,
+        )
         with self._sessions() as session:
             session.add(record)  # tenant_id is stamped by the scoping layer
             session.commit()
         token = self._sign(export_id, ctx.tenant_id, expires_at)
-        self._emit("export.created", ctx.tenant_id, export_id=export_id, format=format,
-                   rows=str(len(rows)), bytes=str(len(content)),
-                   expires_at=expires_at.isoformat())
+        self._emit(
+            "export.created",
+            ctx.tenant_id,
+            export_id=export_id,
+            format=format,
+            rows=str(len(rows)),
+            bytes=str(len(content)),
+            expires_at=expires_at.isoformat(),
+        )
         return ExportLink(export_id, ctx.tenant_id, format, len(rows), expires_at, token)
 
     # -- download ------------------------------------------------------------------------
@@ -177,18 +204,30 @@ class ExportService:
                 raise ExportTenantMismatch("no such export")
             with self._sessions() as session:
                 record = session.scalars(
-                    select(ExportRecord).options(undefer(ExportRecord.content))
-                    .where(ExportRecord.id == export_id)).first()
+                    select(ExportRecord)
+                    .options(undefer(ExportRecord.content))
+                    .where(ExportRecord.id == export_id)
+                ).first()
             if record is None:
                 raise ExportGone("the export no longer exists")
         except ExportError as refused:
             self._emit("export.refused", ctx.tenant_id, reason=refused.code)
             raise
-        self._emit("export.downloaded", ctx.tenant_id, export_id=record.id,
-                   format=record.format, bytes=str(len(record.content)))
-        return ExportDownload(record.id, record.tenant_id, record.format,
-                              FORMATS[record.format], f"export-{record.id}.{record.format}",
-                              bytes(record.content))
+        self._emit(
+            "export.downloaded",
+            ctx.tenant_id,
+            export_id=record.id,
+            format=record.format,
+            bytes=str(len(record.content)),
+        )
+        return ExportDownload(
+            record.id,
+            record.tenant_id,
+            record.format,
+            FORMATS[record.format],
+            f"export-{record.id}.{record.format}",
+            bytes(record.content),
+        )
 
     def link(self, export_id: str, tenant_id: str, expires_at: datetime) -> str:
         """The token for an export (what ``create`` returns); for tools and tests."""
@@ -197,8 +236,9 @@ class ExportService:
     # -- internals -----------------------------------------------------------------------
 
     def _sign(self, export_id: str, tenant_id: str, expires_at: datetime) -> str:
-        return self._links.dumps({"v": _VERSION, "x": export_id, "t": tenant_id,
-                                  "e": int(expires_at.timestamp())})
+        return self._links.dumps(
+            {"v": _VERSION, "x": export_id, "t": tenant_id, "e": int(expires_at.timestamp())}
+        )
 
     def _verify(self, token: str) -> tuple[str, str, int]:
         try:
@@ -209,15 +249,19 @@ class ExportService:
         if not isinstance(claims, dict) or claims.get("v") != _VERSION:
             raise ExportLinkInvalid("malformed export link")
         export_id, tenant_id, expires = claims.get("x"), claims.get("t"), claims.get("e")
-        if not (isinstance(export_id, str) and isinstance(tenant_id, str)
-                and type(expires) is int):
+        if not (isinstance(export_id, str) and isinstance(tenant_id, str) and type(expires) is int):
             raise ExportLinkInvalid("malformed export link")
         return export_id, tenant_id, expires
 
-    def _json(self, rows: list[Mapping[str, Any]], tenant_id: str, export_id: str,
-              now: datetime) -> bytes:
-        document = {"export_id": export_id, "tenant_id": tenant_id,
-                    "created_at": now.isoformat(), "items": rows}
+    def _json(
+        self, rows: list[Mapping[str, Any]], tenant_id: str, export_id: str, now: datetime
+    ) -> bytes:
+        document = {
+            "export_id": export_id,
+            "tenant_id": tenant_id,
+            "created_at": now.isoformat(),
+            "items": rows,
+        }
         return json.dumps(document, default=str, ensure_ascii=False, indent=1).encode()
 
     def _csv(self, rows: list[Mapping[str, Any]]) -> bytes:
@@ -230,11 +274,17 @@ class ExportService:
 
     def _emit(self, action: str, tenant_id: str, **details: str) -> None:
         ctx = current_or_none()
-        self._events.emit(SecurityEvent(
-            action=action, at=self._clock.now(), tenant_id=tenant_id,
-            actor=None if ctx is None else ctx.principal.subject,
-            reason=details.pop("reason", None),
-            request_id=None if ctx is None else ctx.request_id, details=details))
+        self._events.emit(
+            SecurityEvent(
+                action=action,
+                at=self._clock.now(),
+                tenant_id=tenant_id,
+                actor=None if ctx is None else ctx.principal.subject,
+                reason=details.pop("reason", None),
+                request_id=None if ctx is None else ctx.request_id,
+                details=details,
+            )
+        )
 
 
 def _cell(value: Any) -> str:
@@ -243,4 +293,3 @@ def _cell(value: Any) -> str:
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     # A leading quote keeps spreadsheets from evaluating the cell as a formula.
     return "'" + text if text.startswith(_FORMULA_START) else text
-

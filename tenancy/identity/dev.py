@@ -33,8 +33,13 @@ JWKS_FILE = "dev-issuer-jwks.json"
 class DevIssuer:
     """Mints access tokens signed by a locally generated Ed25519 key."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str = DEV_ISSUER,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        *,
+        issuer: str = DEV_ISSUER,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._key = private_key
         self.issuer = issuer
         self._clock = clock
@@ -132,4 +137,3 @@ class DevIssuer:
 
     def __repr__(self) -> str:
         return f"DevIssuer(issuer={self.issuer!r}, kid={self.kid!r}, key=***)"
-

@@ -71,8 +71,9 @@ class JWKSKeySource:
         self.fetch_count = 0
 
     @classmethod
-    def from_url(cls, url: str, *, algorithms: Collection[str], timeout: float = 5.0,
-                 **kwargs: Any) -> JWKSKeySource:
+    def from_url(
+        cls, url: str, *, algorithms: Collection[str], timeout: float = 5.0, **kwargs: Any
+    ) -> JWKSKeySource:
         """Keys served over HTTP(S); redirects are not followed (PyJWKClient)."""
         try:
             client = PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
@@ -81,8 +82,9 @@ class JWKSKeySource:
         return cls(client.fetch_data, algorithms=algorithms, description=url, **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, algorithms: Collection[str],
-                  **kwargs: Any) -> JWKSKeySource:
+    def from_file(
+        cls, path: str | Path, *, algorithms: Collection[str], **kwargs: Any
+    ) -> JWKSKeySource:
         """Keys from a JWKS file, re-read on refresh (the dev issuer's and tests' choice)."""
         file = Path(path)
 
@@ -123,8 +125,12 @@ class JWKSKeySource:
             try:
                 keys = self._usable_keys(self._fetch())
             except (PyJWTError, KeySourceUnavailable, OSError, ValueError) as exc:
-                logger.warning("JWKS refresh from %s failed; keeping %d cached keys: %s",
-                               self._description, len(self._keys), exc)
+                logger.warning(
+                    "JWKS refresh from %s failed; keeping %d cached keys: %s",
+                    self._description,
+                    len(self._keys),
+                    exc,
+                )
                 return
             removed = frozenset(self._keys) - frozenset(keys)
             self._keys = keys
@@ -170,8 +176,14 @@ class RefreshNeeded(Exception):
         self.keys = keys
 
 
-def select_key(keys: JWKSKeySource, header: Mapping[str, Any], *,
-               algorithms: Collection[str], now: float, may_refresh: bool) -> PyJWK:
+def select_key(
+    keys: JWKSKeySource,
+    header: Mapping[str, Any],
+    *,
+    algorithms: Collection[str],
+    now: float,
+    may_refresh: bool,
+) -> PyJWK:
     """The key a JWS header names, after pinning its algorithm.
 
     Raises:

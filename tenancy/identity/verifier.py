@@ -210,8 +210,9 @@ class TokenVerifier:
         typ = header.get("typ")
         if not isinstance(typ, str) or _media_type(typ) not in issuer.token_types:
             raise InvalidToken("token type is not an access token")
-        key = select_key(issuer.keys, header, algorithms=issuer.algorithms, now=now,
-                         may_refresh=may_refresh)
+        key = select_key(
+            issuer.keys, header, algorithms=issuer.algorithms, now=now, may_refresh=may_refresh
+        )
         alg, kid = header["alg"], header["kid"]
 
         try:

@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 
 NAME = "aws-kms"
 PENDING_WINDOW_DAYS = 7  # the least KMS allows (7 to 30)
-MAX_DEK_BYTES = 4096     # KMS Encrypt's plaintext limit
-MAX_BLOB_BYTES = 6144    # KMS Decrypt's ciphertext limit
+MAX_DEK_BYTES = 4096  # KMS Encrypt's plaintext limit
+MAX_BLOB_BYTES = 6144  # KMS Decrypt's ciphertext limit
 
 # Used by ``from_region`` unless the caller passes its own ``config``: short timeouts, so
 # an unreachable KMS becomes ``ProviderUnavailable`` quickly, and botocore's standard
@@ -69,12 +69,23 @@ DEFAULT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "sta
 
 # KMS answers that mean "not now, try again": throttling, KMS's own internal failures, a
 # dependency (e.g. a custom key store) timing out, or an automatic rotation in progress.
-_TRANSIENT_CODES = frozenset({
-    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-    "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
-    "ConflictException", "InternalFailure", "ServiceUnavailable",
-    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "KeyUnavailableException",
+        "ConflictException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 _PENDING_DELETION_STATES = frozenset({"PendingDeletion", "PendingReplicaDeletion"})
 _PENDING_DELETION_MESSAGE = re.compile(r"pending (replica )?deletion", re.IGNORECASE)
 _KEY_ARN = re.compile(r"^arn:[^:]+:kms:(?P<region>[^:]*):(?P<account>[^:]*):key/(?P<id>.+)$")
@@ -116,15 +127,15 @@ class AwsKmsKeyProvider:
         # a provider of another region is refused before any call (see ``_checked``).
         return KeyRef(NAME, metadata.get("Arn") or metadata["KeyId"], None)
 
-    def wrap(self, key: KeyRef, dek: bytes, *,
-             context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+    def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
         key_id = self._checked(key)
         if not isinstance(dek, bytes) or not 1 <= len(dek) <= MAX_DEK_BYTES:
             raise KeyManagementError(f"a data key is 1 to {MAX_DEK_BYTES} bytes")
         encryption_context = _encryption_context(context)
         with self._calling("wrap a data key", key):
-            response = self._client.encrypt(KeyId=key_id, Plaintext=dek,
-                                            EncryptionContext=encryption_context)
+            response = self._client.encrypt(
+                KeyId=key_id, Plaintext=dek, EncryptionContext=encryption_context
+            )
         if _is_alias(key_id) and response.get("KeyId"):
             # An alias can be moved to another key later; store the key that was used.
             return response["CiphertextBlob"], KeyRef(NAME, response["KeyId"], None)
@@ -137,9 +148,12 @@ class AwsKmsKeyProvider:
             raise DecryptionFailed("not a KMS ciphertext blob")
         with self._calling("unwrap a data key", key):
             # KeyId always: KMS then refuses a blob that another key made (IncorrectKey).
-            response = self._client.decrypt(KeyId=key_id, CiphertextBlob=wrapped,
-                                            EncryptionContext=encryption_context,
-                                            EncryptionAlgorithm="SYMMETRIC_DEFAULT")
+            response = self._client.decrypt(
+                KeyId=key_id,
+                CiphertextBlob=wrapped,
+                EncryptionContext=encryption_context,
+                EncryptionAlgorithm="SYMMETRIC_DEFAULT",
+            )
         used = response.get("KeyId")
         if _KEY_ARN.match(key_id) and used and used != key_id:
             raise DecryptionFailed("KMS decrypted under another key than the one named")
@@ -169,9 +183,13 @@ class AwsKmsKeyProvider:
         key_id = self._checked(key)
         with self._calling("describe the key", key):
             metadata = self._client.describe_key(KeyId=key_id)["KeyMetadata"]
-        return KeyInfo(KeyRef(NAME, key_id, None),
-                       enabled=metadata.get("KeyState") == "Enabled",
-                       versions=(), managed_by="customer", location=f"{NAME}:{self.region}")
+        return KeyInfo(
+            KeyRef(NAME, key_id, None),
+            enabled=metadata.get("KeyState") == "Enabled",
+            versions=(),
+            managed_by="customer",
+            location=f"{NAME}:{self.region}",
+        )
 
     def disable(self, key: KeyRef) -> None:
         key_id = self._checked(key)
@@ -190,8 +208,9 @@ class AwsKmsKeyProvider:
         key_id = self._checked(key)
         try:
             with self._calling("destroy the key", key):
-                self._client.schedule_key_deletion(KeyId=_own_key_id(key_id),
-                                                   PendingWindowInDays=PENDING_WINDOW_DAYS)
+                self._client.schedule_key_deletion(
+                    KeyId=_own_key_id(key_id), PendingWindowInDays=PENDING_WINDOW_DAYS
+                )
         except KeyDestroyed:
             return
 
@@ -204,8 +223,7 @@ class AwsKmsKeyProvider:
         arn = _KEY_ARN.match(key.key_id)
         if arn and arn["region"] != self.region:
             # Sent anyway, KMS would answer NotFound, which reads as "destroyed".
-            raise KeyUnavailable(
-                f"the key is in {arn['region']}, this provider in {self.region}")
+            raise KeyUnavailable(f"the key is in {arn['region']}, this provider in {self.region}")
         return key.key_id
 
     @contextmanager
@@ -220,10 +238,12 @@ class AwsKmsKeyProvider:
             # EndpointConnectionError, connect and read timeouts, closed connections,
             # TLS failures, credentials that could not be fetched: KMS did not answer.
             raise ProviderUnavailable(
-                f"AWS KMS did not answer ({type(exc).__name__}) to {action}") from exc
+                f"AWS KMS did not answer ({type(exc).__name__}) to {action}"
+            ) from exc
 
-    def _from_client_error(self, exc: ClientError, action: str,
-                           key: KeyRef | None) -> KeyManagementError:
+    def _from_client_error(
+        self, exc: ClientError, action: str, key: KeyRef | None
+    ) -> KeyManagementError:
         error = exc.response.get("Error", {})
         code = error.get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -234,20 +254,24 @@ class AwsKmsKeyProvider:
         if code == "KMSInvalidStateException":
             if self._pending_deletion(error.get("Message", ""), key):
                 return KeyDestroyed("the tenant's key is pending deletion")
-            return KeyUnavailable(f"the tenant's key is in a state that does not allow "
-                                  f"to {action}")
+            return KeyUnavailable(f"the tenant's key is in a state that does not allow to {action}")
         if code == "NotFoundException":
             # Refs come from create_key and were checked to be of this region, so a key
             # KMS no longer knows is one whose scheduled deletion has run.
             return KeyDestroyed("the tenant's key no longer exists")
         if code in ("InvalidCiphertextException", "IncorrectKeyException"):
-            return DecryptionFailed(f"KMS refused the blob ({code}): wrong context, "
-                                    "tampered, or made under another key")
+            return DecryptionFailed(
+                f"KMS refused the blob ({code}): wrong context, tampered, or made under another key"
+            )
         if code == "AccessDeniedException":
-            return KeyUnavailable("access to the tenant's key is denied (key policy or "
-                                  "grant revoked?)")
-        if code in ("ValidationException", "LimitExceededException",
-                    "UnsupportedOperationException"):
+            return KeyUnavailable(
+                "access to the tenant's key is denied (key policy or grant revoked?)"
+            )
+        if code in (
+            "ValidationException",
+            "LimitExceededException",
+            "UnsupportedOperationException",
+        ):
             return KeyManagementError(f"AWS KMS refused to {action} ({code})")
         return KeyUnavailable(f"AWS KMS refused to {action} ({code or status})")
 

@@ -30,8 +30,9 @@ class _Entry:
 class DataKeyCache:
     """(tenant, purpose, version) -> derived data key; bounded by age, uses and size."""
 
-    def __init__(self, *, ttl: float = 300.0, max_uses: int = 1_000_000,
-                 max_entries: int = 10_000) -> None:
+    def __init__(
+        self, *, ttl: float = 300.0, max_uses: int = 1_000_000, max_entries: int = 10_000
+    ) -> None:
         if ttl <= 0 or max_uses < 1 or max_entries < 1:
             raise ConfigurationError("ttl, max_uses and max_entries must be positive")
         self.ttl = ttl
@@ -40,8 +41,7 @@ class DataKeyCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, int], now: float, generation: int = 0
-            ) -> DataKey | None:
+    def get(self, key: tuple[str, str, int], now: float, generation: int = 0) -> DataKey | None:
         """The entry for ``key`` if it is fresh, under its use limit, and was filled
         under ``generation``; else None (and a stale entry is dropped)."""
         # Lock-free on the hot path: a dict read is atomic; the use count is approximate
@@ -49,8 +49,7 @@ class DataKeyCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if now >= entry.expires or entry.uses >= self._max_uses \
-                or entry.generation != generation:
+        if now >= entry.expires or entry.uses >= self._max_uses or entry.generation != generation:
             with self._lock:
                 if self._entries.get(key) is entry:
                     del self._entries[key]
@@ -58,14 +57,20 @@ class DataKeyCache:
         entry.uses += 1
         return entry.value
 
-    def put(self, key: tuple[str, str, int], value: DataKey, now: float, *,
-            generation: int = 0, ttl: float | None = None) -> None:
+    def put(
+        self,
+        key: tuple[str, str, int],
+        value: DataKey,
+        now: float,
+        *,
+        generation: int = 0,
+        ttl: float | None = None,
+    ) -> None:
         """Keep ``value`` for ``ttl`` seconds (default: the cache's), under the
         ``generation`` read *before* it was loaded."""
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = _Entry(now + (self.ttl if ttl is None else ttl), value,
-                                        generation)
+            self._entries[key] = _Entry(now + (self.ttl if ttl is None else ttl), value, generation)
             while len(self._entries) > self._max_entries:
                 del self._entries[next(iter(self._entries))]
 

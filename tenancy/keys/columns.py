@@ -149,8 +149,10 @@ def _encrypted_columns(mapper: Mapper[Any]) -> list[tuple[str, str, _Encrypted]]
 def _binding(obj: Any, mapper: Mapper[Any], column: str) -> Binding:
     identity = mapper.primary_key_from_instance(obj)
     if any(value is None for value in identity):
-        raise ConfigurationError("rows with encrypted columns need their primary key set "
-                                 "before flush (it is part of the associated data)")
+        raise ConfigurationError(
+            "rows with encrypted columns need their primary key set "
+            "before flush (it is part of the associated data)"
+        )
     tenant_id = getattr(obj, "tenant_id", None)
     if tenant_id is None:
         ctx = current_or_none()

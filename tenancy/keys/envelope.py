@@ -51,13 +51,26 @@ class Binding:
     row_key: str
 
     def aad(self, header: bytes) -> bytes:
-        fields = [v.encode("utf-8") for v in (self.tenant_id, self.table, self.column,
-                                              self.row_key)]
+        fields = [
+            v.encode("utf-8") for v in (self.tenant_id, self.table, self.column, self.row_key)
+        ]
         if any(len(f) > 0xFFFF for f in fields):
             raise KeyManagementError("a binding field is too long")
         t, a, c, r = fields
-        return b"".join((_AAD_PREFIX, _LEN.pack(len(t)), t, _LEN.pack(len(a)), a,
-                         _LEN.pack(len(c)), c, _LEN.pack(len(r)), r, header))
+        return b"".join(
+            (
+                _AAD_PREFIX,
+                _LEN.pack(len(t)),
+                t,
+                _LEN.pack(len(a)),
+                a,
+                _LEN.pack(len(c)),
+                c,
+                _LEN.pack(len(r)),
+                r,
+                header,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +87,11 @@ class DataKey:
             raise KeyManagementError("a data key is 32 bytes")
         if not 0 < version <= 0xFFFFFFFF:
             raise KeyManagementError("a data-key version is a positive 32-bit integer")
-        return cls(version, AESGCM(_derive(material, b"tenancy/v1/enc")),
-                   _derive(material, b"tenancy/v1/commit"))
+        return cls(
+            version,
+            AESGCM(_derive(material, b"tenancy/v1/enc")),
+            _derive(material, b"tenancy/v1/commit"),
+        )
 
 
 def seal(key: DataKey, plaintext: bytes, binding: Binding) -> bytes:

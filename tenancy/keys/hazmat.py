@@ -18,5 +18,4 @@ from tenancy.keys.envelope import (
     seal,
 )
 
-__all__ = ["DEK_BYTES", "HEADER_BYTES", "NONCE_BYTES", "DataKey", "header_version", "open_",
-           "seal"]
+__all__ = ["DEK_BYTES", "HEADER_BYTES", "NONCE_BYTES", "DataKey", "header_version", "open_", "seal"]

@@ -38,9 +38,16 @@ T = TypeVar("T")
 class KeyLayers:
     """The configured providers, and the two-layer wrap of data keys through them."""
 
-    def __init__(self, providers: Iterable[KeyProvider], *, events: EventSink, clock: Clock,
-                 retries: int = 3, backoff: float = 0.05,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        providers: Iterable[KeyProvider],
+        *,
+        events: EventSink,
+        clock: Clock,
+        retries: int = 3,
+        backoff: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._providers = {p.name: p for p in providers}
         self._events = events
         self._clock = clock
@@ -59,36 +66,47 @@ class KeyLayers:
         """The provider ``name`` if it can hold platform KEKs."""
         provider = self.provider(name)
         if not isinstance(provider, PlatformKeyProvider):
-            raise ConfigurationError(f"{provider.name!r} cannot hold platform KEKs "
-                                     "(it cannot destroy a single KEK version)")
+            raise ConfigurationError(
+                f"{provider.name!r} cannot hold platform KEKs "
+                "(it cannot destroy a single KEK version)"
+            )
         return provider
 
     def call(self, operation: Callable[[], T]) -> T:
         """``operation()``, retried on ``ProviderUnavailable`` with backoff; a service
         that never answers is ``KeyUnavailable``."""
         try:
-            for attempt in retrying(on=ProviderUnavailable, attempts=self._retries + 1,
-                                    backoff=self._backoff, sleep=self._sleep):
+            for attempt in retrying(
+                on=ProviderUnavailable,
+                attempts=self._retries + 1,
+                backoff=self._backoff,
+                sleep=self._sleep,
+            ):
                 with attempt:
                     return operation()
         except ProviderUnavailable as exc:
             raise KeyUnavailable("the key service is unavailable") from exc
         raise KeyUnavailable("the key service is unavailable")  # no attempt ran
 
-    def wrap(self, platform_key: KeyRef, cmk: KeyRef | None, tenant_id: str, purpose: str,
-             version: int, material: bytes) -> tuple[bytes, KeyRef, KeyRef | None]:
+    def wrap(
+        self,
+        platform_key: KeyRef,
+        cmk: KeyRef | None,
+        tenant_id: str,
+        purpose: str,
+        version: int,
+        material: bytes,
+    ) -> tuple[bytes, KeyRef, KeyRef | None]:
         """Wrap under the platform KEK, then (CMK tenants) under the customer's key.
         Returns the blob and the exact versions that wrapped it."""
         context = wrap_context(tenant_id, purpose, version)
         platform = self.provider(platform_key.provider)
-        wrapped, used = self.call(lambda: platform.wrap(platform_key, material,
-                                                        context=context))
+        wrapped, used = self.call(lambda: platform.wrap(platform_key, material, context=context))
         self.emit("key.wrap", tenant_id, used, purpose=purpose, dek_version=str(version))
         if cmk is None:
             return wrapped, used, None
         customer = self.provider(cmk.provider)
-        outer, cmk_used = self.call(lambda: customer.wrap(cmk, wrapped,
-                                                          context=_outer(context)))
+        outer, cmk_used = self.call(lambda: customer.wrap(cmk, wrapped, context=_outer(context)))
         self.emit("key.wrap", tenant_id, cmk_used, purpose=purpose, dek_version=str(version))
         return outer, used, cmk_used
 
@@ -101,13 +119,23 @@ class KeyLayers:
             customer = self.provider(cmk.provider)
             outer = wrapped
             wrapped = self.call(lambda: customer.unwrap(cmk, outer, context=_outer(context)))
-            self.emit("key.unwrap", record.tenant_id, cmk, purpose=record.purpose,
-                      dek_version=str(record.version))
+            self.emit(
+                "key.unwrap",
+                record.tenant_id,
+                cmk,
+                purpose=record.purpose,
+                dek_version=str(record.version),
+            )
         platform = self.provider(record.kek.provider)
         inner = wrapped
         material = self.call(lambda: platform.unwrap(record.kek, inner, context=context))
-        self.emit("key.unwrap", record.tenant_id, record.kek, purpose=record.purpose,
-                  dek_version=str(record.version))
+        self.emit(
+            "key.unwrap",
+            record.tenant_id,
+            record.kek,
+            purpose=record.purpose,
+            dek_version=str(record.version),
+        )
         return material
 
     def describe(self, ref: KeyRef) -> KeyInfo | None:
@@ -143,17 +171,27 @@ class KeyLayers:
                 info["key_version"] = key.version
         if ctx is not None and ctx.support_grant_id is not None:
             info["support_grant_id"] = ctx.support_grant_id
-        self._events.emit(SecurityEvent(
-            action=action, at=self._clock.now(), tenant_id=tenant_id,
-            actor=None if ctx is None else ctx.principal.subject,
-            request_id=None if ctx is None else ctx.request_id, details=info))
+        self._events.emit(
+            SecurityEvent(
+                action=action,
+                at=self._clock.now(),
+                tenant_id=tenant_id,
+                actor=None if ctx is None else ctx.principal.subject,
+                request_id=None if ctx is None else ctx.request_id,
+                details=info,
+            )
+        )
 
 
 def wrap_context(tenant_id: str, purpose: str, version: int) -> Mapping[str, str]:
     """What binds a wrapped data key: its tenant, purpose and version (KMS encryption
     context, or associated data for the local and PKCS#11 providers)."""
-    return {"tenancy": "dek/v1", "tenant_id": tenant_id, "purpose": purpose,
-            "dek_version": str(version)}
+    return {
+        "tenancy": "dek/v1",
+        "tenant_id": tenant_id,
+        "purpose": purpose,
+        "dek_version": str(version),
+    }
 
 
 def _outer(context: Mapping[str, str]) -> Mapping[str, str]:

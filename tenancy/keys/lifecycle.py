@@ -62,8 +62,14 @@ class KeyLifecycle:
     def _forget_current(self, tenant_id: str, purpose: str) -> None:
         raise NotImplementedError
 
-    def provision(self, tenant_id: str, *, provider: str | None = None,
-                  key: KeyRef | None = None, cache_ttl: float | None = None) -> KekRecord:
+    def provision(
+        self,
+        tenant_id: str,
+        *,
+        provider: str | None = None,
+        key: KeyRef | None = None,
+        cache_ttl: float | None = None,
+    ) -> KekRecord:
         """Give a tenant its platform KEK (in ``provider``, default the platform's), and
         with ``key`` put the customer's key on top of it. Idempotent for a tenant that
         already has keys; ``key`` for such a tenant switches it (:meth:`use_provider`)."""
@@ -84,10 +90,14 @@ class KeyLifecycle:
             self._check_region(tenant_id, self._layers.provider(key.provider), key)
         ref = self._layers.call(lambda: platform.create_key(tenant_id=tenant_id))
         self._check_region(tenant_id, platform, ref)
-        record = KekRecord(tenant_id, KeyRef(ref.provider, ref.key_id),
-                           "customer" if key is not None else "platform", "active",
-                           None if key is None else KeyRef(key.provider, key.key_id),
-                           cache_ttl)
+        record = KekRecord(
+            tenant_id,
+            KeyRef(ref.provider, ref.key_id),
+            "customer" if key is not None else "platform",
+            "active",
+            None if key is None else KeyRef(key.provider, key.key_id),
+            cache_ttl,
+        )
         with self.store.transaction(tenant_id) as conn:
             self.store.put_kek(conn, record, self._clock.now())
         self._layers.emit("key.provision", tenant_id, key or ref, managed_by=record.managed_by)
@@ -106,13 +116,19 @@ class KeyLifecycle:
             platform = self._layers.platform(old.ref.provider)
             self._layers.call(lambda: platform.rotate(old.ref))
             count = self._rewrap_all(conn, old, old.ref, cmk)
-            self.store.put_kek(conn, replace(old, managed_by=managed_by, cmk=cmk),
-                               self._clock.now())
+            self.store.put_kek(
+                conn, replace(old, managed_by=managed_by, cmk=cmk), self._clock.now()
+            )
         destroyed = self._destroy_versions(old, self._layers.old_versions(old))
         previous = old.cmk or old.ref
-        self._layers.emit("key.switch", tenant_id, cmk,
-                          previous=f"{previous.provider}:{previous.key_id}",
-                          rewrapped=str(count), destroyed_versions=destroyed)
+        self._layers.emit(
+            "key.switch",
+            tenant_id,
+            cmk,
+            previous=f"{previous.provider}:{previous.key_id}",
+            rewrapped=str(count),
+            destroyed_versions=destroyed,
+        )
         return count
 
     def rotate_kek(self, tenant_id: str) -> int:
@@ -129,12 +145,15 @@ class KeyLifecycle:
                 old = self._layers.old_versions(kek)
                 # A version already retiring keeps its earlier due time.
                 retiring = {**dict.fromkeys(old, due), **dict(kek.retiring)}
-                self.store.put_kek(conn, replace(kek, retiring=tuple(retiring.items())),
-                                   self._clock.now())
-        destroyed = "" if self.kek_grace else self._destroy_versions(
-            kek, self._layers.old_versions(kek))
-        self._layers.emit("key.rotate", tenant_id, new, rewrapped=str(count),
-                          destroyed_versions=destroyed)
+                self.store.put_kek(
+                    conn, replace(kek, retiring=tuple(retiring.items())), self._clock.now()
+                )
+        destroyed = (
+            "" if self.kek_grace else self._destroy_versions(kek, self._layers.old_versions(kek))
+        )
+        self._layers.emit(
+            "key.rotate", tenant_id, new, rewrapped=str(count), destroyed_versions=destroyed
+        )
         self._changed(tenant_id)
         if self.kek_grace:
             self.destroy_retired(tenant_id)
@@ -161,8 +180,9 @@ class KeyLifecycle:
         with self.store.transaction(tenant_id) as conn:
             version = self._new_data_key(conn, tenant_id, purpose)
         self._forget_current(tenant_id, purpose)
-        self._layers.emit("key.rotate_data_key", tenant_id, None, purpose=purpose,
-                   dek_version=str(version))
+        self._layers.emit(
+            "key.rotate_data_key", tenant_id, None, purpose=purpose, dek_version=str(version)
+        )
         self._changed(tenant_id)
         return version
 
@@ -179,8 +199,12 @@ class KeyLifecycle:
         with self.store.transaction(tenant_id) as conn:
             kek = self._kek(conn, tenant_id)
             self.store.put_kek(conn, replace(kek, cache_ttl=seconds), self._clock.now())
-        self._layers.emit("key.cache_ttl", tenant_id, None,
-                   cache_ttl="default" if seconds is None else f"{seconds:g}")
+        self._layers.emit(
+            "key.cache_ttl",
+            tenant_id,
+            None,
+            cache_ttl="default" if seconds is None else f"{seconds:g}",
+        )
         self._changed(tenant_id)
 
     def disable_kek(self, tenant_id: str) -> None:
@@ -201,10 +225,12 @@ class KeyLifecycle:
             platform = self._layers.provider(kek.ref.provider)
             self._layers.call(lambda: platform.destroy(kek.ref))
             forgotten = self.store.forget_data_keys(conn, tenant_id)
-            self.store.put_kek(conn, replace(kek, state="destroyed", retiring=()),
-                               self._clock.now())
-        self._layers.emit("key.destroy", tenant_id, kek.ref, data_keys=str(forgotten),
-                   managed_by=kek.managed_by)
+            self.store.put_kek(
+                conn, replace(kek, state="destroyed", retiring=()), self._clock.now()
+            )
+        self._layers.emit(
+            "key.destroy", tenant_id, kek.ref, data_keys=str(forgotten), managed_by=kek.managed_by
+        )
         self._changed(tenant_id)
 
     def status(self, tenant_id: str) -> KeyStatus:
@@ -228,15 +254,17 @@ class KeyLifecycle:
         self._changed(kek.tenant_id)
         return done
 
-    def _rewrap_all(self, conn: Connection, kek: KekRecord, platform_key: KeyRef,
-                    cmk: KeyRef | None) -> int:
+    def _rewrap_all(
+        self, conn: Connection, kek: KekRecord, platform_key: KeyRef, cmk: KeyRef | None
+    ) -> int:
         """Unwrap every data key of the tenant and wrap it again under the platform KEK's
         current version (and ``cmk`` on top, if any)."""
         records = self.store.data_keys_of(conn, kek.tenant_id)
         for record in records:
             material = self._layers.unwrap(record)
-            wrapped, used, cmk_used = self._layers.wrap(platform_key, cmk, kek.tenant_id,
-                                                 record.purpose, record.version, material)
+            wrapped, used, cmk_used = self._layers.wrap(
+                platform_key, cmk, kek.tenant_id, record.purpose, record.version, material
+            )
             self.store.rewrap(conn, record, wrapped, used, cmk_used)
         return len(records)
 
@@ -257,10 +285,6 @@ class KeyLifecycle:
             self._layers.call(lambda: residency.check_ref(tenant_id, provider, key))
 
 
-
-
 def _check_ttl(seconds: float | None) -> None:
     if seconds is not None and not 0 < seconds <= 86_400:
         raise ConfigurationError("a data-key cache TTL is between 0 and 86400 seconds")
-
-

@@ -94,12 +94,16 @@ class LocalKeyProvider:
     def create_key(self, *, tenant_id: str) -> KeyRef:
         key_id = f"kek-{tenant_id}-{os.urandom(4).hex()}"
         with self._changing() as keys:
-            keys[key_id] = {"tenant_id": tenant_id, "enabled": True, "destroyed": False,
-                            "current": "1", "versions": {"1": self._seal(key_id, "1")}}
+            keys[key_id] = {
+                "tenant_id": tenant_id,
+                "enabled": True,
+                "destroyed": False,
+                "current": "1",
+                "versions": {"1": self._seal(key_id, "1")},
+            }
         return KeyRef(self.name, key_id, "1")
 
-    def wrap(self, key: KeyRef, dek: bytes, *,
-             context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+    def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
         entry = self._usable(key)
         version = entry["current"]
         kek = self._open(key.key_id, version, entry["versions"][version])
@@ -112,9 +116,11 @@ class LocalKeyProvider:
         version = key.version or entry["current"]
         sealed = entry["versions"].get(version)
         if sealed is None:
-            raise KeyDestroyed("that KEK version was destroyed") \
-                if version in entry.get("destroyed_versions", ()) \
+            raise (
+                KeyDestroyed("that KEK version was destroyed")
+                if version in entry.get("destroyed_versions", ())
                 else KeyUnavailable("KEK version does not exist")
+            )
         kek = self._open(key.key_id, version, sealed)
         try:
             return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], context_bytes(context))
@@ -134,11 +140,13 @@ class LocalKeyProvider:
 
     def describe(self, key: KeyRef) -> KeyInfo:
         entry = self._entry(key)
-        return KeyInfo(KeyRef(self.name, key.key_id, entry["current"]),
-                       enabled=entry["enabled"] and not entry["destroyed"],
-                       versions=tuple(sorted(entry["versions"], key=int)),
-                       managed_by="platform" if self.name == NAME else "customer",
-                       location=str(self._path))
+        return KeyInfo(
+            KeyRef(self.name, key.key_id, entry["current"]),
+            enabled=entry["enabled"] and not entry["destroyed"],
+            versions=tuple(sorted(entry["versions"], key=int)),
+            managed_by="platform" if self.name == NAME else "customer",
+            location=str(self._path),
+        )
 
     def disable(self, key: KeyRef) -> None:
         self._set(key, enabled=False)
@@ -150,8 +158,12 @@ class LocalKeyProvider:
         with self._changing() as keys:
             entry = self._entry_in(keys, key)
             gone = [*entry.get("destroyed_versions", ()), *entry["versions"]]
-            entry.update(destroyed=True, enabled=False, versions={},
-                         destroyed_versions=sorted(set(gone), key=int))
+            entry.update(
+                destroyed=True,
+                enabled=False,
+                versions={},
+                destroyed_versions=sorted(set(gone), key=int),
+            )
 
     def destroy_version(self, key: KeyRef, version: str) -> None:
         """Destroy one KEK version (never the current one): what it wrapped, copies
@@ -162,7 +174,8 @@ class LocalKeyProvider:
                 raise KeyManagementError("the current KEK version cannot be destroyed alone")
             if entry["versions"].pop(version, None) is not None:
                 entry["destroyed_versions"] = sorted(
-                    {*entry.get("destroyed_versions", ()), version}, key=int)
+                    {*entry.get("destroyed_versions", ()), version}, key=int
+                )
 
     # -- internals -------------------------------------------------------------------
 

@@ -64,25 +64,42 @@ _MARKER_APPLICATION = "tenancy"
 # The session or the device is gone: drop the session, report a transient failure, and
 # open a new session on the next call.
 _SESSION_LOST: tuple[type[p11.PKCS11Error], ...] = (
-    p11.SessionClosed, p11.SessionHandleInvalid, p11.DeviceRemoved, p11.DeviceError,
-    p11.DeviceMemory, p11.TokenNotPresent, p11.TokenNotRecognised, p11.UserNotLoggedIn,
-    p11.HostMemory, p11.FunctionFailed,
+    p11.SessionClosed,
+    p11.SessionHandleInvalid,
+    p11.DeviceRemoved,
+    p11.DeviceError,
+    p11.DeviceMemory,
+    p11.TokenNotPresent,
+    p11.TokenNotRecognised,
+    p11.UserNotLoggedIn,
+    p11.HostMemory,
+    p11.FunctionFailed,
 )
 # The PIN is wrong or unusable: a configuration problem, not a transient one.
 _PIN_ERRORS: tuple[type[p11.PKCS11Error], ...] = (
-    p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, p11.PinLocked, p11.PinExpired,
+    p11.PinIncorrect,
+    p11.PinInvalid,
+    p11.PinLenRange,
+    p11.PinLocked,
+    p11.PinExpired,
     p11.UserPinNotInitialized,
 )
 # What a token answers to a GCM tag that does not verify (SoftHSM2: CKR_GENERAL_ERROR;
 # others: CKR_ENCRYPTED_DATA_INVALID), or to a blob of the wrong length.
 _AUTH_FAILED: tuple[type[p11.PKCS11Error], ...] = (
-    p11.GeneralError, p11.EncryptedDataInvalid, p11.EncryptedDataLenRange,
-    p11.DataInvalid, p11.DataLenRange,
+    p11.GeneralError,
+    p11.EncryptedDataInvalid,
+    p11.EncryptedDataLenRange,
+    p11.DataInvalid,
+    p11.DataLenRange,
 )
 # The token will not change ENCRYPT/DECRYPT on an existing key: fall back to a marker.
 _ATTRIBUTE_REFUSED: tuple[type[p11.PKCS11Error], ...] = (
-    p11.AttributeReadOnly, p11.AttributeValueInvalid, p11.AttributeTypeInvalid,
-    p11.TemplateInconsistent, p11.FunctionNotSupported,
+    p11.AttributeReadOnly,
+    p11.AttributeValueInvalid,
+    p11.AttributeTypeInvalid,
+    p11.TemplateInconsistent,
+    p11.FunctionNotSupported,
 )
 
 
@@ -102,7 +119,7 @@ class _Login:
     """
 
     holder: Session | None  # None: logged in by code other than this module
-    digest: bytes | None    # None: the PIN of that foreign login is unknown
+    digest: bytes | None  # None: the PIN of that foreign login is unknown
     users: int = 0
 
 
@@ -132,8 +149,7 @@ def _acquire_login(token: Token, login_key: tuple[str, bytes], pin: str) -> _Log
             entry = None
         if entry is None:
             entry = _logins[login_key] = _login(token, pin)
-        elif entry.digest is not None and not hmac.compare_digest(entry.digest,
-                                                                  _pin_digest(pin)):
+        elif entry.digest is not None and not hmac.compare_digest(entry.digest, _pin_digest(pin)):
             raise ConfigurationError("the PKCS#11 user PIN is incorrect")
         entry.users += 1
         return entry
@@ -148,7 +164,8 @@ def _login(token: Token, pin: str) -> _Login:
         return _Login(holder=None, digest=None)
     except _PIN_ERRORS as exc:
         raise ConfigurationError(
-            f"the PKCS#11 user PIN was refused ({type(exc).__name__})") from exc
+            f"the PKCS#11 user PIN was refused ({type(exc).__name__})"
+        ) from exc
     except p11.PKCS11Error as exc:
         raise ProviderUnavailable(f"cannot log in to the PKCS#11 token: {exc!r}") from exc
     return _Login(holder=holder, digest=_pin_digest(pin))
@@ -213,8 +230,7 @@ class _KeyState:
 class Pkcs11KeyProvider:
     """Customer-managed KEKs on a PKCS#11 token; implements ``KeyProvider``."""
 
-    def __init__(self, library: str, *, token_label: str, user_pin: str,
-                 name: str = NAME) -> None:
+    def __init__(self, library: str, *, token_label: str, user_pin: str, name: str = NAME) -> None:
         """Load ``library``, find the token labelled ``token_label`` and log in.
 
         Fails here, with ``ConfigurationError``, on a missing library, an unknown token or
@@ -240,7 +256,8 @@ class Pkcs11KeyProvider:
             raise ConfigurationError(f"no PKCS#11 token labelled {token_label!r}") from exc
         except p11.MultipleTokensReturned as exc:
             raise ConfigurationError(
-                f"several PKCS#11 tokens are labelled {token_label!r}") from exc
+                f"several PKCS#11 tokens are labelled {token_label!r}"
+            ) from exc
         except p11.PKCS11Error as exc:
             raise ConfigurationError(f"cannot list PKCS#11 tokens: {exc!r}") from exc
         self._login_key = (os.path.realpath(library), bytes(self._token.serial))
@@ -268,8 +285,7 @@ class Pkcs11KeyProvider:
             self._generate(session, key_id, "1", usable=True)
         return KeyRef(self.name, key_id, "1")
 
-    def wrap(self, key: KeyRef, dek: bytes, *,
-             context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+    def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
         aad = context_bytes(context)
         with self._using() as session:
             state = self._usable_state(session, key)
@@ -279,8 +295,11 @@ class Pkcs11KeyProvider:
                 raise KeyUnavailable("the tenant's key is disabled")
             iv = os.urandom(IV_BYTES)
             try:
-                sealed = obj.encrypt(dek, mechanism=Mechanism.AES_GCM,
-                                     mechanism_param=pkcs11.GCMParams(iv, aad, TAG_BITS))
+                sealed = obj.encrypt(
+                    dek,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=pkcs11.GCMParams(iv, aad, TAG_BITS),
+                )
             except _SESSION_LOST:
                 raise
             except p11.PKCS11Error as exc:
@@ -304,8 +323,9 @@ class Pkcs11KeyProvider:
                 raise DecryptionFailed("wrapped data key is too short")
             params = pkcs11.GCMParams(wrapped[:IV_BYTES], aad, TAG_BITS)
             try:
-                dek = obj.decrypt(wrapped[IV_BYTES:], mechanism=Mechanism.AES_GCM,
-                                  mechanism_param=params)
+                dek = obj.decrypt(
+                    wrapped[IV_BYTES:], mechanism=Mechanism.AES_GCM, mechanism_param=params
+                )
             except _SESSION_LOST:
                 raise
             except p11.PKCS11Error as exc:
@@ -314,7 +334,8 @@ class Pkcs11KeyProvider:
                 self._usable_state(session, key)
                 if isinstance(exc, _AUTH_FAILED):
                     raise DecryptionFailed(
-                        "wrapped data key does not open in this context") from exc
+                        "wrapped data key does not open in this context"
+                    ) from exc
                 raise ProviderUnavailable(f"the HSM did not unwrap: {exc!r}") from exc
             assert isinstance(dek, bytes)
             return dek
@@ -334,12 +355,21 @@ class Pkcs11KeyProvider:
             destroyed = self._marker(session, key, "destroyed")
             if destroyed is not None:
                 last = bytes(destroyed[Attribute.VALUE]).decode() or None
-                return KeyInfo(KeyRef(self.name, key.key_id, last), enabled=False, versions=(),
-                               managed_by="customer", location=self._location)
+                return KeyInfo(
+                    KeyRef(self.name, key.key_id, last),
+                    enabled=False,
+                    versions=(),
+                    managed_by="customer",
+                    location=self._location,
+                )
             state = self._state(session, key)
-            return KeyInfo(KeyRef(self.name, key.key_id, state.current), enabled=state.enabled,
-                           versions=tuple(sorted(state.versions, key=int)),
-                           managed_by="customer", location=self._location)
+            return KeyInfo(
+                KeyRef(self.name, key.key_id, state.current),
+                enabled=state.enabled,
+                versions=tuple(sorted(state.versions, key=int)),
+                managed_by="customer",
+                location=self._location,
+            )
 
     def disable(self, key: KeyRef) -> None:
         with _admin_lock, self._using() as session:
@@ -458,30 +488,43 @@ class Pkcs11KeyProvider:
         """The key's version objects on the token, with their ENCRYPT/DECRYPT flags."""
         state = _KeyState()
         prefix = f"{LABEL_PREFIX}:{key.key_id}:"
-        template = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
-                    Attribute.ID: key.key_id.encode(), Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True}
+        template = {
+            Attribute.CLASS: ObjectClass.SECRET_KEY,
+            Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.ID: key.key_id.encode(),
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+        }
         for obj in list(session.get_objects(template)):
             attrs = obj.get_attributes([Attribute.LABEL, Attribute.ENCRYPT, Attribute.DECRYPT])
             label = str(attrs[Attribute.LABEL])
             version = label.removeprefix(prefix)
             if label.startswith(prefix) and version.isdigit():
                 state.versions[version] = obj
-                state.usable[version] = (bool(attrs[Attribute.ENCRYPT]),
-                                         bool(attrs[Attribute.DECRYPT]))
+                state.usable[version] = (
+                    bool(attrs[Attribute.ENCRYPT]),
+                    bool(attrs[Attribute.DECRYPT]),
+                )
         return state
 
     def _generate(self, session: Session, key_id: str, version: str, *, usable: bool) -> None:
         """Generate one KEK version on the token; its value never leaves it."""
         session.generate_key(
-            KeyType.AES, KEY_BITS, id=key_id.encode(),
-            label=f"{LABEL_PREFIX}:{key_id}:{version}", store=True,
+            KeyType.AES,
+            KEY_BITS,
+            id=key_id.encode(),
+            label=f"{LABEL_PREFIX}:{key_id}:{version}",
+            store=True,
             capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
             template={
-                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.COPYABLE: False,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.COPYABLE: False,
                 Attribute.MODIFIABLE: True,  # so that disable/enable can flip usage
-                Attribute.ENCRYPT: usable, Attribute.DECRYPT: usable,
+                Attribute.ENCRYPT: usable,
+                Attribute.DECRYPT: usable,
             },
         )
 
@@ -511,7 +554,9 @@ class Pkcs11KeyProvider:
         cannot plant a marker that makes a key look destroyed.
         """
         template: dict[Attribute, Any] = {
-            Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
             Attribute.APPLICATION: _MARKER_APPLICATION,
             Attribute.LABEL: f"{LABEL_PREFIX}:{key.key_id}:{kind}",
         }
@@ -519,8 +564,14 @@ class Pkcs11KeyProvider:
 
     @staticmethod
     def _create_marker(session: Session, key: KeyRef, kind: str, *, value: bytes = b"") -> None:
-        session.create_object({
-            Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
-            Attribute.MODIFIABLE: False, Attribute.APPLICATION: _MARKER_APPLICATION,
-            Attribute.LABEL: f"{LABEL_PREFIX}:{key.key_id}:{kind}", Attribute.VALUE: value,
-        })
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.MODIFIABLE: False,
+                Attribute.APPLICATION: _MARKER_APPLICATION,
+                Attribute.LABEL: f"{LABEL_PREFIX}:{key.key_id}:{kind}",
+                Attribute.VALUE: value,
+            }
+        )

@@ -19,8 +19,14 @@ from tenancy.errors import KeyManagementError, ProviderUnavailable
 
 # ProviderUnavailable lives in tenancy.errors; it stays importable from here, where
 # providers have always found it.
-__all__ = ["KeyInfo", "KeyProvider", "KeyRef", "PlatformKeyProvider", "ProviderUnavailable",
-           "context_bytes"]
+__all__ = [
+    "KeyInfo",
+    "KeyProvider",
+    "KeyRef",
+    "PlatformKeyProvider",
+    "ProviderUnavailable",
+    "context_bytes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,7 @@ class KeyInfo:
     enabled: bool
     versions: tuple[str, ...] = ()
     managed_by: str = "platform"  # or "customer"
-    location: str = ""            # e.g. the HSM token or the KMS region
+    location: str = ""  # e.g. the HSM token or the KMS region
 
 
 @runtime_checkable

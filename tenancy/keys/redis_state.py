@@ -106,12 +106,18 @@ class RedisKeyState:
         ConfigurationError: bad settings, Redis unreachable, or no subscription.
     """
 
-    def __init__(self, url: str, *, prefix: str = "tenancy:keystate", heartbeat: float = 0.25,
-                 ack_timeout: float | None = 1.0, connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tenancy:keystate",
+        heartbeat: float = 0.25,
+        ack_timeout: float | None = 1.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
         if not prefix or any(c.isspace() for c in prefix):
             raise ConfigurationError("the key-state prefix must be non-empty, without spaces")
-        if heartbeat <= 0 or connect_timeout <= 0 or (ack_timeout is not None
-                                                      and ack_timeout <= 0):
+        if heartbeat <= 0 or connect_timeout <= 0 or (ack_timeout is not None and ack_timeout <= 0):
             raise ConfigurationError("heartbeat, ack_timeout and connect_timeout are positive")
         self.prefix = prefix
         self._ack_channel = f"{prefix}:ack"
@@ -130,24 +136,31 @@ class RedisKeyState:
         self._failures = 0
         try:
             self._client = redis.Redis.from_url(
-                url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
+                url,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=connect_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            )
         except ValueError as exc:
             raise ConfigurationError("not a Redis URL") from exc
         self._where = _where(self._client)
         try:
             self._client.ping()
         except (RedisError, OSError) as exc:
-            raise ConfigurationError(f"Redis is not reachable at {self._where} "
-                                     f"({type(exc).__name__})") from exc
+            raise ConfigurationError(
+                f"Redis is not reachable at {self._where} ({type(exc).__name__})"
+            ) from exc
         self._announce = self._client.register_script(_ANNOUNCE)
-        self._thread = threading.Thread(target=self._listen_forever, daemon=True,
-                                        name=f"{prefix}:listener")
+        self._thread = threading.Thread(
+            target=self._listen_forever, daemon=True, name=f"{prefix}:listener"
+        )
         self._thread.start()
         if not self._subscribed.wait(connect_timeout):
             self.close()
-            raise ConfigurationError(f"no key-state subscription confirmed by Redis at "
-                                     f"{self._where} within {connect_timeout:g} s")
+            raise ConfigurationError(
+                f"no key-state subscription confirmed by Redis at "
+                f"{self._where} within {connect_timeout:g} s"
+            )
 
     # -- the hot path ---------------------------------------------------------------
 
@@ -180,18 +193,19 @@ class RedisKeyState:
         waiter = self._ack_listener() if self._ack_timeout is not None else None
         try:
             try:
-                value, reached = self._announce(keys=[f"{self.prefix}:{tenant_id}"],
-                                                args=[self.prefix, tenant_id])
+                value, reached = self._announce(
+                    keys=[f"{self.prefix}:{tenant_id}"], args=[self.prefix, tenant_id]
+                )
             except RedisError as exc:
                 raise KeyManagementError(
                     "the key change is made but could not be announced: other processes "
-                    "keep their cached keys until the TTL; announce it again") from exc
+                    "keep their cached keys until the TTL; announce it again"
+                ) from exc
             view = self._view
             if view is not None:
                 view[tenant_id] = next(self._sequence)
             if waiter is not None and self._ack_timeout is not None:
-                self._await_acks(waiter, f"{tenant_id}:{value}", int(reached),
-                                 self._ack_timeout)
+                self._await_acks(waiter, f"{tenant_id}:{value}", int(reached), self._ack_timeout)
         finally:
             if waiter is not None:
                 waiter.close()
@@ -209,21 +223,28 @@ class RedisKeyState:
             return None
         return waiter
 
-    def _await_acks(self, waiter: PubSub, payload: str, reached: int,
-                    timeout: float) -> None:
+    def _await_acks(self, waiter: PubSub, payload: str, reached: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         acked, expected = 0, payload.encode()
         try:
             while acked < reached and (left := deadline - time.monotonic()) > 0:
                 message = waiter.get_message(timeout=left)
-                if message is not None and message["type"] == "message" \
-                        and message["data"] == expected:
+                if (
+                    message is not None
+                    and message["type"] == "message"
+                    and message["data"] == expected
+                ):
                     acked += 1
         except RedisError as exc:
             logger.warning("key-state acks lost (%s)", type(exc).__name__)
         if acked < reached:
-            logger.warning("key-state change %s: %d of %d subscribers did not acknowledge "
-                           "within %g s", payload, reached - acked, reached, timeout)
+            logger.warning(
+                "key-state change %s: %d of %d subscribers did not acknowledge within %g s",
+                payload,
+                reached - acked,
+                reached,
+                timeout,
+            )
 
     # -- the listener ---------------------------------------------------------------
 
@@ -236,8 +257,11 @@ class RedisKeyState:
                 self._fail_closed()
                 self._failures += 1
                 if not self._stop.is_set():
-                    logger.warning("key-state subscription to %s lost (%s): failing closed "
-                                   "until it is back", self._where, type(exc).__name__)
+                    logger.warning(
+                        "key-state subscription to %s lost (%s): failing closed until it is back",
+                        self._where,
+                        type(exc).__name__,
+                    )
                 self._stop.wait(backoff.compute(self._failures))
         self._fail_closed()
 
@@ -247,15 +271,20 @@ class RedisKeyState:
         # reconnects first, while this process looks healthy): no error is "supported",
         # so every failure reaches _listen_forever at once.
         client = redis.Redis.from_url(
-            self._url, socket_connect_timeout=self._connect_timeout,
+            self._url,
+            socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._connect_timeout,
             retry=Retry(NoBackoff(), 0, supported_errors=()),
-            client_name=self.listener_name)
+            client_name=self.listener_name,
+        )
         # Acks go out on their own connection, bounded by a heartbeat, so that a slow ack
         # cannot hold the listener past the bound its heartbeats keep.
         acker = redis.Redis.from_url(
-            self._url, socket_connect_timeout=self._heartbeat, socket_timeout=self._heartbeat,
-            retry=Retry(NoBackoff(), 0, supported_errors=()))
+            self._url,
+            socket_connect_timeout=self._heartbeat,
+            socket_timeout=self._heartbeat,
+            retry=Retry(NoBackoff(), 0, supported_errors=()),
+        )
         pubsub = client.pubsub()
         try:
             pubsub.subscribe(self.prefix)

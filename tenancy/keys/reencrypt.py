@@ -43,9 +43,15 @@ class ReencryptionJob:
         ctx: the tenant's context (the job runs as that tenant: RLS and scoping apply).
     """
 
-    def __init__(self, sessions: sessionmaker[Any], model: type[Any], ctx: TenantContext, *,
-                 batch_size: int = 500,
-                 progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Any],
+        model: type[Any],
+        ctx: TenantContext,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._model = model
         self._ctx = ctx
@@ -62,8 +68,13 @@ class ReencryptionJob:
             encrypted = _encrypted_attributes(object_mapper_of(self._model))
             options = [undefer(getattr(self._model, key)) for key in encrypted]
             while True:
-                rows = session.scalars(select(self._model).options(*options).order_by(*order)
-                                       .offset(offset).limit(self._batch)).all()
+                rows = session.scalars(
+                    select(self._model)
+                    .options(*options)
+                    .order_by(*order)
+                    .offset(offset)
+                    .limit(self._batch)
+                ).all()
                 if not rows:
                     break
                 for row in rows:
@@ -80,8 +91,11 @@ class ReencryptionJob:
 
 def _encrypted_attributes(mapper: Mapper[Any]) -> list[str]:
     """The mapped attributes of ``mapper`` stored in an encrypted column type."""
-    return [prop.key for prop in mapper.column_attrs
-            if any(isinstance(column.type, _ENCRYPTED_TYPES) for column in prop.columns)]
+    return [
+        prop.key
+        for prop in mapper.column_attrs
+        if any(isinstance(column.type, _ENCRYPTED_TYPES) for column in prop.columns)
+    ]
 
 
 def object_mapper_of(model: type[Any]) -> Any:

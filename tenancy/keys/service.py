@@ -79,10 +79,10 @@ class _CurrentKey:
     database nor a provider."""
 
     record: DataKeyRecord
-    until: float             # the cache TTL ends
-    sent_at_load: int        # this process's message count for it when it was loaded
-    retire_at: float         # its maximum age ends
-    generation: int          # the tenant's key-state generation it was loaded under
+    until: float  # the cache TTL ends
+    sent_at_load: int  # this process's message count for it when it was loaded
+    retire_at: float  # its maximum age ends
+    generation: int  # the tenant's key-state generation it was loaded under
 
 
 class TenantKeys(KeyLifecycle):
@@ -103,21 +103,35 @@ class TenantKeys(KeyLifecycle):
             waiting ``backoff * 2**attempt`` seconds, then ``KeyUnavailable``.
     """
 
-    def __init__(self, engine: Engine, providers: Iterable[KeyProvider], *,
-                 default_provider: str = "local", cache: DataKeyCache | None = None,
-                 state: KeyStateSignal | None = None,
-                 kek_grace: timedelta = timedelta(0),
-                 dek_max_age: timedelta = timedelta(days=90),
-                 dek_max_messages: int = DEFAULT_MAX_MESSAGES,
-                 events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK,
-                 retries: int = 3, backoff: float = 0.05,
-                 sleep: Callable[[float], None] = time.sleep,
-                 residency: KeyResidency | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        providers: Iterable[KeyProvider],
+        *,
+        default_provider: str = "local",
+        cache: DataKeyCache | None = None,
+        state: KeyStateSignal | None = None,
+        kek_grace: timedelta = timedelta(0),
+        dek_max_age: timedelta = timedelta(days=90),
+        dek_max_messages: int = DEFAULT_MAX_MESSAGES,
+        events: EventSink | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        retries: int = 3,
+        backoff: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+        residency: KeyResidency | None = None,
+    ) -> None:
         self._residency = residency
         self._events = events if events is not None else LoggingSink()
         self._clock = clock
-        self._layers = KeyLayers(providers, events=self._events, clock=clock,
-                                 retries=retries, backoff=backoff, sleep=sleep)
+        self._layers = KeyLayers(
+            providers,
+            events=self._events,
+            clock=clock,
+            retries=retries,
+            backoff=backoff,
+            sleep=sleep,
+        )
         self._layers.platform(default_provider)  # a platform provider, or it does not start
         if not 1 <= dek_max_messages <= 2**32 // 1024:
             raise ConfigurationError("dek_max_messages must stay far below 2^32")
@@ -145,8 +159,9 @@ class TenantKeys(KeyLifecycle):
 
     # -- data ----------------------------------------------------------------------------
 
-    def encrypt(self, plaintext: bytes, binding: Binding, *,
-                purpose: str = DEFAULT_PURPOSE) -> bytes:
+    def encrypt(
+        self, plaintext: bytes, binding: Binding, *, purpose: str = DEFAULT_PURPOSE
+    ) -> bytes:
         """Seal ``plaintext`` for ``binding`` under the tenant's current data key.
 
         Raises:
@@ -162,8 +177,9 @@ class TenantKeys(KeyLifecycle):
         self._count(binding.tenant_id, purpose, key.version)
         return ciphertext
 
-    def decrypt(self, ciphertext: bytes, binding: Binding, *,
-                purpose: str = DEFAULT_PURPOSE) -> bytes:
+    def decrypt(
+        self, ciphertext: bytes, binding: Binding, *, purpose: str = DEFAULT_PURPOSE
+    ) -> bytes:
         """Open a ciphertext sealed for ``binding``.
 
         Raises:
@@ -181,37 +197,53 @@ class TenantKeys(KeyLifecycle):
     def report_unreadable(self, binding: Binding, *, purpose: str = DEFAULT_PURPOSE) -> None:
         """Record a value that failed its integrity check and was served as unreadable
         (``key.decrypt_failed``; no detail of the ciphertext)."""
-        self._layers.emit("key.decrypt_failed", binding.tenant_id, None, purpose=purpose,
-                          table=binding.table, column=binding.column, row=binding.row_key)
+        self._layers.emit(
+            "key.decrypt_failed",
+            binding.tenant_id,
+            None,
+            purpose=purpose,
+            table=binding.table,
+            column=binding.column,
+            row=binding.row_key,
+        )
 
     # -- internals -------------------------------------------------------------------
 
     def _current_key(self, tenant_id: str, purpose: str, now: float) -> DataKey:
         generation = self.state.generation(tenant_id)
         remembered = self._current.get((tenant_id, purpose))
-        if remembered is not None and remembered.generation == generation \
-                and now < remembered.until and now < remembered.retire_at:
+        if (
+            remembered is not None
+            and remembered.generation == generation
+            and now < remembered.until
+            and now < remembered.retire_at
+        ):
             record = remembered.record
-            sent = self._sent.get((tenant_id, purpose, record.version), 0) \
-                - remembered.sent_at_load
+            sent = self._sent.get((tenant_id, purpose, record.version), 0) - remembered.sent_at_load
             if record.messages + sent < self._max_messages:
                 cached = self.cache.get((tenant_id, purpose, record.version), now, generation)
                 if cached is not None:
                     return cached
         found, kek = self._current_record(tenant_id, purpose, now, generation)
-        key = self._key(tenant_id, purpose, found.version, now, loaded=(found, kek),
-                        generation=generation)
+        key = self._key(
+            tenant_id, purpose, found.version, now, loaded=(found, kek), generation=generation
+        )
         counted = (tenant_id, purpose, found.version)
         ttl = self.cache.ttl if kek.cache_ttl is None else kek.cache_ttl
         # The stored count already includes what was flushed; what is not yet flushed is
         # added back through the difference.
         self._current[(tenant_id, purpose)] = _CurrentKey(
-            found, now + ttl, self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
-            (as_utc(found.created_at) + self._max_age).timestamp(), generation)
+            found,
+            now + ttl,
+            self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
+            (as_utc(found.created_at) + self._max_age).timestamp(),
+            generation,
+        )
         return key
 
-    def _current_record(self, tenant_id: str, purpose: str, now: float, generation: int
-                        ) -> tuple[DataKeyRecord, KekRecord]:
+    def _current_record(
+        self, tenant_id: str, purpose: str, now: float, generation: int
+    ) -> tuple[DataKeyRecord, KekRecord]:
         """The data key to encrypt with, created (or rotated) if needed. Two writers may
         create the same version at once (threads, processes): the loser's INSERT fails on
         the key, its transaction rolls back, and it takes the winner's key instead."""
@@ -219,11 +251,15 @@ class TenantKeys(KeyLifecycle):
             with attempt, self.store.transaction(tenant_id) as conn:
                 kek = self._kek(conn, tenant_id)
                 found = self.store.data_key(conn, tenant_id, purpose)
-                unflushed = 0 if found is None else self._unflushed.get(
-                    (tenant_id, purpose, found.version), 0)
+                unflushed = (
+                    0
+                    if found is None
+                    else self._unflushed.get((tenant_id, purpose, found.version), 0)
+                )
                 if found is None or self._worn(found, unflushed):
-                    version = self._new_data_key(conn, tenant_id, purpose, now,
-                                                 kek=kek, generation=generation)
+                    version = self._new_data_key(
+                        conn, tenant_id, purpose, now, kek=kek, generation=generation
+                    )
                     found = self.store.data_key(conn, tenant_id, purpose, version)
                     if found is None:
                         raise KeyUnavailable("the new data key was not stored")
@@ -231,12 +267,21 @@ class TenantKeys(KeyLifecycle):
         raise KeyUnavailable("could not create the tenant's data key")  # no attempt ran
 
     def _worn(self, record: DataKeyRecord, unflushed: int) -> bool:
-        return (self._clock.now() - as_utc(record.created_at) >= self._max_age
-                or record.messages + unflushed >= self._max_messages)
+        return (
+            self._clock.now() - as_utc(record.created_at) >= self._max_age
+            or record.messages + unflushed >= self._max_messages
+        )
 
-    def _key(self, tenant_id: str, purpose: str, version: int, now: float, *,
-             loaded: tuple[DataKeyRecord, KekRecord] | None = None,
-             generation: int | None = None) -> DataKey:
+    def _key(
+        self,
+        tenant_id: str,
+        purpose: str,
+        version: int,
+        now: float,
+        *,
+        loaded: tuple[DataKeyRecord, KekRecord] | None = None,
+        generation: int | None = None,
+    ) -> DataKey:
         if generation is None:
             generation = self.state.generation(tenant_id)  # before loading: see state.py
         cached = self.cache.get((tenant_id, purpose, version), now, generation)
@@ -263,26 +308,42 @@ class TenantKeys(KeyLifecycle):
                     raise
                 generation, loaded = fresh, None
         key = DataKey.from_material(material, version)
-        self.cache.put((tenant_id, purpose, version), key, now, generation=generation,
-                       ttl=kek.cache_ttl)
+        self.cache.put(
+            (tenant_id, purpose, version), key, now, generation=generation, ttl=kek.cache_ttl
+        )
         return key
 
-    def _new_data_key(self, conn: Connection, tenant_id: str, purpose: str,
-                      now: float | None = None, *, kek: KekRecord | None = None,
-                      generation: int | None = None) -> int:
+    def _new_data_key(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        purpose: str,
+        now: float | None = None,
+        *,
+        kek: KekRecord | None = None,
+        generation: int | None = None,
+    ) -> int:
         kek = kek or self._kek(conn, tenant_id)
         version = self.store.next_version(conn, tenant_id, purpose)
         material = os.urandom(DEK_BYTES)
-        wrapped, used, cmk_used = self._layers.wrap(kek.ref, kek.cmk, tenant_id, purpose, version,
-                                             material)
-        self.store.add_data_key(conn, DataKeyRecord(tenant_id, purpose, version, wrapped, used,
-                                                    "active", 0, self._clock.now(), cmk_used))
+        wrapped, used, cmk_used = self._layers.wrap(
+            kek.ref, kek.cmk, tenant_id, purpose, version, material
+        )
+        self.store.add_data_key(
+            conn,
+            DataKeyRecord(
+                tenant_id, purpose, version, wrapped, used, "active", 0, self._clock.now(), cmk_used
+            ),
+        )
         # The new key is in hand: cache it rather than ask the provider to unwrap it again.
         if generation is not None:
-            self.cache.put((tenant_id, purpose, version),
-                           DataKey.from_material(material, version),
-                           self._clock.timestamp() if now is None else now,
-                           generation=generation, ttl=kek.cache_ttl)
+            self.cache.put(
+                (tenant_id, purpose, version),
+                DataKey.from_material(material, version),
+                self._clock.timestamp() if now is None else now,
+                generation=generation,
+                ttl=kek.cache_ttl,
+            )
         return version
 
     def _kek(self, conn: Connection, tenant_id: str) -> KekRecord:
@@ -321,7 +382,8 @@ class TenantKeys(KeyLifecycle):
             raise KeyManagementError(
                 "the key change is committed but other processes were not told; run "
                 "`tenancy keys announce` for this tenant once the key-state signal "
-                "works") from exc
+                "works"
+            ) from exc
 
     def announce(self, tenant_id: str) -> None:
         """Tell every process again that the tenant's keys changed (after a change whose

@@ -43,7 +43,8 @@ from tenancy.scoping.rls import tenant_transaction
 metadata = MetaData()
 
 tenant_keks = Table(
-    "tenancy_tenant_keks", metadata,
+    "tenancy_tenant_keks",
+    metadata,
     Column("tenant_id", String(36), primary_key=True),
     Column("provider", String(32), nullable=False),
     Column("key_id", String(512), nullable=False),
@@ -59,7 +60,8 @@ tenant_keks = Table(
 )
 
 data_keys = Table(
-    "tenancy_data_keys", metadata,
+    "tenancy_data_keys",
+    metadata,
     Column("tenant_id", String(36), nullable=False),
     Column("purpose", String(64), nullable=False),
     Column("version", Integer, nullable=False),
@@ -122,84 +124,160 @@ class DataKeyStore:
         if row is None:
             return None
         cmk = None if row.cmk_provider is None else KeyRef(row.cmk_provider, row.cmk_key_id)
-        retiring = tuple((version, datetime.fromisoformat(at))
-                         for version, at in json.loads(row.retiring or "{}").items())
-        return KekRecord(row.tenant_id, KeyRef(row.provider, row.key_id), row.managed_by,
-                         row.state, cmk, row.cache_ttl, retiring)
+        retiring = tuple(
+            (version, datetime.fromisoformat(at))
+            for version, at in json.loads(row.retiring or "{}").items()
+        )
+        return KekRecord(
+            row.tenant_id,
+            KeyRef(row.provider, row.key_id),
+            row.managed_by,
+            row.state,
+            cmk,
+            row.cache_ttl,
+            retiring,
+        )
 
     def put_kek(self, conn: Connection, record: KekRecord, now: datetime) -> None:
-        values = {"provider": record.ref.provider, "key_id": record.ref.key_id,
-                  "managed_by": record.managed_by, "state": record.state, "updated_at": now,
-                  "cmk_provider": None if record.cmk is None else record.cmk.provider,
-                  "cmk_key_id": None if record.cmk is None else record.cmk.key_id,
-                  "cache_ttl": record.cache_ttl,
-                  "retiring": json.dumps({v: at.isoformat() for v, at in record.retiring})}
-        done = conn.execute(update(tenant_keks).where(
-            tenant_keks.c.tenant_id == record.tenant_id).values(**values))
+        values = {
+            "provider": record.ref.provider,
+            "key_id": record.ref.key_id,
+            "managed_by": record.managed_by,
+            "state": record.state,
+            "updated_at": now,
+            "cmk_provider": None if record.cmk is None else record.cmk.provider,
+            "cmk_key_id": None if record.cmk is None else record.cmk.key_id,
+            "cache_ttl": record.cache_ttl,
+            "retiring": json.dumps({v: at.isoformat() for v, at in record.retiring}),
+        }
+        done = conn.execute(
+            update(tenant_keks).where(tenant_keks.c.tenant_id == record.tenant_id).values(**values)
+        )
         if done.rowcount == 0:
             conn.execute(tenant_keks.insert().values(tenant_id=record.tenant_id, **values))
 
-    def data_key(self, conn: Connection, tenant_id: str, purpose: str,
-                 version: int | None = None) -> DataKeyRecord | None:
+    def data_key(
+        self, conn: Connection, tenant_id: str, purpose: str, version: int | None = None
+    ) -> DataKeyRecord | None:
         """A given version, or the newest active one."""
-        query = select(data_keys).where(data_keys.c.tenant_id == tenant_id,
-                                        data_keys.c.purpose == purpose)
+        query = select(data_keys).where(
+            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose
+        )
         if version is None:
-            query = query.where(data_keys.c.state == "active").order_by(
-                data_keys.c.version.desc()).limit(1)
+            query = (
+                query.where(data_keys.c.state == "active")
+                .order_by(data_keys.c.version.desc())
+                .limit(1)
+            )
         else:
             query = query.where(data_keys.c.version == version)
         row = conn.execute(query).first()
         return None if row is None else _record(row)
 
     def data_keys_of(self, conn: Connection, tenant_id: str) -> list[DataKeyRecord]:
-        rows = conn.execute(select(data_keys).where(data_keys.c.tenant_id == tenant_id)
-                            .order_by(data_keys.c.purpose, data_keys.c.version))
+        rows = conn.execute(
+            select(data_keys)
+            .where(data_keys.c.tenant_id == tenant_id)
+            .order_by(data_keys.c.purpose, data_keys.c.version)
+        )
         return [_record(row) for row in rows]
 
     def next_version(self, conn: Connection, tenant_id: str, purpose: str) -> int:
-        current = conn.execute(select(func.max(data_keys.c.version)).where(
-            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose)).scalar()
+        current = conn.execute(
+            select(func.max(data_keys.c.version)).where(
+                data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose
+            )
+        ).scalar()
         return int(current or 0) + 1
 
     def add_data_key(self, conn: Connection, record: DataKeyRecord) -> None:
-        conn.execute(data_keys.insert().values(
-            tenant_id=record.tenant_id, purpose=record.purpose, version=record.version,
-            wrapped=record.wrapped, kek_provider=record.kek.provider, kek_id=record.kek.key_id,
-            kek_version=record.kek.version, state=record.state, messages=record.messages,
-            created_at=record.created_at, **_cmk_columns(record.cmk)))
+        conn.execute(
+            data_keys.insert().values(
+                tenant_id=record.tenant_id,
+                purpose=record.purpose,
+                version=record.version,
+                wrapped=record.wrapped,
+                kek_provider=record.kek.provider,
+                kek_id=record.kek.key_id,
+                kek_version=record.kek.version,
+                state=record.state,
+                messages=record.messages,
+                created_at=record.created_at,
+                **_cmk_columns(record.cmk),
+            )
+        )
 
-    def rewrap(self, conn: Connection, record: DataKeyRecord, wrapped: bytes,
-               kek: KeyRef, cmk: KeyRef | None) -> None:
-        conn.execute(update(data_keys).where(
-            data_keys.c.tenant_id == record.tenant_id, data_keys.c.purpose == record.purpose,
-            data_keys.c.version == record.version).values(
-            wrapped=wrapped, kek_provider=kek.provider, kek_id=kek.key_id,
-            kek_version=kek.version, **_cmk_columns(cmk)))
+    def rewrap(
+        self,
+        conn: Connection,
+        record: DataKeyRecord,
+        wrapped: bytes,
+        kek: KeyRef,
+        cmk: KeyRef | None,
+    ) -> None:
+        conn.execute(
+            update(data_keys)
+            .where(
+                data_keys.c.tenant_id == record.tenant_id,
+                data_keys.c.purpose == record.purpose,
+                data_keys.c.version == record.version,
+            )
+            .values(
+                wrapped=wrapped,
+                kek_provider=kek.provider,
+                kek_id=kek.key_id,
+                kek_version=kek.version,
+                **_cmk_columns(cmk),
+            )
+        )
 
     def retire(self, conn: Connection, tenant_id: str, purpose: str, version: int) -> None:
-        conn.execute(update(data_keys).where(
-            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose,
-            data_keys.c.version == version).values(state="retired"))
+        conn.execute(
+            update(data_keys)
+            .where(
+                data_keys.c.tenant_id == tenant_id,
+                data_keys.c.purpose == purpose,
+                data_keys.c.version == version,
+            )
+            .values(state="retired")
+        )
 
-    def count_messages(self, conn: Connection, tenant_id: str, purpose: str, version: int,
-                       messages: int) -> None:
-        conn.execute(update(data_keys).where(
-            data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose,
-            data_keys.c.version == version).values(messages=data_keys.c.messages + messages))
+    def count_messages(
+        self, conn: Connection, tenant_id: str, purpose: str, version: int, messages: int
+    ) -> None:
+        conn.execute(
+            update(data_keys)
+            .where(
+                data_keys.c.tenant_id == tenant_id,
+                data_keys.c.purpose == purpose,
+                data_keys.c.version == version,
+            )
+            .values(messages=data_keys.c.messages + messages)
+        )
 
     def forget_data_keys(self, conn: Connection, tenant_id: str) -> int:
-        return int(conn.execute(data_keys.delete().where(
-            data_keys.c.tenant_id == tenant_id)).rowcount)
+        return int(
+            conn.execute(data_keys.delete().where(data_keys.c.tenant_id == tenant_id)).rowcount
+        )
 
 
 def _record(row: Row[Any]) -> DataKeyRecord:
-    cmk = (None if row.cmk_provider is None
-           else KeyRef(row.cmk_provider, row.cmk_key_id, row.cmk_version))
+    cmk = (
+        None
+        if row.cmk_provider is None
+        else KeyRef(row.cmk_provider, row.cmk_key_id, row.cmk_version)
+    )
     return DataKeyRecord(
-        tenant_id=row.tenant_id, purpose=row.purpose, version=int(row.version),
-        wrapped=bytes(row.wrapped), kek=KeyRef(row.kek_provider, row.kek_id, row.kek_version),
-        state=row.state, messages=int(row.messages), created_at=row.created_at, cmk=cmk)
+        tenant_id=row.tenant_id,
+        purpose=row.purpose,
+        version=int(row.version),
+        wrapped=bytes(row.wrapped),
+        kek=KeyRef(row.kek_provider, row.kek_id, row.kek_version),
+        state=row.state,
+        messages=int(row.messages),
+        created_at=row.created_at,
+        cmk=cmk,
+    )
 
 
 def _cmk_columns(cmk: KeyRef | None) -> dict[str, str | None]:

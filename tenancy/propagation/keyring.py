@@ -62,8 +62,14 @@ class ServiceKeyring:
             any context or message token lives).
     """
 
-    def __init__(self, service: str, keys: Sequence[SigningKey], *, retain: float = 3600.0,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        service: str,
+        keys: Sequence[SigningKey],
+        *,
+        retain: float = 3600.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         if not service or not service.isascii() or any(c.isspace() for c in service):
             raise ConfigurationError("a service name must be non-empty ASCII without spaces")
         active = [k for k in keys if k.state == "active"]
@@ -84,8 +90,9 @@ class ServiceKeyring:
         return cls(service, keys, **kwargs)
 
     @classmethod
-    def load_or_create(cls, directory: str | Path, service: str, *, algorithm: str = "EdDSA",
-                       **kwargs: Any) -> ServiceKeyring:
+    def load_or_create(
+        cls, directory: str | Path, service: str, *, algorithm: str = "EdDSA", **kwargs: Any
+    ) -> ServiceKeyring:
         """Open the keyring stored in ``directory`` (created 0700 with a new keyring and its
         public ``jwks.json`` if absent).
 
@@ -161,11 +168,14 @@ class ServiceKeyring:
             for k in self._keys
         ]
         document = {"version": FORMAT_VERSION, "service": self.service, "keys": entries}
-        if not _write_atomically(self._path, json.dumps(document), mode=0o600,
-                                 exclusive=create):
+        if not _write_atomically(self._path, json.dumps(document), mode=0o600, exclusive=create):
             return False
-        _write_atomically(self._path.with_name(JWKS_FILE), json.dumps(self.jwks(), indent=2),
-                          mode=0o644, exclusive=False)
+        _write_atomically(
+            self._path.with_name(JWKS_FILE),
+            json.dumps(self.jwks(), indent=2),
+            mode=0o644,
+            exclusive=False,
+        )
         return True
 
     @property
@@ -173,8 +183,9 @@ class ServiceKeyring:
         return None if self._path is None else self._path.with_name(JWKS_FILE)
 
     def _forget_expired(self, now: float) -> None:
-        self._keys = [k for k in self._keys if k.retired_at is None
-                      or now - k.retired_at < self._retain]
+        self._keys = [
+            k for k in self._keys if k.retired_at is None or now - k.retired_at < self._retain
+        ]
 
     def __repr__(self) -> str:
         kids = ", ".join(f"{k.state}:{k.kid}" for k in self._keys)

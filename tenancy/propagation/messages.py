@@ -33,8 +33,15 @@ DEFAULT_MESSAGE_TTL = 900
 T = TypeVar("T")
 
 
-def inject(headers: MutableMapping[str, Any], *, minter: ContextTokenMinter, audience: str,
-           body: bytes, scopes: Collection[str], ttl: int = DEFAULT_MESSAGE_TTL) -> None:
+def inject(
+    headers: MutableMapping[str, Any],
+    *,
+    minter: ContextTokenMinter,
+    audience: str,
+    body: bytes,
+    scopes: Collection[str],
+    ttl: int = DEFAULT_MESSAGE_TTL,
+) -> None:
     """Put the bound context, bound to ``body``, into ``headers`` for ``audience``.
 
     Headers that name a tenant are removed: only the signed token speaks for it.
@@ -58,8 +65,15 @@ class MessageConsumer:
         region: this consumer's region; messages of tenants homed elsewhere are refused.
     """
 
-    def __init__(self, *, verifier: ContextTokenVerifier, tenants: TenantRegistry, region: str,
-                 events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        *,
+        verifier: ContextTokenVerifier,
+        tenants: TenantRegistry,
+        region: str,
+        events: EventSink | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._verifier = verifier
         self._tenants = tenants
         self._region = validate_region(region)
@@ -85,16 +99,21 @@ class MessageConsumer:
                 tenant = self._tenants.get(verified.principal.tenant_id)
             except UnknownTenant as exc:
                 raise InvalidToken("message names an unknown tenant") from exc
-            return build_context(verified, tenant, region=self._region,
-                                 request_id=verified.request_id)
+            return build_context(
+                verified, tenant, region=self._region, request_id=verified.request_id
+            )
         except TenancyError as exc:
-            self._events.emit(SecurityEvent(
-                action="message.refused", at=self._clock.now(),
-                reason=exc.reason, details={"code": exc.code}))
+            self._events.emit(
+                SecurityEvent(
+                    action="message.refused",
+                    at=self._clock.now(),
+                    reason=exc.reason,
+                    details={"code": exc.code},
+                )
+            )
             raise
 
-    def consume(self, headers: Mapping[str, Any], body: bytes,
-                handler: Callable[[bytes], T]) -> T:
+    def consume(self, headers: Mapping[str, Any], body: bytes, handler: Callable[[bytes], T]) -> T:
         """Run ``handler(body)`` inside the message's verified context.
 
         Raises whatever :meth:`context_for` raises, before ``handler`` runs.

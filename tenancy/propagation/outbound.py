@@ -19,9 +19,14 @@ from tenancy.headers import scrub
 from tenancy.propagation.tokens import ContextTokenMinter
 
 
-def context_headers(minter: ContextTokenMinter, *, audience: str, scopes: Collection[str],
-                    headers: Iterable[tuple[str, str]] = (),
-                    strip_headers: Collection[str] = ()) -> list[tuple[str, str]]:
+def context_headers(
+    minter: ContextTokenMinter,
+    *,
+    audience: str,
+    scopes: Collection[str],
+    headers: Iterable[tuple[str, str]] = (),
+    strip_headers: Collection[str] = (),
+) -> list[tuple[str, str]]:
     """``headers`` without tenant-naming entries, plus ``Authorization`` with a fresh
     context token for ``audience``: for clients other than httpx.
 
@@ -31,8 +36,11 @@ def context_headers(minter: ContextTokenMinter, *, audience: str, scopes: Collec
     """
     token = minter.mint(audience=audience, scopes=scopes)
     extra = frozenset(h.lower().replace("_", "-").encode() for h in strip_headers)
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
-           if k.lower() != "authorization"]
+    raw = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers
+        if k.lower() != "authorization"
+    ]
     kept = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scrub(raw, extra)]
     return [*kept, ("Authorization", f"Bearer {token}")]
 
@@ -54,8 +62,15 @@ class ContextAuth(httpx.Auth):
         InsufficientScope: the caller lacks one of ``scopes``; nothing is sent.
     """
 
-    def __init__(self, minter: ContextTokenMinter, *, audience: str, scopes: Collection[str],
-                 strip_tenant_headers: bool = True, strip_headers: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        minter: ContextTokenMinter,
+        *,
+        audience: str,
+        scopes: Collection[str],
+        strip_tenant_headers: bool = True,
+        strip_headers: Collection[str] = (),
+    ) -> None:
         if not isinstance(minter, ContextTokenMinter):
             raise ConfigurationError("ContextAuth needs a ContextTokenMinter")
         if not audience or isinstance(scopes, str):
@@ -68,8 +83,9 @@ class ContextAuth(httpx.Auth):
 
     def with_scopes(self, *scopes: str) -> ContextAuth:
         """The same auth for another set of scopes (one per kind of call)."""
-        auth = ContextAuth(self._minter, audience=self._audience, scopes=scopes,
-                           strip_tenant_headers=self._strip)
+        auth = ContextAuth(
+            self._minter, audience=self._audience, scopes=scopes, strip_tenant_headers=self._strip
+        )
         auth._extra = self._extra
         return auth
 

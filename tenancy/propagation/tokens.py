@@ -38,8 +38,22 @@ from tenancy.propagation.keyring import ServiceKeyring
 CONTEXT_TOKEN_TYPE = "tenancy-ctx+jwt"  # noqa: S105  (a media type, not a secret)
 FORMAT_VERSION = 1
 DEFAULT_TTL = 60
-REQUIRED_CLAIMS = ("ver", "iss", "aud", "sub", "piss", "kind", "tid", "region", "scope",
-                   "aal", "rid", "iat", "exp", "jti")
+REQUIRED_CLAIMS = (
+    "ver",
+    "iss",
+    "aud",
+    "sub",
+    "piss",
+    "kind",
+    "tid",
+    "region",
+    "scope",
+    "aal",
+    "rid",
+    "iat",
+    "exp",
+    "jti",
+)
 
 
 def body_digest(body: bytes) -> str:
@@ -57,8 +71,14 @@ class ContextTokenMinter:
             only for message tokens, which wait in a queue).
     """
 
-    def __init__(self, keyring: ServiceKeyring, *, clock: Clock = SYSTEM_CLOCK,
-                 ttl: int = DEFAULT_TTL, max_ttl: int = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        keyring: ServiceKeyring,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        ttl: int = DEFAULT_TTL,
+        max_ttl: int = DEFAULT_TTL,
+    ) -> None:
         if not 1 <= ttl <= max_ttl <= 24 * 3600:
             raise ConfigurationError("need 1 <= ttl <= max_ttl <= 86400 seconds")
         self._keyring = keyring
@@ -70,8 +90,15 @@ class ContextTokenMinter:
     def service(self) -> str:
         return self._keyring.service
 
-    def mint(self, ctx: TenantContext | None = None, *, audience: str,
-             scopes: Collection[str], ttl: int | None = None, body: bytes | None = None) -> str:
+    def mint(
+        self,
+        ctx: TenantContext | None = None,
+        *,
+        audience: str,
+        scopes: Collection[str],
+        ttl: int | None = None,
+        body: bytes | None = None,
+    ) -> str:
         """A token for one call to ``audience`` carrying only ``scopes``.
 
         ``ctx`` defaults to the bound context; there is no way to mint without one.
@@ -119,8 +146,12 @@ class ContextTokenMinter:
         if body is not None:
             claims["bdy"] = body_digest(body)
         key = self._keyring.active
-        return jwt.encode(claims, key.private_key, algorithm=key.algorithm,
-                          headers={"kid": key.kid, "typ": CONTEXT_TOKEN_TYPE})
+        return jwt.encode(
+            claims,
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": CONTEXT_TOKEN_TYPE},
+        )
 
     def __repr__(self) -> str:
         return f"ContextTokenMinter({self._keyring.service!r}, ttl={self._ttl})"

@@ -59,14 +59,20 @@ class TrustedService:
         if not self.name:
             raise ConfigurationError("a trusted service needs a name")
         if not self.algorithms or self.algorithms - ASYMMETRIC_ALGORITHMS:
-            raise ConfigurationError(f"service {self.name!r}: algorithms must be a subset of "
-                                     f"{sorted(ASYMMETRIC_ALGORITHMS)}")
+            raise ConfigurationError(
+                f"service {self.name!r}: algorithms must be a subset of "
+                f"{sorted(ASYMMETRIC_ALGORITHMS)}"
+            )
 
 
-def trusted_service(name: str, *, keys: JWKSKeySource, scopes: Collection[str],
-                    algorithms: Collection[str] = ("EdDSA",),
-                    kinds: Collection[PrincipalKind] = (PrincipalKind.USER,
-                                                        PrincipalKind.SERVICE)) -> TrustedService:
+def trusted_service(
+    name: str,
+    *,
+    keys: JWKSKeySource,
+    scopes: Collection[str],
+    algorithms: Collection[str] = ("EdDSA",),
+    kinds: Collection[PrincipalKind] = (PrincipalKind.USER, PrincipalKind.SERVICE),
+) -> TrustedService:
     """Build a :class:`TrustedService` from plain collections."""
     if isinstance(scopes, str):
         raise ConfigurationError("scopes must be a collection of scope names")
@@ -103,10 +109,17 @@ class ContextTokenVerifier:
             still ties the token to that exact message).
     """
 
-    def __init__(self, *, audience: str, services: Iterable[TrustedService],
-                 clock: Clock = SYSTEM_CLOCK, leeway: float = 5.0,
-                 max_lifetime: float = DEFAULT_TTL, replay: ReplayGuard | None = None,
-                 check_replay: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        audience: str,
+        services: Iterable[TrustedService],
+        clock: Clock = SYSTEM_CLOCK,
+        leeway: float = 5.0,
+        max_lifetime: float = DEFAULT_TTL,
+        replay: ReplayGuard | None = None,
+        check_replay: bool = True,
+    ) -> None:
         self._services: dict[str, TrustedService] = {}
         for service in services:
             if service.name in self._services:
@@ -128,8 +141,9 @@ class ContextTokenVerifier:
             (replay if replay is not None else MemoryReplayGuard()) if check_replay else None
         )
 
-    def verify(self, token: str | bytes, *, now: float | None = None,
-               body: bytes | None = None) -> VerifiedContext:
+    def verify(
+        self, token: str | bytes, *, now: float | None = None, body: bytes | None = None
+    ) -> VerifiedContext:
         """Verify ``token`` (blocking if the caller's JWKS must be fetched).
 
         ``body`` must be given for message tokens and must match their ``bdy``.
@@ -144,8 +158,9 @@ class ContextTokenVerifier:
             due.refresh(now)
         return self._verify(token, now, body, may_refresh=False)
 
-    async def verify_async(self, token: str | bytes, *, now: float | None = None,
-                           body: bytes | None = None) -> VerifiedContext:
+    async def verify_async(
+        self, token: str | bytes, *, now: float | None = None, body: bytes | None = None
+    ) -> VerifiedContext:
         """Like :meth:`verify`, with any JWKS fetch in a worker thread: the same sync core,
         only the fetch is awaited."""
         now = self._clock.timestamp() if now is None else now
@@ -163,8 +178,9 @@ class ContextTokenVerifier:
         """Never a cache hit: every context token is single-use."""
         return None
 
-    def _verify(self, raw: str | bytes, now: float, body: bytes | None, *,
-                may_refresh: bool) -> VerifiedContext:
+    def _verify(
+        self, raw: str | bytes, now: float, body: bytes | None, *, may_refresh: bool
+    ) -> VerifiedContext:
         """One verification, the sync core of both public methods.
 
         Raises:
@@ -182,14 +198,23 @@ class ContextTokenVerifier:
         if header.get("typ") != CONTEXT_TOKEN_TYPE:
             raise InvalidToken("not a context token")
         service = self._service_signing(header.get("kid"), now, may_refresh=may_refresh)
-        key = select_key(service.keys, header, algorithms=service.algorithms, now=now,
-                         may_refresh=False)
+        key = select_key(
+            service.keys, header, algorithms=service.algorithms, now=now, may_refresh=False
+        )
         try:
             claims = jwt.decode(
-                token, key=key, algorithms=[header["alg"]], audience=self.audience,
+                token,
+                key=key,
+                algorithms=[header["alg"]],
+                audience=self.audience,
                 issuer=service.name,
-                options={"require": list(REQUIRED_CLAIMS), "strict_aud": True,
-                         "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "strict_aud": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except PyJWTError as exc:
             raise InvalidToken(f"context token verification failed: {exc}") from exc
@@ -202,7 +227,8 @@ class ContextTokenVerifier:
         if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
             raise InvalidToken("jti claim invalid")
         if self._replay is not None and not self._replay.first_use(
-                f"{service.name}/{jti}", expires_at=expires_at + self._leeway, now=now):
+            f"{service.name}/{jti}", expires_at=expires_at + self._leeway, now=now
+        ):
             raise InvalidToken("context token replayed (or replay guard full)")
         sgid = claims.get("sgid")
         if sgid is not None and not isinstance(sgid, str):
@@ -258,8 +284,10 @@ def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:
     scope = _string(claims, "scope", 4096, allow_empty=True)
     scopes = frozenset(scope.split())
     if not scopes <= service.scopes:
-        raise InvalidToken(f"context token carries scopes beyond what {service.name!r} "
-                           f"may delegate: {sorted(scopes - service.scopes)}")
+        raise InvalidToken(
+            f"context token carries scopes beyond what {service.name!r} "
+            f"may delegate: {sorted(scopes - service.scopes)}"
+        )
     aal = claims["aal"]
     try:
         if isinstance(aal, bool) or not isinstance(aal, int):
@@ -308,8 +336,7 @@ def _region(claims: Mapping[str, Any]) -> str:
         raise InvalidToken("region claim invalid") from exc
 
 
-def _string(claims: Mapping[str, Any], name: str, limit: int, *,
-            allow_empty: bool = False) -> str:
+def _string(claims: Mapping[str, Any], name: str, limit: int, *, allow_empty: bool = False) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or len(value) > limit or not (value or allow_empty):
         raise InvalidToken(f"{name} claim missing or invalid")
@@ -327,4 +354,3 @@ def _ascii(token: str | bytes) -> str:
         except UnicodeDecodeError as exc:
             raise InvalidToken("token is not ASCII") from exc
     return token
-

@@ -57,8 +57,14 @@ class RegionalEngines(Mapping[str, Engine]):
             ``Engine``, or one database configured for two regions.
     """
 
-    def __init__(self, engines: Mapping[str, Engine], *, region: str,
-                 events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        *,
+        region: str,
+        events: EventSink | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         if not engines:
             raise ConfigurationError("RegionalEngines needs at least one engine")
         checked: dict[str, Engine] = {}
@@ -70,7 +76,8 @@ class RegionalEngines(Mapping[str, Engine]):
             for ident in _identities(engine):
                 if ident in seen:
                     raise ConfigurationError(
-                        f"one database is configured for {seen[ident]} and {key}")
+                        f"one database is configured for {seen[ident]} and {key}"
+                    )
                 seen[ident] = key
             checked[key] = engine
         self._engines = checked
@@ -109,12 +116,20 @@ class RegionalEngines(Mapping[str, Engine]):
         """
         tenant_id, home = _identity(tenant)
         if home != self._region:
-            self.refuse(tenant_id, home, attempted=attempted,
-                        reason="tenant is homed in another region than this instance")
+            self.refuse(
+                tenant_id,
+                home,
+                attempted=attempted,
+                reason="tenant is homed in another region than this instance",
+            )
         engine = self._engines.get(home)
         if engine is None:
-            self.refuse(tenant_id, home, attempted=attempted,
-                        reason="no database engine for the tenant's home region")
+            self.refuse(
+                tenant_id,
+                home,
+                attempted=attempted,
+                reason="no database engine for the tenant's home region",
+            )
         return engine
 
     def engine_for_current(self, *, attempted: str = "session") -> Engine:
@@ -138,11 +153,26 @@ class RegionalEngines(Mapping[str, Engine]):
             raise ConfigurationError(f"no engine is configured for {self._region}")
         return engine
 
-    def refuse(self, tenant_id: str | None, home_region: str | None, *, attempted: str,
-               reason: str, **details: str) -> NoReturn:
+    def refuse(
+        self,
+        tenant_id: str | None,
+        home_region: str | None,
+        *,
+        attempted: str,
+        reason: str,
+        **details: str,
+    ) -> NoReturn:
         """Emit ``residency.refused`` and raise ``ResidencyViolation`` (never returns)."""
-        refuse(self._events, reason=reason, tenant_id=tenant_id, home_region=home_region,
-               region=self._region, attempted=attempted, clock=self._clock, **details)
+        refuse(
+            self._events,
+            reason=reason,
+            tenant_id=tenant_id,
+            home_region=home_region,
+            region=self._region,
+            attempted=attempted,
+            clock=self._clock,
+            **details,
+        )
 
     def dispose(self) -> None:
         for engine in self._engines.values():
@@ -166,8 +196,13 @@ class RegionalSessions:
     Outside the tenant's region it refuses with ``ResidencyViolation`` and an event.
     """
 
-    def __init__(self, engines: RegionalEngines, *,
-                 class_: type[TenantSession] = TenantSession, **session_kwargs: Any) -> None:
+    def __init__(
+        self,
+        engines: RegionalEngines,
+        *,
+        class_: type[TenantSession] = TenantSession,
+        **session_kwargs: Any,
+    ) -> None:
         if "bind" in session_kwargs or "binds" in session_kwargs:
             raise ConfigurationError("RegionalSessions chooses the engine per tenant")
         if not issubclass(class_, TenantSession):
@@ -192,8 +227,9 @@ class RegionalSessions:
             yield session
 
     @contextmanager
-    def for_job(self, tenant: Homed, *, region: str, job: str = "job",
-                **local_kwargs: Any) -> Iterator[TenantSession]:
+    def for_job(
+        self, tenant: Homed, *, region: str, job: str = "job", **local_kwargs: Any
+    ) -> Iterator[TenantSession]:
         """Run a job's work for ``tenant`` in a transaction on its home region's engine.
 
         ``region`` is where the job runs (the worker's configured region). A tenant
@@ -211,20 +247,26 @@ class RegionalSessions:
         tenant_id, home = _identity(tenant)
         attempted = f"job:{job}"
         if home != worker:
-            refuse(self.engines.events, reason="job for a tenant homed in another region",
-                   tenant_id=tenant_id, home_region=home, region=worker,
-                   attempted=attempted, clock=self.engines.clock)
+            refuse(
+                self.engines.events,
+                reason="job for a tenant homed in another region",
+                tenant_id=tenant_id,
+                home_region=home,
+                region=worker,
+                attempted=attempted,
+                clock=self.engines.clock,
+            )
         if worker != self.engines.region:
-            raise ConfigurationError(f"a job in {worker} with the engines of "
-                                     f"{self.engines.region}")
+            raise ConfigurationError(f"a job in {worker} with the engines of {self.engines.region}")
         bound = current_or_none()
         if bound is not None and bound.tenant_id != tenant_id:
             raise TenantContextConflict("a job for another tenant than the bound one")
         with self._open(tenant, attempted, local_kwargs) as session, session.begin():
             yield session
 
-    def _open(self, tenant: Homed, attempted: str, local_kwargs: Mapping[str, Any]
-              ) -> TenantSession:
+    def _open(
+        self, tenant: Homed, attempted: str, local_kwargs: Mapping[str, Any]
+    ) -> TenantSession:
         engine = self.engines.engine_for(tenant, attempted=attempted)
         session = self._class(bind=engine, **{**self._kwargs, **local_kwargs})
         # Pinned now, not at first use: a session routed for this tenant's region is

@@ -31,16 +31,22 @@ def key_region(key_info: KeyInfo, *, configured_region: str | None = None) -> st
     """
     location = key_info.location
     if location.startswith(AWS_KMS_PREFIX):
-        stated = _valid(location[len(AWS_KMS_PREFIX):])
+        stated = _valid(location[len(AWS_KMS_PREFIX) :])
         if stated is None or (configured_region is not None and configured_region != stated):
             return None
         return stated
     return None if configured_region is None else _valid(configured_region)
 
 
-def check_key_region(key_info: KeyInfo, tenant_region: str, *,
-                     configured_region: str | None = None, tenant_id: str | None = None,
-                     events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK) -> str:
+def check_key_region(
+    key_info: KeyInfo,
+    tenant_region: str,
+    *,
+    configured_region: str | None = None,
+    tenant_id: str | None = None,
+    events: EventSink | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> str:
     """Refuse a tenant's key that does not live in the tenant's home region.
 
     Returns the key's region (= ``tenant_region``) when it is accepted.
@@ -53,12 +59,23 @@ def check_key_region(key_info: KeyInfo, tenant_region: str, *,
     found = key_region(key_info, configured_region=configured_region)
     if found is not None and found == tenant_region:
         return found
-    reason = ("the tenant's key lives in another region than the tenant" if found is not None
-              else "the region of the tenant's key is not known")
-    refuse(events if events is not None else LoggingSink(), reason=reason,
-           tenant_id=tenant_id, home_region=tenant_region, region=found,
-           attempted=ATTEMPTED, clock=clock, provider=key_info.ref.provider,
-           key_id=key_info.ref.key_id, location=key_info.location)
+    reason = (
+        "the tenant's key lives in another region than the tenant"
+        if found is not None
+        else "the region of the tenant's key is not known"
+    )
+    refuse(
+        events if events is not None else LoggingSink(),
+        reason=reason,
+        tenant_id=tenant_id,
+        home_region=tenant_region,
+        region=found,
+        attempted=ATTEMPTED,
+        clock=clock,
+        provider=key_info.ref.provider,
+        key_id=key_info.ref.key_id,
+        location=key_info.location,
+    )
 
 
 class KeyResidency:
@@ -71,9 +88,14 @@ class KeyResidency:
         ConfigurationError: a configured region is malformed.
     """
 
-    def __init__(self, tenant_region: Callable[[str], str], *,
-                 locations: Mapping[str, str] | None = None,
-                 events: EventSink | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        tenant_region: Callable[[str], str],
+        *,
+        locations: Mapping[str, str] | None = None,
+        events: EventSink | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._tenant_region = tenant_region
         self._locations: dict[str, str] = {}
         for where, region in (locations or {}).items():
@@ -86,11 +108,17 @@ class KeyResidency:
 
     def check(self, tenant_id: str, key_info: KeyInfo) -> str:
         """:func:`check_key_region` for ``tenant_id``'s home region."""
-        configured = (self._locations.get(key_info.location)
-                      or self._locations.get(key_info.ref.provider))
-        return check_key_region(key_info, self._tenant_region(tenant_id),
-                                configured_region=configured, tenant_id=tenant_id,
-                                events=self._events, clock=self._clock)
+        configured = self._locations.get(key_info.location) or self._locations.get(
+            key_info.ref.provider
+        )
+        return check_key_region(
+            key_info,
+            self._tenant_region(tenant_id),
+            configured_region=configured,
+            tenant_id=tenant_id,
+            events=self._events,
+            clock=self._clock,
+        )
 
     def check_ref(self, tenant_id: str, provider: KeyProvider, key: KeyRef) -> str:
         """Describe ``key`` in ``provider`` and check it (one provider call)."""

@@ -63,11 +63,16 @@ class ErasureReport:
         return sum(self.deleted.values())
 
 
-def erase_tenant_personal_data(tenant_id: str, *, engine: Engine, keys: TenantKeys,
-                               tables: Sequence[Table] = DEFAULT_ERASURE_TABLES,
-                               events: EventSink | None = None,
-                               clock: Clock = SYSTEM_CLOCK,
-                               requested_by: str | None = None) -> ErasureReport:
+def erase_tenant_personal_data(
+    tenant_id: str,
+    *,
+    engine: Engine,
+    keys: TenantKeys,
+    tables: Sequence[Table] = DEFAULT_ERASURE_TABLES,
+    events: EventSink | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    requested_by: str | None = None,
+) -> ErasureReport:
     """Delete every row of ``tenant_id`` in ``tables`` and shred the tenant's keys.
 
     Raises:
@@ -100,8 +105,15 @@ def erase_tenant_personal_data(tenant_id: str, *, engine: Engine, keys: TenantKe
     details = {f"deleted.{name}": str(count) for name, count in deleted.items()}
     details["keys"] = outcome
     actor = requested_by or (None if ctx is None else ctx.principal.subject)
-    (events if events is not None else LoggingSink()).emit(SecurityEvent(
-        action="erasure.completed", at=clock.now(), tenant_id=tenant_id, actor=actor,
-        reason="right-to-erasure", request_id=None if ctx is None else ctx.request_id,
-        details=details))
+    (events if events is not None else LoggingSink()).emit(
+        SecurityEvent(
+            action="erasure.completed",
+            at=clock.now(),
+            tenant_id=tenant_id,
+            actor=actor,
+            reason="right-to-erasure",
+            request_id=None if ctx is None else ctx.request_id,
+            details=details,
+        )
+    )
     return ErasureReport(tenant_id, deleted, outcome)

@@ -51,8 +51,11 @@ class RetentionReport:
         return sum(self.counts.values())
 
     def deleted(self, data_class: str, tenant_id: str | None = None) -> int:
-        return sum(n for (tenant, cls), n in self.counts.items()
-                   if cls == data_class and tenant_id in (None, tenant))
+        return sum(
+            n
+            for (tenant, cls), n in self.counts.items()
+            if cls == data_class and tenant_id in (None, tenant)
+        )
 
 
 class RetentionJob:
@@ -71,11 +74,17 @@ class RetentionJob:
             commits; for progress reporting (and tests inject failures here).
     """
 
-    def __init__(self, engine: Engine, rules: Sequence[RetentionRule] = DEFAULT_RULES, *,
-                 clock: Clock = SYSTEM_CLOCK, events: EventSink | None = None,
-                 batch_size: int = 500,
-                 tenants: Callable[[], Iterable[str]] | None = None,
-                 after_batch: AfterBatch | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rules: Sequence[RetentionRule] = DEFAULT_RULES,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventSink | None = None,
+        batch_size: int = 500,
+        tenants: Callable[[], Iterable[str]] | None = None,
+        after_batch: AfterBatch | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
         names = [r.data_class for r in rules]
@@ -100,7 +109,8 @@ class RetentionJob:
                 tenant_ids = listed if listed is not None else self._tenants_of(rule, cutoff)
                 for tenant_id in tenant_ids:
                     report.counts[(tenant_id, rule.data_class)] = self._purge(
-                        rule, tenant_id, cutoff)
+                        rule, tenant_id, cutoff
+                    )
         return report
 
     def _purge(self, rule: RetentionRule, tenant_id: str, cutoff: datetime) -> int:
@@ -110,9 +120,12 @@ class RetentionJob:
             while True:
                 with tenant_transaction(self._engine, tenant_id) as conn:
                     due = _due(rule, tenant_id, cutoff)
-                    keys = conn.execute(select(*rule.row_key).where(due)
-                                        .order_by(rule.timestamp, *rule.row_key)
-                                        .limit(self._batch_size)).all()
+                    keys = conn.execute(
+                        select(*rule.row_key)
+                        .where(due)
+                        .order_by(rule.timestamp, *rule.row_key)
+                        .limit(self._batch_size)
+                    ).all()
                     if not keys:
                         complete = True
                         break
@@ -128,20 +141,31 @@ class RetentionJob:
                     complete = True
                     break
         finally:
-            self._events.emit(SecurityEvent(
-                action="retention.purged", at=self._clock.now(), tenant_id=tenant_id,
-                actor=ACTOR, reason=REASON,
-                details={"data_class": rule.data_class, "table": rule.table.name,
-                         "deleted": str(deleted), "batches": str(batches),
-                         "cutoff": cutoff.isoformat(),
-                         "complete": "true" if complete else "false"}))
+            self._events.emit(
+                SecurityEvent(
+                    action="retention.purged",
+                    at=self._clock.now(),
+                    tenant_id=tenant_id,
+                    actor=ACTOR,
+                    reason=REASON,
+                    details={
+                        "data_class": rule.data_class,
+                        "table": rule.table.name,
+                        "deleted": str(deleted),
+                        "batches": str(batches),
+                        "cutoff": cutoff.isoformat(),
+                        "complete": "true" if complete else "false",
+                    },
+                )
+            )
         return deleted
 
     def _tenants_of(self, rule: RetentionRule, cutoff: datetime) -> list[str]:
         tenant_id = rule.table.c.tenant_id
         with self._engine.connect() as conn:
-            found = conn.execute(select(tenant_id).distinct()
-                                 .where(rule.timestamp <= cutoff).order_by(tenant_id))
+            found = conn.execute(
+                select(tenant_id).distinct().where(rule.timestamp <= cutoff).order_by(tenant_id)
+            )
             return [str(t) for t in found.scalars()]
 
 

@@ -36,8 +36,9 @@ class IdentityMapping(TenantScoped, RetentionBase):
     external_id: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    first_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
-                                                               nullable=True)
+    first_notified_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 def create_schema(engine: Engine) -> None:

@@ -42,7 +42,8 @@ class RetentionRule:
             raise ConfigurationError("a retention period must be positive")
         if "tenant_id" not in self.table.c or self.timestamp_column not in self.table.c:
             raise ConfigurationError(
-                f"{self.table.name} needs tenant_id and {self.timestamp_column}")
+                f"{self.table.name} needs tenant_id and {self.timestamp_column}"
+            )
         keys = [c.name for c in self.table.primary_key.columns]
         if not keys or keys[0] != "tenant_id":
             raise ConfigurationError(f"{self.table.name}: tenant_id must lead the primary key")
@@ -70,6 +71,7 @@ def _table(model: type[object]) -> Table:
 
 
 EXPORTS_RULE = RetentionRule("exports", _table(ExportRecord), "created_at", EXPORTS_KEEP)
-MAPPINGS_RULE = RetentionRule("mappings", _table(IdentityMapping), "first_notified_at",
-                              MAPPINGS_KEEP)
+MAPPINGS_RULE = RetentionRule(
+    "mappings", _table(IdentityMapping), "first_notified_at", MAPPINGS_KEEP
+)
 DEFAULT_RULES: tuple[RetentionRule, ...] = (EXPORTS_RULE, MAPPINGS_RULE)

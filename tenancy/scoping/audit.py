@@ -126,8 +126,9 @@ _SETTING_DEFAULTS = text("""
 """)
 
 
-def audit(connection: Connection, *, app_role: str | None = None,
-          setting: str = TENANT_SETTING) -> list[Finding]:
+def audit(
+    connection: Connection, *, app_role: str | None = None, setting: str = TENANT_SETTING
+) -> list[Finding]:
     """Check the database behind ``connection``; ``app_role`` defaults to the connecting
     role (connect as the application to audit what the application can do)."""
     role = app_role or str(connection.execute(text("SELECT current_user")).scalar_one())
@@ -138,18 +139,31 @@ def audit(connection: Connection, *, app_role: str | None = None,
         owned.setdefault(owner, []).append(name)
         findings += _table_findings(connection, oid, name, enabled, forced, setting)
         if owner == role:
-            findings.append(Finding("app-role-owns-table", name,
-                                    f"owned by the application role {role!r}: owners "
-                                    "can disable RLS"))
+            findings.append(
+                Finding(
+                    "app-role-owns-table",
+                    name,
+                    f"owned by the application role {role!r}: owners can disable RLS",
+                )
+            )
         for privilege in ("TRUNCATE", "REFERENCES"):
-            if connection.execute(_PRIVILEGE, {"role": role, "oid": oid,
-                                               "privilege": privilege}).scalar():
-                findings.append(Finding("app-role-privilege", name,
-                                        f"{role!r} holds {privilege}, which RLS does not cover"))
+            if connection.execute(
+                _PRIVILEGE, {"role": role, "oid": oid, "privilege": privilege}
+            ).scalar():
+                findings.append(
+                    Finding(
+                        "app-role-privilege",
+                        name,
+                        f"{role!r} holds {privilege}, which RLS does not cover",
+                    )
+                )
         for view, options in connection.execute(_VIEWS, {"oid": oid}):
             if not _is_invoker(options):
-                findings.append(Finding("view-not-security-invoker", view,
-                                        f"reads {name} with its owner's rights"))
+                findings.append(
+                    Finding(
+                        "view-not-security-invoker", view, f"reads {name} with its owner's rights"
+                    )
+                )
     findings += _membership_findings(connection, role, owned)
     findings += _default_findings(connection, role, setting)
     findings += _definer_findings(connection, [name for _, name, *_ in tables], owned)
@@ -177,8 +191,9 @@ class ScopedTable:
 def scoped_tables(connection: Connection) -> list[ScopedTable]:
     """Every table and partitioned table with a ``tenant_id`` column outside the system
     schemas: the set :func:`audit` judges, ordered by qualified name."""
-    return [ScopedTable(row.oid, row.schema, row.relname)
-            for row in connection.execute(_SCOPED_TABLES)]
+    return [
+        ScopedTable(row.oid, row.schema, row.relname) for row in connection.execute(_SCOPED_TABLES)
+    ]
 
 
 def audit_engine(engine: Engine, *, app_role: str | None = None) -> list[Finding]:
@@ -199,21 +214,26 @@ def _role_findings(connection: Connection, role: str) -> list[Finding]:
     return findings
 
 
-def _membership_findings(connection: Connection, role: str,
-                         owned: dict[str, list[str]]) -> list[Finding]:
+def _membership_findings(
+    connection: Connection, role: str, owned: dict[str, list[str]]
+) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[str] = set()
     for name, is_super, bypass, via in connection.execute(_MEMBERSHIPS, {"role": role}):
-        powers = [label for label, held in (("superuser", is_super), ("BYPASSRLS", bypass))
-                  if held]
+        powers = [label for label, held in (("superuser", is_super), ("BYPASSRLS", bypass)) if held]
         if name in owned:
             powers.append(f"owner of {', '.join(owned[name])}")
         if powers and name not in seen:  # rows come shortest path first: report that one
             seen.add(name)
             chain = " -> ".join([role, *via])
-            findings.append(Finding("app-role-membership", role,
-                                    f"member of {name!r} ({'; '.join(powers)}) via {chain}: "
-                                    f"SET ROLE {name} escapes RLS"))
+            findings.append(
+                Finding(
+                    "app-role-membership",
+                    role,
+                    f"member of {name!r} ({'; '.join(powers)}) via {chain}: "
+                    f"SET ROLE {name} escapes RLS",
+                )
+            )
     return findings
 
 
@@ -221,17 +241,28 @@ def _default_findings(connection: Connection, role: str, setting: str) -> list[F
     row = connection.execute(_SETTING_DEFAULTS, {"role": role, "setting": setting}).first()
     if row is None or row.value == "":
         return []  # an empty default reads like the unset setting: it matches no tenant
-    source = (f"ALTER ROLE {role} IN DATABASE" if row.for_role and row.in_database else
-              f"ALTER ROLE {role}" if row.for_role else
-              "ALTER DATABASE (or ALTER ROLE ALL IN DATABASE)" if row.in_database else
-              "ALTER ROLE ALL")
-    return [Finding("tenant-setting-default", role,
-                    f"{source} SET {setting} = {row.value!r}: every new session starts "
-                    "inside that tenant before the application sets one")]
+    source = (
+        f"ALTER ROLE {role} IN DATABASE"
+        if row.for_role and row.in_database
+        else f"ALTER ROLE {role}"
+        if row.for_role
+        else "ALTER DATABASE (or ALTER ROLE ALL IN DATABASE)"
+        if row.in_database
+        else "ALTER ROLE ALL"
+    )
+    return [
+        Finding(
+            "tenant-setting-default",
+            role,
+            f"{source} SET {setting} = {row.value!r}: every new session starts "
+            "inside that tenant before the application sets one",
+        )
+    ]
 
 
-def _table_findings(connection: Connection, oid: int, name: str, enabled: bool,
-                    forced: bool, setting: str) -> list[Finding]:
+def _table_findings(
+    connection: Connection, oid: int, name: str, enabled: bool, forced: bool, setting: str
+) -> list[Finding]:
     findings = []
     if not enabled:
         findings.append(Finding("rls-enabled", name, "row level security is not enabled"))
@@ -245,46 +276,73 @@ def _table_findings(connection: Connection, oid: int, name: str, enabled: bool,
             if expr is None and label == "WITH CHECK":
                 continue  # PostgreSQL applies USING to writes when WITH CHECK is absent
             if expr is None or _always_true(expr):
-                findings.append(Finding("rls-policy-always-true", name,
-                                        f"policy {policy.polname!r} {label} is always true"))
+                findings.append(
+                    Finding(
+                        "rls-policy-always-true",
+                        name,
+                        f"policy {policy.polname!r} {label} is always true",
+                    )
+                )
             elif setting not in expr:
-                findings.append(Finding("rls-policy-setting", name,
-                                        f"policy {policy.polname!r} {label} does not read "
-                                        f"{setting!r}"))
+                findings.append(
+                    Finding(
+                        "rls-policy-setting",
+                        name,
+                        f"policy {policy.polname!r} {label} does not read {setting!r}",
+                    )
+                )
             elif construct := _null_admitting(expr, setting):
-                findings.append(Finding("rls-policy-null-setting", name,
-                                        f"policy {policy.polname!r} {label} uses {construct} "
-                                        f"on {setting!r}: it may admit rows when the setting "
-                                        "was never set (run tenancy db matrix)"))
+                findings.append(
+                    Finding(
+                        "rls-policy-null-setting",
+                        name,
+                        f"policy {policy.polname!r} {label} uses {construct} "
+                        f"on {setting!r}: it may admit rows when the setting "
+                        "was never set (run tenancy db matrix)",
+                    )
+                )
     return findings
 
 
-def _definer_findings(connection: Connection, tables: list[str],
-                      owned: dict[str, list[str]]) -> list[Finding]:
+def _definer_findings(
+    connection: Connection, tables: list[str], owned: dict[str, list[str]]
+) -> list[Finding]:
     findings = []
     bare_names = {t.split(".", 1)[1] for t in tables}
-    for name, source, is_super, bypass, language, owner in connection.execute(
-            _DEFINER_FUNCTIONS):
+    for name, source, is_super, bypass, language, owner in connection.execute(_DEFINER_FUNCTIONS):
         if is_super or bypass:
             words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source or ""))
             touched = sorted(bare_names & words)
             if touched:
-                findings.append(Finding("security-definer", name,
-                                        f"SECURITY DEFINER owned by a bypassing role touches "
-                                        f"{', '.join(touched)}"))
+                findings.append(
+                    Finding(
+                        "security-definer",
+                        name,
+                        f"SECURITY DEFINER owned by a bypassing role touches {', '.join(touched)}",
+                    )
+                )
         if language != "plpgsql" or not _EXECUTE.search(_CODE_ONLY.sub(" ", source or "")):
             continue
-        rights = ("superuser" if is_super else "BYPASSRLS" if bypass else
-                  _owner_rights(connection, owner, owned))
+        rights = (
+            "superuser"
+            if is_super
+            else "BYPASSRLS"
+            if bypass
+            else _owner_rights(connection, owner, owned)
+        )
         if rights:
-            findings.append(Finding("security-definer-dynamic-sql", name,
-                                    f"SECURITY DEFINER runs dynamic SQL (EXECUTE) as {owner!r}, "
-                                    f"which has {rights}: no table name to check"))
+            findings.append(
+                Finding(
+                    "security-definer-dynamic-sql",
+                    name,
+                    f"SECURITY DEFINER runs dynamic SQL (EXECUTE) as {owner!r}, "
+                    f"which has {rights}: no table name to check",
+                )
+            )
     return findings
 
 
-def _owner_rights(connection: Connection, role: str,
-                  owned: dict[str, list[str]]) -> str | None:
+def _owner_rights(connection: Connection, role: str, owned: dict[str, list[str]]) -> str | None:
     """Which scoped table's owner ``role`` acts as (itself, or by inherited membership)."""
     for owner, names in owned.items():
         if connection.execute(_HAS_OWNER_RIGHTS, {"member": role, "owner": owner}).scalar():
@@ -293,12 +351,19 @@ def _owner_rights(connection: Connection, role: str,
 
 
 # PL/pgSQL comments, string literals and dollar-quoted strings: EXECUTE inside them is text.
-_CODE_ONLY = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\$([A-Za-z_]\w*|)\$.*?\$\1\$",
-                        re.DOTALL)
+_CODE_ONLY = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\$([A-Za-z_]\w*|)\$.*?\$\1\$", re.DOTALL
+)
 _EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\w+|::|\S")
-_NULL_TESTS = (("IS", "NULL"), ("IS", "NOT", "FALSE"), ("IS", "NOT", "TRUE"),
-               ("IS", "UNKNOWN"), ("IS", "DISTINCT", "FROM"), ("IS", "NOT", "DISTINCT", "FROM"))
+_NULL_TESTS = (
+    ("IS", "NULL"),
+    ("IS", "NOT", "FALSE"),
+    ("IS", "NOT", "TRUE"),
+    ("IS", "UNKNOWN"),
+    ("IS", "DISTINCT", "FROM"),
+    ("IS", "NOT", "DISTINCT", "FROM"),
+)
 
 
 def _null_admitting(expr: str, setting: str) -> str | None:
@@ -312,15 +377,15 @@ def _null_admitting(expr: str, setting: str) -> str | None:
     call = ["CURRENT_SETTING", "(", f"'{setting.upper()}'"]
 
     def reads_setting(start: int, end: int) -> bool:
-        return any(upper[i:i + 3] == call for i in range(start, end))
+        return any(upper[i : i + 3] == call for i in range(start, end))
 
     for i, word in enumerate(upper):
         for test in _NULL_TESTS:
-            if tuple(upper[i:i + len(test)]) == test:
+            if tuple(upper[i : i + len(test)]) == test:
                 start, end = _group(upper, i)
                 if reads_setting(start, end):
                     return " ".join(test)
-        if word == "COALESCE" and upper[i + 1:i + 2] == ["("]:
+        if word == "COALESCE" and upper[i + 1 : i + 2] == ["("]:
             start, end = _group(upper, i + 2)
             args, depth, begin = [], 0, start
             for j in range(start, end):
@@ -330,7 +395,8 @@ def _null_admitting(expr: str, setting: str) -> str | None:
                     begin = j + 1
             args.append((begin, end))
             if any(reads_setting(*a) for a in args) and not all(
-                    reads_setting(*a) or _constant(tokens[a[0]:a[1]]) for a in args):
+                reads_setting(*a) or _constant(tokens[a[0] : a[1]]) for a in args
+            ):
                 return "COALESCE with a non-constant fallback"
     return None
 
@@ -354,8 +420,9 @@ def _group(tokens: list[str], index: int) -> tuple[int, int]:
 def _constant(tokens: list[str]) -> bool:
     """A literal, optionally cast: ``''::text``, ``'x'``, ``NULL``, ``0``."""
     head, rest = tokens[:1], tokens[1:]
-    literal = bool(head) and (head[0].startswith("'") or head[0].isdigit()
-                              or head[0].upper() == "NULL")
+    literal = bool(head) and (
+        head[0].startswith("'") or head[0].isdigit() or head[0].upper() == "NULL"
+    )
     return literal and all(t == "::" or t.isidentifier() for t in rest)
 
 

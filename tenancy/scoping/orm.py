@@ -136,28 +136,35 @@ class TenantSession(Session):
     loads) and the legacy ``bulk_*`` methods.
     """
 
-    def connection(self, bind_arguments: _BindArguments | None = None,
-                   execution_options: CoreExecuteOptionsParameter | None = None,
-                   ) -> Connection:
+    def connection(
+        self,
+        bind_arguments: _BindArguments | None = None,
+        execution_options: CoreExecuteOptionsParameter | None = None,
+    ) -> Connection:
         """The session's connection, only for the tenant (or system scope) its
         transaction began under: it carries that tenant's setting and sees its rows."""
         _scope_for(self)
-        return super().connection(bind_arguments=bind_arguments,
-                                  execution_options=execution_options)
+        return super().connection(
+            bind_arguments=bind_arguments, execution_options=execution_options
+        )
 
-    def _identity_lookup(self, mapper: Mapper[Any], primary_key_identity: Any,
-                         *args: Any, **kwargs: Any) -> Any:
+    def _identity_lookup(
+        self, mapper: Mapper[Any], primary_key_identity: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         # Every identity-map read (get(), many-to-one lazy loads) comes through here. A
         # key of another tenant is reported as absent, so the row is looked up with SQL
         # under the ORM criteria (and RLS), which never return it.
         tenant_id = _scope_for(self)
         if tenant_id is not None and _key_tenant(mapper, primary_key_identity) not in (
-                None, tenant_id):
+            None,
+            tenant_id,
+        ):
             return None
         return super()._identity_lookup(mapper, primary_key_identity, *args, **kwargs)
 
-    def merge(self, instance: _O, *, load: bool = True,
-              options: Sequence[ORMOption] | None = None) -> _O:
+    def merge(
+        self, instance: _O, *, load: bool = True, options: Sequence[ORMOption] | None = None
+    ) -> _O:
         """Merge an object of the bound tenant; another tenant's is refused up front
         (merging would look it up in the identity map and hand its state back)."""
         tenant_id = _scope_for(self)
@@ -177,15 +184,19 @@ class TenantSession(Session):
                     _stamp_object(obj, tenant_id)
         super().bulk_save_objects(objects, *args, **kwargs)
 
-    def bulk_insert_mappings(self, mapper: Mapper[Any] | type[Any],
-                             mappings: Iterable[dict[str, Any]], *args: Any,
-                             **kwargs: Any) -> None:
+    def bulk_insert_mappings(
+        self,
+        mapper: Mapper[Any] | type[Any],
+        mappings: Iterable[dict[str, Any]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         """Legacy bulk INSERT: each mapping stamped with the tenant, or refused."""
-        super().bulk_insert_mappings(mapper, _stamped(self, mapper, mappings), *args,
-                                     **kwargs)
+        super().bulk_insert_mappings(mapper, _stamped(self, mapper, mappings), *args, **kwargs)
 
-    def bulk_update_mappings(self, mapper: Mapper[Any] | type[Any],
-                             mappings: Iterable[dict[str, Any]]) -> None:
+    def bulk_update_mappings(
+        self, mapper: Mapper[Any] | type[Any], mappings: Iterable[dict[str, Any]]
+    ) -> None:
         """Legacy bulk UPDATE by primary key: the key's tenant stamped, or refused."""
         super().bulk_update_mappings(mapper, _stamped(self, mapper, mappings))
 
@@ -219,7 +230,8 @@ def _scope_for(session: Session) -> str | None:
     if pinned is not None and pinned != scope and session.in_transaction():
         raise TenantContextConflict(
             "this session's transaction began for another tenant (or system scope); "
-            "commit or roll it back first")
+            "commit or roll it back first"
+        )
     if tenant_id is not None:
         # The tenant of the criteria, the stamping and the setting (consistency mode only).
         consistency.observe(consistency.DB, tenant_id)
@@ -236,12 +248,19 @@ def _scope_statement(state: ORMExecuteState) -> None:
     tenant_id = _scope_for(state.session)
     if tenant_id is None:
         return
-    table = tenant_table(state.statement) if state.is_insert or state.is_update \
-        or state.is_delete else None
+    table = (
+        tenant_table(state.statement)
+        if state.is_insert or state.is_update or state.is_delete
+        else None
+    )
     if table is not None:
         guard_statement(state, table, tenant_id)
-    if state.is_orm_statement and (state.is_select or state.is_update or state.is_delete
-                                   or (state.is_insert and table is not None)):
+    if state.is_orm_statement and (
+        state.is_select
+        or state.is_update
+        or state.is_delete
+        or (state.is_insert and table is not None)
+    ):
         state.statement = state.statement.options(
             with_loader_criteria(
                 TenantScoped,
@@ -297,8 +316,7 @@ def _confirm_before_commit(session: Session) -> None:
     # Consistency mode: the setting must still name the request's tenant when the
     # transaction commits (SQL in the transaction may have changed it); if it does not,
     # the commit is refused and the transaction rolls back.
-    if consistency.active() is not None and session.in_transaction() \
-            and session.bind is not None:
+    if consistency.active() is not None and session.in_transaction() and session.bind is not None:
         tenant_id = _scope_for(session)
         if tenant_id is not None:
             confirm_tenant(session.connection(), tenant_id)
@@ -311,8 +329,9 @@ def _stamp_object(obj: TenantScoped, tenant_id: str) -> None:
         raise CrossTenantWrite("refusing to write a row of another tenant")
 
 
-def _stamped(session: Session, mapper: Mapper[Any] | type[Any],
-             mappings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stamped(
+    session: Session, mapper: Mapper[Any] | type[Any], mappings: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
     tenant_id = _scope_for(session)
     rows = list(mappings)
     if tenant_id is None or not issubclass(inspect(mapper).class_, TenantScoped):

@@ -25,8 +25,7 @@ POLICY_NAME = "tenancy_tenant_isolation"
 _SETTING_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
 
-def rls_statements(table: Table, dialect: Dialect, *,
-                   setting: str = TENANT_SETTING) -> list[str]:
+def rls_statements(table: Table, dialect: Dialect, *, setting: str = TENANT_SETTING) -> list[str]:
     """The DDL that puts ``table`` under tenant RLS (identifiers quoted by ``dialect``).
 
     Needs no connection, so migrations can emit it offline (``alembic upgrade --sql``).
@@ -37,8 +36,9 @@ def rls_statements(table: Table, dialect: Dialect, *,
     return _policy_ddl(preparer.format_table(table), preparer.quote(POLICY_NAME), setting)
 
 
-def enable_rls(connection: Connection, tables: Iterable[Table], *,
-               setting: str = TENANT_SETTING) -> None:
+def enable_rls(
+    connection: Connection, tables: Iterable[Table], *, setting: str = TENANT_SETTING
+) -> None:
     """Put every table, and every partition of a partitioned one, under tenant RLS.
 
     Run as the owner (in a migration). Partitions get their own policy because a
@@ -88,12 +88,19 @@ def grant_app_role(connection: Connection, role: str, tables: Iterable[Table]) -
         connection.execute(text(statement))
 
 
-def grant_statements(role: str, tables: Iterable[Table], dialect: Dialect, *,
-                     privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> list[str]:
+def grant_statements(
+    role: str,
+    tables: Iterable[Table],
+    dialect: Dialect,
+    *,
+    privileges: str = "SELECT, INSERT, UPDATE, DELETE",
+) -> list[str]:
     """The GRANT statements of :func:`grant_app_role`, for migrations."""
     preparer = dialect.identifier_preparer
-    return [f"GRANT {privileges} ON {preparer.format_table(t)} TO {preparer.quote(role)}"
-            for t in tables]
+    return [
+        f"GRANT {privileges} ON {preparer.format_table(t)} TO {preparer.quote(role)}"
+        for t in tables
+    ]
 
 
 def set_tenant(connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING) -> None:
@@ -112,7 +119,8 @@ def reset_setting_on_return(engine: Engine) -> None:
     autocommit mode; if it fails, the pool discards the connection.
     """
     if engine.dialect.name == "postgresql" and not event.contains(
-            engine.pool, "reset", _reset_tenant_setting):
+        engine.pool, "reset", _reset_tenant_setting
+    ):
         event.listen(engine.pool, "reset", _reset_tenant_setting)
 
 
@@ -135,8 +143,9 @@ def _reset_tenant_setting(dbapi_connection: Any, record: Any, reset_state: Any) 
 _RESET = f"RESET {TENANT_SETTING}"  # a constant of the schema, never request data
 
 
-def confirm_tenant(connection: Connection, tenant_id: str, *,
-                   setting: str = TENANT_SETTING) -> None:
+def confirm_tenant(
+    connection: Connection, tenant_id: str, *, setting: str = TENANT_SETTING
+) -> None:
     """In consistency mode, report the tenant this transaction is scoped to: on PostgreSQL
     the setting as the database holds it now (read back, not what we meant to set),
     elsewhere ``tenant_id``. Costs one ContextVar lookup when the mode is off.
@@ -165,8 +174,11 @@ def tenant_transaction(engine: Engine, tenant_id: str) -> Iterator[Connection]:
         confirm_tenant(conn, tenant_id)  # a mismatch here rolls the transaction back
 
 
-def migration_statements(tables: Iterable[Table], dialect: Dialect, app_role: str | None,
-                         ) -> list[str]:
+def migration_statements(
+    tables: Iterable[Table],
+    dialect: Dialect,
+    app_role: str | None,
+) -> list[str]:
     """What a migration runs on PostgreSQL for new tenant-owned tables: forced RLS and
     DML-only grants to the application role. Nothing on other databases."""
     if dialect.name != "postgresql":
@@ -175,6 +187,8 @@ def migration_statements(tables: Iterable[Table], dialect: Dialect, app_role: st
         raise RuntimeError("PostgreSQL migrations need the application role name (app_role)")
     statements: list[str] = []
     for table in tables:
-        statements += [*rls_statements(table, dialect), *grant_statements(app_role, [table],
-                                                                           dialect)]
+        statements += [
+            *rls_statements(table, dialect),
+            *grant_statements(app_role, [table], dialect),
+        ]
     return statements

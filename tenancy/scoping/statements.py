@@ -73,8 +73,7 @@ def guard_statement(state: ORMExecuteState, table: Table, tenant_id: str) -> Non
             state.statement = statement.where(table.c[TENANT_COLUMN] == tenant_id)
 
 
-def _guard_insert(state: ORMExecuteState, statement: Insert, table: Table,
-                  tenant_id: str) -> None:
+def _guard_insert(state: ORMExecuteState, statement: Insert, table: Table, tenant_id: str) -> None:
     select = statement.select
     if select is not None:
         _check_from_select(statement, select, tenant_id)
@@ -98,8 +97,7 @@ def _guard_insert(state: ORMExecuteState, statement: Insert, table: Table,
         state.statement = statement.values({table.c[TENANT_COLUMN]: tenant_id})
 
 
-def _guard_update(state: ORMExecuteState, statement: Update, table: Table,
-                  tenant_id: str) -> None:
+def _guard_update(state: ORMExecuteState, statement: Update, table: Table, tenant_id: str) -> None:
     value = _tenant_value(statement._values or {})
     if value is not _MISSING:
         _require(value, tenant_id, state.parameters)
@@ -114,8 +112,10 @@ def _guard_update(state: ORMExecuteState, statement: Update, table: Table,
 def _check_from_select(statement: Any, select: Any, tenant_id: str) -> None:
     names = [str(name) for name in statement._select_names]
     if TENANT_COLUMN not in names:
-        raise CrossTenantWrite("INSERT ... SELECT into a tenant-owned table must select "
-                               "tenant_id (the bound tenant's id)")
+        raise CrossTenantWrite(
+            "INSERT ... SELECT into a tenant-owned table must select "
+            "tenant_id (the bound tenant's id)"
+        )
     source = list(select.selected_columns)[names.index(TENANT_COLUMN)]
     if isinstance(source, Label):
         source = source.element
@@ -154,7 +154,8 @@ def _check_parameter_sets(state: ORMExecuteState, tenant_id: str, *, stamp: bool
         return
     many = isinstance(params, list)
     sets: Sequence[Mapping[str, Any]] = (
-        params if isinstance(params, list) else [cast(Mapping[str, Any], params or {})])
+        params if isinstance(params, list) else [cast(Mapping[str, Any], params or {})]
+    )
     out = []
     for one in sets:
         if TENANT_COLUMN in one:

@@ -61,20 +61,29 @@ class SupportAdmission:
         ConfigurationError: ``header`` contains "tenant" (it would be stripped).
     """
 
-    def __init__(self, support: SupportAccess | None, *, tenants: TenantRegistry,
-                 resolve: Callable[[str], Awaitable[Tenant]], clock: Clock,
-                 header: str = SUPPORT_TARGET_HEADER) -> None:
+    def __init__(
+        self,
+        support: SupportAccess | None,
+        *,
+        tenants: TenantRegistry,
+        resolve: Callable[[str], Awaitable[Tenant]],
+        clock: Clock,
+        header: str = SUPPORT_TARGET_HEADER,
+    ) -> None:
         self._header = header.lower().encode("latin-1")
         if b"tenant" in self._header:
-            raise ConfigurationError("the support target header must not be stripped as a "
-                                     "tenant header: choose a name without 'tenant'")
+            raise ConfigurationError(
+                "the support target header must not be stripped as a "
+                "tenant header: choose a name without 'tenant'"
+            )
         self._support = support
         self._tenants = tenants
         self._resolve = resolve
         self._clock = clock
 
-    async def admit(self, verified: Authentication, *, now: float,
-                    headers: RawHeaders) -> tuple[Tenant, GrantFacts]:
+    async def admit(
+        self, verified: Authentication, *, now: float, headers: RawHeaders
+    ) -> tuple[Tenant, GrantFacts]:
         """The tenant a support principal works on, and the grant that allows it.
 
         Raises:
@@ -97,13 +106,12 @@ class SupportAdmission:
             tenant = await self._resolve(principal.tenant_id)
             if verified.support_grant_id is not None:
                 found = await anyio.to_thread.run_sync(
-                    self._signed_grant, support, tenant.id, verified.support_grant_id,
-                    principal)
+                    self._signed_grant, support, tenant.id, verified.support_grant_id, principal
+                )
         else:
             target = header_value(headers, self._header)
             if not target:
-                raise NoActiveGrant("support staff name the tenant in " +
-                                    self._header.decode())
+                raise NoActiveGrant("support staff name the tenant in " + self._header.decode())
             tenant = await self.target(target)
             found = await anyio.to_thread.run_sync(support.active_grant, tenant.id, principal)
         if found is None:
@@ -111,8 +119,13 @@ class SupportAdmission:
         expires = found.expires_at()
         if expires is None:  # only a decided grant ends; an undecided one admits nobody
             raise NoActiveGrant("no active grant for this tenant")
-        return tenant, GrantFacts(found.id, found.tenant_id, found.scopes, expires.timestamp(),
-                                  found.active_at(datetime.fromtimestamp(now, UTC)))
+        return tenant, GrantFacts(
+            found.id,
+            found.tenant_id,
+            found.scopes,
+            expires.timestamp(),
+            found.active_at(datetime.fromtimestamp(now, UTC)),
+        )
 
     async def target(self, value: str) -> Tenant:
         """The tenant a support principal names, by slug or id.
@@ -139,13 +152,15 @@ class SupportAdmission:
             raise NoActiveGrant("this service does not admit support staff")
 
         def record() -> None:
-            support.record_use(support.get(grant.tenant_id, grant.id), request_id=request_id,
-                               route=route)
+            support.record_use(
+                support.get(grant.tenant_id, grant.id), request_id=request_id, route=route
+            )
 
         await anyio.to_thread.run_sync(record)
 
-    def _signed_grant(self, support: SupportAccess, tenant_id: str, grant_id: str,
-                      principal: Principal) -> Grant | None:
+    def _signed_grant(
+        self, support: SupportAccess, tenant_id: str, grant_id: str, principal: Principal
+    ) -> Grant | None:
         """The grant a context token names, if it is active and still this engineer's."""
         try:
             grant = support.get(tenant_id, grant_id)

@@ -28,7 +28,7 @@ class Grant:
 
     id: str
     tenant_id: str
-    engineer: str                 # the support principal's subject
+    engineer: str  # the support principal's subject
     engineer_issuer: str
     ticket_id: str
     justification: str
@@ -37,7 +37,7 @@ class Grant:
     requested_at: datetime
     pending_until: datetime
     state: GrantState = GrantState.PENDING
-    scopes: frozenset[str] = frozenset()      # what the admin consented to
+    scopes: frozenset[str] = frozenset()  # what the admin consented to
     duration: timedelta | None = None
     decided_at: datetime | None = None
     decided_by: str | None = None
@@ -60,8 +60,12 @@ class Grant:
 
     def active_at(self, now: datetime) -> bool:
         expires = self.expires_at()
-        return (self.state is GrantState.APPROVED and expires is not None
-                and self.decided_at is not None and self.decided_at <= now < expires)
+        return (
+            self.state is GrantState.APPROVED
+            and expires is not None
+            and self.decided_at is not None
+            and self.decided_at <= now < expires
+        )
 
     def status_at(self, now: datetime) -> str:
         """What a person should read: pending, active, expired, denied, revoked."""

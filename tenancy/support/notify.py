@@ -18,10 +18,10 @@ logger = logging.getLogger("tenancy.support")
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    kind: str          # requested, approved, denied, first_use, expired, revoked, break_glass
+    kind: str  # requested, approved, denied, first_use, expired, revoked, break_glass
     tenant_id: str
     grant_id: str
-    to: str            # "tenant-admins:<tenant id>" or the engineer's subject
+    to: str  # "tenant-admins:<tenant id>" or the engineer's subject
     subject: str
     body: str
     details: dict[str, str] = field(default_factory=dict)
@@ -33,8 +33,14 @@ class Notifier(Protocol):
 
 class LoggingNotifier:
     def notify(self, notice: Notice) -> None:
-        logger.info("support %s tenant=%s grant=%s to=%s: %s", notice.kind, notice.tenant_id,
-                    notice.grant_id, notice.to, notice.subject)
+        logger.info(
+            "support %s tenant=%s grant=%s to=%s: %s",
+            notice.kind,
+            notice.tenant_id,
+            notice.grant_id,
+            notice.to,
+            notice.subject,
+        )
 
 
 class OutboxNotifier:

@@ -45,10 +45,17 @@ def is_write_scope(scope: str) -> bool:
 class SupportAccess:
     """The support-access workflow over a :class:`GrantStore`."""
 
-    def __init__(self, engine: Engine, *, max_duration: timedelta = timedelta(hours=8),
-                 pending_ttl: timedelta = timedelta(days=2), admin_role: str = ADMIN_ROLE,
-                 clock: Clock = SYSTEM_CLOCK, events: EventSink | None = None,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_duration: timedelta = timedelta(hours=8),
+        pending_ttl: timedelta = timedelta(days=2),
+        admin_role: str = ADMIN_ROLE,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventSink | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         if max_duration <= timedelta(0) or pending_ttl <= timedelta(0):
             raise ConfigurationError("max_duration and pending_ttl must be positive")
         self.store = GrantStore(engine)
@@ -69,8 +76,16 @@ class SupportAccess:
 
     # -- the workflow ------------------------------------------------------------------
 
-    def request(self, tenant_id: str, engineer: Principal, *, ticket_id: str,
-                justification: str, scopes: Collection[str], duration: timedelta) -> Grant:
+    def request(
+        self,
+        tenant_id: str,
+        engineer: Principal,
+        *,
+        ticket_id: str,
+        justification: str,
+        scopes: Collection[str],
+        duration: timedelta,
+    ) -> Grant:
         if engineer.kind is not PrincipalKind.SUPPORT:
             raise ConsentRefused("only support staff request support access")
         if not ticket_id.strip() or not justification.strip():
@@ -80,21 +95,46 @@ class SupportAccess:
             raise InvalidRequest("name the scopes the ticket needs")
         self._check_duration(duration)
         now = self._clock.now()
-        grant = Grant(id=str(uuid.uuid4()), tenant_id=tenant_id, engineer=engineer.subject,
-                      engineer_issuer=engineer.issuer, ticket_id=ticket_id.strip(),
-                      justification=justification.strip(), requested_scopes=wanted,
-                      requested_duration=duration, requested_at=now,
-                      pending_until=now + self._pending_ttl)
-        self._save(grant, actor=engineer.subject, action="requested",
-                   detail={"scopes": sorted(wanted), "seconds": duration.total_seconds(),
-                           "ticket": grant.ticket_id})
-        self._notify("requested", grant, to=f"tenant-admins:{tenant_id}",
-                     subject=f"Support requests access for ticket {grant.ticket_id}")
+        grant = Grant(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            engineer=engineer.subject,
+            engineer_issuer=engineer.issuer,
+            ticket_id=ticket_id.strip(),
+            justification=justification.strip(),
+            requested_scopes=wanted,
+            requested_duration=duration,
+            requested_at=now,
+            pending_until=now + self._pending_ttl,
+        )
+        self._save(
+            grant,
+            actor=engineer.subject,
+            action="requested",
+            detail={
+                "scopes": sorted(wanted),
+                "seconds": duration.total_seconds(),
+                "ticket": grant.ticket_id,
+            },
+        )
+        self._notify(
+            "requested",
+            grant,
+            to=f"tenant-admins:{tenant_id}",
+            subject=f"Support requests access for ticket {grant.ticket_id}",
+        )
         return grant
 
-    def approve(self, tenant_id: str, grant_id: str, approver: Principal, *,
-                duration: timedelta | None = None, scopes: Collection[str] | None = None,
-                allow_write: bool = False) -> Grant:
+    def approve(
+        self,
+        tenant_id: str,
+        grant_id: str,
+        approver: Principal,
+        *,
+        duration: timedelta | None = None,
+        scopes: Collection[str] | None = None,
+        allow_write: bool = False,
+    ) -> Grant:
         grant = self._pending(tenant_id, grant_id)
         self._check_approver(grant, approver)
         granted = grant.requested_scopes if scopes is None else frozenset(scopes)
@@ -108,23 +148,44 @@ class SupportAccess:
         self._check_duration(window)
         if window > grant.requested_duration:
             raise ConsentRefused("a grant cannot be longer than requested")
-        decided = grant.with_changes(state=GrantState.APPROVED, scopes=granted, duration=window,
-                                     decided_at=self._clock.now(), decided_by=approver.subject)
-        self._save(decided, actor=approver.subject, action="approved",
-                   detail={"scopes": sorted(granted), "seconds": window.total_seconds(),
-                           "write": allow_write})
-        self._notify("approved", decided, to=grant.engineer,
-                     subject=f"Access to the tenant approved for ticket {grant.ticket_id}")
+        decided = grant.with_changes(
+            state=GrantState.APPROVED,
+            scopes=granted,
+            duration=window,
+            decided_at=self._clock.now(),
+            decided_by=approver.subject,
+        )
+        self._save(
+            decided,
+            actor=approver.subject,
+            action="approved",
+            detail={
+                "scopes": sorted(granted),
+                "seconds": window.total_seconds(),
+                "write": allow_write,
+            },
+        )
+        self._notify(
+            "approved",
+            decided,
+            to=grant.engineer,
+            subject=f"Access to the tenant approved for ticket {grant.ticket_id}",
+        )
         return decided
 
     def deny(self, tenant_id: str, grant_id: str, approver: Principal, *, reason: str) -> Grant:
         grant = self._pending(tenant_id, grant_id)
         self._check_approver(grant, approver)
-        denied = grant.with_changes(state=GrantState.DENIED, decided_at=self._clock.now(),
-                                    decided_by=approver.subject)
+        denied = grant.with_changes(
+            state=GrantState.DENIED, decided_at=self._clock.now(), decided_by=approver.subject
+        )
         self._save(denied, actor=approver.subject, action="denied", detail={"reason": reason})
-        self._notify("denied", denied, to=grant.engineer,
-                     subject=f"Access denied for ticket {grant.ticket_id}")
+        self._notify(
+            "denied",
+            denied,
+            to=grant.engineer,
+            subject=f"Access denied for ticket {grant.ticket_id}",
+        )
         return denied
 
     def revoke(self, tenant_id: str, grant_id: str, actor: Principal, *, reason: str) -> Grant:
@@ -132,21 +193,29 @@ class SupportAccess:
         is asked: revoking only ever takes access away."""
         grant = self.get(tenant_id, grant_id)
         now = self._clock.now()
-        is_engineer = (actor.kind is PrincipalKind.SUPPORT and (actor.subject, actor.issuer)
-                       == (grant.engineer, grant.engineer_issuer))
+        is_engineer = actor.kind is PrincipalKind.SUPPORT and (actor.subject, actor.issuer) == (
+            grant.engineer,
+            grant.engineer_issuer,
+        )
         if not is_engineer:
             self._check_admin(grant, actor)
         if grant.state is not GrantState.APPROVED or not grant.active_at(now):
             raise ConsentRefused("only an active grant can be revoked")
-        revoked = grant.with_changes(state=GrantState.REVOKED, revoked_at=now,
-                                     revoked_by=actor.subject)
+        revoked = grant.with_changes(
+            state=GrantState.REVOKED, revoked_at=now, revoked_by=actor.subject
+        )
         self._save(revoked, actor=actor.subject, action="revoked", detail={"reason": reason})
-        self._notify("revoked", revoked, to=f"tenant-admins:{tenant_id}",
-                     subject=f"Support access for ticket {grant.ticket_id} revoked")
+        self._notify(
+            "revoked",
+            revoked,
+            to=f"tenant-admins:{tenant_id}",
+            subject=f"Support access for ticket {grant.ticket_id} revoked",
+        )
         return revoked
 
-    def close_ticket(self, ticket_id: str, *, tenant_id: str,
-                     at: datetime | None = None) -> list[Grant]:
+    def close_ticket(
+        self, ticket_id: str, *, tenant_id: str, at: datetime | None = None
+    ) -> list[Grant]:
         """The ticket was closed (``at``, default now; never later than now): its grants
         end 24 hours after that at the latest."""
         now = self._clock.now() if at is None else min(at, self._clock.now())
@@ -157,8 +226,14 @@ class SupportAccess:
                     continue
                 updated = grant.with_changes(ticket_closed_at=now)
                 self.store.put(conn, updated)
-                self.store.record(conn, updated, at=now, actor="ticketing",
-                                  action="ticket_closed", detail={"ticket": ticket_id})
+                self.store.record(
+                    conn,
+                    updated,
+                    at=now,
+                    actor="ticketing",
+                    action="ticket_closed",
+                    detail={"ticket": ticket_id},
+                )
                 closed.append(updated)
         for grant in closed:
             self._emit("ticket_closed", grant, actor="ticketing")
@@ -179,28 +254,37 @@ class SupportAccess:
                     continue
                 if self.store.first_seq(conn, tenant_id, grant.id, "expired") is not None:
                     continue
-                self.store.record(conn, grant, at=now, actor="system", action="expired",
-                                  detail={"ended": (grant.expires_at() or grant.pending_until)
-                                          .isoformat()})
+                self.store.record(
+                    conn,
+                    grant,
+                    at=now,
+                    actor="system",
+                    action="expired",
+                    detail={"ended": (grant.expires_at() or grant.pending_until).isoformat()},
+                )
                 ended.append(grant)
         for grant in ended:
             self._emit("expired", grant, actor="system")
-            self._notify("expired", grant, to=f"tenant-admins:{tenant_id}",
-                         subject=f"Support access for ticket {grant.ticket_id} has ended")
+            self._notify(
+                "expired",
+                grant,
+                to=f"tenant-admins:{tenant_id}",
+                subject=f"Support access for ticket {grant.ticket_id} has ended",
+            )
         return ended
 
     def now(self) -> datetime:
         return self._clock.now()
 
-    def record_break_glass(self, grant: Grant, *, actor: str, detail: dict[str, object],
-                           subject: str) -> Grant:
+    def record_break_glass(
+        self, grant: Grant, *, actor: str, detail: dict[str, object], subject: str
+    ) -> Grant:
         """Store an emergency grant made without consent (``tenancy.support.breakglass``
         checked the two approvals), with its trail, event and a notice to the tenant."""
         if not grant.break_glass or grant.state is not GrantState.APPROVED:
             raise ConsentRefused("not an approved break-glass grant")
         self._save(grant, actor=actor, action="break_glass", detail=detail)
-        self._notify("break_glass", grant, to=f"tenant-admins:{grant.tenant_id}",
-                     subject=subject)
+        self._notify("break_glass", grant, to=f"tenant-admins:{grant.tenant_id}", subject=subject)
         return grant
 
     # -- reading -------------------------------------------------------------------------
@@ -223,14 +307,19 @@ class SupportAccess:
                 raise NotFound("no such grant")
             return self.store.trail_of(conn, tenant_id, grant_id)
 
-    def active_grant(self, tenant_id: str, engineer: Principal, *,
-                     scopes: Collection[str] = (), now: datetime | None = None) -> Grant | None:
+    def active_grant(
+        self,
+        tenant_id: str,
+        engineer: Principal,
+        *,
+        scopes: Collection[str] = (),
+        now: datetime | None = None,
+    ) -> Grant | None:
         """An active grant of ``engineer`` for ``tenant_id`` covering ``scopes`` (the one
         that lasts longest, so overlapping grants never cut each other short)."""
         now = now or self._clock.now()
         with self.store.transaction(tenant_id) as conn:
-            candidates = self.store.of_engineer(conn, tenant_id, engineer.subject,
-                                                engineer.issuer)
+            candidates = self.store.of_engineer(conn, tenant_id, engineer.subject, engineer.issuer)
         usable = [g for g in candidates if g.active_at(now) and g.covers(frozenset(scopes))]
         if not usable:
             return None
@@ -240,14 +329,24 @@ class SupportAccess:
         """Every request served under a grant goes to its trail (the first also notifies)."""
         now = self._clock.now()
         with self.store.transaction(grant.tenant_id) as conn:
-            seq = self.store.record(conn, grant, at=now, actor=grant.engineer, action="used",
-                                    detail={"request_id": request_id, "route": route})
+            seq = self.store.record(
+                conn,
+                grant,
+                at=now,
+                actor=grant.engineer,
+                action="used",
+                detail={"request_id": request_id, "route": route},
+            )
             # Asked after the append, under its lock: of uses served at once, one is first.
             first = self.store.first_seq(conn, grant.tenant_id, grant.id, "used") == seq
         self._emit("used", grant, actor=grant.engineer)
         if first:
-            self._notify("first_use", grant, to=f"tenant-admins:{grant.tenant_id}",
-                         subject=f"Support used its access for ticket {grant.ticket_id}")
+            self._notify(
+                "first_use",
+                grant,
+                to=f"tenant-admins:{grant.tenant_id}",
+                subject=f"Support used its access for ticket {grant.ticket_id}",
+            )
 
     # -- internals -------------------------------------------------------------------
 
@@ -274,27 +373,46 @@ class SupportAccess:
 
     def _check_duration(self, duration: timedelta) -> None:
         if not timedelta(0) < duration <= self.max_duration:
-            raise ConsentRefused(f"the duration must be positive and at most "
-                                 f"{self.max_duration}")
+            raise ConsentRefused(f"the duration must be positive and at most {self.max_duration}")
 
     def _save(self, grant: Grant, *, actor: str, action: str, detail: dict[str, object]) -> None:
         with self.store.transaction(grant.tenant_id) as conn:
             self.store.put(conn, grant)
-            self.store.record(conn, grant, at=self._clock.now(), actor=actor, action=action,
-                              detail=detail)
+            self.store.record(
+                conn, grant, at=self._clock.now(), actor=actor, action=action, detail=detail
+            )
         self._emit(action, grant, actor=actor)
 
     def _emit(self, action: str, grant: Grant, *, actor: str) -> None:
-        self._events.emit(SecurityEvent(
-            action=f"support.{action}", at=self._clock.now(), tenant_id=grant.tenant_id,
-            actor=actor, details={"grant_id": grant.id, "ticket": grant.ticket_id,
-                                  "engineer": grant.engineer}))
+        self._events.emit(
+            SecurityEvent(
+                action=f"support.{action}",
+                at=self._clock.now(),
+                tenant_id=grant.tenant_id,
+                actor=actor,
+                details={
+                    "grant_id": grant.id,
+                    "ticket": grant.ticket_id,
+                    "engineer": grant.engineer,
+                },
+            )
+        )
 
     def _notify(self, kind: str, grant: Grant, *, to: str, subject: str) -> None:
         expires = grant.expires_at()
         scopes = ", ".join(sorted(grant.scopes or grant.requested_scopes))
-        body = (f"Ticket {grant.ticket_id}: {grant.justification}\n"
-                f"Engineer: {grant.engineer}\nScopes: {scopes}\n"
-                f"Ends: {expires.isoformat() if expires else 'not approved'}")
-        self._notifier.notify(Notice(kind=kind, tenant_id=grant.tenant_id, grant_id=grant.id,
-                                     to=to, subject=subject, body=body))
+        body = (
+            f"Ticket {grant.ticket_id}: {grant.justification}\n"
+            f"Engineer: {grant.engineer}\nScopes: {scopes}\n"
+            f"Ends: {expires.isoformat() if expires else 'not approved'}"
+        )
+        self._notifier.notify(
+            Notice(
+                kind=kind,
+                tenant_id=grant.tenant_id,
+                grant_id=grant.id,
+                to=to,
+                subject=subject,
+                body=body,
+            )
+        )

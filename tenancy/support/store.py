@@ -33,7 +33,8 @@ from tenancy.support.model import Grant, GrantState
 metadata = MetaData()
 
 grants = Table(
-    "tenancy_support_grants", metadata,
+    "tenancy_support_grants",
+    metadata,
     Column("tenant_id", String(36), nullable=False),
     Column("id", String(36), nullable=False),
     Column("engineer", String(255), nullable=False),
@@ -57,7 +58,8 @@ grants = Table(
 )
 
 trail = Table(
-    "tenancy_support_trail", metadata,
+    "tenancy_support_trail",
+    metadata,
     Column("tenant_id", String(36), nullable=False),
     Column("grant_id", String(36), nullable=False),
     Column("seq", Integer, nullable=False),
@@ -81,27 +83,39 @@ class GrantStore:
 
     def put(self, conn: Connection, grant: Grant) -> None:
         values = _values(grant)
-        done = conn.execute(update(grants).where(grants.c.tenant_id == grant.tenant_id,
-                                                 grants.c.id == grant.id).values(**values))
+        done = conn.execute(
+            update(grants)
+            .where(grants.c.tenant_id == grant.tenant_id, grants.c.id == grant.id)
+            .values(**values)
+        )
         if done.rowcount == 0:
-            conn.execute(grants.insert().values(tenant_id=grant.tenant_id, id=grant.id,
-                                                **values))
+            conn.execute(grants.insert().values(tenant_id=grant.tenant_id, id=grant.id, **values))
 
     def get(self, conn: Connection, tenant_id: str, grant_id: str) -> Grant | None:
-        row = conn.execute(select(grants).where(grants.c.tenant_id == tenant_id,
-                                                grants.c.id == grant_id)).first()
+        row = conn.execute(
+            select(grants).where(grants.c.tenant_id == tenant_id, grants.c.id == grant_id)
+        ).first()
         return None if row is None else _grant(row)
 
     def of_tenant(self, conn: Connection, tenant_id: str) -> list[Grant]:
-        rows = conn.execute(select(grants).where(grants.c.tenant_id == tenant_id)
-                            .order_by(grants.c.requested_at.desc()))
+        rows = conn.execute(
+            select(grants)
+            .where(grants.c.tenant_id == tenant_id)
+            .order_by(grants.c.requested_at.desc())
+        )
         return [_grant(r) for r in rows]
 
-    def of_engineer(self, conn: Connection, tenant_id: str, engineer: str,
-                    issuer: str) -> list[Grant]:
-        rows = conn.execute(select(grants).where(
-            grants.c.tenant_id == tenant_id, grants.c.engineer == engineer,
-            grants.c.engineer_issuer == issuer, grants.c.state == GrantState.APPROVED.value))
+    def of_engineer(
+        self, conn: Connection, tenant_id: str, engineer: str, issuer: str
+    ) -> list[Grant]:
+        rows = conn.execute(
+            select(grants).where(
+                grants.c.tenant_id == tenant_id,
+                grants.c.engineer == engineer,
+                grants.c.engineer_issuer == issuer,
+                grants.c.state == GrantState.APPROVED.value,
+            )
+        )
         return [_grant(r) for r in rows]
 
     def by_ticket(self, conn: Connection, ticket_id: str) -> list[Grant]:
@@ -111,51 +125,98 @@ class GrantStore:
     def lock(self, conn: Connection, grant: Grant) -> None:
         """Hold the grant's row until the transaction ends (PostgreSQL; SQLite writes one
         transaction at a time), so concurrent requests under one grant append in turn."""
-        conn.execute(select(grants.c.id).where(grants.c.tenant_id == grant.tenant_id,
-                                               grants.c.id == grant.id).with_for_update())
+        conn.execute(
+            select(grants.c.id)
+            .where(grants.c.tenant_id == grant.tenant_id, grants.c.id == grant.id)
+            .with_for_update()
+        )
 
-    def record(self, conn: Connection, grant: Grant, *, at: datetime, actor: str,
-               action: str, detail: dict[str, Any]) -> int:
+    def record(
+        self,
+        conn: Connection,
+        grant: Grant,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+    ) -> int:
         """Append to the grant's trail; its ``seq``. The next ``seq`` is taken inside the
         INSERT, under the grant's lock: two requests served at once never claim the same
         one (and on SQLite the INSERT holds the write lock from its first read)."""
         self.lock(conn, grant)
-        next_seq = (select(func.coalesce(func.max(trail.c.seq), 0) + 1)
-                    .where(trail.c.tenant_id == grant.tenant_id, trail.c.grant_id == grant.id)
-                    .scalar_subquery())
-        return int(conn.execute(trail.insert().values(
-            tenant_id=grant.tenant_id, grant_id=grant.id, seq=next_seq, at=at, actor=actor,
-            action=action, detail=json.dumps(detail, sort_keys=True),
-        ).returning(trail.c.seq)).scalar_one())
+        next_seq = (
+            select(func.coalesce(func.max(trail.c.seq), 0) + 1)
+            .where(trail.c.tenant_id == grant.tenant_id, trail.c.grant_id == grant.id)
+            .scalar_subquery()
+        )
+        return int(
+            conn.execute(
+                trail.insert()
+                .values(
+                    tenant_id=grant.tenant_id,
+                    grant_id=grant.id,
+                    seq=next_seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    detail=json.dumps(detail, sort_keys=True),
+                )
+                .returning(trail.c.seq)
+            ).scalar_one()
+        )
 
-    def first_seq(self, conn: Connection, tenant_id: str, grant_id: str,
-                  action: str) -> int | None:
+    def first_seq(self, conn: Connection, tenant_id: str, grant_id: str, action: str) -> int | None:
         """The ``seq`` of the grant's first ``action`` (stops at the first match)."""
-        found = conn.execute(select(trail.c.seq).where(
-            trail.c.tenant_id == tenant_id, trail.c.grant_id == grant_id,
-            trail.c.action == action).order_by(trail.c.seq).limit(1)).scalar()
+        found = conn.execute(
+            select(trail.c.seq)
+            .where(
+                trail.c.tenant_id == tenant_id,
+                trail.c.grant_id == grant_id,
+                trail.c.action == action,
+            )
+            .order_by(trail.c.seq)
+            .limit(1)
+        ).scalar()
         return None if found is None else int(found)
 
     def trail_of(self, conn: Connection, tenant_id: str, grant_id: str) -> list[dict[str, Any]]:
-        rows = conn.execute(select(trail).where(trail.c.tenant_id == tenant_id,
-                                                trail.c.grant_id == grant_id)
-                            .order_by(trail.c.seq))
-        return [{"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
-                 "detail": json.loads(r.detail)} for r in rows]
+        rows = conn.execute(
+            select(trail)
+            .where(trail.c.tenant_id == tenant_id, trail.c.grant_id == grant_id)
+            .order_by(trail.c.seq)
+        )
+        return [
+            {
+                "seq": r.seq,
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "detail": json.loads(r.detail),
+            }
+            for r in rows
+        ]
 
 
 def _values(grant: Grant) -> dict[str, Any]:
     return {
-        "engineer": grant.engineer, "engineer_issuer": grant.engineer_issuer,
-        "ticket_id": grant.ticket_id, "justification": grant.justification,
+        "engineer": grant.engineer,
+        "engineer_issuer": grant.engineer_issuer,
+        "ticket_id": grant.ticket_id,
+        "justification": grant.justification,
         "requested_scopes": json.dumps(sorted(grant.requested_scopes)),
         "requested_seconds": grant.requested_duration.total_seconds(),
-        "requested_at": grant.requested_at, "pending_until": grant.pending_until,
-        "state": grant.state.value, "scopes": json.dumps(sorted(grant.scopes)),
+        "requested_at": grant.requested_at,
+        "pending_until": grant.pending_until,
+        "state": grant.state.value,
+        "scopes": json.dumps(sorted(grant.scopes)),
         "seconds": None if grant.duration is None else grant.duration.total_seconds(),
-        "decided_at": grant.decided_at, "decided_by": grant.decided_by,
-        "ticket_closed_at": grant.ticket_closed_at, "revoked_at": grant.revoked_at,
-        "revoked_by": grant.revoked_by, "break_glass": grant.break_glass,
+        "decided_at": grant.decided_at,
+        "decided_by": grant.decided_by,
+        "ticket_closed_at": grant.ticket_closed_at,
+        "revoked_at": grant.revoked_at,
+        "revoked_by": grant.revoked_by,
+        "break_glass": grant.break_glass,
     }
 
 
@@ -165,16 +226,23 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _grant(row: Row[Any]) -> Grant:
     return Grant(
-        id=row.id, tenant_id=row.tenant_id, engineer=row.engineer,
-        engineer_issuer=row.engineer_issuer, ticket_id=row.ticket_id,
+        id=row.id,
+        tenant_id=row.tenant_id,
+        engineer=row.engineer,
+        engineer_issuer=row.engineer_issuer,
+        ticket_id=row.ticket_id,
         justification=row.justification,
         requested_scopes=frozenset(json.loads(row.requested_scopes)),
         requested_duration=timedelta(seconds=row.requested_seconds),
         requested_at=_aware(row.requested_at),  # type: ignore[arg-type]
         pending_until=_aware(row.pending_until),  # type: ignore[arg-type]
-        state=GrantState(row.state), scopes=frozenset(json.loads(row.scopes)),
+        state=GrantState(row.state),
+        scopes=frozenset(json.loads(row.scopes)),
         duration=None if row.seconds is None else timedelta(seconds=row.seconds),
-        decided_at=_aware(row.decided_at), decided_by=row.decided_by,
-        ticket_closed_at=_aware(row.ticket_closed_at), revoked_at=_aware(row.revoked_at),
-        revoked_by=row.revoked_by, break_glass=bool(row.break_glass),
+        decided_at=_aware(row.decided_at),
+        decided_by=row.decided_by,
+        ticket_closed_at=_aware(row.ticket_closed_at),
+        revoked_at=_aware(row.revoked_at),
+        revoked_by=row.revoked_by,
+        break_glass=bool(row.break_glass),
     )

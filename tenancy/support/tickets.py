@@ -72,7 +72,7 @@ TIMESTAMP_HEADER = "X-Tenancy-Timestamp"
 SIGNATURE_HEADER = "X-Tenancy-Signature"
 MIN_SECRET_BYTES = 32
 MAX_BODY_BYTES = 16 * 1024
-MAX_TICKET_ID = 128           # the grants table's ticket_id column
+MAX_TICKET_ID = 128  # the grants table's ticket_id column
 KINDS = ("opened", "closed")
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -94,8 +94,9 @@ class TicketEvent:
 class TicketSink(Protocol):
     """What ticket events need from support access (``SupportAccess`` is one)."""
 
-    def close_ticket(self, ticket_id: str, *, tenant_id: str,
-                     at: datetime | None = None) -> list[Grant]: ...
+    def close_ticket(
+        self, ticket_id: str, *, tenant_id: str, at: datetime | None = None
+    ) -> list[Grant]: ...
 
 
 def apply(support: TicketSink, event: TicketEvent) -> list[Grant]:
@@ -115,9 +116,16 @@ def sign(secret: bytes, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: TenantRegistry,
-                max_skew: int = 300, replay: ReplayGuard | None = None,
-                events: EventSink | None = None) -> Starlette:
+def webhook_app(
+    support: TicketSink,
+    *,
+    secret: bytes,
+    clock: Clock,
+    tenants: TenantRegistry,
+    max_skew: int = 300,
+    replay: ReplayGuard | None = None,
+    events: EventSink | None = None,
+) -> Starlette:
     """The ticket webhook as an ASGI app serving ``POST /tickets/events``.
 
     ``secret`` is shared with the ticketing system (at least 32 bytes); ``max_skew`` is
@@ -125,8 +133,9 @@ def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: Te
     the signatures seen (default: in this process); refusals go to ``events`` too.
     """
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
-        raise ConfigurationError(f"the webhook secret must be at least {MIN_SECRET_BYTES} "
-                                 f"random bytes")
+        raise ConfigurationError(
+            f"the webhook secret must be at least {MIN_SECRET_BYTES} random bytes"
+        )
     if isinstance(max_skew, bool) or not isinstance(max_skew, int) or max_skew <= 0:
         raise ConfigurationError("max_skew must be a positive number of seconds")
     guard: ReplayGuard = replay if replay is not None else MemoryReplayGuard()
@@ -134,8 +143,14 @@ def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: Te
     def refuse(request: Request, exc: TenancyError, reason: str) -> Response:
         logger.warning("ticket webhook refused: %s", reason)
         if events is not None:
-            events.emit(SecurityEvent(action="support.ticket_webhook_refused", at=clock.now(),
-                                      actor="ticketing", reason=reason))
+            events.emit(
+                SecurityEvent(
+                    action="support.ticket_webhook_refused",
+                    at=clock.now(),
+                    actor="ticketing",
+                    reason=reason,
+                )
+            )
         return problem_response(exc, instance=request.url.path, realm="tenancy-tickets")
 
     async def receive(request: Request) -> Response:
@@ -146,19 +161,24 @@ def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: Te
             return refuse(request, InvalidSignature("missing"), "missing timestamp or signature")
         match = _SIGNATURE.fullmatch(raw_sig.strip())
         if not _DIGITS.fullmatch(raw_ts) or match is None:
-            return refuse(request, InvalidSignature("malformed"),
-                          "malformed timestamp or signature header")
+            return refuse(
+                request, InvalidSignature("malformed"), "malformed timestamp or signature header"
+            )
         body = await _read_body(request)
         if body is None:
             return _too_large(request)
         expected = sign(secret, raw_ts, body)
-        if not hmac.compare_digest(expected.encode("ascii"),
-                                   ("sha256=" + match.group(1).lower()).encode("ascii")):
+        if not hmac.compare_digest(
+            expected.encode("ascii"), ("sha256=" + match.group(1).lower()).encode("ascii")
+        ):
             return refuse(request, InvalidSignature("mismatch"), "signature mismatch")
         sent_at, now = int(raw_ts), clock.timestamp()
         if abs(now - sent_at) > max_skew:
-            return refuse(request, InvalidSignature("stale"),
-                          f"timestamp {sent_at} outside +-{max_skew} s of now")
+            return refuse(
+                request,
+                InvalidSignature("stale"),
+                f"timestamp {sent_at} outside +-{max_skew} s of now",
+            )
         # Held while the timestamp is still acceptable (the window's edge included).
         if not guard.first_use(expected, expires_at=sent_at + max_skew + 1, now=now):
             return refuse(request, InvalidSignature("replay"), "signature already used")
@@ -166,15 +186,22 @@ def webhook_app(support: TicketSink, *, secret: bytes, clock: Clock, tenants: Te
         # 2. Authenticated: read the event.
         try:
             event = await anyio.to_thread.run_sync(
-                _event, body, tenants, datetime.fromtimestamp(sent_at, UTC))
+                _event, body, tenants, datetime.fromtimestamp(sent_at, UTC)
+            )
             closed = await anyio.to_thread.run_sync(apply, support, event)
         except (InvalidRequest, UnknownTenant) as exc:
             return refuse(request, exc, str(exc))
-        logger.info("ticket %s %s for tenant %s: %d grant(s)", event.ticket_id, event.kind,
-                    event.tenant_id, len(closed))
-        return JSONResponse({"kind": event.kind, "ticket_id": event.ticket_id,
-                             "grants": [g.id for g in closed]},
-                            status_code=200 if event.kind == "closed" else 202)
+        logger.info(
+            "ticket %s %s for tenant %s: %d grant(s)",
+            event.ticket_id,
+            event.kind,
+            event.tenant_id,
+            len(closed),
+        )
+        return JSONResponse(
+            {"kind": event.kind, "ticket_id": event.ticket_id, "grants": [g.id for g in closed]},
+            status_code=200 if event.kind == "closed" else 202,
+        )
 
     return Starlette(routes=[Route(EVENTS_PATH, receive, methods=["POST"])])
 
@@ -195,10 +222,16 @@ async def _read_body(request: Request) -> bytes | None:
 
 
 def _too_large(request: Request) -> Response:
-    body = {"type": TYPE_PREFIX + "payload-too-large", "title": "Payload too large",
-            "status": 413, "code": "payload-too-large", "instance": request.url.path}
-    return Response(json.dumps(body, separators=(",", ":")), status_code=413,
-                    media_type=PROBLEM_MEDIA_TYPE)
+    body = {
+        "type": TYPE_PREFIX + "payload-too-large",
+        "title": "Payload too large",
+        "status": 413,
+        "code": "payload-too-large",
+        "instance": request.url.path,
+    }
+    return Response(
+        json.dumps(body, separators=(",", ":")), status_code=413, media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 def _event(body: bytes, tenants: TenantRegistry, at: datetime) -> TicketEvent:
@@ -217,8 +250,10 @@ def _event(body: bytes, tenants: TenantRegistry, at: datetime) -> TicketEvent:
         raise InvalidRequest("the event is incomplete", errors=problems)
     kind, ticket_id = document["kind"], document["ticket_id"].strip()
     if kind not in KINDS:
-        raise InvalidRequest(f"unknown ticket event kind; expected one of {', '.join(KINDS)}",
-                             errors={"kind": "unknown"})
+        raise InvalidRequest(
+            f"unknown ticket event kind; expected one of {', '.join(KINDS)}",
+            errors={"kind": "unknown"},
+        )
     if len(ticket_id) > MAX_TICKET_ID:
         raise InvalidRequest("the ticket id is too long", errors={"ticket_id": "too long"})
     tenant = _tenant(tenants, document["tenant"].strip())

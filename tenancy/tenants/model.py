@@ -60,8 +60,12 @@ class Tenant:
         if self.status is TenantStatus.OFFBOARDED:
             raise TenantOffboarded("tenant is offboarded")
         if self.region != region:
-            raise WrongRegion("tenant is homed in another region", tenant_id=self.id,
-                              home_region=self.region, region=region)
+            raise WrongRegion(
+                "tenant is homed in another region",
+                tenant_id=self.id,
+                home_region=self.region,
+                region=region,
+            )
 
 
 def check_transition(current: TenantStatus, target: TenantStatus) -> None:

@@ -228,8 +228,11 @@ class TenantRegistry:
                 tenant_id=tenant.id,
                 actor=actor,
                 reason=reason,
-                details={"slug": tenant.slug, "region": tenant.region,
-                         "status": tenant.status.value},
+                details={
+                    "slug": tenant.slug,
+                    "region": tenant.region,
+                    "status": tenant.status.value,
+                },
             )
         )
 

@@ -37,16 +37,39 @@ from tenancy.testing.outcomes import DB_MATRIX_KIND, DB_OUTCOMES, PROBE_KIND, PR
 from tenancy.testing.report import render_html
 
 __all__ = [
-    "DB_MATRIX_KIND", "DB_OUTCOMES", "KIND", "LIBRARIES", "PROBE_KIND", "PROBE_OUTCOMES",
-    "VERSION", "ChainResult", "ChainVerifier", "EvidenceInputError", "Verdict",
-    "build_evidence", "bundle_digest", "collect_versions", "judge", "load_input",
-    "outcome_counts", "validate_input", "verify_chains", "write_pack",
+    "DB_MATRIX_KIND",
+    "DB_OUTCOMES",
+    "KIND",
+    "LIBRARIES",
+    "PROBE_KIND",
+    "PROBE_OUTCOMES",
+    "VERSION",
+    "ChainResult",
+    "ChainVerifier",
+    "EvidenceInputError",
+    "Verdict",
+    "build_evidence",
+    "bundle_digest",
+    "collect_versions",
+    "judge",
+    "load_input",
+    "outcome_counts",
+    "validate_input",
+    "verify_chains",
+    "write_pack",
 ]
 
 KIND = "tenancy.evidence"
 VERSION = 1
-LIBRARIES = ("starlette", "sqlalchemy", "cryptography", "pyjwt", "jinja2", "regopy",
-             "opa-golib-python-bindings")
+LIBRARIES = (
+    "starlette",
+    "sqlalchemy",
+    "cryptography",
+    "pyjwt",
+    "jinja2",
+    "regopy",
+    "opa-golib-python-bindings",
+)
 _SHOWN = 5  # reasons name this many cells of one kind, then count the rest
 
 
@@ -57,6 +80,7 @@ class Verdict(StrEnum):
 
 
 # -- inputs ----------------------------------------------------------------------------
+
 
 def load_input(path: str | Path, *, kind: str) -> dict[str, Any]:
     """Read and validate a ``tenancy.probe`` or ``tenancy.db-matrix`` document.
@@ -88,8 +112,9 @@ def validate_input(document: Any, *, kind: str) -> dict[str, Any]:
         found = document.get("kind") if isinstance(document, dict) else type(document).__name__
         raise EvidenceInputError(f"expected a {kind} document, found {found!r}")
     if document.get("version") != 1:
-        raise EvidenceInputError(f"{kind} version {document.get('version')!r} is not "
-                                 "supported (expected 1)")
+        raise EvidenceInputError(
+            f"{kind} version {document.get('version')!r} is not supported (expected 1)"
+        )
     keys: tuple[str, ...]
     outcomes: tuple[str, ...]
     if kind == PROBE_KIND:
@@ -104,8 +129,9 @@ def validate_input(document: Any, *, kind: str) -> dict[str, Any]:
         if not isinstance(cell, dict) or not all(isinstance(cell.get(k), str) for k in keys):
             raise EvidenceInputError(f"cell {index}: needs string fields {', '.join(keys)}")
         if cell["outcome"] not in outcomes:
-            raise EvidenceInputError(f"cell {index}: outcome {cell['outcome']!r} is not one "
-                                     f"of {', '.join(outcomes)}")
+            raise EvidenceInputError(
+                f"cell {index}: outcome {cell['outcome']!r} is not one of {', '.join(outcomes)}"
+            )
     return document
 
 
@@ -121,6 +147,7 @@ def outcome_counts(document: Mapping[str, Any], outcomes: Sequence[str]) -> dict
 
 
 # -- audit chains -------------------------------------------------------------------------
+
 
 class ChainVerifier(Protocol):
     def verify(self, tenant_id: str) -> VerifyResult: ...
@@ -139,35 +166,54 @@ class ChainResult:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "tenant_id": self.tenant_id, "ok": self.ok,
-                "records": self.records, "position": self.position, "damage": self.damage,
-                "detail": self.detail}
+        return {
+            "tenant": self.tenant,
+            "tenant_id": self.tenant_id,
+            "ok": self.ok,
+            "records": self.records,
+            "position": self.position,
+            "damage": self.damage,
+            "detail": self.detail,
+        }
 
 
-def verify_chains(log: ChainVerifier,
-                  chains: Iterable[tuple[str, str]]) -> list[ChainResult]:
+def verify_chains(log: ChainVerifier, chains: Iterable[tuple[str, str]]) -> list[ChainResult]:
     """Verify each ``(label, tenant_id)`` chain with ``log`` (an ``AuditLog``)."""
     results = []
     for label, tenant_id in chains:
         found = log.verify(tenant_id)
-        results.append(ChainResult(label, tenant_id, found.ok, found.records, found.position,
-                                   None if found.damage is None else str(found.damage),
-                                   found.detail))
+        results.append(
+            ChainResult(
+                label,
+                tenant_id,
+                found.ok,
+                found.records,
+                found.position,
+                None if found.damage is None else str(found.damage),
+                found.detail,
+            )
+        )
     return results
 
 
 # -- versions ---------------------------------------------------------------------------
 
+
 def bundle_digest(bundle: PolicyBundle) -> str:
     """``sha256:`` over the bundle's modules and data, canonically encoded."""
     _, data = bundle.snapshot()
-    canonical = json.dumps({"modules": bundle.modules, "data": data}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=True)
+    canonical = json.dumps(
+        {"modules": bundle.modules, "data": data},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
     return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def collect_versions(*, bundle: PolicyBundle | None = None,
-                     db_matrix: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def collect_versions(
+    *, bundle: PolicyBundle | None = None, db_matrix: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """tenancy's, Python's and the key libraries' versions, the policy bundle's revision
     and digest, and the PostgreSQL server's version when the database matrix has it."""
     bundle = bundle if bundle is not None else PolicyBundle.from_directory()
@@ -189,30 +235,46 @@ def _version(distribution: str) -> str | None:
 
 # -- the verdict ------------------------------------------------------------------------
 
-def build_evidence(*, probe: Mapping[str, Any] | None, db_matrix: Mapping[str, Any] | None,
-                   audit: Sequence[ChainResult] | None,
-                   policy_tests: Sequence[PolicyTestResult] | None,
-                   versions: Mapping[str, Any], now: datetime,
-                   not_provided: Mapping[str, str] | None = None) -> dict[str, Any]:
+
+def build_evidence(
+    *,
+    probe: Mapping[str, Any] | None,
+    db_matrix: Mapping[str, Any] | None,
+    audit: Sequence[ChainResult] | None,
+    policy_tests: Sequence[PolicyTestResult] | None,
+    versions: Mapping[str, Any],
+    now: datetime,
+    not_provided: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The ``tenancy.evidence`` document, judged. ``None`` marks an input not provided;
     ``not_provided`` may say why (``{"audit": "no demo database at ..."}``)."""
-    given = {"probe": probe, "db_matrix": db_matrix, "audit": audit,
-             "policy_tests": policy_tests}
-    tests = None if policy_tests is None else {
-        "summary": {status.value: sum(r.status is status for r in policy_tests)
-                    for status in Status},
-        "results": [r.to_json() for r in policy_tests]}
+    given = {"probe": probe, "db_matrix": db_matrix, "audit": audit, "policy_tests": policy_tests}
+    tests = (
+        None
+        if policy_tests is None
+        else {
+            "summary": {
+                status.value: sum(r.status is status for r in policy_tests) for status in Status
+            },
+            "results": [r.to_json() for r in policy_tests],
+        }
+    )
     evidence: dict[str, Any] = {
-        "kind": KIND, "version": VERSION,
+        "kind": KIND,
+        "version": VERSION,
         "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),
-        "verdict": Verdict.INCOMPLETE.value, "reasons": [],
+        "verdict": Verdict.INCOMPLETE.value,
+        "reasons": [],
         "versions": dict(versions),
         "probe": None if probe is None else dict(probe),
         "db_matrix": None if db_matrix is None else dict(db_matrix),
         "audit": None if audit is None else [c.to_json() for c in audit],
         "policy_tests": tests,
-        "not_provided": {section: (not_provided or {}).get(section, "")
-                         for section, value in given.items() if value is None},
+        "not_provided": {
+            section: (not_provided or {}).get(section, "")
+            for section, value in given.items()
+            if value is None
+        },
     }
     verdict, reasons = judge(evidence)
     evidence["verdict"], evidence["reasons"] = verdict.value, reasons
@@ -222,8 +284,10 @@ def build_evidence(*, probe: Mapping[str, Any] | None, db_matrix: Mapping[str, A
 def judge(evidence: Mapping[str, Any]) -> tuple[Verdict, list[str]]:
     """The verdict and its reasons: failures first, then what is missing."""
     failures: list[str] = []
-    missing = [f"{section.replace('_', ' ')}: not provided" + (f" ({why})" if why else "")
-               for section, why in evidence.get("not_provided", {}).items()]
+    missing = [
+        f"{section.replace('_', ' ')}: not provided" + (f" ({why})" if why else "")
+        for section, why in evidence.get("not_provided", {}).items()
+    ]
     probe = evidence.get("probe")
     if probe is not None:
         if probe["void"]:
@@ -231,34 +295,53 @@ def judge(evidence: Mapping[str, Any]) -> tuple[Verdict, list[str]]:
             failures.append(f"probe: void (a positive control failed): {why}")
         if not probe["cells"]:
             failures.append("probe: no cells were tested")
-        failures += _named(probe, "leaked", "probe",
-                           lambda c: f"{c['attack']} by {c.get('actor')} on {c['route']} "
-                                     f"against {c.get('victim')}")
-        if "summary" in probe and any(probe["summary"].get(k, 0) != v for k, v in
-                                      outcome_counts(probe, PROBE_OUTCOMES).items()):
+        failures += _named(
+            probe,
+            "leaked",
+            "probe",
+            lambda c: (
+                f"{c['attack']} by {c.get('actor')} on {c['route']} against {c.get('victim')}"
+            ),
+        )
+        if "summary" in probe and any(
+            probe["summary"].get(k, 0) != v
+            for k, v in outcome_counts(probe, PROBE_OUTCOMES).items()
+        ):
             failures.append("probe: its summary does not match its cells")
     db = evidence.get("db_matrix")
     if db is not None:
         if not db["cells"]:
             failures.append("db matrix: no cells were tested")
         for outcome in ("leaked", "error"):
-            failures += _named(db, outcome, "db matrix",
-                               lambda c: f"{c['operation']} on {c['table']} with setting "
-                                         f"{c['setting']}, target {c['target']}")
-        failures += [f"db matrix: finding {f.get('check')} on {f.get('subject')}: "
-                     f"{f.get('message')}" for f in db["findings"]]
+            failures += _named(
+                db,
+                outcome,
+                "db matrix",
+                lambda c: (
+                    f"{c['operation']} on {c['table']} with setting "
+                    f"{c['setting']}, target {c['target']}"
+                ),
+            )
+        failures += [
+            f"db matrix: finding {f.get('check')} on {f.get('subject')}: {f.get('message')}"
+            for f in db["findings"]
+        ]
         counted = {**outcome_counts(db, DB_OUTCOMES), "findings": len(db["findings"])}
         if "summary" in db and any(db["summary"].get(k, 0) != v for k, v in counted.items()):
             failures.append("db matrix: its summary does not match its cells")
     for chain in evidence.get("audit") or []:
         if not chain["ok"]:
-            failures.append(f"audit: chain {chain['tenant']} broken: {chain['damage']} at "
-                            f"position {chain['position']} ({chain['detail']})")
+            failures.append(
+                f"audit: chain {chain['tenant']} broken: {chain['damage']} at "
+                f"position {chain['position']} ({chain['detail']})"
+            )
         elif not chain["records"]:
             # An empty chain verifies, but proves nothing: never written, or deleted
             # together with its head. Missing evidence never passes.
-            missing.append(f"audit: chain {chain['tenant']} has no records: nothing to "
-                           "verify (never written, or deleted with its head)")
+            missing.append(
+                f"audit: chain {chain['tenant']} has no records: nothing to "
+                "verify (never written, or deleted with its head)"
+            )
     if evidence.get("audit") == []:
         missing.append("audit: no chain was verified")
     tests = evidence.get("policy_tests")
@@ -267,8 +350,10 @@ def judge(evidence: Mapping[str, Any]) -> tuple[Verdict, list[str]]:
         if not results:
             failures.append("policy tests: none found")
         failed = [r for r in results if r["status"] == Status.FAILED.value]
-        failures += [f"policy test failed: {r['suite']} {r['name']} on {r['engine']}: "
-                     f"{r['detail']}" for r in failed[:_SHOWN]]
+        failures += [
+            f"policy test failed: {r['suite']} {r['name']} on {r['engine']}: {r['detail']}"
+            for r in failed[:_SHOWN]
+        ]
         if len(failed) > _SHOWN:
             failures.append(f"policy tests: {len(failed) - _SHOWN} more failed")
         skipped = [r for r in results if r["status"] == Status.NOT_RUN.value]
@@ -280,8 +365,12 @@ def judge(evidence: Mapping[str, Any]) -> tuple[Verdict, list[str]]:
     return (Verdict.INCOMPLETE, missing) if missing else (Verdict.PASS, [])
 
 
-def _named(document: Mapping[str, Any], outcome: str, label: str,
-           describe: Callable[[Mapping[str, Any]], str]) -> list[str]:
+def _named(
+    document: Mapping[str, Any],
+    outcome: str,
+    label: str,
+    describe: Callable[[Mapping[str, Any]], str],
+) -> list[str]:
     cells = [c for c in document["cells"] if c["outcome"] == outcome]
     if not cells:
         return []
@@ -291,6 +380,7 @@ def _named(document: Mapping[str, Any], outcome: str, label: str,
 
 
 # -- output -----------------------------------------------------------------------------
+
 
 def write_pack(evidence: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``evidence.json`` and ``evidence.html`` (rendered from that JSON's text)

@@ -73,24 +73,43 @@ class TestIdentity:
 
 
 @contextmanager
-def as_tenant(tenant: Tenant, *, subject: str = "test", roles: Sequence[str] = (),
-              scopes: Sequence[str] = (), region: str | None = None) -> Iterator[TenantContext]:
+def as_tenant(
+    tenant: Tenant,
+    *,
+    subject: str = "test",
+    roles: Sequence[str] = (),
+    scopes: Sequence[str] = (),
+    region: str | None = None,
+) -> Iterator[TenantContext]:
     """Bind a context for ``tenant`` around library code under test (sessions, keys)."""
     ctx = TenantContext(
-        tenant_id=tenant.id, tenant_slug=tenant.slug, region=region or tenant.region,
-        principal=Principal(issuer=DEV_ISSUER, tenant_id=tenant.id, subject=subject,
-                            roles=frozenset(roles), scopes=frozenset(scopes),
-                            assurance=Assurance.SINGLE_FACTOR),
-        request_id=f"test-{uuid.uuid4().hex[:12]}")
+        tenant_id=tenant.id,
+        tenant_slug=tenant.slug,
+        region=region or tenant.region,
+        principal=Principal(
+            issuer=DEV_ISSUER,
+            tenant_id=tenant.id,
+            subject=subject,
+            roles=frozenset(roles),
+            scopes=frozenset(scopes),
+            assurance=Assurance.SINGLE_FACTOR,
+        ),
+        request_id=f"test-{uuid.uuid4().hex[:12]}",
+    )
     with bind(ctx):
         yield ctx
 
 
-def check_isolation(app: Any, identities: Sequence[TestIdentity], *,
-                    routes: Mapping[str, Mapping[str, Any]] | None = None,
-                    exclude: Sequence[str] = ("/healthz",),
-                    staff: Sequence[Identity] = (), discover: bool = True,
-                    support_header: str | None = None) -> ProbeReport:
+def check_isolation(
+    app: Any,
+    identities: Sequence[TestIdentity],
+    *,
+    routes: Mapping[str, Mapping[str, Any]] | None = None,
+    exclude: Sequence[str] = ("/healthz",),
+    staff: Sequence[Identity] = (),
+    discover: bool = True,
+    support_header: str | None = None,
+) -> ProbeReport:
     """Probe the ASGI ``app`` in-process with ``identities`` and return the report.
 
     ``routes`` takes the shape of a probe.toml's ``[routes]`` table; with ``discover``
@@ -98,24 +117,33 @@ def check_isolation(app: Any, identities: Sequence[TestIdentity], *,
     loop, so it works from sync and async tests alike.
     """
     config = ProbeConfig(
-        identities=(*(Identity(i.name, i.tenant.slug, TokenSource(value=i.token))
-                      for i in identities), *staff),
+        identities=(
+            *(Identity(i.name, i.tenant.slug, TokenSource(value=i.token)) for i in identities),
+            *staff,
+        ),
         routes=tuple(route_entry(key, value) for key, value in (routes or {}).items()),
-        exclude=tuple(exclude), tenant_ids={i.tenant.slug: i.tenant.id for i in identities},
-        support_header=support_header or SUPPORT_TARGET_HEADER)
+        exclude=tuple(exclude),
+        tenant_ids={i.tenant.slug: i.tenant.id for i in identities},
+        support_header=support_header or SUPPORT_TARGET_HEADER,
+    )
     found: list[Route] = routes_from_app(app, exclude=exclude) if discover else []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
-        return worker.submit(asyncio.run, run_probe(config, app=app,
-                                                    discovered=found)).result()
+        return worker.submit(asyncio.run, run_probe(config, app=app, discovered=found)).result()
 
 
 def assert_isolated_report(report: ProbeReport) -> None:
     """Fail with every leaked cell (or why the run proves nothing)."""
     problems = [f"VOID: {reason}" for reason in report.void_reasons]
-    problems += [f"LEAKED {c.route} victim={c.victim} attack={c.attack} actor={c.actor} "
-                 f"status={c.status}: {c.detail}" for c in report.leaks]
-    problems += [f"ERROR {c.route} victim={c.victim} attack={c.attack} actor={c.actor}: "
-                 f"{c.detail}" for c in report.cells if c.outcome is Outcome.ERROR]
+    problems += [
+        f"LEAKED {c.route} victim={c.victim} attack={c.attack} actor={c.actor} "
+        f"status={c.status}: {c.detail}"
+        for c in report.leaks
+    ]
+    problems += [
+        f"ERROR {c.route} victim={c.victim} attack={c.attack} actor={c.actor}: {c.detail}"
+        for c in report.cells
+        if c.outcome is Outcome.ERROR
+    ]
     if problems:
         raise AssertionError("tenant isolation probe failed:\n" + "\n".join(problems))
 
@@ -148,8 +176,13 @@ def tenancy_issuer(tmp_path: Path) -> DevIssuer:
 @pytest.fixture
 def tenancy_verifier(tenancy_issuer: DevIssuer, tenancy_audience: str) -> TokenVerifier:
     keys = JWKSKeySource(tenancy_issuer.jwks, algorithms=["EdDSA"])
-    return TokenVerifier([trusted_issuer(tenancy_issuer.issuer, audience=tenancy_audience,
-                                         keys=keys, algorithms=["EdDSA"])])
+    return TokenVerifier(
+        [
+            trusted_issuer(
+                tenancy_issuer.issuer, audience=tenancy_audience, keys=keys, algorithms=["EdDSA"]
+            )
+        ]
+    )
 
 
 @pytest.fixture
@@ -173,10 +206,13 @@ def tenancy_roles() -> Mapping[str, Role]:
 
 
 @pytest.fixture
-def tenancy_tenants(tenancy_registry: TenantRegistry, tenancy_tenant_slugs: Sequence[str],
-                    tenancy_region: str) -> dict[str, Tenant]:
-    return {slug: tenancy_registry.provision(slug, region=tenancy_region)
-            for slug in tenancy_tenant_slugs}
+def tenancy_tenants(
+    tenancy_registry: TenantRegistry, tenancy_tenant_slugs: Sequence[str], tenancy_region: str
+) -> dict[str, Tenant]:
+    return {
+        slug: tenancy_registry.provision(slug, region=tenancy_region)
+        for slug in tenancy_tenant_slugs
+    }
 
 
 @pytest.fixture
@@ -191,18 +227,30 @@ def tenancy_token(tenancy_issuer: DevIssuer, tenancy_audience: str) -> Callable[
 
 
 @pytest.fixture
-def tenancy_identities(tenancy_tenants: Mapping[str, Tenant], tenancy_roles: Mapping[str, Role],
-                       tenancy_token: Callable[..., str]) -> list[TestIdentity]:
+def tenancy_identities(
+    tenancy_tenants: Mapping[str, Tenant],
+    tenancy_roles: Mapping[str, Role],
+    tenancy_token: Callable[..., str],
+) -> list[TestIdentity]:
     """One identity per tenant and role, named ``<tenant>-<role>``."""
-    return [TestIdentity(f"{slug}-{role}", tenant, role,
-                         tenancy_token(tenant, sub=f"{slug}-{role}", roles=[role],
-                                       scopes=spec.scopes, mfa=spec.mfa))
-            for slug, tenant in tenancy_tenants.items() for role, spec in tenancy_roles.items()]
+    return [
+        TestIdentity(
+            f"{slug}-{role}",
+            tenant,
+            role,
+            tenancy_token(
+                tenant, sub=f"{slug}-{role}", roles=[role], scopes=spec.scopes, mfa=spec.mfa
+            ),
+        )
+        for slug, tenant in tenancy_tenants.items()
+        for role, spec in tenancy_roles.items()
+    ]
 
 
 @pytest.fixture(name="as_tenant")
-def as_tenant_fixture(tenancy_tenants: Mapping[str, Tenant],
-                      ) -> Callable[..., Any]:
+def as_tenant_fixture(
+    tenancy_tenants: Mapping[str, Tenant],
+) -> Callable[..., Any]:
     """``with as_tenant("acme"): ...`` binds a context for a provisioned tenant."""
 
     def enter(slug: str, **kwargs: Any) -> Any:
@@ -212,8 +260,9 @@ def as_tenant_fixture(tenancy_tenants: Mapping[str, Tenant],
 
 
 @pytest.fixture(name="assert_isolated")
-def assert_isolated_fixture(tenancy_identities: Sequence[TestIdentity],
-                            ) -> Callable[..., ProbeReport]:
+def assert_isolated_fixture(
+    tenancy_identities: Sequence[TestIdentity],
+) -> Callable[..., ProbeReport]:
     """``assert_isolated(app, routes={...}, exclude=(...), staff=[...])``: probe the app
     in-process as every identity; fail listing every leak; return the report."""
 

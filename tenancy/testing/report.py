@@ -24,9 +24,14 @@ _CHART_WIDTH, _LABEL_WIDTH, _BAR_WIDTH, _ROW, _GAP = 640, 120, 420, 24, 30
 @functools.cache
 def _environment() -> Environment:
     # Autoescaping is on for every value; ``None`` (a cell without a victim) shows empty.
-    return Environment(loader=PackageLoader("tenancy.testing", "templates"), autoescape=True,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                       finalize=_blank_none)
+    return Environment(
+        loader=PackageLoader("tenancy.testing", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_blank_none,
+    )
 
 
 def _blank_none(value: Any) -> Any:
@@ -36,12 +41,16 @@ def _blank_none(value: Any) -> Any:
 def render_html(evidence: Mapping[str, Any]) -> str:
     """The report of a ``tenancy.evidence`` document (as written to ``evidence.json``)."""
     probe, db = evidence.get("probe"), evidence.get("db_matrix")
-    return _environment().get_template("evidence.html").render(
-        evidence=evidence,
-        probe=None if probe is None else _probe_view(probe),
-        db=None if db is None else _db_view(db),
-        chart=_chart(probe, db),
-        not_provided=evidence.get("not_provided", {}),
+    return (
+        _environment()
+        .get_template("evidence.html")
+        .render(
+            evidence=evidence,
+            probe=None if probe is None else _probe_view(probe),
+            db=None if db is None else _db_view(db),
+            chart=_chart(probe, db),
+            not_provided=evidence.get("not_provided", {}),
+        )
     )
 
 
@@ -85,40 +94,67 @@ def _probe_view(probe: Mapping[str, Any]) -> dict[str, Any]:
             counts = _counts(by_pair[route, attack], PROBE_OUTCOMES)
             grid.append({"text": _grid_text(counts), "worst": _worst(counts)})
         totals = _counts(by_route[route], PROBE_OUTCOMES)
-        rows.append({"route": route, "grid": grid, "totals": totals,
-                     "worst": _worst(totals)})
-    flagged = sorted((c for c in cells if c["outcome"] != "enforced"),
-                     key=lambda c: (_SEVERITY[c["outcome"]], c["route"], c["attack"],
-                                    str(c.get("victim")), str(c.get("actor"))))
+        rows.append({"route": route, "grid": grid, "totals": totals, "worst": _worst(totals)})
+    flagged = sorted(
+        (c for c in cells if c["outcome"] != "enforced"),
+        key=lambda c: (
+            _SEVERITY[c["outcome"]],
+            c["route"],
+            c["attack"],
+            str(c.get("victim")),
+            str(c.get("actor")),
+        ),
+    )
     controls = sorted(probe.get("controls", []), key=lambda c: bool(c.get("ok")))
-    return {"doc": probe, "counts": _counts(cells, PROBE_OUTCOMES), "total": len(cells),
-            "attacks": attacks, "rows": rows, "flagged": flagged, "controls": controls,
-            "failed_controls": sum(not c.get("ok") for c in controls)}
+    return {
+        "doc": probe,
+        "counts": _counts(cells, PROBE_OUTCOMES),
+        "total": len(cells),
+        "attacks": attacks,
+        "rows": rows,
+        "flagged": flagged,
+        "controls": controls,
+        "failed_controls": sum(not c.get("ok") for c in controls),
+    }
 
 
 def _db_view(db: Mapping[str, Any]) -> dict[str, Any]:
     cells = db["cells"]
     operation = {name: index for index, name in enumerate(_OPERATIONS)}
-    ordered = sorted(cells, key=lambda c: (c["table"], operation.get(c["operation"], 9),
-                                           c["setting"] != "none", c["setting"],
-                                           c["target"]))
+    ordered = sorted(
+        cells,
+        key=lambda c: (
+            c["table"],
+            operation.get(c["operation"], 9),
+            c["setting"] != "none",
+            c["setting"],
+            c["target"],
+        ),
+    )
     tables = _ordered(db.get("tables", []), [c["table"] for c in cells])
     per_table = []
     for table in tables:
         counts = _counts([c for c in cells if c["table"] == table], DB_OUTCOMES)
         per_table.append({"table": table, "counts": counts, "worst": _worst(counts)})
-    return {"doc": db, "counts": _counts(cells, DB_OUTCOMES), "total": len(cells),
-            "cells": ordered, "per_table": per_table, "findings": db.get("findings", [])}
+    return {
+        "doc": db,
+        "counts": _counts(cells, DB_OUTCOMES),
+        "total": len(cells),
+        "cells": ordered,
+        "per_table": per_table,
+        "findings": db.get("findings", []),
+    }
 
 
-def _chart(probe: Mapping[str, Any] | None,
-           db: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _chart(probe: Mapping[str, Any] | None, db: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Bar geometry for the summary chart: one group per matrix, one bar per outcome,
     lengths to scale within the group (a non-zero count is always visible)."""
     groups = []
     y = 0
-    for label, document, outcomes in (("HTTP probe", probe, PROBE_OUTCOMES),
-                                      ("Database matrix", db, DB_OUTCOMES)):
+    for label, document, outcomes in (
+        ("HTTP probe", probe, PROBE_OUTCOMES),
+        ("Database matrix", db, DB_OUTCOMES),
+    ):
         if document is None:
             continue
         counts = _counts(document["cells"], outcomes)
@@ -130,12 +166,24 @@ def _chart(probe: Mapping[str, Any] | None,
             width = round(_BAR_WIDTH * counts[outcome] / top)
             if counts[outcome]:
                 width = max(width, 3)
-            bars.append({"outcome": outcome, "count": counts[outcome], "y": y,
-                         "width": width, "text_y": y + _ROW * 0.5 + 5,
-                         "count_x": _LABEL_WIDTH + width + 6})
+            bars.append(
+                {
+                    "outcome": outcome,
+                    "count": counts[outcome],
+                    "y": y,
+                    "width": width,
+                    "text_y": y + _ROW * 0.5 + 5,
+                    "count_x": _LABEL_WIDTH + width + 6,
+                }
+            )
             y += _ROW
         groups.append({"label": label, "heading_y": heading_y, "bars": bars})
     if not groups:
         return None
-    return {"width": _CHART_WIDTH, "height": y + 10, "label_width": _LABEL_WIDTH,
-            "bar_height": _ROW - 6, "groups": groups}
+    return {
+        "width": _CHART_WIDTH,
+        "height": y + 10,
+        "label_width": _LABEL_WIDTH,
+        "bar_height": _ROW - 6,
+        "groups": groups,
+    }

@@ -41,40 +41,69 @@ READ = "worklogs:read"
 
 
 def verifier_for(keys: JWKSKeySource, audience: str) -> TokenVerifier:
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=audience, keys=keys,
-                                         algorithms=["EdDSA"],
-                                         kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))])
+    return TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER,
+                audience=audience,
+                keys=keys,
+                algorithms=["EdDSA"],
+                kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT),
+            )
+        ]
+    )
 
 
 @pytest.fixture
-def servers(engine: Engine, keys: JWKSKeySource, registry: TenantRegistry,
-            store: WorklogStore) -> Iterator[tuple[str, str, SupportAccess]]:
+def servers(
+    engine: Engine, keys: JWKSKeySource, registry: TenantRegistry, store: WorklogStore
+) -> Iterator[tuple[str, str, SupportAccess]]:
     ensure_chromium()  # skip (or fail in CI) before starting anything
     access = SupportAccess(engine, notifier=MemoryNotifier())
     access.create_schema()
     bundle = PolicyBundle.from_directory()
-    worklogs = create_worklogs(store=store, verifier=verifier_for(keys, "worklogs"),
-                               tenants=registry, region=REGION, support=access,
-                               authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs",
-                                                     bundle=bundle))
-    console = create_console(verifier=verifier_for(keys, "console"), support=access,
-                             tenants=registry, region=REGION)
+    worklogs = create_worklogs(
+        store=store,
+        verifier=verifier_for(keys, "worklogs"),
+        tenants=registry,
+        region=REGION,
+        support=access,
+        authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle),
+    )
+    console = create_console(
+        verifier=verifier_for(keys, "console"), support=access, tenants=registry, region=REGION
+    )
     with serve(worklogs) as worklogs_url, serve(console) as console_url:
         yield console_url, worklogs_url, access
 
 
 def test_admin_approves_and_revokes_support_access_in_the_browser(
-        servers: tuple[str, str, SupportAccess], issuer: DevIssuer, keys: JWKSKeySource,
-        acme: Tenant, tmp_path: Path) -> None:
+    servers: tuple[str, str, SupportAccess],
+    issuer: DevIssuer,
+    keys: JWKSKeySource,
+    acme: Tenant,
+    tmp_path: Path,
+) -> None:
     console_url, worklogs_url, access = servers
     as_worklogs = verifier_for(keys, "worklogs")
-    engineer_token = issuer.mint(tenant_id=STAFF, subject="sam", audience="worklogs",
-                                 kind=PrincipalKind.SUPPORT, scopes=[READ], mfa=True,
-                                 extra_claims={"trusted_device": True})
+    engineer_token = issuer.mint(
+        tenant_id=STAFF,
+        subject="sam",
+        audience="worklogs",
+        kind=PrincipalKind.SUPPORT,
+        scopes=[READ],
+        mfa=True,
+        extra_claims={"trusted_device": True},
+    )
     engineer = as_worklogs.verify(engineer_token).principal
-    grant = access.request(acme.id, engineer, ticket_id=TICKET,
-                           justification="the weekly export is empty", scopes=[READ],
-                           duration=timedelta(hours=4))
+    grant = access.request(
+        acme.id,
+        engineer,
+        ticket_id=TICKET,
+        justification="the weekly export is empty",
+        scopes=[READ],
+        duration=timedelta(hours=4),
+    )
     as_support = {"Authorization": f"Bearer {engineer_token}", "x-support-target": "acme"}
 
     def engineer_reads() -> httpx.Response:
@@ -84,8 +113,9 @@ def test_admin_approves_and_revokes_support_access_in_the_browser(
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == "urn:tenancy:problem:no-active-grant"
 
-    admin_token = issuer.mint(tenant_id=acme.id, subject="ann", audience="console",
-                              roles=["admin"], mfa=True)
+    admin_token = issuer.mint(
+        tenant_id=acme.id, subject="ann", audience="console", roles=["admin"], mfa=True
+    )
     with chromium_page() as page:
         page.goto(f"{console_url}/login")
         assert page.locator("html").get_attribute("lang") == "en"
@@ -110,8 +140,7 @@ def test_admin_approves_and_revokes_support_access_in_the_browser(
 
         page.get_by_label(f"Reason to revoke ticket {TICKET}").fill("export fixed")
         page.get_by_role("button", name=f"Revoke ticket {TICKET}").click()
-        page.get_by_role("status").filter(has_text=f"Revoked access for ticket {TICKET}"
-                                          ).wait_for()
+        page.get_by_role("status").filter(has_text=f"Revoked access for ticket {TICKET}").wait_for()
         assert page.get_by_text("No active grants.").is_visible()
 
         after = engineer_reads()
@@ -131,4 +160,3 @@ def test_admin_approves_and_revokes_support_access_in_the_browser(
         assert browser_processes, "the browser runs as this process's descendant"
     assert shot.stat().st_size > 1000
     assert still_running(browser_processes) == set(), "the browser outlived the test"
-

@@ -66,12 +66,29 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     data = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
-    proc = subprocess.Popen([*TENANCY, "demo", "--port", str(port), "--backend-port",
-                             str(backend_port), "--console-port", str(console_port),
-                             "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    running = Demo(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}", data,
-                   f"http://127.0.0.1:{console_port}")
+    proc = subprocess.Popen(
+        [
+            *TENANCY,
+            "demo",
+            "--port",
+            str(port),
+            "--backend-port",
+            str(backend_port),
+            "--console-port",
+            str(console_port),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    running = Demo(
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.1:{backend_port}",
+        data,
+        f"http://127.0.0.1:{console_port}",
+    )
     try:
         wait_ready(proc, running.edge, started)
         # Reported, not asserted: the target (< 3 s) is measured, never a timing test.
@@ -95,20 +112,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def dev_token(data: Path, tenant: str, sub: str, scopes: str | None = None) -> str:
     extra = ["--scopes", scopes] if scopes is not None else []
-    out = subprocess.run([*TENANCY, "dev-token", "--tenant", tenant, "--sub", sub,
-                          "--data-dir", str(data), *extra],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*TENANCY, "dev-token", "--tenant", tenant, "--sub", sub, "--data-dir", str(data), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
 def tenant_ids(data: Path) -> dict[str, str]:
-    listing = subprocess.run([*TENANCY, "tenants", "list", "--data-dir", str(data)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [*TENANCY, "tenants", "list", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {line.split("\t")[0]: line.split("\t")[1] for line in listing.splitlines()}
 
 
-def as_edge(data: Path, *, clock: FrozenClock | None = None,
-            ring: ServiceKeyring | None = None) -> ContextTokenMinter:
+def as_edge(
+    data: Path, *, clock: FrozenClock | None = None, ring: ServiceKeyring | None = None
+) -> ContextTokenMinter:
     """A minter holding the edge's real signing key (or ``ring``)."""
     ring = ring or ServiceKeyring.load_or_create(data / "service-keys" / "edge", "edge")
     return ContextTokenMinter(ring, clock=clock) if clock else ContextTokenMinter(ring)
@@ -116,8 +141,13 @@ def as_edge(data: Path, *, clock: FrozenClock | None = None,
 
 def acme_context(data: Path, scopes: frozenset[str]) -> TenantContext:
     tid = tenant_ids(data)["acme"]
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tid, subject="alice", scopes=scopes,
-                          roles=frozenset({"member"}))
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tid,
+        subject="alice",
+        scopes=scopes,
+        roles=frozenset({"member"}),
+    )
     return TenantContext(tid, "acme", "eu-central-1", principal, "e2e-1")
 
 
@@ -130,12 +160,17 @@ def test_each_tenant_sees_only_its_own_worklogs_through_the_edge(demo: Demo) -> 
     globex = bearer(dev_token(demo.data, "globex", "gina"))
     with httpx.Client(base_url=demo.edge, timeout=5) as http:
         assert http.get("/worklogs").status_code == 401
-        theirs = http.post("/worklogs", json={**ENTRY, "description": "globex secret"},
-                           headers=globex).json()
+        theirs = http.post(
+            "/worklogs", json={**ENTRY, "description": "globex secret"}, headers=globex
+        ).json()
         mine = http.post("/worklogs", json=ENTRY, headers=acme)
         assert mine.status_code == 201
-        for extra in ({}, {"X-Tenant-ID": "globex"}, {"X-Tenant-ID": theirs["tenant_id"]},
-                      {"baggage": f"tenant_id={theirs['tenant_id']}"}):
+        for extra in (
+            {},
+            {"X-Tenant-ID": "globex"},
+            {"X-Tenant-ID": theirs["tenant_id"]},
+            {"baggage": f"tenant_id={theirs['tenant_id']}"},
+        ):
             items = http.get("/worklogs", headers={**acme, **extra}).json()["items"]
             assert [w["id"] for w in items] == [mine.json()["id"]]
         assert http.get(f"/worklogs/{theirs['id']}", headers=acme).status_code == 404
@@ -162,8 +197,11 @@ def test_users_token_sent_straight_to_worklogs_is_refused(demo: Demo) -> None:
 
 
 def test_context_token_minted_by_the_edge_is_accepted_once(demo: Demo) -> None:
-    token = as_edge(demo.data).mint(acme_context(demo.data, frozenset({"worklogs:read"})),
-                                    audience="worklogs", scopes=["worklogs:read"])
+    token = as_edge(demo.data).mint(
+        acme_context(demo.data, frozenset({"worklogs:read"})),
+        audience="worklogs",
+        scopes=["worklogs:read"],
+    )
     with httpx.Client(base_url=demo.backend, timeout=5) as http:
         assert http.get("/worklogs", headers=bearer(token)).status_code == 200
         replayed = http.get("/worklogs", headers=bearer(token))
@@ -175,20 +213,27 @@ def test_forged_context_tokens_are_refused_by_worklogs(demo: Demo) -> None:
     past = FrozenClock(datetime.now(UTC) - timedelta(minutes=5))
     admin = acme_context(demo.data, frozenset({"worklogs:read", "worklogs:admin"}))
     forged = {
-        "another audience": as_edge(demo.data).mint(reader, audience="billing",
-                                                    scopes=["worklogs:read"]),
-        "expired": as_edge(demo.data, clock=past).mint(reader, audience="worklogs",
-                                                       scopes=["worklogs:read"]),
+        "another audience": as_edge(demo.data).mint(
+            reader, audience="billing", scopes=["worklogs:read"]
+        ),
+        "expired": as_edge(demo.data, clock=past).mint(
+            reader, audience="worklogs", scopes=["worklogs:read"]
+        ),
         "unknown issuer": as_edge(demo.data, ring=ServiceKeyring.generate("billing")).mint(
-            reader, audience="worklogs", scopes=["worklogs:read"]),
+            reader, audience="worklogs", scopes=["worklogs:read"]
+        ),
         "impostor edge key": as_edge(demo.data, ring=ServiceKeyring.generate("edge")).mint(
-            reader, audience="worklogs", scopes=["worklogs:read"]),
-        "scopes beyond the edge's": as_edge(demo.data).mint(admin, audience="worklogs",
-                                                            scopes=["worklogs:admin"]),
+            reader, audience="worklogs", scopes=["worklogs:read"]
+        ),
+        "scopes beyond the edge's": as_edge(demo.data).mint(
+            admin, audience="worklogs", scopes=["worklogs:admin"]
+        ),
     }
     with httpx.Client(base_url=demo.backend, timeout=5) as http:
-        answers = {name: http.get("/worklogs", headers=bearer(token)).status_code
-                   for name, token in forged.items()}
+        answers = {
+            name: http.get("/worklogs", headers=bearer(token)).status_code
+            for name, token in forged.items()
+        }
     assert answers == dict.fromkeys(forged, 401)
 
 
@@ -204,10 +249,22 @@ def test_scopes_beyond_the_callers_are_refused_and_nothing_is_written(demo: Demo
 
 def test_stopping_the_demo_stops_the_backend_and_the_console(tmp_path: Path) -> None:
     port, backend_port, console_port = free_port(), free_port(), free_port()
-    proc = subprocess.Popen([*TENANCY, "demo", "--port", str(port), "--backend-port",
-                             str(backend_port), "--console-port", str(console_port),
-                             "--data-dir", str(tmp_path / "d")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *TENANCY,
+            "demo",
+            "--port",
+            str(port),
+            "--backend-port",
+            str(backend_port),
+            "--console-port",
+            str(console_port),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}", time.monotonic())
         assert httpx.get(f"http://127.0.0.1:{console_port}/login", timeout=5).status_code == 200
@@ -221,23 +278,72 @@ def test_stopping_the_demo_stops_the_backend_and_the_console(tmp_path: Path) -> 
 
 def test_support_flow_across_the_demo_processes(demo: Demo) -> None:
     def cli(*args: str) -> str:
-        return subprocess.run([*TENANCY, *args, "--data-dir", str(demo.data)],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            [*TENANCY, *args, "--data-dir", str(demo.data)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
-    sam = cli("dev-token", "--kind", "support", "--sub", "sam", "--mfa", "--trusted-device",
-              "--scopes", "worklogs:read")
+    sam = cli(
+        "dev-token",
+        "--kind",
+        "support",
+        "--sub",
+        "sam",
+        "--mfa",
+        "--trusted-device",
+        "--scopes",
+        "worklogs:read",
+    )
     staff = {"Authorization": f"Bearer {sam}", "x-support-target": "acme"}
     with httpx.Client(base_url=demo.edge, timeout=5) as http:
         assert http.get("/worklogs", headers=staff).status_code == 403
-        grant_id = cli("support", "request", "--tenant", "acme", "--as", "sam", "--ticket",
-                       "T-1", "--justification", "export broken", "--scopes", "worklogs:read",
-                       "--hours", "2").split()[-1]
-        cli("support", "approve", grant_id, "--tenant", "acme", "--as", "ann", "--roles",
-            "admin", "--mfa", "--hours", "1")
+        grant_id = cli(
+            "support",
+            "request",
+            "--tenant",
+            "acme",
+            "--as",
+            "sam",
+            "--ticket",
+            "T-1",
+            "--justification",
+            "export broken",
+            "--scopes",
+            "worklogs:read",
+            "--hours",
+            "2",
+        ).split()[-1]
+        cli(
+            "support",
+            "approve",
+            grant_id,
+            "--tenant",
+            "acme",
+            "--as",
+            "ann",
+            "--roles",
+            "admin",
+            "--mfa",
+            "--hours",
+            "1",
+        )
         me = http.get("/whoami", headers=staff)
         assert me.status_code == 200 and me.json()["tenant"] == "acme"
-        cli("support", "revoke", grant_id, "--tenant", "acme", "--as", "ann", "--roles",
-            "admin", "--reason", "done")
+        cli(
+            "support",
+            "revoke",
+            grant_id,
+            "--tenant",
+            "acme",
+            "--as",
+            "ann",
+            "--roles",
+            "admin",
+            "--reason",
+            "done",
+        )
         assert http.get("/whoami", headers=staff).status_code == 403
 
 
@@ -245,17 +351,31 @@ def test_the_demos_audit_trail_records_requests_and_verifies(demo: Demo) -> None
     token = dev_token(demo.data, "acme", "alice")
     with httpx.Client(base_url=demo.edge, timeout=5) as http:
         assert http.get("/worklogs", headers={"Authorization": "Bearer nope"}).status_code == 401
-        assert http.post("/worklogs", json={**ENTRY, "comment": "audited"},
-                         headers=bearer(token)).status_code == 201
+        assert (
+            http.post(
+                "/worklogs", json={**ENTRY, "comment": "audited"}, headers=bearer(token)
+            ).status_code
+            == 201
+        )
     time.sleep(0.5)  # the audit writers flush every 50 ms
-    verify = subprocess.run([*TENANCY, "audit", "verify", "--tenant", "acme", "--data-dir",
-                             str(demo.data)], capture_output=True, text=True)
+    verify = subprocess.run(
+        [*TENANCY, "audit", "verify", "--tenant", "acme", "--data-dir", str(demo.data)],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    exported = subprocess.run([*TENANCY, "audit", "export", "--tenant", "acme", "--data-dir",
-                               str(demo.data)], capture_output=True, text=True, check=True)
+    exported = subprocess.run(
+        [*TENANCY, "audit", "export", "--tenant", "acme", "--data-dir", str(demo.data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     actions = {json.loads(line)["action"] for line in exported.stdout.splitlines()}
     assert {"key.wrap", "tenant.provisioned"} & actions
-    platform = subprocess.run([*TENANCY, "audit", "export", "--tenant", "platform",
-                               "--data-dir", str(demo.data)], capture_output=True, text=True,
-                              check=True).stdout
+    platform = subprocess.run(
+        [*TENANCY, "audit", "export", "--tenant", "platform", "--data-dir", str(demo.data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "auth.refused" in platform

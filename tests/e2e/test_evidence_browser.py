@@ -26,13 +26,19 @@ def report(tmp_path: Path) -> Path:
     ensure_chromium()  # skip (or fail in CI) before building anything
     db = db_matrix(finding=True)
     evidence = build_evidence(
-        probe=probe(leaked=True), db_matrix=db,
-        audit=[ChainResult("acme", "t-acme", True, 3),
-               ChainResult("globex", "t-globex", False, 3, 2, "changed",
-                           "content does not match its hash"),
-               ChainResult(PLATFORM_CHAIN, PLATFORM_CHAIN, True, 1)],
-        policy_tests=policy_results(), versions=collect_versions(db_matrix=db),
-        now=datetime.now(UTC))
+        probe=probe(leaked=True),
+        db_matrix=db,
+        audit=[
+            ChainResult("acme", "t-acme", True, 3),
+            ChainResult(
+                "globex", "t-globex", False, 3, 2, "changed", "content does not match its hash"
+            ),
+            ChainResult(PLATFORM_CHAIN, PLATFORM_CHAIN, True, 1),
+        ],
+        policy_tests=policy_results(),
+        versions=collect_versions(db_matrix=db),
+        now=datetime.now(UTC),
+    )
     return write_pack(evidence, tmp_path / "pack")[1]
 
 
@@ -47,8 +53,9 @@ def test_report_shows_verdict_matrices_and_chart_and_fetches_nothing(report: Pat
         assert verdict.is_visible() and verdict.inner_text() == "Verdict: FAIL"
         reasons = page.locator("#reasons li").all_inner_texts()
         assert "probe: 1 leaked cell(s)" in reasons
-        assert any(r.startswith("audit: chain globex broken: changed at position 2")
-                   for r in reasons)
+        assert any(
+            r.startswith("audit: chain globex broken: changed at position 2") for r in reasons
+        )
         assert any(r.startswith("db matrix: finding rls-policy-always-true") for r in reasons)
 
         # Tables are found by their accessible names, which come from their captions.
@@ -58,22 +65,24 @@ def test_report_shows_verdict_matrices_and_chart_and_fetches_nothing(report: Pat
         assert probe_table.get_by_role("rowheader", name="GET /worklogs/{id}").is_visible()
         assert probe_table.get_by_role("columnheader", name="tenant-header").is_visible()
         db_table = page.get_by_role(
-            "table", name="Database matrix: every cell by table, operation, setting and target")
+            "table", name="Database matrix: every cell by table, operation, setting and target"
+        )
         assert db_table.is_visible() and db_table.locator("caption").is_visible()
         assert db_table.locator("tbody tr").count() == len(db_matrix()["cells"])
 
-        leaked = page.get_by_role("table", name="Probe cells that were not enforced: leaked, "
-                                                "error or skipped").locator("tbody tr")
+        leaked = page.get_by_role(
+            "table", name="Probe cells that were not enforced: leaked, error or skipped"
+        ).locator("tbody tr")
         assert leaked.count() == 1 and leaked.first.is_visible()
         row = leaked.first.locator("td").all_inner_texts()
-        assert row[:5] == ["leaked", LEAK["route"], LEAK["victim"], LEAK["attack"],
-                           LEAK["actor"]]
+        assert row[:5] == ["leaked", LEAK["route"], LEAK["victim"], LEAK["attack"], LEAK["actor"]]
 
         chart = page.locator("svg#summary-chart")
         box = chart.bounding_box()
         assert box is not None and box["width"] > 0 and box["height"] > 0
         assert chart.locator("title#chart-title").text_content() == (
-            "Outcomes of the HTTP probe and the database matrix")
+            "Outcomes of the HTTP probe and the database matrix"
+        )
         leaked_bar = chart.locator("rect.bar-leaked").first.bounding_box()
         assert leaked_bar is not None and leaked_bar["width"] > 0 and leaked_bar["height"] > 0
         labels = chart.locator("text").all_text_contents()

@@ -62,14 +62,31 @@ def running_demo(data: Path) -> Iterator[Demo]:
     """`tenancy demo` over ``data`` as real processes, stopped (SIGINT) on exit."""
     port, backend_port, console_port = free_port(), free_port(), free_port()
     started = time.monotonic()
-    proc = subprocess.Popen([*TENANCY, "demo", "--port", str(port), "--backend-port",
-                             str(backend_port), "--console-port", str(console_port),
-                             "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=demo_env())
+    proc = subprocess.Popen(
+        [
+            *TENANCY,
+            "demo",
+            "--port",
+            str(port),
+            "--backend-port",
+            str(backend_port),
+            "--console-port",
+            str(console_port),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=demo_env(),
+    )
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}", started)
-        yield Demo(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}", data,
-                   f"http://127.0.0.1:{console_port}")
+        yield Demo(
+            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{backend_port}",
+            data,
+            f"http://127.0.0.1:{console_port}",
+        )
     finally:
         stop(proc)
 
@@ -80,9 +97,22 @@ def worklogs_replica(data: Path) -> Iterator[str]:
     same database, key files and key-state file, its own caches. Exits with this test."""
     port = free_port()
     started = time.monotonic()
-    proc = subprocess.Popen([*TENANCY, "serve", "worklogs", "--port", str(port),
-                             "--data-dir", str(data), "--parent-pid", str(os.getpid())],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=demo_env())
+    proc = subprocess.Popen(
+        [
+            *TENANCY,
+            "serve",
+            "worklogs",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--parent-pid",
+            str(os.getpid()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=demo_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url, started)
@@ -106,8 +136,9 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 def cli(data: Path, *args: str) -> str:
     """Run one `tenancy` command as its own process; its output, or the test fails."""
-    done = subprocess.run([*TENANCY, *args, "--data-dir", str(data)], capture_output=True,
-                          text=True, env=demo_env())
+    done = subprocess.run(
+        [*TENANCY, *args, "--data-dir", str(data)], capture_output=True, text=True, env=demo_env()
+    )
     assert done.returncode == 0, f"tenancy {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout
 
@@ -131,8 +162,9 @@ def read_comment(http: httpx.Client, headers: dict[str, str], worklog_id: str) -
 def stored(data: Path, tenant_id: str) -> dict[str, bytes]:
     """The tenant's worklog rows as stored: id -> the comment's ciphertext."""
     with sqlite3.connect(data / "tenancy.db", timeout=10) as db:
-        rows = db.execute("SELECT id, comment FROM worklogs WHERE tenant_id = ?",
-                          (tenant_id,)).fetchall()
+        rows = db.execute(
+            "SELECT id, comment FROM worklogs WHERE tenant_id = ?", (tenant_id,)
+        ).fetchall()
     db.close()
     return {str(row_id): bytes(comment) for row_id, comment in rows}
 
@@ -150,8 +182,9 @@ def test_shred_by_the_cli_is_refused_by_the_running_services_at_once(demo: Demo)
 
         cli(demo.data, "keys", "shred", "--tenant", "acme", "--confirm", "acme")
 
-        assert_problem(http.get(f"/worklogs/{mine.json()['id']}", headers=acme), 410,
-                       "key-destroyed")
+        assert_problem(
+            http.get(f"/worklogs/{mine.json()['id']}", headers=acme), 410, "key-destroyed"
+        )
         assert_problem(write(http, acme, "written after the shred"), 410, "key-destroyed")
         assert read_comment(http, globex, theirs.json()["id"]) == "globex secret"
     acme_id = tenant_ids(demo.data)["acme"]
@@ -159,7 +192,8 @@ def test_shred_by_the_cli_is_refused_by_the_running_services_at_once(demo: Demo)
 
 
 def test_cmk_switch_is_seen_at_once_and_a_customer_revocation_within_the_tenants_ttl(
-        demo: Demo) -> None:
+    demo: Demo,
+) -> None:
     """The switch is a platform-side change (seen on the next request); the customer
     disabling its own key is not observable, so the tenant's TTL, changed by the CLI
     while the services run, bounds it. Before: `keys ttl` did not exist and the backend
@@ -205,8 +239,7 @@ def test_platform_side_disable_is_refused_on_the_very_next_read(demo: Demo) -> N
         assert read_comment(http, globex, theirs) == "globex secret"
 
         cli(demo.data, "keys", "revoke-test", "--tenant", "globex")
-        assert_problem(http.get(f"/worklogs/{theirs}", headers=globex), 503,
-                       "key-unavailable")
+        assert_problem(http.get(f"/worklogs/{theirs}", headers=globex), 503, "key-unavailable")
         assert read_comment(http, acme, mine) == "acme secret"
 
         cli(demo.data, "keys", "revoke-test", "--tenant", "globex", "--restore")
@@ -265,8 +298,10 @@ def backup(demo: Demo, name: str) -> Path:
     copy = demo.data.parent / name
     copy.mkdir()
     (copy / "keys").symlink_to(demo.data / "keys")
-    with sqlite3.connect(demo.data / "tenancy.db", timeout=10) as source, \
-            sqlite3.connect(copy / "tenancy.db") as target:
+    with (
+        sqlite3.connect(demo.data / "tenancy.db", timeout=10) as source,
+        sqlite3.connect(copy / "tenancy.db") as target,
+    ):
         source.backup(target)
     source.close()
     target.close()
@@ -274,10 +309,17 @@ def backup(demo: Demo, name: str) -> Path:
 
 
 def open_copies(cases: list[tuple[str, Path, str, str]]) -> dict[str, dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-c", OPEN_COPIES,
-                           json.dumps([(label, str(copy), tid, wid)
-                                       for label, copy, tid, wid in cases])],
-                          capture_output=True, text=True, env=demo_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            OPEN_COPIES,
+            json.dumps([(label, str(copy), tid, wid) for label, copy, tid, wid in cases]),
+        ],
+        capture_output=True,
+        text=True,
+        env=demo_env(),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return dict(json.loads(done.stdout.splitlines()[-1]))
 
@@ -304,14 +346,30 @@ def test_copies_taken_before_a_cmk_switch_or_a_shred_open_with_nothing(demo: Dem
         assert_problem(http.get(f"/worklogs/{wid}", headers=acme), 410, "key-destroyed")
 
     # The control: the copy taken after the switch opens, before the shred.
-    assert control["before-shred"] == {"read": "opened", "unwrap": ["opened"],
-                                       "cmk_enabled": [True], "data_keys": 1}
-    report = open_copies([("before-switch", before_switch, ids["acme"], wid),
-                          ("before-shred", before_shred, ids["acme"], wid)])
-    assert report["before-switch"] == {"read": "KeyDestroyed", "unwrap": ["KeyDestroyed"],
-                                       "cmk_enabled": [], "data_keys": 1}
-    assert report["before-shred"] == {"read": "KeyDestroyed", "unwrap": ["KeyDestroyed"],
-                                      "cmk_enabled": [True], "data_keys": 1}
+    assert control["before-shred"] == {
+        "read": "opened",
+        "unwrap": ["opened"],
+        "cmk_enabled": [True],
+        "data_keys": 1,
+    }
+    report = open_copies(
+        [
+            ("before-switch", before_switch, ids["acme"], wid),
+            ("before-shred", before_shred, ids["acme"], wid),
+        ]
+    )
+    assert report["before-switch"] == {
+        "read": "KeyDestroyed",
+        "unwrap": ["KeyDestroyed"],
+        "cmk_enabled": [],
+        "data_keys": 1,
+    }
+    assert report["before-shred"] == {
+        "read": "KeyDestroyed",
+        "unwrap": ["KeyDestroyed"],
+        "cmk_enabled": [True],
+        "data_keys": 1,
+    }
 
 
 def test_copy_taken_before_a_kek_rotation_opens_with_nothing_after_it(demo: Demo) -> None:
@@ -322,20 +380,21 @@ def test_copy_taken_before_a_kek_rotation_opens_with_nothing_after_it(demo: Demo
     with httpx.Client(base_url=demo.edge, timeout=10) as http:
         wid = write(http, globex, "globex secret").json()["id"]
         before = backup(demo, "before-rotation")
-        assert open_copies([("before", before, ids["globex"], wid)])["before"]["read"] \
-            == "opened"
+        assert open_copies([("before", before, ids["globex"], wid)])["before"]["read"] == "opened"
         cli(demo.data, "keys", "rotate", "--tenant", "globex")
         assert read_comment(http, globex, wid) == "globex secret"  # live: re-wrapped
         after = backup(demo, "after-rotation")
-    report = open_copies([("before", before, ids["globex"], wid),
-                          ("after", after, ids["globex"], wid)])
-    assert (report["before"]["read"], report["before"]["unwrap"]) == ("KeyDestroyed",
-                                                                       ["KeyDestroyed"])
+    report = open_copies(
+        [("before", before, ids["globex"], wid), ("after", after, ids["globex"], wid)]
+    )
+    assert (report["before"]["read"], report["before"]["unwrap"]) == (
+        "KeyDestroyed",
+        ["KeyDestroyed"],
+    )
     assert (report["after"]["read"], report["after"]["unwrap"]) == ("opened", ["opened"])
 
 
-def test_tenant_created_by_the_cli_while_the_demo_runs_gets_a_working_key(
-        demo: Demo) -> None:
+def test_tenant_created_by_the_cli_while_the_demo_runs_gets_a_working_key(demo: Demo) -> None:
     """Before: `tenants create` without a customer key provisioned no key, and the new
     tenant's first encrypted write was 503 key-unavailable."""
     created = cli(demo.data, "tenants", "create", "initech", "--region", "eu-central-1")
@@ -358,8 +417,13 @@ def test_tenant_created_by_the_cli_while_the_demo_runs_gets_a_working_key(
 
 def context_for(data: Path, slug: str, scope: str) -> TenantContext:
     tid = tenant_ids(data)[slug]
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tid, subject="alice",
-                          scopes=frozenset({scope}), roles=frozenset({"member"}))
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tid,
+        subject="alice",
+        scopes=frozenset({scope}),
+        roles=frozenset({"member"}),
+    )
     return TenantContext(tid, slug, "eu-central-1", principal, "e2e-keys")
 
 
@@ -377,16 +441,24 @@ class Replica:
         return bearer(self.minter.mint(ctx, audience="worklogs", scopes=[scope]))
 
     def get(self, worklog_id: str) -> httpx.Response:
-        return httpx.get(f"{self.url}/worklogs/{worklog_id}", timeout=10,
-                         headers=self._auth(self.reader, "worklogs:read"))
+        return httpx.get(
+            f"{self.url}/worklogs/{worklog_id}",
+            timeout=10,
+            headers=self._auth(self.reader, "worklogs:read"),
+        )
 
     def post(self, comment: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/worklogs", json={**ENTRY, "comment": comment},
-                          timeout=10, headers=self._auth(self.writer, "worklogs:write"))
+        return httpx.post(
+            f"{self.url}/worklogs",
+            json={**ENTRY, "comment": comment},
+            timeout=10,
+            headers=self._auth(self.writer, "worklogs:write"),
+        )
 
 
 def test_two_backend_replicas_see_the_clis_rotation_and_shred_on_their_next_request(
-        demo: Demo) -> None:
+    demo: Demo,
+) -> None:
     """Two worklogs backends over one database and one key directory: the demo's own
     (replica 1) and a second `tenancy serve worklogs` (replica 2), both called directly
     with context tokens minted with the edge's key (one edge fronts one backend in the

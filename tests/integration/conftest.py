@@ -22,8 +22,10 @@ def engines() -> Iterator[tuple[Engine, Engine]]:
         grant_app_role(conn, role, Base.metadata.sorted_tables)
         for tenant in (A, B):
             conn.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": tenant})
-            conn.execute(text("INSERT INTO projects (tenant_id, id, name) "
-                              "VALUES (:t, 'p1', :n)"), {"t": tenant, "n": f"of {tenant[-1]}"})
+            conn.execute(
+                text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'p1', :n)"),
+                {"t": tenant, "n": f"of {tenant[-1]}"},
+            )
 
     with app_role_database(setup, pool_size=1, max_overflow=0) as pair:
         yield pair

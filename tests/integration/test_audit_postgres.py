@@ -38,8 +38,7 @@ def app_engine() -> Iterator[Engine]:
 
 
 def _event(tenant: str, **kwargs: str) -> SecurityEvent:
-    return SecurityEvent("authz.denied", datetime.now(UTC), tenant_id=tenant,
-                         details=kwargs)
+    return SecurityEvent("authz.denied", datetime.now(UTC), tenant_id=tenant, details=kwargs)
 
 
 def test_tenant_reads_only_its_own_trail(app_engine: Engine) -> None:
@@ -61,20 +60,22 @@ def test_tenant_reads_only_its_own_trail(app_engine: Engine) -> None:
 
 def test_app_role_cannot_write_into_another_tenants_chain(app_engine: Engine) -> None:
     record = chain(B, 1, "0" * 64, _event(B))
-    with pytest.raises(ProgrammingError, match="row-level security"), \
-            tenant_transaction(app_engine, A) as conn:
+    with (
+        pytest.raises(ProgrammingError, match="row-level security"),
+        tenant_transaction(app_engine, A) as conn,
+    ):
         insert_records(conn, [record])
 
 
 def test_concurrent_writers_keep_the_chain_valid(app_engine: Engine) -> None:
     logs = [AuditLog(app_engine, KEY, flush_interval=0.0, batch_max=9) for _ in range(3)]
     try:
+
         def work(log: AuditLog, n: int) -> None:
             for i in range(100):
                 log.emit(_event(A if i % 2 else B, n=str(n), i=str(i)))
 
-        workers = [threading.Thread(target=work, args=(log, n))
-                   for n, log in enumerate(logs * 2)]
+        workers = [threading.Thread(target=work, args=(log, n)) for n, log in enumerate(logs * 2)]
         for w in workers:
             w.start()
         for w in workers:
@@ -100,26 +101,38 @@ def test_chain_rewritten_by_the_app_role_fails_verification(app_engine: Engine) 
         prev = "0" * 64
         forged = []
         for r in original:
-            fresh = chain(A, r.seq, prev, SecurityEvent(
-                "authz.allowed", datetime.fromisoformat(r.at), tenant_id=A,
-                details=dict(r.details)))
+            fresh = chain(
+                A,
+                r.seq,
+                prev,
+                SecurityEvent(
+                    "authz.allowed",
+                    datetime.fromisoformat(r.at),
+                    tenant_id=A,
+                    details=dict(r.details),
+                ),
+            )
             forged.append(fresh)
             prev = fresh.hash
         with tenant_transaction(app_engine, A) as conn:
             conn.execute(audit_events.delete().where(audit_events.c.tenant_id == A))
             insert_records(conn, forged)
-            conn.execute(audit_heads.update().where(audit_heads.c.tenant_id == A)
-                         .values(hash=prev))
+            conn.execute(audit_heads.update().where(audit_heads.c.tenant_id == A).values(hash=prev))
         result = log.verify(A)
         assert (result.damage, result.position) == (Damage.HEAD_MISMATCH, 4)
         # a single changed row is located exactly
         with tenant_transaction(app_engine, A) as conn:
-            conn.execute(audit_heads.update().where(audit_heads.c.tenant_id == A)
-                         .values(hash=original[-1].hash))
+            conn.execute(
+                audit_heads.update()
+                .where(audit_heads.c.tenant_id == A)
+                .values(hash=original[-1].hash)
+            )
             conn.execute(audit_events.delete().where(audit_events.c.tenant_id == A))
             insert_records(conn, original)
-            conn.execute(audit_events.update().where(audit_events.c.tenant_id == A,
-                                                     audit_events.c.seq == 2)
-                         .values(actor="mallory"))
+            conn.execute(
+                audit_events.update()
+                .where(audit_events.c.tenant_id == A, audit_events.c.seq == 2)
+                .values(actor="mallory")
+            )
         result = log.verify(A)
         assert (result.damage, result.position) == (Damage.CHANGED, 2)

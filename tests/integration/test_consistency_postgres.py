@@ -57,9 +57,16 @@ def stored(owner: Engine) -> list[tuple[str, str]]:
         return [(r.tenant_id, r.name) for r in rows]
 
 
-def build_app(app_engine: Engine, *, verifier: TokenVerifier, registry: TenantRegistry,
-              events: MemorySink, other: str, checks: bool,
-              seen: list[consistency.LayerCheck | None]) -> Starlette:
+def build_app(
+    app_engine: Engine,
+    *,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    other: str,
+    checks: bool,
+    seen: list[consistency.LayerCheck | None],
+) -> Starlette:
     sessions = sessionmaker(app_engine, class_=TenantSession)
 
     def create() -> None:
@@ -72,16 +79,22 @@ def build_app(app_engine: Engine, *, verifier: TokenVerifier, registry: TenantRe
         # A buggy handler: it re-points the transaction's RLS setting at another tenant
         # and writes there with plain SQL, which RLS allows (the setting says so).
         with sessions() as session:
-            session.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"),
-                            {"t": other})
-            session.execute(text("INSERT INTO projects (tenant_id, id, name) "
-                                 "VALUES (:t, 'x', 'smuggled')"), {"t": other})
+            session.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": other})
+            session.execute(
+                text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'x', 'smuggled')"),
+                {"t": other},
+            )
             session.commit()
 
     def other_transaction() -> None:
         with tenant_transaction(app_engine, other) as conn:
-            conn.execute(text("INSERT INTO projects (tenant_id, id, name) "
-                              "VALUES (:t, 'y', 'other transaction')"), {"t": other})
+            conn.execute(
+                text(
+                    "INSERT INTO projects (tenant_id, id, name) "
+                    "VALUES (:t, 'y', 'other transaction')"
+                ),
+                {"t": other},
+            )
 
     def listed() -> list[str]:
         with sessions() as session:
@@ -93,46 +106,81 @@ def build_app(app_engine: Engine, *, verifier: TokenVerifier, registry: TenantRe
         async def handle(request: Request) -> Response:
             result = await run_in_threadpool(work)
             return JSONResponse({"tenant": current().tenant_id, "result": result})
+
         return handle
 
-    routes = [Route("/projects", endpoint(listed), methods=["GET"]),
-              Route("/projects", endpoint(create), methods=["POST"]),
-              Route("/smuggle", endpoint(smuggle), methods=["POST"]),
-              Route("/other-transaction", endpoint(other_transaction), methods=["POST"])]
-    return Starlette(routes=routes, exception_handlers=exception_handlers(), middleware=[
-        Middleware(TenancyMiddleware, verifier=verifier, tenants=registry, region=REGION,
-                   events=events, consistency_checks=checks)])
+    routes = [
+        Route("/projects", endpoint(listed), methods=["GET"]),
+        Route("/projects", endpoint(create), methods=["POST"]),
+        Route("/smuggle", endpoint(smuggle), methods=["POST"]),
+        Route("/other-transaction", endpoint(other_transaction), methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers=exception_handlers(),
+        middleware=[
+            Middleware(
+                TenancyMiddleware,
+                verifier=verifier,
+                tenants=registry,
+                region=REGION,
+                events=events,
+                consistency_checks=checks,
+            )
+        ],
+    )
 
 
 @pytest.fixture
-def make_app(engines: tuple[Engine, Engine], verifier: TokenVerifier,
-             registry: TenantRegistry, events: MemorySink,
-             globex: Tenant) -> Callable[..., tuple[Starlette, list[Any]]]:
+def make_app(
+    engines: tuple[Engine, Engine],
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    globex: Tenant,
+) -> Callable[..., tuple[Starlette, list[Any]]]:
     def make(*, checks: bool = True) -> tuple[Starlette, list[Any]]:
         seen: list[Any] = []
-        return build_app(engines[1], verifier=verifier, registry=registry, events=events,
-                         other=globex.id, checks=checks, seen=seen), seen
+        return build_app(
+            engines[1],
+            verifier=verifier,
+            registry=registry,
+            events=events,
+            other=globex.id,
+            checks=checks,
+            seen=seen,
+        ), seen
+
     return make
 
 
 async def post(app: Starlette, path: str, token: str) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://projects") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://projects"
+    ) as client:
         return await client.post(path, headers=bearer(token))
 
 
 def violation_layers(events: MemorySink) -> list[tuple[str, str, str]]:
-    return [(e.details["expected_tenant_id"], e.details["layer"], e.details["tenant_id"])
-            for e in events.events if e.action == "consistency.violation"]
+    return [
+        (e.details["expected_tenant_id"], e.details["layer"], e.details["tenant_id"])
+        for e in events.events
+        if e.action == "consistency.violation"
+    ]
 
 
 async def test_clean_request_reads_the_setting_back_and_succeeds(
-        make_app: Callable[..., tuple[Starlette, list[Any]]], engines: tuple[Engine, Engine],
-        acme: Tenant, token_for: TokenFactory, events: MemorySink) -> None:
+    make_app: Callable[..., tuple[Starlette, list[Any]]],
+    engines: tuple[Engine, Engine],
+    acme: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     app, seen = make_app()
     assert (await post(app, "/projects", token_for(acme))).status_code == 200
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://projects") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://projects"
+    ) as client:
         listed = await client.get("/projects", headers=bearer(token_for(acme)))
     assert listed.json()["result"] == ["acme project"]
     assert all(c is not None and c.layers >= {"token", "context", "db"} for c in seen)
@@ -141,8 +189,13 @@ async def test_clean_request_reads_the_setting_back_and_succeeds(
 
 
 async def test_sql_repointing_the_setting_is_refused_at_commit_and_rolled_back(
-        make_app: Callable[..., tuple[Starlette, list[Any]]], engines: tuple[Engine, Engine],
-        acme: Tenant, globex: Tenant, token_for: TokenFactory, events: MemorySink) -> None:
+    make_app: Callable[..., tuple[Starlette, list[Any]]],
+    engines: tuple[Engine, Engine],
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     app, _ = make_app()
     response = await post(app, "/smuggle", token_for(acme))
     assert response.status_code == 500
@@ -154,17 +207,26 @@ async def test_sql_repointing_the_setting_is_refused_at_commit_and_rolled_back(
 
 
 async def test_sql_repointing_the_setting_passes_rls_with_checks_off(
-        make_app: Callable[..., tuple[Starlette, list[Any]]], engines: tuple[Engine, Engine],
-        acme: Tenant, globex: Tenant, token_for: TokenFactory) -> None:
+    make_app: Callable[..., tuple[Starlette, list[Any]]],
+    engines: tuple[Engine, Engine],
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+) -> None:
     app, _ = make_app(checks=False)
     assert (await post(app, "/smuggle", token_for(acme))).status_code == 200
     assert stored(engines[0]) == [(globex.id, "smuggled")]  # the bug the check catches
 
 
 async def test_a_setting_applied_for_another_tenant_is_caught_by_the_read_back(
-        make_app: Callable[..., tuple[Starlette, list[Any]]], engines: tuple[Engine, Engine],
-        acme: Tenant, globex: Tenant, token_for: TokenFactory, events: MemorySink,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_app: Callable[..., tuple[Starlette, list[Any]]],
+    engines: tuple[Engine, Engine],
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A broken RLS layer: it sets the setting for another tenant than it was asked for.
     # The ORM layer still scopes to acme, so only the value read back from the database
     # tells them apart.
@@ -182,8 +244,13 @@ async def test_a_setting_applied_for_another_tenant_is_caught_by_the_read_back(
 
 
 async def test_a_transaction_for_another_tenant_outside_the_orm_is_refused(
-        make_app: Callable[..., tuple[Starlette, list[Any]]], engines: tuple[Engine, Engine],
-        acme: Tenant, globex: Tenant, token_for: TokenFactory, events: MemorySink) -> None:
+    make_app: Callable[..., tuple[Starlette, list[Any]]],
+    engines: tuple[Engine, Engine],
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     app, _ = make_app()
     response = await post(app, "/other-transaction", token_for(acme))
     assert response.status_code == 500

@@ -19,8 +19,9 @@ def findings_for(app: Engine) -> list[tuple[str, str]]:
         return [(f.check, f.subject) for f in audit(conn)]
 
 
-def test_shipped_setup_passes(engines: tuple[Engine, Engine],
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_setup_passes(
+    engines: tuple[Engine, Engine], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, app = engines
     assert findings_for(app) == []
     url = app.url.render_as_string(hide_password=False)
@@ -31,27 +32,41 @@ def test_shipped_setup_passes(engines: tuple[Engine, Engine],
 MISCONFIGURATIONS = [
     ("ALTER TABLE projects NO FORCE ROW LEVEL SECURITY", ("rls-forced", "public.projects")),
     ("ALTER TABLE projects DISABLE ROW LEVEL SECURITY", ("rls-enabled", "public.projects")),
-    ("CREATE POLICY open_door ON projects USING (true)",
-     ("rls-policy-always-true", "public.projects")),
-    ("CREATE POLICY loose ON projects USING (tenant_id IS NOT NULL)",
-     ("rls-policy-setting", "public.projects")),
-    ("CREATE TABLE notes (tenant_id varchar(36) NOT NULL, body text)",
-     ("rls-enabled", "public.notes")),
+    (
+        "CREATE POLICY open_door ON projects USING (true)",
+        ("rls-policy-always-true", "public.projects"),
+    ),
+    (
+        "CREATE POLICY loose ON projects USING (tenant_id IS NOT NULL)",
+        ("rls-policy-setting", "public.projects"),
+    ),
+    (
+        "CREATE TABLE notes (tenant_id varchar(36) NOT NULL, body text)",
+        ("rls-enabled", "public.notes"),
+    ),
     ("ALTER ROLE {role} BYPASSRLS", ("app-role", "{role}")),
     ("ALTER TABLE tasks OWNER TO {role}", ("app-role-owns-table", "public.tasks")),
     ("GRANT TRUNCATE ON projects TO {role}", ("app-role-privilege", "public.projects")),
-    ("CREATE VIEW leaky AS SELECT * FROM projects",
-     ("view-not-security-invoker", "public.leaky")),
-    ("CREATE FUNCTION all_projects() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
-     "AS 'SELECT count(*) FROM projects'", ("security-definer", "public.all_projects")),
+    ("CREATE VIEW leaky AS SELECT * FROM projects", ("view-not-security-invoker", "public.leaky")),
+    (
+        "CREATE FUNCTION all_projects() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+        "AS 'SELECT count(*) FROM projects'",
+        ("security-definer", "public.all_projects"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("ddl", "expected"), MISCONFIGURATIONS, ids=[m[1][0] + ":" + m[0][:24]
-                                                                      for m in MISCONFIGURATIONS])
-def test_each_misconfiguration_is_found(engines: tuple[Engine, Engine], ddl: str,
-                                        expected: tuple[str, str],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("ddl", "expected"),
+    MISCONFIGURATIONS,
+    ids=[m[1][0] + ":" + m[0][:24] for m in MISCONFIGURATIONS],
+)
+def test_each_misconfiguration_is_found(
+    engines: tuple[Engine, Engine],
+    ddl: str,
+    expected: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     owner, app = engines
     role = str(app.url.username)
     with owner.begin() as conn:
@@ -102,20 +117,28 @@ def lifespan_app(engine: Engine) -> Any:
 
     issuer = DevIssuer.generate()
     keys = JWKSKeySource(lambda: issuer.jwks(), algorithms=["EdDSA"])
-    verifier = TokenVerifier([trusted_issuer(issuer.issuer, audience="x", keys=keys,
-                                             algorithms=["EdDSA"])], clock=SYSTEM_CLOCK)
-    return TenancyMiddleware(Starlette(), verifier=verifier, tenants=TenantRegistry(engine),
-                             region="eu-central-1",
-                             startup_audit=functools.partial(audit_engine, engine))
+    verifier = TokenVerifier(
+        [trusted_issuer(issuer.issuer, audience="x", keys=keys, algorithms=["EdDSA"])],
+        clock=SYSTEM_CLOCK,
+    )
+    return TenancyMiddleware(
+        Starlette(),
+        verifier=verifier,
+        tenants=TenantRegistry(engine),
+        region="eu-central-1",
+        startup_audit=functools.partial(audit_engine, engine),
+    )
 
 
 @pytest.mark.anyio
 async def test_middleware_refuses_to_start_on_a_failed_audit(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     owner, app = engines
     assert [m["type"] for m in await run_lifespan(lifespan_app(app))] == [
-        "lifespan.startup.complete", "lifespan.shutdown.complete"]
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
     with owner.begin() as conn:
         conn.execute(text("ALTER TABLE projects NO FORCE ROW LEVEL SECURITY"))
     sent = await run_lifespan(lifespan_app(app))

@@ -47,16 +47,14 @@ class Scene:
         """As the owner; ``{role}``, ``{db}`` name the app role and database, quoted."""
         with self.owner.begin() as conn:
             for statement in statements:
-                conn.execute(text(statement.format(role=f'"{self.role}"',
-                                                   db=f'"{self.database}"')))
+                conn.execute(text(statement.format(role=f'"{self.role}"', db=f'"{self.database}"')))
 
     def findings(self) -> list[Finding]:
         with self.app.connect() as conn:
             return audit(conn)
 
     def cli_audit(self, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-        code = main(["db", "audit", "--url", self.app.url.render_as_string(
-            hide_password=False)])
+        code = main(["db", "audit", "--url", self.app.url.render_as_string(hide_password=False)])
         return code, capsys.readouterr().out
 
 
@@ -65,8 +63,9 @@ def setup_projects(conn: Connection, role: str) -> None:
     enable_rls(conn, Base.metadata.sorted_tables)
     grant_app_role(conn, role, Base.metadata.sorted_tables)
     for tenant in (A, B):
-        conn.execute(text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'p1', 'x')"),
-                     {"t": tenant})
+        conn.execute(
+            text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'p1', 'x')"), {"t": tenant}
+        )
 
 
 @contextmanager
@@ -83,8 +82,9 @@ def scene() -> Iterator[Scene]:
         return name
 
     try:
-        with app_role_database(setup_projects, prefix="tenancy_audit",
-                               pool_size=1, max_overflow=0) as (owner, app):
+        with app_role_database(
+            setup_projects, prefix="tenancy_audit", pool_size=1, max_overflow=0
+        ) as (owner, app):
             yield Scene(owner, app, make_role)
     finally:
         with admin.connect() as conn:
@@ -119,8 +119,9 @@ def new_session(app: Engine, *then: str) -> tuple[str | None, set[str]]:
         with engine.connect() as conn:
             for statement in then:
                 conn.execute(text(statement))
-            setting = conn.execute(text(
-                "SELECT current_setting('tenancy.tenant_id', true)")).scalar()
+            setting = conn.execute(
+                text("SELECT current_setting('tenancy.tenant_id', true)")
+            ).scalar()
             seen = set(conn.execute(text("SELECT tenant_id FROM projects")).scalars())
     finally:
         engine.dispose()
@@ -132,6 +133,7 @@ def checks(found: list[Finding]) -> set[tuple[str, str]]:
 
 
 # -- memberships ---------------------------------------------------------------------------
+
 
 def bypassrls_role(db: Scene) -> tuple[str, tuple[str, ...]]:
     target = db.make_role("BYPASSRLS")
@@ -154,16 +156,25 @@ def table_owner_role(db: Scene) -> tuple[str, tuple[str, ...]]:
 
 def two_hops_noinherit(db: Scene) -> tuple[str, tuple[str, ...]]:
     middle, target = db.make_role(), db.make_role("BYPASSRLS")
-    db.ddl(f'GRANT SELECT ON projects TO "{target}"', f'GRANT "{target}" TO "{middle}"',
-           f'GRANT "{middle}" TO {{role}}', "ALTER ROLE {role} NOINHERIT")
+    db.ddl(
+        f'GRANT SELECT ON projects TO "{target}"',
+        f'GRANT "{target}" TO "{middle}"',
+        f'GRANT "{middle}" TO {{role}}',
+        "ALTER ROLE {role} NOINHERIT",
+    )
     return target, ()
 
 
-@pytest.mark.parametrize("grant", [bypassrls_role, superuser_role, table_owner_role,
-                                   two_hops_noinherit], ids=lambda g: g.__name__)
+@pytest.mark.parametrize(
+    "grant",
+    [bypassrls_role, superuser_role, table_owner_role, two_hops_noinherit],
+    ids=lambda g: g.__name__,
+)
 def test_membership_that_set_role_escalates_through_is_found(
-        db: Scene, grant: Callable[[Scene], tuple[str, tuple[str, ...]]],
-        capsys: pytest.CaptureFixture[str]) -> None:
+    db: Scene,
+    grant: Callable[[Scene], tuple[str, tuple[str, ...]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert db.findings() == []
     target, then = grant(db)
     # The attack is real: as the app role, tenant A's session reads tenant B's project.
@@ -180,8 +191,10 @@ def test_membership_that_set_role_escalates_through_is_found(
 
 def test_membership_in_a_plain_dml_role_is_not_reported(db: Scene) -> None:
     plain = db.make_role()
-    db.ddl(f'GRANT SELECT, INSERT, UPDATE, DELETE ON projects TO "{plain}"',
-           f'GRANT "{plain}" TO {{role}}')
+    db.ddl(
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON projects TO "{plain}"',
+        f'GRANT "{plain}" TO {{role}}',
+    )
     assert seen_as(db.app, A, f'SET LOCAL ROLE "{plain}"') == {A}  # still under RLS
     assert db.findings() == []
 
@@ -193,16 +206,19 @@ def test_membership_in_a_plain_dml_role_is_not_reported(db: Scene) -> None:
 ALL_IN_DATABASE = "ALTER DATABASE (or ALTER ROLE ALL IN DATABASE) SET"
 DEFAULTS = [
     ("ALTER ROLE {role} SET tenancy.tenant_id = '%s'", "ALTER ROLE {role} SET"),
-    ("ALTER ROLE {role} IN DATABASE {db} SET tenancy.tenant_id = '%s'",
-     "ALTER ROLE {role} IN DATABASE SET"),
+    (
+        "ALTER ROLE {role} IN DATABASE {db} SET tenancy.tenant_id = '%s'",
+        "ALTER ROLE {role} IN DATABASE SET",
+    ),
     ("ALTER DATABASE {db} SET tenancy.tenant_id = '%s'", ALL_IN_DATABASE),
     ("ALTER ROLE ALL IN DATABASE {db} SET tenancy.tenant_id = '%s'", ALL_IN_DATABASE),
 ]
 
 
 @pytest.mark.parametrize(("ddl", "source"), DEFAULTS, ids=[d[0][:28] for d in DEFAULTS])
-def test_default_of_the_tenant_setting_is_found(db: Scene, ddl: str, source: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_of_the_tenant_setting_is_found(
+    db: Scene, ddl: str, source: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert new_session(db.app) == (None, set())
     db.ddl(ddl % A)
     # The attack is real: a new session starts inside tenant A and reads its rows.
@@ -214,11 +230,13 @@ def test_default_of_the_tenant_setting_is_found(db: Scene, ddl: str, source: str
     assert code == 1 and f"FAIL tenant-setting-default: {db.role}" in out
 
 
-def test_default_on_a_group_role_does_not_reach_the_app_and_is_not_reported(
-        db: Scene) -> None:
+def test_default_on_a_group_role_does_not_reach_the_app_and_is_not_reported(db: Scene) -> None:
     group = db.make_role()
-    db.ddl(f'GRANT SELECT ON projects TO "{group}"', f'GRANT "{group}" TO {{role}}',
-           f"ALTER ROLE \"{group}\" SET tenancy.tenant_id = '{A}'")
+    db.ddl(
+        f'GRANT SELECT ON projects TO "{group}"',
+        f'GRANT "{group}" TO {{role}}',
+        f"ALTER ROLE \"{group}\" SET tenancy.tenant_id = '{A}'",
+    )
     # PostgreSQL applies only the login role's own defaults, and SET ROLE applies none.
     assert new_session(db.app) == (None, set())
     assert new_session(db.app, f'SET ROLE "{group}"') == (None, set())

@@ -36,11 +36,24 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 # Rows seeded per table and tenant (a table or tenant not named here holds none).
-SEEDED = {"public.worklogs": {A: 3, B: 2},
-          "public.tenancy_contribution_settings": {A: 1, B: 1},
-          "public.tenancy_audit_events": {A: 2}}
-JSON_KEYS = {"kind", "version", "generated_at", "database", "role", "server_version",
-             "tenants", "tables", "cells", "findings", "summary"}
+SEEDED = {
+    "public.worklogs": {A: 3, B: 2},
+    "public.tenancy_contribution_settings": {A: 1, B: 1},
+    "public.tenancy_audit_events": {A: 2},
+}
+JSON_KEYS = {
+    "kind",
+    "version",
+    "generated_at",
+    "database",
+    "role",
+    "server_version",
+    "tenants",
+    "tables",
+    "cells",
+    "findings",
+    "summary",
+}
 CELL_KEYS = {"table", "operation", "setting", "target", "outcome", "rows", "detail"}
 
 
@@ -49,8 +62,14 @@ def url_of(engine: Engine) -> str:
 
 
 def tenancy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tenancy.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tenancy.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 @contextmanager
@@ -69,40 +88,67 @@ def seed(owner: Engine) -> None:
     """As the owner (a superuser: RLS does not apply), the rows of ``SEEDED``."""
     with owner.begin() as conn:
         for n, tenant in enumerate((A, B)):
-            conn.execute(text(
-                "INSERT INTO tenancy_tenants VALUES (:id, :slug, :slug, 'eu-central-1', "
-                "'active', :now, :now)"), {"id": tenant, "slug": f"tenant-{n}", "now": NOW})
-            conn.execute(text(
-                "INSERT INTO tenancy_contribution_settings VALUES (:t, true, :now, 'seed')"),
-                {"t": tenant, "now": NOW})
+            conn.execute(
+                text(
+                    "INSERT INTO tenancy_tenants VALUES (:id, :slug, :slug, 'eu-central-1', "
+                    "'active', :now, :now)"
+                ),
+                {"id": tenant, "slug": f"tenant-{n}", "now": NOW},
+            )
+            conn.execute(
+                text("INSERT INTO tenancy_contribution_settings VALUES (:t, true, :now, 'seed')"),
+                {"t": tenant, "now": NOW},
+            )
             for i in range(SEEDED["public.worklogs"][tenant]):
-                conn.execute(text(
-                    "INSERT INTO worklogs (tenant_id, id, author, description, minutes, day, "
-                    "created_at, comment) VALUES (:t, :id, 'ann', 'work', 30, :day, :now, "
-                    ":comment)"), {"t": tenant, "id": f"w{i}", "day": date(2026, 11, 1),
-                                   "now": NOW, "comment": b"\x00sealed" if i else None})
+                conn.execute(
+                    text(
+                        "INSERT INTO worklogs (tenant_id, id, author, description, minutes, day, "
+                        "created_at, comment) VALUES (:t, :id, 'ann', 'work', 30, :day, :now, "
+                        ":comment)"
+                    ),
+                    {
+                        "t": tenant,
+                        "id": f"w{i}",
+                        "day": date(2026, 11, 1),
+                        "now": NOW,
+                        "comment": b"\x00sealed" if i else None,
+                    },
+                )
         for seq in range(2):
-            conn.execute(text(
-                "INSERT INTO tenancy_audit_events VALUES (:t, :seq, 1, '2026-11-02', 'x', "
-                "'ann', NULL, NULL, '{}', 'p', 'h')"), {"t": A, "seq": seq})
+            conn.execute(
+                text(
+                    "INSERT INTO tenancy_audit_events VALUES (:t, :seq, 1, '2026-11-02', 'x', "
+                    "'ann', NULL, NULL, '{}', 'p', 'h')"
+                ),
+                {"t": A, "seq": seq},
+            )
 
 
 def snapshot(owner: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every scoped table and of the registry, as the owner sees them."""
     prep = owner.dialect.identifier_preparer
     with owner.connect() as conn:
-        names = [(t.schema, t.name) for t in scoped_tables(conn)] + [("public",
-                                                                      "tenancy_tenants")]
-        return {f"{schema}.{name}": sorted(
-            (tuple(row) for row in conn.execute(text(
-                f"SELECT * FROM {prep.quote_schema(schema)}.{prep.quote(name)}"))), key=repr)
-            for schema, name in names}
+        names = [(t.schema, t.name) for t in scoped_tables(conn)] + [("public", "tenancy_tenants")]
+        return {
+            f"{schema}.{name}": sorted(
+                (
+                    tuple(row)
+                    for row in conn.execute(
+                        text(f"SELECT * FROM {prep.quote_schema(schema)}.{prep.quote(name)}")
+                    )
+                ),
+                key=repr,
+            )
+            for schema, name in names
+        }
 
 
-def cell(matrix: DatabaseMatrix, table: str, operation: str, setting: str,
-         target: str) -> Cell:
-    found = [c for c in matrix.cells if (c.table, c.operation, c.setting, c.target)
-             == (table, operation, setting, target)]
+def cell(matrix: DatabaseMatrix, table: str, operation: str, setting: str, target: str) -> Cell:
+    found = [
+        c
+        for c in matrix.cells
+        if (c.table, c.operation, c.setting, c.target) == (table, operation, setting, target)
+    ]
     assert len(found) == 1, (table, operation, setting, target, found)
     return found[0]
 
@@ -115,7 +161,8 @@ def database() -> Iterator[tuple[Engine, Engine]]:
 
 
 def test_healthy_schema_holds_in_every_cell_and_nothing_changes(
-        database: tuple[Engine, Engine]) -> None:
+    database: tuple[Engine, Engine],
+) -> None:
     owner, app = database
     before = snapshot(owner)
     assert sum(map(len, before.values())) == 11  # the seed really is there
@@ -126,7 +173,8 @@ def test_healthy_schema_holds_in_every_cell_and_nothing_changes(
 
     assert matrix.findings == ()
     assert matrix.summary["leaked"] == matrix.summary["error"] == 0, [
-        c for c in matrix.cells if c.outcome in (Outcome.LEAKED, Outcome.ERROR)]
+        c for c in matrix.cells if c.outcome in (Outcome.LEAKED, Outcome.ERROR)
+    ]
     assert matrix.ok
     assert matrix.tenants == (A, B)
     assert matrix.role == str(app.url.username)
@@ -141,8 +189,7 @@ def test_healthy_schema_holds_in_every_cell_and_nothing_changes(
             assert cell(matrix, table, "SELECT", tenant, "own").rows == counts.get(tenant, 0)
 
 
-def test_cells_against_a_tenant_with_rows_are_enforced(
-        database: tuple[Engine, Engine]) -> None:
+def test_cells_against_a_tenant_with_rows_are_enforced(database: tuple[Engine, Engine]) -> None:
     _, app = database
     with app.connect() as conn:
         matrix = access_matrix(conn, tenants=[A, B])
@@ -170,8 +217,7 @@ def test_cells_against_a_tenant_with_rows_are_enforced(
     assert cell(matrix, events, "SELECT", B, A).outcome is Outcome.ENFORCED
 
 
-def test_json_has_the_documented_shape_and_round_trips(
-        database: tuple[Engine, Engine]) -> None:
+def test_json_has_the_documented_shape_and_round_trips(database: tuple[Engine, Engine]) -> None:
     _, app = database
     with app.connect() as conn:
         conn.execute(text("SELECT 1"))  # a transaction is open: the matrix nests in it
@@ -200,8 +246,9 @@ def test_cli_end_to_end(database: tuple[Engine, Engine], tmp_path: Path) -> None
     assert set(document) == JSON_KEYS
     assert document["tenants"] == [A, B]
     assert document["summary"]["leaked"] == 0 and document["summary"]["enforced"] > 0
-    quiet = tenancy("db", "matrix", "--url", url_of(app), "--tenant", B, "--tenant", A,
-                    "--json", "-", "--quiet")
+    quiet = tenancy(
+        "db", "matrix", "--url", url_of(app), "--tenant", B, "--tenant", A, "--json", "-", "--quiet"
+    )
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout)["tenants"] == [B, A]
     assert len(quiet.stderr.splitlines()) == 1  # the summary only
@@ -217,9 +264,14 @@ def test_autocommit_connection_is_refused(database: tuple[Engine, Engine]) -> No
     assert snapshot(owner) == before
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://nobody@127.0.0.1:1/nothing",
-                                 "postgresql+psycopg://u:s3cret@127.0.0.1:notaport/x",
-                                 "not a url"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+        "postgresql+psycopg://u:s3cret@127.0.0.1:notaport/x",
+        "not a url",
+    ],
+)
 def test_bad_url_is_one_line_and_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "matrix", "--url", url]) == 2
     out, err = capsys.readouterr()
@@ -232,8 +284,12 @@ def test_bad_url_is_one_line_and_exit_2(url: str, capsys: pytest.CaptureFixture[
 @pytest.fixture(scope="module")
 def no_registry() -> Iterator[tuple[Engine, Engine]]:
     """A scoped table under RLS and no tenant registry at all."""
-    notes = Table("notes", MetaData(), Column("tenant_id", String(36), primary_key=True),
-                  Column("id", String(36), primary_key=True))
+    notes = Table(
+        "notes",
+        MetaData(),
+        Column("tenant_id", String(36), primary_key=True),
+        Column("id", String(36), primary_key=True),
+    )
 
     def setup(conn: Connection, role: str) -> None:
         notes.create(conn)
@@ -245,7 +301,8 @@ def no_registry() -> Iterator[tuple[Engine, Engine]]:
 
 
 def test_no_tenants_discoverable_and_none_given_is_a_clear_error(
-        no_registry: tuple[Engine, Engine], capsys: pytest.CaptureFixture[str]) -> None:
+    no_registry: tuple[Engine, Engine], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, app = no_registry
     with app.connect() as conn, pytest.raises(MatrixError, match="--tenant"):
         access_matrix(conn)

@@ -32,8 +32,10 @@ def matrix_of(db: Scene) -> DatabaseMatrix:
 
 
 def with_policy(db: Scene, predicate: str) -> None:
-    db.ddl(f"ALTER POLICY tenancy_tenant_isolation ON projects USING ({predicate}) "
-           f"WITH CHECK ({predicate})")
+    db.ddl(
+        f"ALTER POLICY tenancy_tenant_isolation ON projects USING ({predicate}) "
+        f"WITH CHECK ({predicate})"
+    )
 
 
 def outcomes(matrix: DatabaseMatrix, setting: str) -> set[Outcome]:
@@ -41,7 +43,8 @@ def outcomes(matrix: DatabaseMatrix, setting: str) -> set[Outcome]:
 
 
 def test_policy_admitting_a_null_setting_leaks_only_in_the_unset_cells(
-        db: Scene, capsys: pytest.CaptureFixture[str]) -> None:
+    db: Scene, capsys: pytest.CaptureFixture[str]
+) -> None:
     healthy = matrix_of(db)
     assert healthy.ok and outcomes(healthy, "unset") == {Outcome.ENFORCED}
     with_policy(db, f"tenant_id = NULLIF({SETTING}, '') OR {SETTING} IS NULL")
@@ -54,16 +57,21 @@ def test_policy_admitting_a_null_setting_leaks_only_in_the_unset_cells(
     assert cell(matrix, PROJECTS, "SELECT", "unset", "none").rows == 2
     for me, you in ((A, B), (B, A)):
         assert {cell(matrix, PROJECTS, op, me, you).outcome for op in OPERATIONS} == {
-            Outcome.ENFORCED}
+            Outcome.ENFORCED
+        }
     assert {(f.check, f.subject) for f in matrix.findings} == {
-        ("rls-policy-null-setting", PROJECTS)}
+        ("rls-policy-null-setting", PROJECTS)
+    }
     assert DatabaseMatrix.from_json(matrix.to_json()) == matrix
     url = db.app.url.render_as_string(hide_password=False)
     assert main(["db", "matrix", "--url", url, "--tenant", A, "--tenant", B]) == 1
     out = capsys.readouterr().out
     assert "no tenant: setting none = ''" in out
-    unset_lines = [line.split() for line in out.splitlines()
-                   if line.startswith(PROJECTS) and line.split()[2] == "unset"]
+    unset_lines = [
+        line.split()
+        for line in out.splitlines()
+        if line.startswith(PROJECTS) and line.split()[2] == "unset"
+    ]
     assert [line[4] for line in unset_lines] == ["leaked"] * 4
     assert "FAIL rls-policy-null-setting: public.projects" in out
 
@@ -79,18 +87,19 @@ SHAPES = [  # (predicate, the auditor flags it, the unset cells leak)
 ]
 
 
-@pytest.mark.parametrize(("predicate", "flagged", "leaks"), SHAPES,
-                         ids=[s[0][:40] for s in SHAPES])
-def test_null_setting_heuristic_against_the_matrix(db: Scene, predicate: str, flagged: bool,
-                                                   leaks: bool) -> None:
+@pytest.mark.parametrize(("predicate", "flagged", "leaks"), SHAPES, ids=[s[0][:40] for s in SHAPES])
+def test_null_setting_heuristic_against_the_matrix(
+    db: Scene, predicate: str, flagged: bool, leaks: bool
+) -> None:
     with_policy(db, predicate)
     matrix = matrix_of(db)
     assert new_session(db.app)[1] == ({A, B} if leaks else set())
     unset = cell(matrix, PROJECTS, "SELECT", "unset", "none")
     assert unset.outcome is (Outcome.LEAKED if leaks else Outcome.ENFORCED), unset
     assert outcomes(matrix, "none") == {Outcome.ENFORCED}
-    assert (("rls-policy-null-setting", PROJECTS) in {(f.check, f.subject)
-                                                     for f in matrix.findings}) is flagged
+    assert (
+        ("rls-policy-null-setting", PROJECTS) in {(f.check, f.subject) for f in matrix.findings}
+    ) is flagged
 
 
 def test_a_default_tenant_shows_in_the_unset_cells(db: Scene) -> None:
@@ -107,8 +116,9 @@ def test_an_empty_default_makes_the_unset_cells_vacuous(db: Scene) -> None:
     db.ddl("ALTER ROLE {role} SET tenancy.tenant_id = ''")
     matrix = matrix_of(db)
     assert outcomes(matrix, "unset") == {Outcome.VACUOUS}
-    assert "never-set case was not reached" in cell(
-        matrix, PROJECTS, "SELECT", "unset", "none").detail
+    assert (
+        "never-set case was not reached" in cell(matrix, PROJECTS, "SELECT", "unset", "none").detail
+    )
     assert outcomes(matrix, "none") == {Outcome.ENFORCED}
 
 

@@ -33,8 +33,13 @@ async def crashing_backend(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
         return
-    await send({"type": "http.response.start", "status": 500,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"Internal Server Error"})
     await asyncio.sleep(0.1)
     raise RuntimeError("the backend failed after answering")
@@ -47,21 +52,33 @@ def backend_url() -> Any:
 
 
 async def test_request_after_a_backend_500_is_not_a_502(backend_url: str) -> None:
-    edge = AiohttpBackend(backend_url, minter=ContextTokenMinter(ServiceKeyring.generate("edge")),
-                          audience="worklogs")
-    principal = Principal("https://issuer.test", TENANT, "alice",
-                          scopes=frozenset({"worklogs:write"}))
+    edge = AiohttpBackend(
+        backend_url, minter=ContextTokenMinter(ServiceKeyring.generate("edge")), audience="worklogs"
+    )
+    principal = Principal(
+        "https://issuer.test", TENANT, "alice", scopes=frozenset({"worklogs:write"})
+    )
     try:
         with bind(TenantContext(TENANT, "acme", "eu-central-1", principal, "rid")):
             for _ in range(3):
-                failed = await edge.forward("POST", "/boom", "", b"{}",
-                                            {"content-type": "application/json"},
-                                            ["worklogs:write"])
+                failed = await edge.forward(
+                    "POST",
+                    "/boom",
+                    "",
+                    b"{}",
+                    {"content-type": "application/json"},
+                    ["worklogs:write"],
+                )
                 assert failed.status == 500  # passed on as the backend said it
                 try:
-                    after = await edge.forward("POST", "/ok", "", b"{}",
-                                               {"content-type": "application/json"},
-                                               ["worklogs:write"])
+                    after = await edge.forward(
+                        "POST",
+                        "/ok",
+                        "",
+                        b"{}",
+                        {"content-type": "application/json"},
+                        ["worklogs:write"],
+                    )
                 except DownstreamUnavailable as exc:  # the edge would answer 502
                     pytest.fail(f"the request after a backend 500 was lost: {exc!r}")
                 assert after.status == 201

@@ -81,7 +81,7 @@ def warm_a(tmp_path: Path, state_a: RedisKeyState) -> tuple[TenantKeys, Counting
 
 
 def test_shred_in_another_process_refuses_the_next_decrypt(
-        tmp_path: Path, prefix: str, warm_a: tuple[TenantKeys, CountingProvider, bytes]
+    tmp_path: Path, prefix: str, warm_a: tuple[TenantKeys, CountingProvider, bytes]
 ) -> None:
     keys, _, ciphertext = warm_a
     with KeysWorker(tmp_path, prefix) as b:
@@ -91,7 +91,7 @@ def test_shred_in_another_process_refuses_the_next_decrypt(
 
 
 def test_rotation_in_another_process_is_a_miss_on_the_next_use(
-        tmp_path: Path, prefix: str, warm_a: tuple[TenantKeys, CountingProvider, bytes]
+    tmp_path: Path, prefix: str, warm_a: tuple[TenantKeys, CountingProvider, bytes]
 ) -> None:
     keys, provider, ciphertext = warm_a
     with KeysWorker(tmp_path, prefix) as b:
@@ -104,7 +104,8 @@ def test_rotation_in_another_process_is_a_miss_on_the_next_use(
 
 
 def test_change_without_acks_reaches_another_process_within_the_bound(
-        tmp_path: Path, prefix: str, state_a: RedisKeyState) -> None:
+    tmp_path: Path, prefix: str, state_a: RedisKeyState
+) -> None:
     seen = []
     with KeysWorker(tmp_path, prefix, ack_timeout=None) as b:
         for _ in range(20):
@@ -113,11 +114,14 @@ def test_change_without_acks_reaches_another_process_within_the_bound(
             assert reached == 2  # A's listener and B's own
             returned = time.perf_counter()
             while state_a.generation(TENANT) == before:
-                assert time.perf_counter() - returned < PROPAGATION_BOUND_S, \
+                assert time.perf_counter() - returned < PROPAGATION_BOUND_S, (
                     "A did not hear the change"
+                )
             seen.append(time.perf_counter() - returned)
-    print(f"A saw each change within median {statistics.median(seen) * 1e3:.2f} ms, "
-          f"max {max(seen) * 1e3:.2f} ms of B's answer arriving")
+    print(
+        f"A saw each change within median {statistics.median(seen) * 1e3:.2f} ms, "
+        f"max {max(seen) * 1e3:.2f} ms of B's answer arriving"
+    )
 
 
 def _kill_listener(client: redis.Redis, prefix: str, state: RedisKeyState) -> str:
@@ -138,8 +142,11 @@ def _await_healthy(state: RedisKeyState) -> None:
 
 
 def test_killed_subscription_fails_closed_until_it_is_back(
-        client: redis.Redis, prefix: str, state_a: RedisKeyState,
-        warm_a: tuple[TenantKeys, CountingProvider, bytes]) -> None:
+    client: redis.Redis,
+    prefix: str,
+    state_a: RedisKeyState,
+    warm_a: tuple[TenantKeys, CountingProvider, bytes],
+) -> None:
     keys, provider, ciphertext = warm_a
     listener = _kill_listener(client, prefix, state_a)
     # Reconnection waits at least 0.1 s: every use meanwhile is a miss.
@@ -157,8 +164,12 @@ def test_killed_subscription_fails_closed_until_it_is_back(
 
 
 def test_change_missed_while_disconnected_is_a_miss_after_reconnecting(
-        tmp_path: Path, client: redis.Redis, prefix: str, state_a: RedisKeyState,
-        warm_a: tuple[TenantKeys, CountingProvider, bytes]) -> None:
+    tmp_path: Path,
+    client: redis.Redis,
+    prefix: str,
+    state_a: RedisKeyState,
+    warm_a: tuple[TenantKeys, CountingProvider, bytes],
+) -> None:
     keys, provider, ciphertext = warm_a
     with KeysWorker(tmp_path, prefix) as b:
         _kill_listener(client, prefix, state_a)
@@ -175,25 +186,30 @@ def test_change_missed_while_disconnected_is_a_miss_after_reconnecting(
 def test_silent_partition_fails_closed_within_two_heartbeats(prefix: str) -> None:
     partition = Partition()
     try:
-        with RedisKeyState(partition.url, prefix=prefix, heartbeat=0.1,
-                           connect_timeout=0.5) as state:
+        with RedisKeyState(
+            partition.url, prefix=prefix, heartbeat=0.1, connect_timeout=0.5
+        ) as state:
             time.sleep(0.3)  # several heartbeats answered: healthy through the proxy
             assert state.healthy
             partition.cut()
             cut = time.perf_counter()
             while state.healthy:
-                assert time.perf_counter() - cut < 2 * 0.1 + PROPAGATION_BOUND_S, \
+                assert time.perf_counter() - cut < 2 * 0.1 + PROPAGATION_BOUND_S, (
                     "a silently dead subscription still counts as healthy"
+                )
                 time.sleep(0.001)
-            print(f"partition noticed after {(time.perf_counter() - cut) * 1e3:.0f} ms "
-                  f"(bound: two heartbeats, 200 ms)")
+            print(
+                f"partition noticed after {(time.perf_counter() - cut) * 1e3:.0f} ms "
+                f"(bound: two heartbeats, 200 ms)"
+            )
             assert state.generation(TENANT) != state.generation(TENANT)
     finally:
         partition.close()
 
 
 def test_unacknowledged_subscriber_delays_changed_by_ack_timeout_only(
-        client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
     silent = client.pubsub()  # hears the change, never acknowledges it
     silent.subscribe(prefix)
     try:
@@ -224,8 +240,10 @@ def test_generations_never_repeat_without_a_subscription(prefix: str) -> None:
 
 
 def test_prefix_namespaces_counters_and_channels(client: redis.Redis, prefix: str) -> None:
-    with RedisKeyState(REDIS_URL, prefix=prefix) as ours, \
-            RedisKeyState(REDIS_URL, prefix=prefix + "-other") as theirs:
+    with (
+        RedisKeyState(REDIS_URL, prefix=prefix) as ours,
+        RedisKeyState(REDIS_URL, prefix=prefix + "-other") as theirs,
+    ):
         before = ours.generation(TENANT)
         assert theirs.announce(TENANT) == 1  # its own listener only
         assert ours.generation(TENANT) == before

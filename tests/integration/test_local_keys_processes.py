@@ -32,8 +32,7 @@ DEK = bytes(range(32))
 
 
 def context(tenant_id: str) -> dict[str, str]:
-    return {"tenancy": "dek/v1", "tenant_id": tenant_id, "purpose": "worklogs",
-            "dek_version": "1"}
+    return {"tenancy": "dek/v1", "tenant_id": tenant_id, "purpose": "worklogs", "dek_version": "1"}
 
 
 def _worker(path: str, root: bytes, worker: int, go: Barrier, results: Queue[Any]) -> None:
@@ -56,16 +55,19 @@ def _worker(path: str, root: bytes, worker: int, go: Barrier, results: Queue[Any
                 provider.disable(ref)
             else:
                 provider.rotate(ref)
-            expected[ref.key_id] = {"tenant": tenant, "fate": fate, "blob": blob.hex(),
-                                    "version": used.version,
-                                    "current": "3" if fate == "rotated" else "2"}
+            expected[ref.key_id] = {
+                "tenant": tenant,
+                "fate": fate,
+                "blob": blob.hex(),
+                "version": used.version,
+                "current": "3" if fate == "rotated" else "2",
+            }
         results.put(("worker", worker, expected))
     except BaseException:  # reported, so that the test fails with the cause
         results.put(("error", worker, traceback.format_exc()))
 
 
-def _stale(path: str, root: bytes, opened: Event, destroyed: Event,
-           results: Queue[Any]) -> None:
+def _stale(path: str, root: bytes, opened: Event, destroyed: Event, results: Queue[Any]) -> None:
     """Opens the provider, waits until another process destroyed a key, then writes."""
     try:
         provider = LocalKeyProvider(path, root=RootKey(root))
@@ -79,7 +81,8 @@ def _stale(path: str, root: bytes, opened: Event, destroyed: Event,
 
 
 def test_processes_sharing_a_key_file_lose_no_change_and_resurrect_no_destroyed_key(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "keys" / "keks.json"
     root = os.urandom(32)
     mine = LocalKeyProvider(path, root=RootKey(root))
@@ -90,10 +93,11 @@ def test_processes_sharing_a_key_file_lose_no_change_and_resurrect_no_destroyed_
     results: Queue[Any] = spawn.Queue()
     go = spawn.Barrier(WORKERS + 1)
     opened, destroyed = spawn.Event(), spawn.Event()
-    processes = [spawn.Process(target=_stale, args=(str(path), root, opened, destroyed,
-                                                    results))]
-    processes += [spawn.Process(target=_worker, args=(str(path), root, n, go, results))
-                  for n in range(WORKERS)]
+    processes = [spawn.Process(target=_stale, args=(str(path), root, opened, destroyed, results))]
+    processes += [
+        spawn.Process(target=_worker, args=(str(path), root, n, go, results))
+        for n in range(WORKERS)
+    ]
     for process in processes:
         process.start()
     try:

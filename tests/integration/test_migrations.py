@@ -26,14 +26,21 @@ SQL = ROOT / "infra" / "sql"
 
 
 def tenancy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tenancy.cli", *args],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tenancy.cli", *args], capture_output=True, text=True, check=False
+    )
 
 
 def test_shipped_sql_matches_the_migrations() -> None:
-    generated = tenancy("db", "migrate", "--url",
-                        "postgresql+psycopg://tenancy_owner@127.0.0.1/tenancy",
-                        "--app-role", "tenancy_app", "--sql")
+    generated = tenancy(
+        "db",
+        "migrate",
+        "--url",
+        "postgresql+psycopg://tenancy_owner@127.0.0.1/tenancy",
+        "--app-role",
+        "tenancy_app",
+        "--sql",
+    )
     assert generated.returncode == 0, generated.stderr
     shipped = (SQL / "worklogs.sql").read_text().split("\n", 2)[2]  # minus the header
     assert shipped.strip() == generated.stdout.strip()
@@ -44,9 +51,13 @@ def migrated() -> Iterator[tuple[str, str]]:
     """(owner URL, app URL) of a scratch database built from infra/sql and the migrations."""
     admin = create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        existed = set(conn.execute(text(
-            "SELECT rolname FROM pg_roles WHERE rolname IN ('tenancy_owner', 'tenancy_app')"
-        )).scalars())
+        existed = set(
+            conn.execute(
+                text(
+                    "SELECT rolname FROM pg_roles WHERE rolname IN ('tenancy_owner', 'tenancy_app')"
+                )
+            ).scalars()
+        )
         conn.execute(text((SQL / "roles.sql").read_text()))
     try:
         with scratch_database(LOCAL_ADMIN_URL) as url:
@@ -69,7 +80,7 @@ def migrated() -> Iterator[tuple[str, str]]:
 
 
 def test_migrated_database_passes_the_audit_and_isolates_worklogs(
-    migrated: tuple[str, str]
+    migrated: tuple[str, str],
 ) -> None:
     owner_url, app_url = migrated
     app = create_engine(app_url)
@@ -93,30 +104,38 @@ def test_migrated_database_passes_the_audit_and_isolates_worklogs(
         app.dispose()
 
 
-def test_tenant_keys_work_as_the_app_role_under_rls(migrated: tuple[str, str],
-                                                   tmp_path: Path) -> None:
+def test_tenant_keys_work_as_the_app_role_under_rls(
+    migrated: tuple[str, str], tmp_path: Path
+) -> None:
     from tenancy.keys import Binding, LocalKeyProvider, RootKey, TenantKeys
 
     _, app_url = migrated
     app = create_engine(app_url)
     try:
-        provider = LocalKeyProvider(tmp_path / "keks.json",
-                                    root=RootKey.load_or_create(tmp_path / "root.key"))
+        provider = LocalKeyProvider(
+            tmp_path / "keks.json", root=RootKey.load_or_create(tmp_path / "root.key")
+        )
         keys = TenantKeys(app, [provider])
         keys.provision(A)
         keys.provision(B)
         store = WorklogStore(app, keys=keys)
         with bind(ctx(A)):
-            mine = store.create(description="a", minutes=5, day=date(2026, 11, 1),
-                                comment="plaintext-marker")
+            mine = store.create(
+                description="a", minutes=5, day=date(2026, 11, 1), comment="plaintext-marker"
+            )
             assert store.get(mine["id"])["comment"] == "plaintext-marker"
         sealed = keys.encrypt(b"x", Binding(B, "t", "c", "r"), purpose="p")
         assert keys.decrypt(sealed, Binding(B, "t", "c", "r"), purpose="p") == b"x"
         with app.begin() as conn:  # RLS: tenant A's setting sees only A's key rows
             conn.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": A})
-            tenants = set(conn.execute(text(
-                "SELECT tenant_id FROM tenancy_data_keys UNION "
-                "SELECT tenant_id FROM tenancy_tenant_keks")).scalars())
+            tenants = set(
+                conn.execute(
+                    text(
+                        "SELECT tenant_id FROM tenancy_data_keys UNION "
+                        "SELECT tenant_id FROM tenancy_tenant_keks"
+                    )
+                ).scalars()
+            )
             raw = conn.execute(text("SELECT comment FROM worklogs")).scalar_one()
         assert tenants == {A}
         assert b"plaintext-marker" not in bytes(raw)
@@ -134,15 +153,29 @@ def test_support_grants_work_as_the_app_role_under_rls(migrated: tuple[str, str]
     app = create_engine(app_url)
     try:
         support = SupportAccess(app)
-        staff = Principal("https://idp", "00000000-0000-4000-8000-000000000001", "sam",
-                          kind=PrincipalKind.SUPPORT)
-        admin = Principal("https://idp", A, "ann", roles=frozenset({"admin"}),
-                          assurance=Assurance.MULTI_FACTOR)
-        grant = support.request(A, staff, ticket_id="T-1", justification="j",
-                                scopes=["worklogs:read"], duration=timedelta(hours=1))
+        staff = Principal(
+            "https://idp", "00000000-0000-4000-8000-000000000001", "sam", kind=PrincipalKind.SUPPORT
+        )
+        admin = Principal(
+            "https://idp", A, "ann", roles=frozenset({"admin"}), assurance=Assurance.MULTI_FACTOR
+        )
+        grant = support.request(
+            A,
+            staff,
+            ticket_id="T-1",
+            justification="j",
+            scopes=["worklogs:read"],
+            duration=timedelta(hours=1),
+        )
         support.approve(A, grant.id, admin)
-        support.request(B, staff, ticket_id="T-2", justification="j",
-                        scopes=["worklogs:read"], duration=timedelta(hours=1))
+        support.request(
+            B,
+            staff,
+            ticket_id="T-2",
+            justification="j",
+            scopes=["worklogs:read"],
+            duration=timedelta(hours=1),
+        )
         assert support.active_grant(A, staff) is not None
         assert [g.ticket_id for g in support.grants(A)] == ["T-1"]  # B's request is not seen
         assert len(support.close_ticket("T-1", tenant_id=A)) == 1

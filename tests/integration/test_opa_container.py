@@ -24,7 +24,8 @@ from tests.support.postgres import docker_available
 OPA_IMAGE = "openpolicyagent/opa:latest-static"
 OPA_PORT = 8181
 CASES: list[dict[str, Any]] = json.loads(
-    (default_policy_dir() / "cases" / "authz.json").read_text(encoding="utf-8"))["cases"]
+    (default_policy_dir() / "cases" / "authz.json").read_text(encoding="utf-8")
+)["cases"]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,10 @@ def opa_url() -> Iterator[str]:
     if reason is not None:
         # docker_available() words its reason for the PostgreSQL tests ("...ran against
         # the local PostgreSQL server instead"); keep its diagnosis, say what covers OPA.
-        pytest.skip(reason.split("; ")[0] + "; the OPA HTTP contract is tested against a "
-                    "stub in tests/unit/authz/test_opa_http.py")
+        pytest.skip(
+            reason.split("; ")[0] + "; the OPA HTTP contract is tested against a "
+            "stub in tests/unit/authz/test_opa_http.py"
+        )
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import HttpWaitStrategy
 
@@ -42,8 +45,9 @@ def opa_url() -> Iterator[str]:
         DockerContainer(OPA_IMAGE)
         .with_command(f"run --server --addr=0.0.0.0:{OPA_PORT}")
         .with_exposed_ports(OPA_PORT)
-        .waiting_for(HttpWaitStrategy(OPA_PORT, "/health").for_status_code(200)
-                     .with_startup_timeout(120))
+        .waiting_for(
+            HttpWaitStrategy(OPA_PORT, "/health").for_status_code(200).with_startup_timeout(120)
+        )
     )
     with container:
         host = container.get_container_host_ip()
@@ -62,8 +66,9 @@ def pushed(opa_url: str) -> Iterator[tuple[OPAServer, PolicyBundle]]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_case_table_on_the_opa_image(case: dict[str, Any],
-                                     pushed: tuple[OPAServer, PolicyBundle]) -> None:
+def test_case_table_on_the_opa_image(
+    case: dict[str, Any], pushed: tuple[OPAServer, PolicyBundle]
+) -> None:
     server, bundle = pushed
     overrides = [(tuple(path), value) for path, value in case.get("data") or []]
     saved = [(path, bundle.get(path)) for path, _ in overrides]
@@ -76,13 +81,13 @@ def test_case_table_on_the_opa_image(case: dict[str, Any],
         for path, value in reversed(saved):
             bundle.set(path, value)
 
-    assert (decision.allow, sorted(decision.reasons)) == (case["allow"],
-                                                         sorted(case["reasons"]))
+    assert (decision.allow, sorted(decision.reasons)) == (case["allow"], sorted(case["reasons"]))
     assert decision.engine == "opa-server"
 
 
 def test_undefined_rule_on_the_opa_image_is_unavailable(
-        opa_url: str, pushed: tuple[OPAServer, PolicyBundle]) -> None:
+    opa_url: str, pushed: tuple[OPAServer, PolicyBundle]
+) -> None:
     # The real server's answer for a rule that does not exist is 200 with no result.
     server = OPAServer(opa_url, rule="no_such_rule", timeout=5)
     try:
@@ -93,15 +98,28 @@ def test_undefined_rule_on_the_opa_image_is_unavailable(
 
 
 def test_request_derived_text_is_only_input_on_the_opa_image(
-        pushed: tuple[OPAServer, PolicyBundle]) -> None:
+    pushed: tuple[OPAServer, PolicyBundle],
+) -> None:
     server, _ = pushed
-    principal = Principal(issuer="https://idp/?x=#", tenant_id="t-acme",
-                          subject="alice/../../v1/policies %2e%2e?x=1#y ☃")
-    ctx = TenantContext(tenant_id="t-acme", tenant_slug="acme", region="eu-central-1",
-                        principal=principal, request_id="req-1")
-    document = build_input(ctx, service="worklogs/../system",
-                           action=Action.http("GET", "/../../v1/data/system/main?x=1#z"),
-                           now=1795000000, tenant_status="active")
+    principal = Principal(
+        issuer="https://idp/?x=#",
+        tenant_id="t-acme",
+        subject="alice/../../v1/policies %2e%2e?x=1#y ☃",
+    )
+    ctx = TenantContext(
+        tenant_id="t-acme",
+        tenant_slug="acme",
+        region="eu-central-1",
+        principal=principal,
+        request_id="req-1",
+    )
+    document = build_input(
+        ctx,
+        service="worklogs/../system",
+        action=Action.http("GET", "/../../v1/data/system/main?x=1#z"),
+        now=1795000000,
+        tenant_status="active",
+    )
 
     decision = server.decide(document)
 

@@ -42,16 +42,26 @@ def ring() -> ServiceKeyring:
 
 
 @pytest.fixture
-def consumer(ring: ServiceKeyring, registry: TenantRegistry,
-             events: MemorySink) -> MessageConsumer:
+def consumer(ring: ServiceKeyring, registry: TenantRegistry, events: MemorySink) -> MessageConsumer:
     verifier = ContextTokenVerifier(
-        audience=CONSUMER, max_lifetime=900, check_replay=False, clock=SYSTEM_CLOCK,
-        services=[trusted_service("edge", keys=keys_of(ring), scopes={"worklogs:read"})])
+        audience=CONSUMER,
+        max_lifetime=900,
+        check_replay=False,
+        clock=SYSTEM_CLOCK,
+        services=[trusted_service("edge", keys=keys_of(ring), scopes={"worklogs:read"})],
+    )
     return MessageConsumer(verifier=verifier, tenants=registry, region=REGION, events=events)
 
 
-def publish(channel: Any, queue: str, minter: ContextTokenMinter, tenant: Tenant,
-            payload: dict[str, Any], *, tamper: bool = False) -> None:
+def publish(
+    channel: Any,
+    queue: str,
+    minter: ContextTokenMinter,
+    tenant: Tenant,
+    payload: dict[str, Any],
+    *,
+    tamper: bool = False,
+) -> None:
     import pika
 
     body = json.dumps(payload).encode()
@@ -73,9 +83,13 @@ def drain(channel: Any, queue: str, consumer: MessageConsumer) -> tuple[list[Any
         if method is None:
             return processed, refused
         try:
-            processed.append(consumer.consume(
-                props.headers or {}, body,
-                lambda raw: (current().tenant_slug, json.loads(raw)["n"])))
+            processed.append(
+                consumer.consume(
+                    props.headers or {},
+                    body,
+                    lambda raw: (current().tenant_slug, json.loads(raw)["n"]),
+                )
+            )
         except InvalidToken as exc:
             refused.append(exc.reason)
             channel.basic_reject(method.delivery_tag, requeue=False)
@@ -84,8 +98,8 @@ def drain(channel: Any, queue: str, consumer: MessageConsumer) -> tuple[list[Any
 
 
 def test_rabbitmq_round_trip_runs_each_message_as_its_publisher(
-        channel: Any, ring: ServiceKeyring, consumer: MessageConsumer, acme: Tenant,
-        globex: Tenant) -> None:
+    channel: Any, ring: ServiceKeyring, consumer: MessageConsumer, acme: Tenant, globex: Tenant
+) -> None:
     queue = channel.queue_declare("", exclusive=True).method.queue
     minter = ContextTokenMinter(ring, max_ttl=900)
     publish(channel, queue, minter, acme, {"n": 1})
@@ -96,8 +110,13 @@ def test_rabbitmq_round_trip_runs_each_message_as_its_publisher(
 
 
 def test_tampered_message_is_refused_and_not_processed_as_any_tenant(
-        channel: Any, ring: ServiceKeyring, consumer: MessageConsumer, acme: Tenant,
-        globex: Tenant, events: MemorySink) -> None:
+    channel: Any,
+    ring: ServiceKeyring,
+    consumer: MessageConsumer,
+    acme: Tenant,
+    globex: Tenant,
+    events: MemorySink,
+) -> None:
     queue = channel.queue_declare("", exclusive=True).method.queue
     minter = ContextTokenMinter(ring, max_ttl=900)
     publish(channel, queue, minter, acme, {"n": 1}, tamper=True)

@@ -21,8 +21,7 @@ REGION = "eu-central-1"
 
 @pytest.fixture(params=["local", "container"])
 def pg_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    source = (scratch_database(LOCAL_ADMIN_URL) if request.param == "local"
-              else container_database())
+    source = scratch_database(LOCAL_ADMIN_URL) if request.param == "local" else container_database()
     with source as url:
         engine = create_engine(url)
         yield engine
@@ -78,9 +77,13 @@ def test_worklogs_store_isolates_tenants_on_postgres(pg_engine: Engine) -> None:
     contexts = {}
     for slug in ("acme", "globex"):
         t = registry.provision(slug, region=REGION)
-        contexts[slug] = TenantContext(tenant_id=t.id, tenant_slug=slug, region=REGION,
-                                       principal=Principal(issuer="i", tenant_id=t.id,
-                                                           subject="u"), request_id="r")
+        contexts[slug] = TenantContext(
+            tenant_id=t.id,
+            tenant_slug=slug,
+            region=REGION,
+            principal=Principal(issuer="i", tenant_id=t.id, subject="u"),
+            request_id="r",
+        )
     from datetime import date
 
     with bind(contexts["globex"]):

@@ -32,8 +32,12 @@ from tests.support.postgres import app_role_database
 
 pytestmark = pytest.mark.postgres
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
-METADATA: tuple[MetaData, ...] = (ExportBase.metadata, RetentionBase.metadata,
-                                  WorklogBase.metadata, key_metadata)
+METADATA: tuple[MetaData, ...] = (
+    ExportBase.metadata,
+    RetentionBase.metadata,
+    WorklogBase.metadata,
+    key_metadata,
+)
 
 
 @pytest.fixture
@@ -51,35 +55,58 @@ def pg() -> Iterator[tuple[Engine, Engine]]:
 
 
 def ctx(tenant_id: str) -> TenantContext:
-    return TenantContext(tenant_id, tenant_id[:8], "eu-central-1",
-                         Principal("https://issuer.test", tenant_id, "alice"), "rid")
+    return TenantContext(
+        tenant_id,
+        tenant_id[:8],
+        "eu-central-1",
+        Principal("https://issuer.test", tenant_id, "alice"),
+        "rid",
+    )
 
 
 def rows(owner: Engine, model: type[object], tenant_id: str) -> int:
     with owner.connect() as conn:  # the owner (superuser) sees every tenant's rows
-        return int(conn.execute(select(func.count()).select_from(model).where(
-            model.tenant_id == tenant_id)).scalar_one())  # type: ignore[attr-defined]
+        return int(
+            conn.execute(
+                select(func.count()).select_from(model).where(model.tenant_id == tenant_id)
+            ).scalar_one()
+        )  # type: ignore[attr-defined]
 
 
 def test_retention_and_erasure_work_as_the_app_role_under_rls(
-        pg: tuple[Engine, Engine], tmp_path: Path) -> None:
+    pg: tuple[Engine, Engine], tmp_path: Path
+) -> None:
     owner, app = pg
     clock, events = FrozenClock(datetime.now(UTC).replace(microsecond=0)), MemorySink()
     root = RootKey.load_or_create(tmp_path / "root.key")
-    keys = TenantKeys(app, [LocalKeyProvider(tmp_path / "keks.json", root=root)],
-                      clock=clock, events=events)
+    keys = TenantKeys(
+        app, [LocalKeyProvider(tmp_path / "keks.json", root=root)], clock=clock, events=events
+    )
     store = WorklogStore(app, keys=keys, clock=clock)
-    exports = ExportService(app, source=functools.partial(store.list, limit=1000), keys=keys,
-                            signing_key=b"s" * 32, clock=clock, events=events)
+    exports = ExportService(
+        app,
+        source=functools.partial(store.list, limit=1000),
+        keys=keys,
+        signing_key=b"s" * 32,
+        clock=clock,
+        events=events,
+    )
     for tenant in (A, B):
         keys.provision(tenant)
         with bind(ctx(tenant)):
             store.create(description="d", minutes=5, day=date(2026, 11, 1), comment="c")
             exports.create("csv")
         with tenant_transaction(app, tenant) as conn:
-            conn.execute(IdentityMapping.__table__.insert().values(  # type: ignore[attr-defined]
-                tenant_id=tenant, id=str(uuid.uuid4()), external_id="x", email="e@x.test",
-                created_at=clock.now(), first_notified_at=clock.now()))
+            conn.execute(
+                IdentityMapping.__table__.insert().values(  # type: ignore[attr-defined]
+                    tenant_id=tenant,
+                    id=str(uuid.uuid4()),
+                    external_id="x",
+                    email="e@x.test",
+                    created_at=clock.now(),
+                    first_notified_at=clock.now(),
+                )
+            )
     clock.advance(timedelta(days=14).total_seconds())
 
     # Discovery reads the tables without a tenant: under forced RLS it sees nothing.
@@ -90,10 +117,13 @@ def test_retention_and_erasure_work_as_the_app_role_under_rls(
         assert rows(owner, ExportRecord, tenant) == 0
         assert rows(owner, IdentityMapping, tenant) == 0
 
-    erased = erase_tenant_personal_data(A, engine=app, keys=keys,
-                                        tables=(*DEFAULT_ERASURE_TABLES,
-                                                Worklog.__table__),  # type: ignore[arg-type]
-                                        events=events, clock=clock)
+    erased = erase_tenant_personal_data(
+        A,
+        engine=app,
+        keys=keys,
+        tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
+        events=events,
+        clock=clock,
+    )
     assert erased.deleted["worklogs"] == 1 and erased.keys == "shredded"
     assert rows(owner, Worklog, A) == 0 and rows(owner, Worklog, B) == 1
-

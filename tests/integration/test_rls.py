@@ -31,29 +31,29 @@ def test_text_sql_in_a_tenant_session_sees_only_its_tenant(engines: tuple[Engine
 
 
 def test_without_the_setting_the_app_role_sees_nothing_and_writes_nothing(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     owner, app = engines
     assert names(app) == []
     with pytest.raises(ProgrammingError, match="row-level security"), app.begin() as conn:
-        conn.execute(text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'x', 'x')"),
-                     {"t": A})
+        conn.execute(
+            text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'x', 'x')"), {"t": A}
+        )
     assert names(owner) == ["of a", "of b"]
 
 
-def test_insert_for_another_tenant_is_refused_by_with_check(
-    engines: tuple[Engine, Engine]
-) -> None:
+def test_insert_for_another_tenant_is_refused_by_with_check(engines: tuple[Engine, Engine]) -> None:
     owner, app = engines
     sessions = sessionmaker(app, class_=TenantSession)
     with bind(ctx(A)), sessions() as s, pytest.raises(ProgrammingError, match="row-level"):
-        s.execute(text("INSERT INTO projects (tenant_id, id, name) VALUES (:b, 'x', 'x')"),
-                  {"b": B})
+        s.execute(
+            text("INSERT INTO projects (tenant_id, id, name) VALUES (:b, 'x', 'x')"), {"b": B}
+        )
     assert names(owner) == ["of a", "of b"]
 
 
 def test_pooled_connection_never_carries_one_tenants_setting_into_another(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     _, app = engines  # pool_size=1: every session below reuses the same connection
     sessions = sessionmaker(app, class_=TenantSession)
@@ -75,22 +75,24 @@ def test_truncate_is_not_granted_to_the_app_role(engines: tuple[Engine, Engine])
 
 
 def test_a_superuser_bypasses_rls_which_is_why_the_app_never_connects_as_one(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     owner, app = engines
     assert names(owner) == ["of a", "of b"]
     with owner.connect() as conn:
-        flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles "
-                                  "WHERE rolname = current_user")).one()
+        flags = conn.execute(
+            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
     assert tuple(flags) == (True, True)
     with app.connect() as conn:
-        flags = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles "
-                                  "WHERE rolname = current_user")).one()
+        flags = conn.execute(
+            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
     assert tuple(flags) == (False, False)
 
 
 def test_table_owner_and_bypassrls_role_bypass_which_is_why_force_and_the_split_matter(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     owner, app = engines
     suffix = str(app.url.username).rsplit("_", 1)[1]

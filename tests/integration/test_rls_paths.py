@@ -32,8 +32,12 @@ def test_view_over_a_scoped_table_needs_security_invoker(engines: tuple[Engine, 
     owner, app = engines
     role = app.url.username
     with owner.begin() as conn:
-        conn.execute(text("CREATE VIEW projects_invoker WITH (security_invoker = true) AS "
-                          "SELECT tenant_id, name FROM projects"))
+        conn.execute(
+            text(
+                "CREATE VIEW projects_invoker WITH (security_invoker = true) AS "
+                "SELECT tenant_id, name FROM projects"
+            )
+        )
         conn.execute(text("CREATE VIEW projects_definer AS SELECT tenant_id, name FROM projects"))
         conn.execute(text(f'GRANT SELECT ON projects_invoker, projects_definer TO "{role}"'))
     sessions = sessionmaker(app, class_=TenantSession)
@@ -51,7 +55,8 @@ def partitioned(engines: tuple[Engine, Engine]) -> Table:
     owner, app = engines
     metadata = MetaData()
     events = Table(
-        "events", metadata,
+        "events",
+        metadata,
         Column("tenant_id", String(36), primary_key=True),
         Column("id", Integer, primary_key=True),
         Column("body", String(100)),
@@ -60,34 +65,48 @@ def partitioned(engines: tuple[Engine, Engine]) -> Table:
     with owner.begin() as conn:
         metadata.create_all(conn)
         for i in range(2):
-            conn.execute(text(f"CREATE TABLE events_p{i} PARTITION OF events "
-                              f"FOR VALUES WITH (MODULUS 2, REMAINDER {i})"))
+            conn.execute(
+                text(
+                    f"CREATE TABLE events_p{i} PARTITION OF events "
+                    f"FOR VALUES WITH (MODULUS 2, REMAINDER {i})"
+                )
+            )
         enable_rls(conn, [events])
         role = app.url.username
         # Even if someone grants direct access to the partitions, their own policies hold.
         conn.execute(text(f'GRANT SELECT, INSERT ON events, events_p0, events_p1 TO "{role}"'))
         for tenant in (A, B):
             conn.execute(text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": tenant})
-            conn.execute(text("INSERT INTO events VALUES (:t, 1, :b)"),
-                         {"t": tenant, "b": f"event of {tenant[-1]}"})
+            conn.execute(
+                text("INSERT INTO events VALUES (:t, 1, :b)"),
+                {"t": tenant, "b": f"event of {tenant[-1]}"},
+            )
     return events
 
 
-def test_every_partition_gets_the_policy(engines: tuple[Engine, Engine],
-                                         partitioned: Table) -> None:
+def test_every_partition_gets_the_policy(
+    engines: tuple[Engine, Engine], partitioned: Table
+) -> None:
     owner, app = engines
     with owner.connect() as conn:
         partitions = partitions_of(conn, partitioned)
-        forced = conn.execute(text(
-            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE relname IN ('events', 'events_p0', 'events_p1') ORDER BY relname")).all()
+        forced = conn.execute(
+            text(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+                "WHERE relname IN ('events', 'events_p0', 'events_p1') ORDER BY relname"
+            )
+        ).all()
     assert sorted(partitions) == ["events_p0", "events_p1"]
-    assert [tuple(r) for r in forced] == [("events", True, True), ("events_p0", True, True),
-                                          ("events_p1", True, True)]
+    assert [tuple(r) for r in forced] == [
+        ("events", True, True),
+        ("events_p0", True, True),
+        ("events_p1", True, True),
+    ]
     sessions = sessionmaker(app, class_=TenantSession)
     with bind(ctx(A)), sessions() as s:
-        seen = [body for p in partitions
-                for body in s.execute(text(f"SELECT body FROM {p}")).scalars()]
+        seen = [
+            body for p in partitions for body in s.execute(text(f"SELECT body FROM {p}")).scalars()
+        ]
         assert seen == ["event of a"]
         with pytest.raises(ProgrammingError, match="row-level security"):
             s.execute(text(f"INSERT INTO {partitions[0]} VALUES (:b, 2, 'smuggled')"), {"b": B})
@@ -107,8 +126,10 @@ def test_copy_to_is_filtered_and_copy_from_is_refused(engines: tuple[Engine, Eng
                 for chunk in copy:
                     out.write(bytes(chunk))
             assert out.getvalue() == b"of a\n"
-            with pytest.raises(psycopg.Error, match="row-level security"), \
-                    cur.copy("COPY projects (tenant_id, id, name) FROM STDIN") as copy:
+            with (
+                pytest.raises(psycopg.Error, match="row-level security"),
+                cur.copy("COPY projects (tenant_id, id, name) FROM STDIN") as copy,
+            ):
                 copy.write_row((B, "x", "smuggled"))
         raw.rollback()
     with owner.connect() as conn:
@@ -117,7 +138,7 @@ def test_copy_to_is_filtered_and_copy_from_is_refused(engines: tuple[Engine, Eng
 
 @pytest.mark.anyio
 async def test_cancelled_query_does_not_carry_its_tenant_into_the_next(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     _, app = engines  # pool_size=1: the cancelled work and the next request share it
     sessions = sessionmaker(app, class_=TenantSession)
@@ -137,12 +158,14 @@ async def test_cancelled_query_does_not_carry_its_tenant_into_the_next(
         await task
     assert await asyncio.to_thread(run_in_context, ctx(B), read_as_b) == ["of b"]
     with app.connect() as conn:
-        assert conn.execute(text("SELECT current_setting('tenancy.tenant_id', true)")).scalar() \
-            in (None, "")
+        assert conn.execute(text("SELECT current_setting('tenancy.tenant_id', true)")).scalar() in (
+            None,
+            "",
+        )
 
 
 def test_error_inside_a_transaction_leaves_no_setting_behind(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     _, app = engines
     sessions = sessionmaker(app, class_=TenantSession)
@@ -153,7 +176,7 @@ def test_error_inside_a_transaction_leaves_no_setting_behind(
 
 
 def test_with_the_orm_layer_off_rls_still_holds_for_orm_core_and_bulk(
-    engines: tuple[Engine, Engine]
+    engines: tuple[Engine, Engine],
 ) -> None:
     from sqlalchemy import delete, update
     from sqlalchemy.orm import Session

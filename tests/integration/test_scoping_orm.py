@@ -42,8 +42,9 @@ from tests.support.scoping_models import A, B, Base, Project, Task, ctx
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest,
-             tmp_path: Path) -> Iterator[sessionmaker[TenantSession]]:
+def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[sessionmaker[TenantSession]]:
     with ExitStack() as stack:
         if request.param == "sqlite":
             engine = create_engine(f"sqlite:///{tmp_path / 'scoping.db'}")
@@ -179,8 +180,9 @@ def test_system_scope_needs_a_reason_and_is_recorded(
         pass
     with system_scope("retention purge", events=sink), sessions() as s:
         assert s.scalar(select(func.count()).select_from(Project)) == 2
-    assert [(e.action, e.reason) for e in sink.events] == [("system_scope.entered",
-                                                            "retention purge")]
+    assert [(e.action, e.reason) for e in sink.events] == [
+        ("system_scope.entered", "retention purge")
+    ]
 
 
 def test_unique_per_tenant_lets_two_tenants_use_the_same_value(

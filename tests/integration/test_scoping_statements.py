@@ -51,16 +51,24 @@ class Db:
 
     def rows(self) -> list[tuple[str, str, str]]:
         with self.owner.connect() as conn:
-            return [(t[-1], i, n) for t, i, n in conn.execute(
-                text("SELECT tenant_id, id, name FROM projects ORDER BY tenant_id, id"))]
+            return [
+                (t[-1], i, n)
+                for t, i, n in conn.execute(
+                    text("SELECT tenant_id, id, name FROM projects ORDER BY tenant_id, id")
+                )
+            ]
 
 
 def _seed(conn: Connection) -> None:
     for tenant in (A, B):
-        conn.execute(insert(Project.__table__).values(tenant_id=tenant, id="p1",
-                                                      name=f"of {tenant[-1]}"))
-        conn.execute(insert(Task.__table__).values(tenant_id=tenant, id="t1", project_id="p1",
-                                                   title=f"task of {tenant[-1]}"))
+        conn.execute(
+            insert(Project.__table__).values(tenant_id=tenant, id="p1", name=f"of {tenant[-1]}")
+        )
+        conn.execute(
+            insert(Task.__table__).values(
+                tenant_id=tenant, id="t1", project_id="p1", title=f"task of {tenant[-1]}"
+            )
+        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -109,10 +117,15 @@ def _refused_before_sql(db: Db, run: Any, error: type[Exception] = CrossTenantWr
 
 # -- ORM-enabled statements ------------------------------------------------------------
 
+
 def test_update_setting_another_tenant_is_refused_before_sql(db: Db) -> None:
     _refused_before_sql(db, lambda s: s.execute(update(Project).values(tenant_id=B)))
-    _refused_before_sql(db, lambda s: s.execute(
-        update(Project).where(Project.id == "p1").values(tenant_id=B, name="moved")))
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            update(Project).where(Project.id == "p1").values(tenant_id=B, name="moved")
+        ),
+    )
     # A value that cannot be checked before it runs is refused too.
     _refused_before_sql(db, lambda s: s.execute(update(Project).values(tenant_id=Project.name)))
 
@@ -125,36 +138,65 @@ def test_update_keeping_the_bound_tenant_runs(db: Db) -> None:
 
 
 def test_insert_for_another_tenant_is_refused_before_sql(db: Db) -> None:
-    _refused_before_sql(db, lambda s: s.execute(
-        insert(Project).values(tenant_id=B, id="x", name="smuggled")))
-    _refused_before_sql(db, lambda s: s.execute(
-        insert(Project).values([{"tenant_id": A, "id": "x", "name": "ok"},
-                                {"tenant_id": B, "id": "y", "name": "smuggled"}])))
-    _refused_before_sql(db, lambda s: s.execute(
-        insert(Project), [{"id": "x", "name": "ok"},
-                          {"tenant_id": B, "id": "y", "name": "smuggled"}]))
-    _refused_before_sql(db, lambda s: s.execute(
-        insert(Project.__table__).values(tenant_id=B, id="x", name="core")))
+    _refused_before_sql(
+        db, lambda s: s.execute(insert(Project).values(tenant_id=B, id="x", name="smuggled"))
+    )
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            insert(Project).values(
+                [
+                    {"tenant_id": A, "id": "x", "name": "ok"},
+                    {"tenant_id": B, "id": "y", "name": "smuggled"},
+                ]
+            )
+        ),
+    )
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            insert(Project),
+            [{"id": "x", "name": "ok"}, {"tenant_id": B, "id": "y", "name": "smuggled"}],
+        ),
+    )
+    _refused_before_sql(
+        db, lambda s: s.execute(insert(Project.__table__).values(tenant_id=B, id="x", name="core"))
+    )
 
 
 def test_insert_without_a_tenant_is_stamped(db: Db) -> None:
     with bind(ctx(A)), db.sessions() as s:
         s.execute(insert(Project).values(id="v", name="values"))
-        s.execute(insert(Project).values([{"id": "m1", "name": "multi"},
-                                          {"tenant_id": A, "id": "m2", "name": "multi"}]))
+        s.execute(
+            insert(Project).values(
+                [{"id": "m1", "name": "multi"}, {"tenant_id": A, "id": "m2", "name": "multi"}]
+            )
+        )
         s.execute(insert(Project), [{"id": "b1", "name": "bulk"}, {"id": "b2", "name": "bulk"}])
         s.execute(insert(Project.__table__).values(id="c", name="core"))
         s.commit()
-    assert db.rows() == [("a", "b1", "bulk"), ("a", "b2", "bulk"), ("a", "c", "core"),
-                         ("a", "m1", "multi"), ("a", "m2", "multi"), ("a", "p1", "of a"),
-                         ("a", "v", "values"), ("b", "p1", "of b")]
+    assert db.rows() == [
+        ("a", "b1", "bulk"),
+        ("a", "b2", "bulk"),
+        ("a", "c", "core"),
+        ("a", "m1", "multi"),
+        ("a", "m2", "multi"),
+        ("a", "p1", "of a"),
+        ("a", "v", "values"),
+        ("b", "p1", "of b"),
+    ]
 
 
 def test_bulk_update_by_primary_key_cannot_rename_another_tenants_row(db: Db) -> None:
-    _refused_before_sql(db, lambda s: s.execute(
-        update(Project), [{"tenant_id": B, "id": "p1", "name": "renamed"}]))
-    _refused_before_sql(db, lambda s: s.bulk_update_mappings(
-        Project, [{"tenant_id": B, "id": "p1", "name": "renamed"}]))
+    _refused_before_sql(
+        db, lambda s: s.execute(update(Project), [{"tenant_id": B, "id": "p1", "name": "renamed"}])
+    )
+    _refused_before_sql(
+        db,
+        lambda s: s.bulk_update_mappings(
+            Project, [{"tenant_id": B, "id": "p1", "name": "renamed"}]
+        ),
+    )
     # Without tenant_id in the key, the bound tenant's row is the one updated.
     with bind(ctx(A)), db.sessions() as s:
         s.execute(update(Project), [{"id": "p1", "name": "renamed"}])
@@ -163,39 +205,69 @@ def test_bulk_update_by_primary_key_cannot_rename_another_tenants_row(db: Db) ->
 
 
 def test_legacy_bulk_methods_stamp_or_refuse(db: Db) -> None:
-    _refused_before_sql(db, lambda s: s.bulk_insert_mappings(
-        Project, [{"tenant_id": B, "id": "x", "name": "smuggled"}]))
-    _refused_before_sql(db, lambda s: s.bulk_save_objects(
-        [Project(tenant_id=B, id="x", name="smuggled")]))
+    _refused_before_sql(
+        db,
+        lambda s: s.bulk_insert_mappings(
+            Project, [{"tenant_id": B, "id": "x", "name": "smuggled"}]
+        ),
+    )
+    _refused_before_sql(
+        db, lambda s: s.bulk_save_objects([Project(tenant_id=B, id="x", name="smuggled")])
+    )
     with bind(ctx(A)), db.sessions() as s:
         s.bulk_insert_mappings(Project, [{"id": "x", "name": "legacy"}])
         s.bulk_save_objects([Project(id="y", name="legacy")])
         s.commit()
-    assert db.rows() == [("a", "p1", "of a"), ("a", "x", "legacy"), ("a", "y", "legacy"),
-                         ("b", "p1", "of b")]
+    assert db.rows() == [
+        ("a", "p1", "of a"),
+        ("a", "x", "legacy"),
+        ("a", "y", "legacy"),
+        ("b", "p1", "of b"),
+    ]
 
 
 def test_insert_from_select_reads_only_the_bound_tenant(db: Db) -> None:
     with bind(ctx(A)), db.sessions() as s:
-        s.execute(insert(Project).from_select(
-            ["tenant_id", "id", "name"],
-            select(literal(A), Project.id + "-copy", Project.name + " (copy)")))
+        s.execute(
+            insert(Project).from_select(
+                ["tenant_id", "id", "name"],
+                select(literal(A), Project.id + "-copy", Project.name + " (copy)"),
+            )
+        )
         s.commit()
     # One copy, of A's row only: B's row was not read by the inner SELECT.
-    assert db.rows() == [("a", "p1", "of a"), ("a", "p1-copy", "of a (copy)"),
-                         ("b", "p1", "of b")]
-    _refused_before_sql(db, lambda s: s.execute(insert(Project).from_select(
-        ["tenant_id", "id", "name"], select(literal(B), Project.id + "-x", Project.name))))
-    _refused_before_sql(db, lambda s: s.execute(insert(Project).from_select(
-        ["tenant_id", "id", "name"], select(Project.name, Project.id + "-x", Project.name))))
-    _refused_before_sql(db, lambda s: s.execute(insert(Project).from_select(
-        ["id", "name"], select(Project.id + "-x", Project.name))))
+    assert db.rows() == [("a", "p1", "of a"), ("a", "p1-copy", "of a (copy)"), ("b", "p1", "of b")]
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            insert(Project).from_select(
+                ["tenant_id", "id", "name"], select(literal(B), Project.id + "-x", Project.name)
+            )
+        ),
+    )
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            insert(Project).from_select(
+                ["tenant_id", "id", "name"], select(Project.name, Project.id + "-x", Project.name)
+            )
+        ),
+    )
+    _refused_before_sql(
+        db,
+        lambda s: s.execute(
+            insert(Project).from_select(["id", "name"], select(Project.id + "-x", Project.name))
+        ),
+    )
 
 
 def test_upsert_cannot_move_a_row_to_another_tenant(db: Db) -> None:
     dialect_insert = pg_insert if db.app.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(Project).values(id="p1", name="x").on_conflict_do_update(
-        index_elements=["tenant_id", "id"], set_={"tenant_id": B})
+    statement = (
+        dialect_insert(Project)
+        .values(id="p1", name="x")
+        .on_conflict_do_update(index_elements=["tenant_id", "id"], set_={"tenant_id": B})
+    )
     _refused_before_sql(db, lambda s: s.execute(statement))
 
 
@@ -213,6 +285,7 @@ def test_delete_and_update_without_where_touch_only_the_bound_tenant(db: Db) -> 
 
 # -- reused sessions and the identity map ------------------------------------------------
 
+
 def test_connection_of_a_session_is_refused_to_another_tenant_and_to_none(db: Db) -> None:
     with db.sessions() as s:
         with bind(ctx(A)):
@@ -222,10 +295,12 @@ def test_connection_of_a_session_is_refused_to_another_tenant_and_to_none(db: Db
         with pytest.raises(NoTenantContext):
             s.connection()
         with bind(ctx(B)):
-            for run in (lambda: s.execute(text("SELECT name FROM projects")),
-                        lambda: s.scalars(select(Project)).all(),
-                        lambda: s.get(Project, (A, "p1")),
-                        lambda: s.get(Project, (B, "p1"))):
+            for run in (
+                lambda: s.execute(text("SELECT name FROM projects")),
+                lambda: s.scalars(select(Project)).all(),
+                lambda: s.get(Project, (A, "p1")),
+                lambda: s.get(Project, (B, "p1")),
+            ):
                 with pytest.raises(TenantContextConflict):
                     run()
         s.rollback()
@@ -238,8 +313,11 @@ def test_a_system_scope_transaction_refuses_tenant_use_until_it_ends(db: Db) -> 
         with system_scope("migrate"):
             everything = s.scalars(select(Project)).all()
         with bind(ctx(A)):
-            for run in (s.connection, lambda: s.scalars(select(Project)).all(),
-                        lambda: s.get(Project, (B, "p1"))):
+            for run in (
+                s.connection,
+                lambda: s.scalars(select(Project)).all(),
+                lambda: s.get(Project, (B, "p1")),
+            ):
                 with pytest.raises(TenantContextConflict):
                     run()
         assert len(everything) == (2 if db.app is db.owner else 0)  # RLS: app sees none
@@ -272,11 +350,15 @@ def test_many_to_one_identity_hits_stay_in_the_tenant(db: Db) -> None:
 
 # -- a tenant setting left at session level ------------------------------------------------
 
+
 @pytest.mark.postgres
-@pytest.mark.parametrize("leak", [
-    "SELECT set_config('tenancy.tenant_id', :b, false)",
-    "SET tenancy.tenant_id = '{b}'",
-])
+@pytest.mark.parametrize(
+    "leak",
+    [
+        "SELECT set_config('tenancy.tenant_id', :b, false)",
+        "SET tenancy.tenant_id = '{b}'",
+    ],
+)
 def test_a_session_level_setting_never_outlives_its_checkout(leak: str) -> None:
     def setup(conn: Connection, role: str) -> None:
         Base.metadata.create_all(conn)
@@ -292,8 +374,9 @@ def test_a_session_level_setting_never_outlives_its_checkout(leak: str) -> None:
             s.commit()
         # The same pooled connection (pool_size=1), now for a plain checkout ...
         with app.connect() as conn:
-            assert conn.execute(text(
-                "SELECT current_setting('tenancy.tenant_id', true)")).scalar() in (None, "")
+            assert conn.execute(
+                text("SELECT current_setting('tenancy.tenant_id', true)")
+            ).scalar() in (None, "")
             assert conn.execute(text("SELECT count(*) FROM projects")).scalar() == 0
         # ... and for a system-scope session.
         with system_scope("job"), sessions() as s:

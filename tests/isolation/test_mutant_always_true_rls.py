@@ -59,20 +59,19 @@ def assert_worklogs_leak(matrix: DatabaseMatrix) -> None:
 
 
 def test_always_true_policy_leaks_in_every_worklogs_cell(
-        database: tuple[Engine, Engine], tmp_path: Path) -> None:
+    database: tuple[Engine, Engine], tmp_path: Path
+) -> None:
     owner, app = database
     with always_true_rls(owner):
         matrix = matrix_of(owner, app)
         before = snapshot(owner)
-        result = tenancy("db", "matrix", "--url", url_of(app), "--json",
-                         str(tmp_path / "m.json"))
+        result = tenancy("db", "matrix", "--url", url_of(app), "--json", str(tmp_path / "m.json"))
         assert snapshot(owner) == before
     assert_worklogs_leak(matrix)
     # With no tenant set, the as-is copy of a row hits its own primary key: the policy
     # admitted it, only the unique index stopped it.
     assert "only a constraint" in cell(matrix, WORKLOGS, "INSERT", "none", "none").detail
-    assert ("rls-policy-always-true", WORKLOGS) in {(f.check, f.subject)
-                                                   for f in matrix.findings}
+    assert ("rls-policy-always-true", WORKLOGS) in {(f.check, f.subject) for f in matrix.findings}
     assert result.returncode == 1, result.stdout + result.stderr
     assert "NOT guaranteed" in result.stdout
     assert json.loads((tmp_path / "m.json").read_text())["summary"]["leaked"] > 0
@@ -80,12 +79,12 @@ def test_always_true_policy_leaks_in_every_worklogs_cell(
     assert matrix_of(owner, app).ok
 
 
-def test_unforced_rls_on_a_table_the_app_role_owns_leaks(
-        database: tuple[Engine, Engine]) -> None:
+def test_unforced_rls_on_a_table_the_app_role_owns_leaks(database: tuple[Engine, Engine]) -> None:
     owner, app = database
     with unforced_app_owned(owner, str(app.url.username)):
         matrix = matrix_of(owner, app)
     assert_worklogs_leak(matrix)
     assert {("rls-forced", WORKLOGS), ("app-role-owns-table", WORKLOGS)} <= {
-        (f.check, f.subject) for f in matrix.findings}
+        (f.check, f.subject) for f in matrix.findings
+    }
     assert matrix_of(owner, app).ok

@@ -29,9 +29,16 @@ import pytest
 from tests.support.postgres import in_ci
 
 CHROMIUM = os.environ.get("TENANCY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _unavailable(message: str) -> None:
@@ -49,8 +56,9 @@ def ensure_chromium() -> str:
             subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
             subprocess.run(install, capture_output=True, env=env)
     if not Path(CHROMIUM).is_file():
-        _unavailable(f"Chromium is not installed: {CHROMIUM} is missing "
-                     "(Debian: apt-get install chromium)")
+        _unavailable(
+            f"Chromium is not installed: {CHROMIUM} is missing (Debian: apt-get install chromium)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -65,8 +73,9 @@ def chromium_page(*, viewport: dict[str, int] | None = None) -> Iterator[Any]:
 
     executable = ensure_chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True,
-                                             args=CHROMIUM_ARGS, timeout=60_000)
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS, timeout=60_000
+        )
         try:
             context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
             page = context.new_page()
@@ -86,11 +95,13 @@ def serve(app: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="on",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name=f"uvicorn-{port}")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn-{port}"
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 15

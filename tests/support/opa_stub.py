@@ -90,9 +90,12 @@ class OPAStub:
         self._server = _Server(("127.0.0.1", 0), _handler_for(self), self)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, name="opa-stub",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="opa-stub",
+            daemon=True,
+        )
 
     # -- scripting -------------------------------------------------------------------
 
@@ -109,8 +112,7 @@ class OPAStub:
     def made(self, method: str, prefix: str = "/") -> list[Recorded]:
         """The recorded requests with that method whose target starts with ``prefix``."""
         with self._lock:
-            return [r for r in self.requests
-                    if r.method == method and r.target.startswith(prefix)]
+            return [r for r in self.requests if r.method == method and r.target.startswith(prefix)]
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -168,8 +170,9 @@ class OPAStub:
             return
         with self._lock:
             if recorded.target.startswith("/v1/policies/"):
-                self.policies[recorded.target.removeprefix("/v1/policies/")] = (
-                    recorded.body.decode("utf-8"))
+                self.policies[recorded.target.removeprefix("/v1/policies/")] = recorded.body.decode(
+                    "utf-8"
+                )
             elif recorded.target.startswith("/v1/data/"):
                 self.data[recorded.target.removeprefix("/v1/data/")] = recorded.json()
 
@@ -178,8 +181,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # never join handlers (a delayed or kept-alive one) on close
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 stub: OPAStub) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], stub: OPAStub
+    ) -> None:
         self.stub = stub
         super().__init__(address, handler)
 
@@ -206,9 +210,13 @@ def _handler_for(stub: OPAStub) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             recorded = Recorded(
-                method=self.command, target=self.path,
-                headers={k.lower(): v for k, v in self.headers.items()}, body=body,
-                client_port=self.client_address[1], connection=self.connection_number)
+                method=self.command,
+                target=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                client_port=self.client_address[1],
+                connection=self.connection_number,
+            )
             stub._record(recorded)
             reply = stub._reply_for(self.command, self.path)
             if reply.hook is not None:

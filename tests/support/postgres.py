@@ -81,9 +81,9 @@ def container_database() -> Iterator[str]:
 
 
 @contextmanager
-def app_role_database(setup: Callable[[Connection, str], None], *,
-                      prefix: str = "tenancy_app",
-                      **app_engine: Any) -> Iterator[tuple[Engine, Engine]]:
+def app_role_database(
+    setup: Callable[[Connection, str], None], *, prefix: str = "tenancy_app", **app_engine: Any
+) -> Iterator[tuple[Engine, Engine]]:
     """A scratch database and a fresh application role (LOGIN NOSUPERUSER NOBYPASSRLS).
 
     ``setup(owner_connection, role)`` creates the schema, RLS and grants as the owner.

@@ -64,9 +64,12 @@ def unique_prefix() -> str:
 def listener_ids(client: redis.Redis, prefix: str, pid: int | None = None) -> list[str]:
     """Redis client ids of the key-state listeners of ``prefix`` (of process ``pid``:
     their names end with it)."""
-    return [c["id"] for c in client.client_list(_type="pubsub")
-            if c.get("name", "").startswith(f"{prefix}:listener:")
-            and (pid is None or c["name"].endswith(f":{pid}"))]
+    return [
+        c["id"]
+        for c in client.client_list(_type="pubsub")
+        if c.get("name", "").startswith(f"{prefix}:listener:")
+        and (pid is None or c["name"].endswith(f":{pid}"))
+    ]
 
 
 class CountingProvider(LocalKeyProvider):
@@ -82,11 +85,13 @@ class CountingProvider(LocalKeyProvider):
 def build_keys(directory: Path, state: KeyStateSignal) -> tuple[TenantKeys, CountingProvider]:
     """A key service over ``directory``'s SQLite file and key file (warm cache for an
     hour: only a key-state change can make an entry miss during a test)."""
-    provider = CountingProvider(directory / "keks.json",
-                                root=RootKey.load_or_create(directory / "root.key"))
+    provider = CountingProvider(
+        directory / "keks.json", root=RootKey.load_or_create(directory / "root.key")
+    )
     engine = create_engine(f"sqlite:///{directory / 'keys.db'}")
-    keys = TenantKeys(engine, [provider], cache=DataKeyCache(ttl=3600), state=state,
-                      events=MemorySink())
+    keys = TenantKeys(
+        engine, [provider], cache=DataKeyCache(ttl=3600), state=state, events=MemorySink()
+    )
     keys.create_schema()
     return keys, provider
 
@@ -102,8 +107,11 @@ def _serve(conn: Connection, directory: str, prefix: str, ack_timeout: float | N
             break
         start = time.perf_counter()
         try:
-            result: object = getattr(keys, command)(tenant_id) if command != "announce" \
+            result: object = (
+                getattr(keys, command)(tenant_id)
+                if command != "announce"
                 else state.announce(tenant_id)
+            )
         except Exception as exc:  # sent back to the test, which fails with it
             result = exc
         conn.send((result, time.perf_counter() - start))
@@ -114,12 +122,12 @@ def _serve(conn: Connection, directory: str, prefix: str, ack_timeout: float | N
 class KeysWorker:
     """Another process with its own ``TenantKeys`` and ``RedisKeyState``."""
 
-    def __init__(self, directory: Path, prefix: str, *, ack_timeout: float | None = 1.0
-                 ) -> None:
+    def __init__(self, directory: Path, prefix: str, *, ack_timeout: float | None = 1.0) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, str(directory), prefix,
-                                                             ack_timeout), daemon=True)
+        self._process = context.Process(
+            target=_serve, args=(child, str(directory), prefix, ack_timeout), daemon=True
+        )
         self._process.start()
         child.close()
         if not self._conn.poll(60):
@@ -149,8 +157,9 @@ class KeysWorker:
     def __enter__(self) -> KeysWorker:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -178,8 +187,9 @@ class Partition:
                 continue
             except OSError:  # closed
                 return
-            upstream = socket.create_connection((_SERVER.hostname or "127.0.0.1",
-                                                 _SERVER.port or 6379))
+            upstream = socket.create_connection(
+                (_SERVER.hostname or "127.0.0.1", _SERVER.port or 6379)
+            )
             self._sockets += [downstream, upstream]
             for source, sink in ((downstream, upstream), (upstream, downstream)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()

@@ -30,11 +30,17 @@ class Task(TenantScoped, Base):
     title: Mapped[str] = mapped_column(String(100))
     project: Mapped[Project] = relationship(back_populates="tasks")
     # The foreign key includes tenant_id: a task can only point at its own tenant's project.
-    __table_args__ = (tenant_foreign_key(["project_id"], "projects", ["id"]),
-                      tenant_unique("title", name="tasks_title_per_tenant"))
+    __table_args__ = (
+        tenant_foreign_key(["project_id"], "projects", ["id"]),
+        tenant_unique("title", name="tasks_title_per_tenant"),
+    )
 
 
 def ctx(tenant: str) -> TenantContext:
-    return TenantContext(tenant_id=tenant, tenant_slug=tenant[-1], region="eu-central-1",
-                         principal=Principal(issuer="i", tenant_id=tenant, subject="s"),
-                         request_id="r")
+    return TenantContext(
+        tenant_id=tenant,
+        tenant_slug=tenant[-1],
+        region="eu-central-1",
+        principal=Principal(issuer="i", tenant_id=tenant, subject="s"),
+        request_id="r",
+    )

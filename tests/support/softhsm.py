@@ -82,10 +82,20 @@ def _create(base: Path) -> _Setup:
         "slots.removable = false\n",
         encoding="utf-8",
     )
-    init = ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-            "--so-pin", SO_PIN, "--pin", USER_PIN]
-    done = subprocess.run(init, capture_output=True, text=True,
-                          env={**os.environ, "SOFTHSM2_CONF": str(conf)})
+    init = [
+        "softhsm2-util",
+        "--init-token",
+        "--free",
+        "--label",
+        TOKEN_LABEL,
+        "--so-pin",
+        SO_PIN,
+        "--pin",
+        USER_PIN,
+    ]
+    done = subprocess.run(
+        init, capture_output=True, text=True, env={**os.environ, "SOFTHSM2_CONF": str(conf)}
+    )
     if done.returncode != 0:
         pytest.fail(f"softhsm2-util could not initialise a token: {done.stderr or done.stdout}")
     return _Setup(SoftHSMToken(LIBRARY, TOKEN_LABEL, USER_PIN), conf)

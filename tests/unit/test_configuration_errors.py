@@ -24,10 +24,15 @@ from tenancy.scoping.rls import rls_statements
 from tenancy.tenants import TenantRegistry
 
 ENGINE = create_engine("sqlite://")
-NOT_TENANT_OWNED = Table("loose", MetaData(), Column("id", Integer, primary_key=True),
-                         Column("at", String(30)))
-OWNED = Table("owned", MetaData(), Column("tenant_id", String(36), primary_key=True),
-              Column("id", Integer, primary_key=True))
+NOT_TENANT_OWNED = Table(
+    "loose", MetaData(), Column("id", Integer, primary_key=True), Column("at", String(30))
+)
+OWNED = Table(
+    "owned",
+    MetaData(),
+    Column("tenant_id", String(36), primary_key=True),
+    Column("id", Integer, primary_key=True),
+)
 
 
 def enter_system_scope() -> None:
@@ -41,15 +46,19 @@ MISTAKES: dict[str, Callable[[], Any]] = {
     "decision cache of no entries": lambda: DecisionCache(max_entries=0),
     "decision cache of no age": lambda: DecisionCache(max_age=0),
     "system scope without a reason": enter_system_scope,
-    "rls on a table without tenant_id": lambda: rls_statements(NOT_TENANT_OWNED,
-                                                               postgresql.dialect()),
+    "rls on a table without tenant_id": lambda: rls_statements(
+        NOT_TENANT_OWNED, postgresql.dialect()
+    ),
     "rls with an unusable setting name": lambda: rls_statements(
-        OWNED, postgresql.dialect(), setting="tenant'; DROP TABLE x; --"),
+        OWNED, postgresql.dialect(), setting="tenant'; DROP TABLE x; --"
+    ),
     "registry cache ttl below zero": lambda: TenantRegistry(ENGINE, cache_ttl=-1),
     "retention rule of no period": lambda: RetentionRule(
-        "exports", EXPORTS_RULE.table, "created_at", timedelta(0)),
+        "exports", EXPORTS_RULE.table, "created_at", timedelta(0)
+    ),
     "retention rule without a data class": lambda: RetentionRule(
-        " ", EXPORTS_RULE.table, "created_at", timedelta(days=1)),
+        " ", EXPORTS_RULE.table, "created_at", timedelta(days=1)
+    ),
     "retention job of empty batches": lambda: RetentionJob(ENGINE, batch_size=0),
     "audit log of empty batches": lambda: AuditLog(ENGINE, b"k" * 32, batch_max=0),
     "data-key cache of no age": lambda: DataKeyCache(ttl=0),

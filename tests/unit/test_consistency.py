@@ -100,34 +100,56 @@ class Harness:
     def rows(self) -> list[tuple[str, str, bytes | None]]:
         """Every note as stored, read past the scoping layer."""
         with self.engine.connect() as conn:
-            found = conn.execute(text("SELECT tenant_id, body, sealed FROM consistency_notes "
-                                      "ORDER BY body"))
+            found = conn.execute(
+                text("SELECT tenant_id, body, sealed FROM consistency_notes ORDER BY body")
+            )
             return [(r.tenant_id, r.body, r.sealed) for r in found]
 
 
 @pytest.fixture
-def harness(engine: Engine, tmp_path: Path, clock: FrozenClock, events: MemorySink,
-            acme: Tenant, globex: Tenant) -> Harness:
+def harness(
+    engine: Engine,
+    tmp_path: Path,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+) -> Harness:
     Base.metadata.create_all(engine)
     root = RootKey.load_or_create(tmp_path / "keys" / "root.key")
-    keys = TenantKeys(engine, [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root)],
-                      cache=DataKeyCache(ttl=60), clock=clock, events=events)
+    keys = TenantKeys(
+        engine,
+        [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root)],
+        cache=DataKeyCache(ttl=60),
+        clock=clock,
+        events=events,
+    )
     keys.create_schema()
     keys.provision(acme.id)
     keys.provision(globex.id)
     # Warm acme's data key: SQLite allows one writer, and handlers encrypt mid-transaction.
     keys.encrypt(b"warm", Binding(acme.id, "warm", "warm", "warm"))
     pdp = AllowAll()
-    return Harness(engine=engine, keys=keys, pdp=pdp,
-                   authorizer=Authorizer(pdp, service="notes", clock=clock),
-                   minter=ContextTokenMinter(ServiceKeyring.generate("edge", clock=clock),
-                                             clock=clock),
-                   sessions=sessionmaker(engine, class_=TenantSession, expire_on_commit=False))
+    return Harness(
+        engine=engine,
+        keys=keys,
+        pdp=pdp,
+        authorizer=Authorizer(pdp, service="notes", clock=clock),
+        minter=ContextTokenMinter(ServiceKeyring.generate("edge", clock=clock), clock=clock),
+        sessions=sessionmaker(engine, class_=TenantSession, expire_on_commit=False),
+    )
 
 
-def build_app(h: Harness, *, verifier: TokenVerifier, registry: TenantRegistry,
-              events: MemorySink, middleware: type[TenancyMiddleware] = TenancyMiddleware,
-              checks: bool | None = True, **options: Any) -> Starlette:
+def build_app(
+    h: Harness,
+    *,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    middleware: type[TenancyMiddleware] = TenancyMiddleware,
+    checks: bool | None = True,
+    **options: Any,
+) -> Starlette:
     async def list_notes(request: Request) -> Response:
         with h.sessions() as session:
             notes = [n.body for n in session.scalars(select(Note).order_by(Note.body))]
@@ -145,8 +167,9 @@ def build_app(h: Harness, *, verifier: TokenVerifier, registry: TenantRegistry,
             with h.sessions() as session:
                 session.add(note)
                 session.flush()  # the row is written inside the transaction from here on
-                binding = Binding(sabotage.binding_tenant or ctx.tenant_id,
-                                  "consistency_notes", "sealed", note.id)
+                binding = Binding(
+                    sabotage.binding_tenant or ctx.tenant_id, "consistency_notes", "sealed", note.id
+                )
                 note.sealed = h.keys.encrypt(payload["body"].encode(), binding)
                 session.commit()
             mint_ctx = ctx if sabotage.mint_ctx is None else sabotage.mint_ctx(ctx)
@@ -161,35 +184,68 @@ def build_app(h: Harness, *, verifier: TokenVerifier, registry: TenantRegistry,
     async def stream(request: Request) -> Response:
         async def chunks() -> AsyncIterator[bytes]:
             yield b"first chunk of acme's data;"
-            h.keys.encrypt(b"x", Binding(h.sabotage.binding_tenant or current().tenant_id,
-                                         "consistency_notes", "sealed", "s"))
+            h.keys.encrypt(
+                b"x",
+                Binding(
+                    h.sabotage.binding_tenant or current().tenant_id,
+                    "consistency_notes",
+                    "sealed",
+                    "s",
+                ),
+            )
             yield b"never sent"
 
         return StreamingResponse(chunks())
 
-    routes = [Route("/notes", list_notes, methods=["GET"]),
-              Route("/notes", create_note, methods=["POST"]),
-              Route("/stream", stream, methods=["GET"])]
-    return Starlette(routes=routes, exception_handlers=exception_handlers(), middleware=[
-        Middleware(cast(Any, middleware), verifier=verifier, tenants=registry, region=REGION,
-                   events=events, authorizer=h.authorizer, routes=routes,
-                   consistency_checks=checks, **options)])
+    routes = [
+        Route("/notes", list_notes, methods=["GET"]),
+        Route("/notes", create_note, methods=["POST"]),
+        Route("/stream", stream, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers=exception_handlers(),
+        middleware=[
+            Middleware(
+                cast(Any, middleware),
+                verifier=verifier,
+                tenants=registry,
+                region=REGION,
+                events=events,
+                authorizer=h.authorizer,
+                routes=routes,
+                consistency_checks=checks,
+                **options,
+            )
+        ],
+    )
 
 
 @pytest.fixture
-def app(harness: Harness, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink) -> Starlette:
+def app(
+    harness: Harness, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
+) -> Starlette:
     return build_app(harness, verifier=verifier, registry=registry, events=events)
 
 
-async def call(app: Starlette, method: str, path: str, token: str, *,
-               body: str | None = None, headers: Mapping[str, str] | None = None,
-               ) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://notes") as client:
+async def call(
+    app: Starlette,
+    method: str,
+    path: str,
+    token: str,
+    *,
+    body: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://notes"
+    ) as client:
         return await client.request(
-            method, path, headers={**bearer(token), **(headers or {})},
-            content=None if body is None else json.dumps({"body": body}))
+            method,
+            path,
+            headers={**bearer(token), **(headers or {})},
+            content=None if body is None else json.dumps({"body": body}),
+        )
 
 
 def violations(events: MemorySink) -> list[Any]:
@@ -209,8 +265,12 @@ def assert_mismatch_problem(response: httpx.Response, *secret_ids: str) -> None:
 
 def other(tenant: Tenant) -> Callable[[TenantContext], TenantContext]:
     """A context like the request's, but for ``tenant`` (principal included)."""
-    return lambda ctx: replace(ctx, tenant_id=tenant.id, tenant_slug=tenant.slug,
-                               principal=replace(ctx.principal, tenant_id=tenant.id))
+    return lambda ctx: replace(
+        ctx,
+        tenant_id=tenant.id,
+        tenant_slug=tenant.slug,
+        principal=replace(ctx.principal, tenant_id=tenant.id),
+    )
 
 
 # -- the check itself ------------------------------------------------------------------
@@ -231,9 +291,12 @@ def test_a_check_records_its_layers_and_refuses_another_tenant_for_good() -> Non
         consistency.observe("db", "tenant-a")
         with pytest.raises(LayerMismatch) as refused:
             consistency.observe("keys", "tenant-b")
-        assert (refused.value.expected_layer, refused.value.expected_tenant_id,
-                refused.value.layer, refused.value.tenant_id) == (
-            "token", "tenant-a", "keys", "tenant-b")
+        assert (
+            refused.value.expected_layer,
+            refused.value.expected_tenant_id,
+            refused.value.layer,
+            refused.value.tenant_id,
+        ) == ("token", "tenant-a", "keys", "tenant-b")
         # The request stays failed: even its own tenant is refused from now on.
         with pytest.raises(LayerMismatch):
             consistency.observe("db", "tenant-a")
@@ -256,13 +319,15 @@ def test_system_scope_work_is_not_flagged() -> None:
         consistency.leave(token)
 
 
-def test_the_setting_turns_the_mode_on(monkeypatch: pytest.MonkeyPatch, harness: Harness,
-                                       verifier: TokenVerifier,
-                                       registry: TenantRegistry) -> None:
+def test_the_setting_turns_the_mode_on(
+    monkeypatch: pytest.MonkeyPatch,
+    harness: Harness,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+) -> None:
     def built(value: str) -> TenancyMiddleware:
         monkeypatch.setenv("TENANCY_CONSISTENCY_CHECKS", value)
-        return TenancyMiddleware(Starlette(), verifier=verifier, tenants=registry,
-                                 region=REGION)
+        return TenancyMiddleware(Starlette(), verifier=verifier, tenants=registry, region=REGION)
 
     assert built("1")._consistency and built("on")._consistency
     assert not built("0")._consistency and not built("")._consistency
@@ -274,8 +339,8 @@ def test_the_setting_turns_the_mode_on(monkeypatch: pytest.MonkeyPatch, harness:
 
 
 async def test_clean_request_records_every_layer_and_succeeds(
-        app: Starlette, harness: Harness, acme: Tenant, token_for: TokenFactory,
-        events: MemorySink) -> None:
+    app: Starlette, harness: Harness, acme: Tenant, token_for: TokenFactory, events: MemorySink
+) -> None:
     created = await call(app, "POST", "/notes", token_for(acme), body="acme note")
     assert created.status_code == 201, created.text
     listed = await call(app, "GET", "/notes", token_for(acme))
@@ -291,35 +356,86 @@ async def test_clean_request_records_every_layer_and_succeeds(
 
 
 async def test_with_checks_off_no_check_is_bound(
-        harness: Harness, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink, acme: Tenant, token_for: TokenFactory) -> None:
+    harness: Harness,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    acme: Tenant,
+    token_for: TokenFactory,
+) -> None:
     app = build_app(harness, verifier=verifier, registry=registry, events=events, checks=False)
     assert (await call(app, "GET", "/notes", token_for(acme))).status_code == 200
     assert harness.checks == [None]
 
 
 async def test_support_under_a_grant_is_checked_against_the_grants_tenant(
-        harness: Harness, keys: JWKSKeySource, registry: TenantRegistry, engine: Engine,
-        issuer: DevIssuer, clock: FrozenClock, events: MemorySink, acme: Tenant) -> None:
-    support = SupportAccess(engine, max_duration=timedelta(hours=8), clock=clock,
-                            events=events, notifier=MemoryNotifier())
+    harness: Harness,
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    engine: Engine,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+) -> None:
+    support = SupportAccess(
+        engine,
+        max_duration=timedelta(hours=8),
+        clock=clock,
+        events=events,
+        notifier=MemoryNotifier(),
+    )
     support.create_schema()
-    engineer = Principal(issuer=DEV_ISSUER, tenant_id=STAFF, subject="sam",
-                         kind=PrincipalKind.SUPPORT, scopes=frozenset({"notes:read"}),
-                         assurance=Assurance.MULTI_FACTOR, device_trusted=True)
-    admin = Principal(issuer=DEV_ISSUER, tenant_id=acme.id, subject="ann",
-                      roles=frozenset({"admin"}), assurance=Assurance.MULTI_FACTOR)
-    grant = support.request(acme.id, engineer, ticket_id="T-1", justification="j",
-                            scopes=("notes:read",), duration=timedelta(hours=2))
+    engineer = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=STAFF,
+        subject="sam",
+        kind=PrincipalKind.SUPPORT,
+        scopes=frozenset({"notes:read"}),
+        assurance=Assurance.MULTI_FACTOR,
+        device_trusted=True,
+    )
+    admin = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=acme.id,
+        subject="ann",
+        roles=frozenset({"admin"}),
+        assurance=Assurance.MULTI_FACTOR,
+    )
+    grant = support.request(
+        acme.id,
+        engineer,
+        ticket_id="T-1",
+        justification="j",
+        scopes=("notes:read",),
+        duration=timedelta(hours=2),
+    )
     support.approve(acme.id, grant.id, admin)
-    verifier = TokenVerifier([trusted_issuer(
-        DEV_ISSUER, audience="worklogs", keys=keys, algorithms=["EdDSA"],
-        kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))], clock=clock)
-    app = build_app(harness, verifier=verifier, registry=registry, events=events,
-                    support=support, clock=clock)
-    staff = issuer.mint(tenant_id=STAFF, subject="sam", audience="worklogs",
-                        scopes=("notes:read",), mfa=True, kind=PrincipalKind.SUPPORT,
-                        now=clock.now(), extra_claims={"trusted_device": True})
+    verifier = TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER,
+                audience="worklogs",
+                keys=keys,
+                algorithms=["EdDSA"],
+                kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT),
+            )
+        ],
+        clock=clock,
+    )
+    app = build_app(
+        harness, verifier=verifier, registry=registry, events=events, support=support, clock=clock
+    )
+    staff = issuer.mint(
+        tenant_id=STAFF,
+        subject="sam",
+        audience="worklogs",
+        scopes=("notes:read",),
+        mfa=True,
+        kind=PrincipalKind.SUPPORT,
+        now=clock.now(),
+        extra_claims={"trusted_device": True},
+    )
     response = await call(app, "GET", "/notes", staff, headers={"x-support-target": "acme"})
     assert response.status_code == 200, response.text
     (check,) = harness.checks
@@ -334,8 +450,13 @@ async def test_support_under_a_grant_is_checked_against_the_grants_tenant(
 
 
 async def test_encrypting_for_another_tenant_is_refused_and_nothing_is_stored(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     harness.sabotage.binding_tenant = globex.id
     response = await call(app, "POST", "/notes", token_for(acme), body="acme note")
     assert_mismatch_problem(response, globex.id, acme.id)
@@ -344,14 +465,24 @@ async def test_encrypting_for_another_tenant_is_refused_and_nothing_is_stored(
     assert harness.keys.status(globex.id).data_keys == ()  # no key was even made for globex
     (event,) = violations(events)
     assert event.tenant_id == acme.id
-    assert dict(event.details) == {"code": "tenant-layer-mismatch", "expected_layer": "token",
-                                   "expected_tenant_id": acme.id, "layer": "keys",
-                                   "tenant_id": globex.id}
+    assert dict(event.details) == {
+        "code": "tenant-layer-mismatch",
+        "expected_layer": "token",
+        "expected_tenant_id": acme.id,
+        "layer": "keys",
+        "tenant_id": globex.id,
+    }
 
 
 async def test_orm_scoped_to_another_tenant_is_refused_and_nothing_is_written(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A broken scoping layer: it reads the tenant from somewhere other than the request.
     monkeypatch.setattr(orm, "current_or_none", lambda: other(globex)(current()))
     response = await call(app, "POST", "/notes", token_for(acme), body="acme note")
@@ -361,9 +492,15 @@ async def test_orm_scoped_to_another_tenant_is_refused_and_nothing_is_written(
 
 
 async def test_orm_scoped_to_another_tenant_leaks_with_checks_off(
-        harness: Harness, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink, acme: Tenant, globex: Tenant, token_for: TokenFactory,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    harness: Harness,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     app = build_app(harness, verifier=verifier, registry=registry, events=events, checks=False)
     monkeypatch.setattr(orm, "current_or_none", lambda: other(globex)(current()))
     response = await call(app, "POST", "/notes", token_for(acme), body="acme note")
@@ -373,8 +510,14 @@ async def test_orm_scoped_to_another_tenant_leaks_with_checks_off(
 
 @pytest.mark.parametrize("who", ["tenant", "principal"])
 async def test_policy_input_naming_another_tenant_is_refused_before_the_engine(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink, who: str) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+    who: str,
+) -> None:
     def principal_only(ctx: TenantContext) -> TenantContext:
         return replace(ctx, principal=replace(ctx.principal, tenant_id=globex.id))
 
@@ -387,8 +530,13 @@ async def test_policy_input_naming_another_tenant_is_refused_before_the_engine(
 
 
 async def test_minting_a_context_token_for_another_tenant_is_refused(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     harness.sabotage.mint_ctx = other(globex)
     response = await call(app, "POST", "/notes", token_for(acme), body="acme note")
     assert_mismatch_problem(response, globex.id)
@@ -396,8 +544,13 @@ async def test_minting_a_context_token_for_another_tenant_is_refused(
 
 
 async def test_a_handler_that_swallows_the_mismatch_still_answers_500(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     harness.sabotage.binding_tenant = globex.id
     harness.sabotage.swallow = True
     response = await call(app, "POST", "/notes", token_for(acme), body="acme note")
@@ -408,14 +561,20 @@ async def test_a_handler_that_swallows_the_mismatch_still_answers_500(
 
 
 async def test_a_mismatch_after_the_response_started_aborts_it(
-        app: Starlette, harness: Harness, acme: Tenant, globex: Tenant,
-        token_for: TokenFactory, events: MemorySink) -> None:
+    app: Starlette,
+    harness: Harness,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    events: MemorySink,
+) -> None:
     harness.sabotage.binding_tenant = globex.id
     with pytest.raises(Exception) as aborted:  # the server drops the connection mid-body
         await call(app, "GET", "/stream", token_for(acme))
     # Starlette wraps an error raised after the response started; the cause is ours.
     assert isinstance(aborted.value, LayerMismatch) or isinstance(
-        aborted.value.__cause__, LayerMismatch)
+        aborted.value.__cause__, LayerMismatch
+    )
     assert [e.details["layer"] for e in violations(events)] == ["keys"]
 
 
@@ -426,8 +585,10 @@ async def test_a_mismatch_after_the_response_started_aborts_it(
 def seeded(harness: Harness, acme: Tenant, globex: Tenant) -> Harness:
     """Each tenant has one note; globex's is the secret the mutant can leak."""
     for tenant, body in ((acme, "acme note"), (globex, "globex secret")):
-        with bind(replace(context_for(tenant.id), tenant_slug=tenant.slug)), \
-                harness.sessions() as session:
+        with (
+            bind(replace(context_for(tenant.id), tenant_slug=tenant.slug)),
+            harness.sessions() as session,
+        ):
             session.add(Note(id=str(uuid.uuid4()), body=body))
             session.commit()
     return harness
@@ -435,29 +596,51 @@ def seeded(harness: Harness, acme: Tenant, globex: Tenant) -> Harness:
 
 @pytest.mark.parametrize("claim", ["id", "slug"])
 async def test_header_trusting_middleware_is_refused_with_checks_on(
-        seeded: Harness, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink, acme: Tenant, globex: Tenant, token_for: TokenFactory,
-        claim: str) -> None:
-    app = build_app(seeded, verifier=verifier, registry=registry, events=events,
-                    middleware=TrustingMiddleware)
+    seeded: Harness,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+    claim: str,
+) -> None:
+    app = build_app(
+        seeded, verifier=verifier, registry=registry, events=events, middleware=TrustingMiddleware
+    )
     value = globex.id if claim == "id" else globex.slug
     response = await call(app, "GET", "/notes", token_for(acme), headers={"X-Tenant-ID": value})
     assert_mismatch_problem(response, "globex secret", globex.id)
     assert seeded.checks == []  # refused before the app ran
     (event,) = violations(events)
-    assert (event.details["expected_tenant_id"], event.details["layer"],
-            event.details["tenant_id"]) == (acme.id, "context", globex.id)
+    assert (
+        event.details["expected_tenant_id"],
+        event.details["layer"],
+        event.details["tenant_id"],
+    ) == (acme.id, "context", globex.id)
     # Without the header the mutant behaves, so the refusal is about the header.
     plain = await call(app, "GET", "/notes", token_for(acme))
     assert plain.json() == {"tenant": "acme", "notes": ["acme note"]}
 
 
 async def test_header_trusting_middleware_leaks_with_checks_off(
-        seeded: Harness, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink, acme: Tenant, globex: Tenant, token_for: TokenFactory) -> None:
+    seeded: Harness,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
+) -> None:
     headers = {"x-tenant-id": globex.slug}
-    mutant = build_app(seeded, verifier=verifier, registry=registry, events=events,
-                       middleware=TrustingMiddleware, checks=False)
+    mutant = build_app(
+        seeded,
+        verifier=verifier,
+        registry=registry,
+        events=events,
+        middleware=TrustingMiddleware,
+        checks=False,
+    )
     leaked = await call(mutant, "GET", "/notes", token_for(acme), headers=headers)
     assert leaked.json() == {"tenant": "globex", "notes": ["globex secret"]}  # really broken
     real = build_app(seeded, verifier=verifier, registry=registry, events=events, checks=False)

@@ -21,10 +21,13 @@ from tenancy.errors import InsufficientScope, NoTenantContext, TenantContextConf
 
 
 def make(tenant: str, scopes: frozenset[str] = frozenset()) -> TenantContext:
-    return TenantContext(tenant_id=tenant, tenant_slug=tenant, region="eu-central-1",
-                         principal=Principal(issuer="i", tenant_id=tenant, subject="s",
-                                             scopes=scopes),
-                         request_id="r")
+    return TenantContext(
+        tenant_id=tenant,
+        tenant_slug=tenant,
+        region="eu-central-1",
+        principal=Principal(issuer="i", tenant_id=tenant, subject="s", scopes=scopes),
+        request_id="r",
+    )
 
 
 def test_current_without_a_context_raises() -> None:
@@ -64,8 +67,9 @@ def test_plain_threads_do_not_inherit_but_wrapped_ones_do() -> None:
     seen: dict[str, object] = {}
     with bind(make("a")):
         plain = threading.Thread(target=lambda: seen.setdefault("plain", current_or_none()))
-        wrapped = threading.Thread(target=wrap(lambda: seen.setdefault("wrapped",
-                                                                       current().tenant_id)))
+        wrapped = threading.Thread(
+            target=wrap(lambda: seen.setdefault("wrapped", current().tenant_id))
+        )
         plain.start(), wrapped.start()
         plain.join(), wrapped.join()
     assert seen == {"plain": None, "wrapped": "a"}

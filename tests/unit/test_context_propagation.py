@@ -46,8 +46,9 @@ class Observations:
         return [s for s in self.seen if s[1] != s[2]]
 
 
-def probe_app(verifier: TokenVerifier, registry: TenantRegistry, obs: Observations,
-              stall: asyncio.Event) -> Any:
+def probe_app(
+    verifier: TokenVerifier, registry: TenantRegistry, obs: Observations, stall: asyncio.Event
+) -> Any:
     executor = ThreadPoolExecutor(max_workers=4)
 
     async def handler(request: Request) -> Any:
@@ -92,49 +93,68 @@ def tenants(registry: TenantRegistry) -> list[Tenant]:
 
 
 async def test_thousand_concurrent_requests_each_see_only_their_tenant(
-    verifier: TokenVerifier, registry: TenantRegistry, tenants: list[Tenant],
-    token_for: TokenFactory
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    tenants: list[Tenant],
+    token_for: TokenFactory,
 ) -> None:
     obs = Observations()
     app = probe_app(verifier, registry, obs, asyncio.Event())
     tokens = {t.id: token_for(t, sub=f"user-{t.slug}") for t in tenants}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
 
         async def one(i: int) -> None:
             tenant = tenants[i % TENANTS]
             stream = "1" if i % 3 == 0 else ""
-            response = await client.get("/probe", params={"expect": tenant.id, "stream": stream},
-                                        headers=bearer(tokens[tenant.id]))
+            response = await client.get(
+                "/probe",
+                params={"expect": tenant.id, "stream": stream},
+                headers=bearer(tokens[tenant.id]),
+            )
             assert response.status_code == 200
 
         await asyncio.gather(*(one(i) for i in range(REQUESTS)))
 
     assert obs.mismatches() == []
     places = {place for place, _, _ in obs.seen}
-    assert places == {"handler", "asyncio_task", "run_in_threadpool", "to_thread",
-                      "run_in_executor", "wrapped_thread", "background_task", "streaming_body"}
+    assert places == {
+        "handler",
+        "asyncio_task",
+        "run_in_threadpool",
+        "to_thread",
+        "run_in_executor",
+        "wrapped_thread",
+        "background_task",
+        "streaming_body",
+    }
     assert sum(1 for p, _, _ in obs.seen if p == "background_task") == REQUESTS
     assert current_or_none() is None
 
 
 async def test_cancelled_requests_leak_nothing(
-    verifier: TokenVerifier, registry: TenantRegistry, tenants: list[Tenant],
-    token_for: TokenFactory
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    tenants: list[Tenant],
+    token_for: TokenFactory,
 ) -> None:
     obs = Observations()
     stall = asyncio.Event()
     app = probe_app(verifier, registry, obs, stall)
     tokens = {t.id: token_for(t) for t in tenants}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
 
         async def one(i: int) -> str:
             tenant = tenants[i % TENANTS]
             stalled = i % 4 == 0  # a quarter of the requests are cancelled mid-handler
-            request = client.get("/probe", params={"expect": tenant.id,
-                                                   "stall": "1" if stalled else ""},
-                                 headers=bearer(tokens[tenant.id]))
+            request = client.get(
+                "/probe",
+                params={"expect": tenant.id, "stall": "1" if stalled else ""},
+                headers=bearer(tokens[tenant.id]),
+            )
             try:
                 response = await asyncio.wait_for(request, timeout=0.5 if stalled else 30)
             except TimeoutError:
@@ -154,18 +174,29 @@ async def test_cancelled_requests_leak_nothing(
 
 
 async def test_cancellation_in_the_same_task_unbinds_the_context(
-    verifier: TokenVerifier, registry: TenantRegistry, tenants: list[Tenant],
-    token_for: TokenFactory
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    tenants: list[Tenant],
+    token_for: TokenFactory,
 ) -> None:
     # Run the ASGI app directly in this task (no task boundary that would hide a leak).
     obs = Observations()
     app = probe_app(verifier, registry, obs, asyncio.Event())
     tenant = tenants[0]
-    scope = {"type": "http", "method": "GET", "path": "/probe", "raw_path": b"/probe",
-             "query_string": f"expect={tenant.id}&stall=1".encode(), "root_path": "",
-             "headers": [(b"authorization", f"Bearer {token_for(tenant)}".encode())],
-             "scheme": "http", "server": ("t", 80), "client": ("c", 1), "http_version": "1.1",
-             "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/probe",
+        "raw_path": b"/probe",
+        "query_string": f"expect={tenant.id}&stall=1".encode(),
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {token_for(tenant)}".encode())],
+        "scheme": "http",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -185,9 +216,13 @@ async def test_raw_run_in_executor_does_not_propagate_but_the_helper_does(
 ) -> None:
     from tenancy.context import Principal, TenantContext, bind
 
-    ctx = TenantContext(tenant_id=acme.id, tenant_slug="acme", region=REGION,
-                        principal=Principal(issuer="i", tenant_id=acme.id, subject="s"),
-                        request_id="r")
+    ctx = TenantContext(
+        tenant_id=acme.id,
+        tenant_slug="acme",
+        region=REGION,
+        principal=Principal(issuer="i", tenant_id=acme.id, subject="s"),
+        request_id="r",
+    )
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=1) as pool, bind(ctx):
         raw = await loop.run_in_executor(pool, current_or_none)

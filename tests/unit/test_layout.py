@@ -15,17 +15,22 @@ ROOT = Path(tenancy.__file__).parent
 
 def loaded_after(module: str) -> set[str]:
     """The tenancy modules a fresh interpreter holds after importing ``module``."""
-    code = (f"import sys, {module}; "
-            "print(*sorted(m for m in sys.modules if m.startswith('tenancy')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        f"import sys, {module}; print(*sorted(m for m in sys.modules if m.startswith('tenancy')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     return set(out.split())
 
 
 def test_the_problem_table_imports_no_feature_package() -> None:
     # tenancy/__init__ may import top-level modules; no package below tenancy is needed.
-    packages = {m for m in loaded_after("tenancy.problems") if m.count(".") > 1
-                or (ROOT / m.removeprefix("tenancy.")).is_dir()}
+    packages = {
+        m
+        for m in loaded_after("tenancy.problems")
+        if m.count(".") > 1 or (ROOT / m.removeprefix("tenancy.")).is_dir()
+    }
     assert not packages
 
 
@@ -38,9 +43,11 @@ def test_no_private_name_is_imported_from_another_tenancy_module() -> None:
     for path in sorted(ROOT.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tenancy"):
-                found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
-                          for alias in node.names
-                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+                found += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
     assert not found
 
 
@@ -60,6 +67,9 @@ def test_one_retry_policy() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "tenancy"
-    loops = [str(p.relative_to(root)) for p in root.rglob("*.py")
-             if re.search(r"for attempt in range\(.*\):\n(\s+)try:", p.read_text())]
+    loops = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if re.search(r"for attempt in range\(.*\):\n(\s+)try:", p.read_text())
+    ]
     assert loops == [], loops

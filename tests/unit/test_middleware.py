@@ -45,8 +45,9 @@ async def test_missing_token_is_401_problem_with_challenge(client: httpx.AsyncCl
     assert body["status"] == 401
 
 
-async def test_invalid_token_is_401_without_the_reason(client: httpx.AsyncClient,
-                                                       events: MemorySink) -> None:
+async def test_invalid_token_is_401_without_the_reason(
+    client: httpx.AsyncClient, events: MemorySink
+) -> None:
     response = await client.get("/worklogs", headers=bearer("a.b.c"))
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
@@ -56,8 +57,9 @@ async def test_invalid_token_is_401_without_the_reason(client: httpx.AsyncClient
 
 
 @pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "Token x"])
-async def test_non_bearer_authorization_is_refused(client: httpx.AsyncClient,
-                                                   authorization: str) -> None:
+async def test_non_bearer_authorization_is_refused(
+    client: httpx.AsyncClient, authorization: str
+) -> None:
     response = await client.get("/worklogs", headers={"Authorization": authorization})
     assert response.status_code == 401
 
@@ -65,20 +67,24 @@ async def test_non_bearer_authorization_is_refused(client: httpx.AsyncClient,
 async def test_two_authorization_headers_are_refused(
     client: httpx.AsyncClient, acme: Tenant, globex: Tenant, token_for: TokenFactory
 ) -> None:
-    headers = [("Authorization", f"Bearer {token_for(acme)}"),
-               ("Authorization", f"Bearer {token_for(globex)}")]
+    headers = [
+        ("Authorization", f"Bearer {token_for(acme)}"),
+        ("Authorization", f"Bearer {token_for(globex)}"),
+    ]
     response = await client.get("/worklogs", headers=headers)
     assert response.status_code == 401
 
 
-async def test_token_in_query_string_is_not_accepted(client: httpx.AsyncClient, acme: Tenant,
-                                                     token_for: TokenFactory) -> None:
+async def test_token_in_query_string_is_not_accepted(
+    client: httpx.AsyncClient, acme: Tenant, token_for: TokenFactory
+) -> None:
     response = await client.get("/worklogs", params={"access_token": token_for(acme)})
     assert response.status_code == 401
 
 
-async def test_own_tenant_round_trip(client: httpx.AsyncClient, acme: Tenant,
-                                     token_for: TokenFactory) -> None:
+async def test_own_tenant_round_trip(
+    client: httpx.AsyncClient, acme: Tenant, token_for: TokenFactory
+) -> None:
     token = token_for(acme)
     created = await create(client, token)
     assert created["tenant_id"] == acme.id
@@ -89,8 +95,15 @@ async def test_own_tenant_round_trip(client: httpx.AsyncClient, acme: Tenant,
 
 @pytest.mark.parametrize(
     "header",
-    ["X-Tenant-ID", "x-tenant-id", "X_Tenant_Id", "Tenant", "X-Tenant", "X-Tenant-Slug",
-     "Tenant-Id"],
+    [
+        "X-Tenant-ID",
+        "x-tenant-id",
+        "X_Tenant_Id",
+        "Tenant",
+        "X-Tenant",
+        "X-Tenant-Slug",
+        "Tenant-Id",
+    ],
 )
 async def test_tenant_header_naming_another_tenant_changes_nothing(
     client: httpx.AsyncClient, acme: Tenant, globex: Tenant, token_for: TokenFactory, header: str
@@ -98,8 +111,7 @@ async def test_tenant_header_naming_another_tenant_changes_nothing(
     await create(client, token_for(globex, sub="gina"), description="globex secret")
     mine = await create(client, token_for(acme))
     for value in (globex.id, globex.slug):
-        response = await client.get("/worklogs", headers={**bearer(token_for(acme)),
-                                                          header: value})
+        response = await client.get("/worklogs", headers={**bearer(token_for(acme)), header: value})
         assert response.status_code == 200
         assert [w["id"] for w in response.json()["items"]] == [mine["id"]]
         who = await client.get("/whoami", headers={**bearer(token_for(acme)), header: value})
@@ -112,9 +124,12 @@ async def test_tenant_in_query_subdomain_or_baggage_changes_nothing(
     await create(client, token_for(globex), description="globex secret")
     response = await client.get(
         f"/worklogs?tenant={globex.slug}&tenant_id={globex.id}&tid={globex.id}",
-        headers={**bearer(token_for(acme)), "Host": f"{globex.slug}.example.com",
-                 "baggage": f"tenant_id={globex.id},userId=alice",
-                 "tracestate": f"tenant@vendor={globex.id}"},
+        headers={
+            **bearer(token_for(acme)),
+            "Host": f"{globex.slug}.example.com",
+            "baggage": f"tenant_id={globex.id},userId=alice",
+            "tracestate": f"tenant@vendor={globex.id}",
+        },
     )
     assert response.status_code == 200
     assert response.json()["items"] == []
@@ -123,8 +138,9 @@ async def test_tenant_in_query_subdomain_or_baggage_changes_nothing(
 async def test_tenant_in_body_is_refused_and_nothing_is_written(
     client: httpx.AsyncClient, acme: Tenant, globex: Tenant, token_for: TokenFactory
 ) -> None:
-    response = await client.post("/worklogs", json={**ENTRY, "tenant_id": globex.id},
-                                 headers=bearer(token_for(acme)))
+    response = await client.post(
+        "/worklogs", json={**ENTRY, "tenant_id": globex.id}, headers=bearer(token_for(acme))
+    )
     assert response.status_code == 422
     assert response.json()["errors"] == {"tenant_id": "unknown field"}
     for tenant in (acme, globex):
@@ -150,8 +166,9 @@ async def test_other_tenants_worklog_is_404_and_unchanged(
     assert still.json() == theirs
 
 
-async def test_missing_scope_is_403(client: httpx.AsyncClient, acme: Tenant,
-                                    token_for: TokenFactory) -> None:
+async def test_missing_scope_is_403(
+    client: httpx.AsyncClient, acme: Tenant, token_for: TokenFactory
+) -> None:
     reader = bearer(token_for(acme, scopes=["worklogs:read"]))
     response = await client.post("/worklogs", json=ENTRY, headers=reader)
     assert response.status_code == 403
@@ -185,10 +202,13 @@ async def test_tenant_homed_in_another_region_is_refused(
     assert response.json()["code"] == "wrong-region"
 
 
-async def test_token_for_unknown_tenant_is_401(client: httpx.AsyncClient,
-                                               issuer: Any) -> None:
-    token = issuer.mint(tenant_id="00000000-0000-4000-8000-000000000000", subject="x",
-                        audience="worklogs", scopes=["worklogs:read"])
+async def test_token_for_unknown_tenant_is_401(client: httpx.AsyncClient, issuer: Any) -> None:
+    token = issuer.mint(
+        tenant_id="00000000-0000-4000-8000-000000000000",
+        subject="x",
+        audience="worklogs",
+        scopes=["worklogs:read"],
+    )
     assert (await client.get("/worklogs", headers=bearer(token))).status_code == 401
 
 
@@ -204,12 +224,14 @@ async def test_health_is_public_and_binds_no_context(client: httpx.AsyncClient) 
 def echo_app(verifier: TokenVerifier, registry: TenantRegistry, **options: Any) -> Any:
     async def echo(request: Request) -> JSONResponse:
         ctx = current_or_none()
-        return JSONResponse({
-            "headers": sorted(k for k, _ in request.headers.items()),
-            "baggage": request.headers.get("baggage"),
-            "tenant": ctx.tenant_slug if ctx else None,
-            "scope_tenant": getattr(context_of(request.scope), "tenant_id", None),
-        })
+        return JSONResponse(
+            {
+                "headers": sorted(k for k, _ in request.headers.items()),
+                "baggage": request.headers.get("baggage"),
+                "tenant": ctx.tenant_slug if ctx else None,
+                "scope_tenant": getattr(context_of(request.scope), "tenant_id", None),
+            }
+        )
 
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -217,21 +239,33 @@ def echo_app(verifier: TokenVerifier, registry: TenantRegistry, **options: Any) 
         await websocket.close()
 
     inner = Starlette(routes=[Route("/{path:path}", echo), WebSocketRoute("/ws", ws)])
-    return TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                             public_paths=("/public",), **options)
+    return TenancyMiddleware(
+        inner,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        public_paths=("/public",),
+        **options,
+    )
 
 
 async def test_tenant_naming_headers_are_stripped_before_the_app(
     verifier: TokenVerifier, registry: TenantRegistry, acme: Tenant, token_for: TokenFactory
 ) -> None:
     app = echo_app(verifier, registry, strip_headers=["X-Org"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         for path in ("/anything", "/public"):
-            response = await c.get(path, headers={
-                **bearer(token_for(acme)), "X-Tenant-ID": "globex", "x_tenant_id": "globex",
-                "X-Org": "globex", "baggage": "tenantId=globex, session=1", "X-Other": "kept",
-            })
+            response = await c.get(
+                path,
+                headers={
+                    **bearer(token_for(acme)),
+                    "X-Tenant-ID": "globex",
+                    "x_tenant_id": "globex",
+                    "X-Org": "globex",
+                    "baggage": "tenantId=globex, session=1",
+                    "X-Other": "kept",
+                },
+            )
             body = response.json()
             assert not any("tenant" in h for h in body["headers"])
             assert "x-org" not in body["headers"]
@@ -244,27 +278,29 @@ async def test_context_is_also_in_the_asgi_scope(
     verifier: TokenVerifier, registry: TenantRegistry, acme: Tenant, token_for: TokenFactory
 ) -> None:
     app = echo_app(verifier, registry)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         body = (await c.get("/x", headers=bearer(token_for(acme)))).json()
     assert body["tenant"] == "acme"
     assert body["scope_tenant"] == acme.id
 
 
 async def test_unknown_or_other_tenant_slug_in_path_is_the_same_404(
-    verifier: TokenVerifier, registry: TenantRegistry, acme: Tenant, globex: Tenant,
-    token_for: TokenFactory
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    acme: Tenant,
+    globex: Tenant,
+    token_for: TokenFactory,
 ) -> None:
     app = echo_app(verifier, registry, tenant_path_prefix="/t/")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         token = bearer(token_for(acme))
         assert (await c.get("/t/acme/worklogs", headers=token)).status_code == 200
         other = await c.get("/t/globex/worklogs", headers=token)
         unknown = await c.get("/t/nosuch/worklogs", headers=token)
     assert other.status_code == unknown.status_code == 404
     assert {k: v for k, v in other.json().items() if k != "instance"} == {
-        k: v for k, v in unknown.json().items() if k != "instance"}
+        k: v for k, v in unknown.json().items() if k != "instance"
+    }
 
 
 async def websocket_session(app: Any, headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
@@ -278,9 +314,19 @@ async def websocket_session(app: Any, headers: list[tuple[bytes, bytes]]) -> lis
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
-             "headers": headers, "scheme": "ws", "server": ("t", 80), "client": ("c", 1),
-             "root_path": "", "subprotocols": [], "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": headers,
+        "scheme": "ws",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "root_path": "",
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
     await app(scope, receive, send)
     return sent
 
@@ -297,18 +343,24 @@ async def test_websocket_needs_a_token_and_sees_its_tenant(
     assert accepted[1] == {"type": "websocket.send", "text": '{"tenant":"acme"}'}
 
 
-def test_middleware_refuses_a_bad_configuration(verifier: TokenVerifier,
-                                                registry: TenantRegistry) -> None:
+def test_middleware_refuses_a_bad_configuration(
+    verifier: TokenVerifier, registry: TenantRegistry
+) -> None:
     from tenancy.errors import ConfigurationError, InvalidTenantField
 
     with pytest.raises(InvalidTenantField):
         TenancyMiddleware(Starlette(), verifier=verifier, tenants=registry, region="Mars")
     with pytest.raises(ConfigurationError):
-        TenancyMiddleware(Starlette(), verifier=object(),  # type: ignore[arg-type]
-                          tenants=registry, region=REGION)
+        TenancyMiddleware(
+            Starlette(),
+            verifier=object(),  # type: ignore[arg-type]
+            tenants=registry,
+            region=REGION,
+        )
     with pytest.raises(ConfigurationError):
-        TenancyMiddleware(Starlette(), verifier=verifier, tenants=registry, region=REGION,
-                          tenant_path_prefix="t")
+        TenancyMiddleware(
+            Starlette(), verifier=verifier, tenants=registry, region=REGION, tenant_path_prefix="t"
+        )
 
 
 async def test_store_refuses_to_run_without_a_context(store: WorklogStore) -> None:
@@ -353,18 +405,24 @@ async def test_each_cache_is_asked_once_per_request_on_a_miss_and_on_a_hit(
     keys: JWKSKeySource, registry: TenantRegistry, acme: Tenant, token_for: TokenFactory
 ) -> None:
     tokens, decisions = CountingTokenCache(), CountingDecisionCache()
-    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys,
-                                             algorithms=["EdDSA"])], cache=tokens)
+    verifier = TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys, algorithms=["EdDSA"])],
+        cache=tokens,
+    )
 
     async def ok(request: Request) -> JSONResponse:
         return JSONResponse({"tenant": current().tenant_slug})
 
     inner = Starlette(routes=[Route("/x", ok)])
-    app = TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                            authorizer=Authorizer(AllowAll(), service="x", cache=decisions),
-                            routes=inner.routes)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as c:
+    app = TenancyMiddleware(
+        inner,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        authorizer=Authorizer(AllowAll(), service="x", cache=decisions),
+        routes=inner.routes,
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         headers = bearer(token_for(acme))
         # The first request misses both caches (and fills them), the second hits both.
         for requests in (1, 2):

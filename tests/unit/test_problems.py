@@ -31,8 +31,9 @@ def an_instance(cls: type[errors.TenancyError]) -> errors.TenancyError:
     if cls is errors.RecordRejected:
         return errors.RecordRejected("x", index=0)
     if cls is errors.ResidencyViolation:
-        return errors.ResidencyViolation("x", tenant_id=None, home_region=None, region=None,
-                                         attempted="read")
+        return errors.ResidencyViolation(
+            "x", tenant_id=None, home_region=None, region=None, attempted="read"
+        )
     return cls("x")
 
 
@@ -49,8 +50,11 @@ def test_every_error_of_the_library_lives_in_the_one_tree() -> None:
         cls = stack.pop()
         found.append(cls)
         stack.extend(cls.__subclasses__())
-    stray = [f"{c.__module__}.{c.__qualname__}" for c in found
-             if c.__module__.startswith("tenancy.") and c.__module__ != "tenancy.errors"]
+    stray = [
+        f"{c.__module__}.{c.__qualname__}"
+        for c in found
+        if c.__module__.startswith("tenancy.") and c.__module__ != "tenancy.errors"
+    ]
     assert not stray
 
 
@@ -82,8 +86,10 @@ def test_reason_defaults_to_the_code_and_constructors_keep_theirs() -> None:
     assert errors.DecryptionFailed().reason == "decryption failed"
     assert errors.ContributionRefused("t1").reason == "contribution-disabled"
     assert errors.ConfigurationError("x", reason="").reason == "configuration-error"
-    assert errors.LayerMismatch(layer="rls", expected_layer="token").reason == \
-        "rls-disagrees-with-token"
+    assert (
+        errors.LayerMismatch(layer="rls", expected_layer="token").reason
+        == "rls-disagrees-with-token"
+    )
 
 
 def test_token_failure_reason_never_reaches_the_body() -> None:
@@ -99,12 +105,16 @@ def test_not_found_and_unknown_tenant_share_the_status() -> None:
     assert "detail" not in problem_body(errors.NotFound("worklog 123 belongs to globex"))
 
 
-@pytest.mark.parametrize(("exc", "status"), [
-    (errors.PayloadTooLarge("request body is larger than 16384 bytes"), 413),
-    (errors.UnsupportedMediaType("request body must be JSON"), 415),
-])
-def test_body_refusals_map_to_413_and_415_with_their_detail(exc: errors.InvalidRequest,
-                                                            status: int) -> None:
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (errors.PayloadTooLarge("request body is larger than 16384 bytes"), 413),
+        (errors.UnsupportedMediaType("request body must be JSON"), 415),
+    ],
+)
+def test_body_refusals_map_to_413_and_415_with_their_detail(
+    exc: errors.InvalidRequest, status: int
+) -> None:
     assert isinstance(exc, errors.InvalidRequest)  # still a refused request: one tree
     response = problem_response(exc, instance="/worklogs")
     body = json.loads(bytes(response.body))

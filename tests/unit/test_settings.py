@@ -19,8 +19,11 @@ def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
-    env = {"TENANCY_DATA_DIR": str(tmp_path), "TENANCY_REGION": "us-east-1",
-           "TENANCY_DATABASE_URL": "postgresql+psycopg://app@db/tenancy"}
+    env = {
+        "TENANCY_DATA_DIR": str(tmp_path),
+        "TENANCY_REGION": "us-east-1",
+        "TENANCY_DATABASE_URL": "postgresql+psycopg://app@db/tenancy",
+    }
     settings = Settings.from_env(env)
     assert settings.region == "us-east-1"
     assert not settings.uses_sqlite
@@ -29,8 +32,12 @@ def test_environment_overrides(tmp_path: Path) -> None:
 def test_database_url_is_honoured_as_a_fallback(tmp_path: Path) -> None:
     url = "postgresql+psycopg://tenancy_app@db/tenancy"
     assert Settings.from_env({"DATABASE_URL": url}, data_dir=str(tmp_path)).database_url == url
-    assert Settings.from_env({"DATABASE_URL": url, "TENANCY_DATABASE_URL": "sqlite://"},
-                             data_dir=str(tmp_path)).database_url == "sqlite://"
+    assert (
+        Settings.from_env(
+            {"DATABASE_URL": url, "TENANCY_DATABASE_URL": "sqlite://"}, data_dir=str(tmp_path)
+        ).database_url
+        == "sqlite://"
+    )
 
 
 @pytest.mark.parametrize("region", ["Mars", "eu_central_1", ""])

@@ -17,8 +17,9 @@ from tenancy.tenants import TenantRegistry, TenantStatus
 REGION = "eu-central-1"
 
 
-def test_provision_creates_an_active_tenant_with_a_uuid(registry: TenantRegistry,
-                                                        events: MemorySink) -> None:
+def test_provision_creates_an_active_tenant_with_a_uuid(
+    registry: TenantRegistry, events: MemorySink
+) -> None:
     tenant = registry.provision("acme", region=REGION, display_name="  Acme   Corp ")
     assert str(uuid.UUID(tenant.id)) == tenant.id
     assert tenant.status is TenantStatus.ACTIVE
@@ -35,8 +36,22 @@ def test_duplicate_slug_is_refused_and_nothing_changes(registry: TenantRegistry)
     assert registry.list() == [first]
 
 
-@pytest.mark.parametrize("slug", ["", "Acme", "a_b", "-acme", "acme-", "1acme", "a" * 33,
-                                  "admin", "acme.corp", "acme/../x", "ac me"])
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "",
+        "Acme",
+        "a_b",
+        "-acme",
+        "acme-",
+        "1acme",
+        "a" * 33,
+        "admin",
+        "acme.corp",
+        "acme/../x",
+        "ac me",
+    ],
+)
 def test_invalid_slugs_are_refused(registry: TenantRegistry, slug: str) -> None:
     with pytest.raises(InvalidTenantField):
         registry.provision(slug, region=REGION)
@@ -60,8 +75,12 @@ def test_lifecycle_moves_and_their_events(registry: TenantRegistry, events: Memo
     assert registry.suspend(tenant.id, actor="ops", reason="r").status is TenantStatus.SUSPENDED
     assert registry.activate(tenant.id, actor="ops", reason="r").status is TenantStatus.ACTIVE
     assert registry.offboard(tenant.id, actor="ops", reason="r").status is TenantStatus.OFFBOARDED
-    assert events.actions() == ["tenant.provisioned", "tenant.suspended", "tenant.activated",
-                                "tenant.offboarded"]
+    assert events.actions() == [
+        "tenant.provisioned",
+        "tenant.suspended",
+        "tenant.activated",
+        "tenant.offboarded",
+    ]
     assert {e.actor for e in events.events[1:]} == {"ops"}
 
 

@@ -40,5 +40,18 @@ from tenancy.testing.dbmatrix.model import (
 )
 from tenancy.testing.dbmatrix.runner import access_matrix, access_matrix_for_url
 
-__all__ = ["KIND", "LOCK_TIMEOUT", "NONE", "OPERATIONS", "OWN", "UNSET", "VERSION", "Cell",
-           "DatabaseMatrix", "MatrixError", "Outcome", "access_matrix", "access_matrix_for_url"]
+__all__ = [
+    "KIND",
+    "LOCK_TIMEOUT",
+    "NONE",
+    "OPERATIONS",
+    "OWN",
+    "UNSET",
+    "VERSION",
+    "Cell",
+    "DatabaseMatrix",
+    "MatrixError",
+    "Outcome",
+    "access_matrix",
+    "access_matrix_for_url",
+]

@@ -51,9 +51,15 @@ class Cell:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "operation": self.operation, "setting": self.setting,
-                "target": self.target, "outcome": str(self.outcome), "rows": self.rows,
-                "detail": self.detail}
+        return {
+            "table": self.table,
+            "operation": self.operation,
+            "setting": self.setting,
+            "target": self.target,
+            "outcome": str(self.outcome),
+            "rows": self.rows,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +87,22 @@ class DatabaseMatrix:
         return not (summary["leaked"] or summary["error"] or summary["findings"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": KIND, "version": VERSION,
-                "generated_at": self.generated_at.isoformat(),
-                "database": self.database, "role": self.role,
-                "server_version": self.server_version, "tenants": list(self.tenants),
-                "tables": list(self.tables), "cells": [c.to_json() for c in self.cells],
-                "findings": [{"check": f.check, "subject": f.subject, "message": f.message}
-                             for f in self.findings],
-                "summary": self.summary}
+        return {
+            "kind": KIND,
+            "version": VERSION,
+            "generated_at": self.generated_at.isoformat(),
+            "database": self.database,
+            "role": self.role,
+            "server_version": self.server_version,
+            "tenants": list(self.tenants),
+            "tables": list(self.tables),
+            "cells": [c.to_json() for c in self.cells],
+            "findings": [
+                {"check": f.check, "subject": f.subject, "message": f.message}
+                for f in self.findings
+            ],
+            "summary": self.summary,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DatabaseMatrix:
@@ -96,13 +110,26 @@ class DatabaseMatrix:
         if data.get("kind") != KIND or data.get("version") != VERSION:
             raise MatrixError(f"not a {KIND} version {VERSION} document")
         try:
-            return cls(datetime.fromisoformat(data["generated_at"]), data["database"],
-                       data["role"], data["server_version"], tuple(data["tenants"]),
-                       tuple(data["tables"]),
-                       tuple(Cell(c["table"], c["operation"], c["setting"], c["target"],
-                                  Outcome(c["outcome"]), c["rows"], c["detail"])
-                             for c in data["cells"]),
-                       tuple(Finding(f["check"], f["subject"], f["message"])
-                             for f in data["findings"]))
+            return cls(
+                datetime.fromisoformat(data["generated_at"]),
+                data["database"],
+                data["role"],
+                data["server_version"],
+                tuple(data["tenants"]),
+                tuple(data["tables"]),
+                tuple(
+                    Cell(
+                        c["table"],
+                        c["operation"],
+                        c["setting"],
+                        c["target"],
+                        Outcome(c["outcome"]),
+                        c["rows"],
+                        c["detail"],
+                    )
+                    for c in data["cells"]
+                ),
+                tuple(Finding(f["check"], f["subject"], f["message"]) for f in data["findings"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise MatrixError(f"malformed {KIND} document: {exc!r}") from None

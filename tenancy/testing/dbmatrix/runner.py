@@ -29,8 +29,13 @@ from tenancy.testing.dbmatrix.model import (
 _V = TypeVar("_V")
 
 
-def access_matrix(connection: Connection, *, tenants: Sequence[str] | None = None,
-                  app_role: str | None = None, clock: Clock = SYSTEM_CLOCK) -> DatabaseMatrix:
+def access_matrix(
+    connection: Connection,
+    *,
+    tenants: Sequence[str] | None = None,
+    app_role: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> DatabaseMatrix:
     """Build the matrix on ``connection`` (connect as the application role: the matrix
     proves what *that* role can do). ``tenants`` defaults to the registry's ids.
 
@@ -50,18 +55,33 @@ def access_matrix(connection: Connection, *, tenants: Sequence[str] | None = Non
         ids = _tenant_ids(connection, tenants)
         found = scoped_tables(connection)
         with _new_session(connection, role) as unset:
-            cells = [cell for scoped in found
-                     for cell in _TableProbe(connection, scoped, ids, unset).run()]
+            cells = [
+                cell
+                for scoped in found
+                for cell in _TableProbe(connection, scoped, ids, unset).run()
+            ]
     finally:
         outer.rollback()
     url = connection.engine.url.set(password=None).render_as_string(hide_password=False)
-    return DatabaseMatrix(clock.now(), url, role, version, tuple(ids),
-                          tuple(t.qualified for t in found), tuple(cells), tuple(findings))
+    return DatabaseMatrix(
+        clock.now(),
+        url,
+        role,
+        version,
+        tuple(ids),
+        tuple(t.qualified for t in found),
+        tuple(cells),
+        tuple(findings),
+    )
 
 
-def access_matrix_for_url(url: str, *, tenants: Sequence[str] | None = None,
-                          app_role: str | None = None,
-                          clock: Clock = SYSTEM_CLOCK) -> DatabaseMatrix:
+def access_matrix_for_url(
+    url: str,
+    *,
+    tenants: Sequence[str] | None = None,
+    app_role: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> DatabaseMatrix:
     """Connect to ``url`` once and build :func:`access_matrix`."""
     engine = create_engine(url)
     try:
@@ -97,11 +117,16 @@ class _Session:
             return _Verdict(Outcome.ERROR, None, f"no new session: {self.failure}")
         if self.start is None:
             return verdict
-        note = (f"a new session starts with the setting {self.start!r}, not NULL (a role or "
-                "database default, or a pooler's reused session)")
+        note = (
+            f"a new session starts with the setting {self.start!r}, not NULL (a role or "
+            "database default, or a pooler's reused session)"
+        )
         if verdict.outcome is Outcome.ENFORCED:
-            return _Verdict(Outcome.VACUOUS, verdict.rows,
-                            f"{note}: the never-set case was not reached; {verdict.detail}")
+            return _Verdict(
+                Outcome.VACUOUS,
+                verdict.rows,
+                f"{note}: the never-set case was not reached; {verdict.detail}",
+            )
         return verdict._replace(detail=f"{note}; {verdict.detail}")
 
 
@@ -162,23 +187,31 @@ def _require_savepoints(connection: Connection) -> None:
         with _rolled_back(connection):
             pass
     except DBAPIError as exc:
-        raise MatrixError("the connection cannot hold a transaction (autocommit?): "
-                          f"{_failure(exc).message}") from None
+        raise MatrixError(
+            f"the connection cannot hold a transaction (autocommit?): {_failure(exc).message}"
+        ) from None
 
 
 def _tenant_ids(connection: Connection, tenants: Sequence[str] | None) -> list[str]:
     if tenants is None:
         try:
             with _rolled_back(connection):
-                tenants = list(connection.execute(
-                    select(tenants_table.c.id).order_by(tenants_table.c.id)).scalars())
+                tenants = list(
+                    connection.execute(
+                        select(tenants_table.c.id).order_by(tenants_table.c.id)
+                    ).scalars()
+                )
         except DBAPIError as exc:
-            raise MatrixError(f"no tenants given and the registry table {tenants_table.name} "
-                              f"cannot be read ({_failure(exc).message}): pass --tenant ID "
-                              "(at least one)") from None
+            raise MatrixError(
+                f"no tenants given and the registry table {tenants_table.name} "
+                f"cannot be read ({_failure(exc).message}): pass --tenant ID "
+                "(at least one)"
+            ) from None
         if not tenants:
-            raise MatrixError(f"no tenants given and the registry table {tenants_table.name} "
-                              "is empty: pass --tenant ID (at least one)")
+            raise MatrixError(
+                f"no tenants given and the registry table {tenants_table.name} "
+                "is empty: pass --tenant ID (at least one)"
+            )
     ids = list(dict.fromkeys(tenants))
     if not ids:
         raise MatrixError("no tenants given: pass --tenant ID (at least one)")
@@ -196,8 +229,11 @@ def _refused(failure: _Failure, *, write: bool = False) -> _Verdict:
     if write and failure.sqlstate in ("23505", "23503"):
         # RLS WITH CHECK runs before unique indexes and foreign keys: reaching them means
         # the policy admitted the row.
-        return _Verdict(Outcome.LEAKED, None, "RLS admitted the row; only a constraint "
-                                              f"stopped it: {failure.message}")
+        return _Verdict(
+            Outcome.LEAKED,
+            None,
+            f"RLS admitted the row; only a constraint stopped it: {failure.message}",
+        )
     return _Verdict(Outcome.ERROR, None, f"SQLSTATE {failure.sqlstate}: {failure.message}")
 
 
@@ -210,8 +246,11 @@ def _zero(result: int | _Failure, present: int | None, *, did: str, holds: str) 
     if present:
         return _Verdict(Outcome.ENFORCED, 0, f"0 row(s) {did}; {holds} {present}")
     if present is None:
-        return _Verdict(Outcome.VACUOUS, 0, f"0 row(s) {did}, but how many rows exist is "
-                                            "unknown (their own count failed)")
+        return _Verdict(
+            Outcome.VACUOUS,
+            0,
+            f"0 row(s) {did}, but how many rows exist is unknown (their own count failed)",
+        )
     return _Verdict(Outcome.VACUOUS, 0, f"0 row(s) {did}, but {holds} none to protect")
 
 
@@ -235,8 +274,7 @@ def _combined(first: _Verdict, second: _Verdict) -> _Verdict:
     order = (Outcome.LEAKED, Outcome.ERROR, Outcome.ENFORCED, Outcome.DENIED, Outcome.VACUOUS)
     outcome = min(first.outcome, second.outcome, key=order.index)
     counted = [v.rows for v in (first, second) if v.rows is not None]
-    return _Verdict(outcome, sum(counted) if counted else None,
-                    f"{first.detail}; {second.detail}")
+    return _Verdict(outcome, sum(counted) if counted else None, f"{first.detail}; {second.detail}")
 
 
 class _TableProbe:
@@ -246,8 +284,9 @@ class _TableProbe:
     the new session ``unset``, not on ``connection``.
     """
 
-    def __init__(self, connection: Connection, scoped: ScopedTable, tenants: list[str],
-                 unset: _Session) -> None:
+    def __init__(
+        self, connection: Connection, scoped: ScopedTable, tenants: list[str], unset: _Session
+    ) -> None:
         self._c = connection
         self._unset = unset
         self._name = scoped.qualified
@@ -278,8 +317,9 @@ class _TableProbe:
 
     def _own(self, tenant: str) -> tuple[int, int] | _Failure:
         tid = self._t.c.tenant_id
-        query = select(func.count().filter(tid == tenant),
-                       func.count().filter(tid.is_distinct_from(tenant))).select_from(self._t)
+        query = select(
+            func.count().filter(tid == tenant), func.count().filter(tid.is_distinct_from(tenant))
+        ).select_from(self._t)
 
         def run(c: Connection) -> tuple[int, int]:
             mine, foreign = c.execute(query).one()
@@ -288,8 +328,10 @@ class _TableProbe:
         return self._attempt(tenant, run)
 
     def _sample(self, tenant: str) -> str | None:
-        query = text(f"SELECT CAST(row_to_json(r) AS text) FROM {self._sql} AS r "  # noqa: S608
-                     "WHERE r.tenant_id = :tenant LIMIT 1")
+        query = text(
+            f"SELECT CAST(row_to_json(r) AS text) FROM {self._sql} AS r "  # noqa: S608
+            "WHERE r.tenant_id = :tenant LIMIT 1"
+        )
         row = self._attempt(tenant, lambda c: c.execute(query, {"tenant": tenant}).scalar())
         return row if isinstance(row, str) else None
 
@@ -299,9 +341,11 @@ class _TableProbe:
         statement = text(
             f"INSERT INTO {self._sql} ({self._columns}) OVERRIDING SYSTEM VALUE "  # noqa: S608
             f"SELECT {self._columns} FROM jsonb_populate_record(CAST(NULL AS {self._sql}), "
-            "CAST(:row AS jsonb) || jsonb_build_object('tenant_id', CAST(:tenant AS text)))")
-        return self._attempt(tenant, lambda c: c.execute(
-            statement, {"row": sample, "tenant": as_tenant}).rowcount)
+            "CAST(:row AS jsonb) || jsonb_build_object('tenant_id', CAST(:tenant AS text)))"
+        )
+        return self._attempt(
+            tenant, lambda c: c.execute(statement, {"row": sample, "tenant": as_tenant}).rowcount
+        )
 
     def _write(self, tenant: str | None, statement: Update | Delete) -> int | _Failure:
         return self._attempt(tenant, lambda c: c.execute(statement).rowcount)
@@ -320,52 +364,73 @@ class _TableProbe:
                 cells += self._cross(me, you, counts, samples[me])
         return cells
 
-    def _cross(self, me: str, you: str, counts: Mapping[str, int | None],
-               sample: str | None) -> list[Cell]:
+    def _cross(
+        self, me: str, you: str, counts: Mapping[str, int | None], sample: str | None
+    ) -> list[Cell]:
         tid, theirs = self._t.c.tenant_id, counts[you]
         holds = "the target holds"
         if sample is None:
             inserted = _Verdict(Outcome.VACUOUS, None, "no own row to copy as the target's")
         else:
-            inserted = _written(self._insert(me, sample, you),
-                                did="inserted as the target's")
-        touched = _zero(self._write(me, update(self._t).values(tenant_id=tid)
-                                    .where(tid == you)), theirs,
-                        did="of the target updated", holds=holds)
+            inserted = _written(self._insert(me, sample, you), did="inserted as the target's")
+        touched = _zero(
+            self._write(me, update(self._t).values(tenant_id=tid).where(tid == you)),
+            theirs,
+            did="of the target updated",
+            holds=holds,
+        )
         if counts[me]:
-            moved = _written(self._write(me, update(self._t).values(tenant_id=you)
-                                         .where(tid == me)),
-                             did="moved from own to the target")
+            moved = _written(
+                self._write(me, update(self._t).values(tenant_id=you).where(tid == me)),
+                did="moved from own to the target",
+            )
             touched = _combined(touched, moved._replace(detail=f"move: {moved.detail}"))
         return [
-            self._cell("SELECT", me, you, _zero(
-                self._count(me, you), theirs, did="of the target visible",
-                holds=holds)),
+            self._cell(
+                "SELECT",
+                me,
+                you,
+                _zero(self._count(me, you), theirs, did="of the target visible", holds=holds),
+            ),
             self._cell("INSERT", me, you, inserted),
             self._cell("UPDATE", me, you, touched),
-            self._cell("DELETE", me, you, _zero(
-                self._write(me, delete(self._t).where(tid == you)), theirs,
-                did="of the target deleted", holds=holds)),
+            self._cell(
+                "DELETE",
+                me,
+                you,
+                _zero(
+                    self._write(me, delete(self._t).where(tid == you)),
+                    theirs,
+                    did="of the target deleted",
+                    holds=holds,
+                ),
+            ),
         ]
 
-    def _no_tenant(self, label: str, setting: str | None, total: int | None,
-                   samples: Mapping[str, str | None]) -> list[Cell]:
+    def _no_tenant(
+        self, label: str, setting: str | None, total: int | None, samples: Mapping[str, str | None]
+    ) -> list[Cell]:
         tid, holds = self._t.c.tenant_id, "the tenants hold"
         how = "with the setting never set" if setting is None else "with no tenant set"
         inserted = _Verdict(Outcome.VACUOUS, None, "no tenant has a row to copy")
         for tenant, sample in samples.items():
             if sample is not None:
-                inserted = _written(self._insert(setting, sample, tenant),
-                                    did=f"of {tenant} inserted {how}")
+                inserted = _written(
+                    self._insert(setting, sample, tenant), did=f"of {tenant} inserted {how}"
+                )
                 break
         verdicts = {
-            "SELECT": _zero(self._count(setting, None), total, did=f"visible {how}",
-                            holds=holds),
+            "SELECT": _zero(self._count(setting, None), total, did=f"visible {how}", holds=holds),
             "INSERT": inserted,
-            "UPDATE": _zero(self._write(setting, update(self._t).values(tenant_id=tid)), total,
-                            did=f"updated {how}", holds=holds),
-            "DELETE": _zero(self._write(setting, delete(self._t)), total,
-                            did=f"deleted {how}", holds=holds),
+            "UPDATE": _zero(
+                self._write(setting, update(self._t).values(tenant_id=tid)),
+                total,
+                did=f"updated {how}",
+                holds=holds,
+            ),
+            "DELETE": _zero(
+                self._write(setting, delete(self._t)), total, did=f"deleted {how}", holds=holds
+            ),
         }
         if setting is None:
             verdicts = {op: self._unset.judged(v) for op, v in verdicts.items()}
@@ -377,20 +442,29 @@ class _TableProbe:
             return _refused(result)
         mine, foreign = result
         if foreign:
-            return _Verdict(Outcome.LEAKED, mine, f"{foreign} row(s) of other tenants visible "
-                                                  f"beside {mine} own")
+            return _Verdict(
+                Outcome.LEAKED, mine, f"{foreign} row(s) of other tenants visible beside {mine} own"
+            )
         if others:
-            return _Verdict(Outcome.ENFORCED, mine, f"{mine} own row(s) visible; none of the "
-                                                    f"{others} of other tenants")
+            return _Verdict(
+                Outcome.ENFORCED,
+                mine,
+                f"{mine} own row(s) visible; none of the {others} of other tenants",
+            )
         if others is None:
-            return _Verdict(Outcome.VACUOUS, mine, f"{mine} own row(s) visible; how many rows "
-                                                   "other tenants hold is unknown")
-        return _Verdict(Outcome.VACUOUS, mine, f"{mine} own row(s) visible; other tenants "
-                                               "have none to hide")
+            return _Verdict(
+                Outcome.VACUOUS,
+                mine,
+                f"{mine} own row(s) visible; how many rows other tenants hold is unknown",
+            )
+        return _Verdict(
+            Outcome.VACUOUS, mine, f"{mine} own row(s) visible; other tenants have none to hide"
+        )
 
     def _cell(self, operation: str, setting: str, target: str, verdict: _Verdict) -> Cell:
-        return Cell(self._name, operation, setting, target, verdict.outcome, verdict.rows,
-                    verdict.detail)
+        return Cell(
+            self._name, operation, setting, target, verdict.outcome, verdict.rows, verdict.detail
+        )
 
 
 _INSERTABLE = text("""

@@ -35,15 +35,35 @@ from tenancy.testing.probe.routes import (
 from tenancy.testing.probe.runner import Probe
 
 __all__ = [
-    "Attack", "Cell", "Control", "GrantState", "Identity", "Outcome", "Probe", "ProbeConfig",
-    "ProbeConfigError", "ProbeReport", "Route", "TokenSource", "load_config",
-    "load_openapi", "parse_config", "read_openapi_file", "routes_from_app",
-    "routes_from_openapi", "run_probe",
+    "Attack",
+    "Cell",
+    "Control",
+    "GrantState",
+    "Identity",
+    "Outcome",
+    "Probe",
+    "ProbeConfig",
+    "ProbeConfigError",
+    "ProbeReport",
+    "Route",
+    "TokenSource",
+    "load_config",
+    "load_openapi",
+    "parse_config",
+    "read_openapi_file",
+    "routes_from_app",
+    "routes_from_openapi",
+    "run_probe",
 ]
 
 
-async def run_probe(config: ProbeConfig, *, target: str | None = None, app: Any = None,
-                    discovered: Sequence[Route] = ()) -> ProbeReport:
+async def run_probe(
+    config: ProbeConfig,
+    *,
+    target: str | None = None,
+    app: Any = None,
+    discovered: Sequence[Route] = (),
+) -> ProbeReport:
     """Probe a running service at ``target`` (default: the config's), or an ASGI ``app``
     in-process. Routes come from the config, ``discovered``, and the config's OpenAPI
     document (fetched from the target when it names a path or URL)."""
@@ -55,8 +75,9 @@ async def run_probe(config: ProbeConfig, *, target: str | None = None, app: Any 
         if not base.startswith(("http://", "https://")):
             raise ProbeConfigError("give the target as an http(s) URL (--target or target =)")
         transport = httpx.AsyncHTTPTransport(retries=0)
-    async with httpx.AsyncClient(base_url=base, transport=transport,
-                                 timeout=config.timeout, follow_redirects=False) as client:
+    async with httpx.AsyncClient(
+        base_url=base, transport=transport, timeout=config.timeout, follow_redirects=False
+    ) as client:
         routes = list(discovered)
         if config.openapi is not None:
             routes += await _openapi_routes(client, config.openapi)
@@ -72,6 +93,5 @@ async def _openapi_routes(client: httpx.AsyncClient, where: str) -> list[Route]:
     except httpx.HTTPError as exc:
         raise ProbeConfigError(f"cannot fetch the OpenAPI document {where}: {exc}") from exc
     if not response.is_success:
-        raise ProbeConfigError(f"the OpenAPI document {where} answered "
-                               f"{response.status_code}")
+        raise ProbeConfigError(f"the OpenAPI document {where} answered {response.status_code}")
     return load_openapi(response.text, where=where)

@@ -157,15 +157,30 @@ def load_config(path: str | Path) -> ProbeConfig:
 
 def parse_config(raw: Mapping[str, Any], *, base: Path = Path(".")) -> ProbeConfig:
     """Build a :class:`ProbeConfig` from parsed TOML (or an equivalent dict)."""
-    known = {"target", "openapi", "exclude", "issuer", "identities", "support", "routes",
-             "support_header", "timeout", "concurrency", "tenant_ids"}
+    known = {
+        "target",
+        "openapi",
+        "exclude",
+        "issuer",
+        "identities",
+        "support",
+        "routes",
+        "support_header",
+        "timeout",
+        "concurrency",
+        "tenant_ids",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ProbeConfigError(f"unknown key(s): {', '.join(unknown)}")
-    users = [_identity(entry, f"identities[{n}]", base, support=False)
-             for n, entry in enumerate(_list(raw, "identities"))]
-    staff = [_identity(entry, f"support[{n}]", base, support=True)
-             for n, entry in enumerate(_list(raw, "support"))]
+    users = [
+        _identity(entry, f"identities[{n}]", base, support=False)
+        for n, entry in enumerate(_list(raw, "identities"))
+    ]
+    staff = [
+        _identity(entry, f"support[{n}]", base, support=True)
+        for n, entry in enumerate(_list(raw, "support"))
+    ]
     identities = (*users, *staff)
     names = [i.name for i in identities]
     duplicate = next((n for n in names if names.count(n) > 1), None)
@@ -176,11 +191,13 @@ def parse_config(raw: Mapping[str, Any], *, base: Path = Path(".")) -> ProbeConf
         raise ProbeConfigError("identities must cover at least two tenants")
     for person in staff:
         if person.grant is not GrantState.NONE and person.tenant not in tenants:
-            raise ProbeConfigError(f"support identity {person.name!r}: its grant's tenant "
-                                   f"must be one of the identities' tenants")
+            raise ProbeConfigError(
+                f"support identity {person.name!r}: its grant's tenant "
+                f"must be one of the identities' tenants"
+            )
     routes = raw.get("routes", {})
     if not isinstance(routes, Mapping):
-        raise ProbeConfigError("routes must be a table of \"METHOD /path\" entries")
+        raise ProbeConfigError('routes must be a table of "METHOD /path" entries')
     if not routes and not raw.get("openapi"):
         raise ProbeConfigError("give the routes, or an openapi document to read them from")
     timeout = raw.get("timeout", 10.0)
@@ -191,7 +208,8 @@ def parse_config(raw: Mapping[str, Any], *, base: Path = Path(".")) -> ProbeConf
         raise ProbeConfigError("concurrency must be an integer from 1 to 64")
     tenant_ids = raw.get("tenant_ids", {})
     if not isinstance(tenant_ids, Mapping) or not all(
-            isinstance(v, str) for v in tenant_ids.values()):
+        isinstance(v, str) for v in tenant_ids.values()
+    ):
         raise ProbeConfigError("tenant_ids must map tenant names to ids")
     return ProbeConfig(
         identities=identities,
@@ -211,7 +229,7 @@ def route_entry(key: str, value: Any) -> Route:
     """One ``[routes."METHOD /path"]`` table."""
     match = ROUTE_KEY.match(key)
     if match is None:
-        raise ProbeConfigError(f"route {key!r} must look like \"GET /path/{{id}}\"")
+        raise ProbeConfigError(f'route {key!r} must look like "GET /path/{{id}}"')
     if not isinstance(value, Mapping):
         raise ProbeConfigError(f"route {key!r} must be a table")
     unknown = sorted(set(value) - {"body", "seed", "capture"})
@@ -225,15 +243,19 @@ def route_entry(key: str, value: Any) -> Route:
             try:
                 pattern = re.compile(spec["pattern"]) if "pattern" in spec else None
             except (re.error, TypeError) as exc:
-                raise ProbeConfigError(f"route {key!r}: capture {param!r} has a bad "
-                                       f"pattern: {exc}") from exc
+                raise ProbeConfigError(
+                    f"route {key!r}: capture {param!r} has a bad pattern: {exc}"
+                ) from exc
             if pattern is not None and pattern.groups < 1:
-                raise ProbeConfigError(f"route {key!r}: capture {param!r}: the pattern "
-                                       "needs a group")
+                raise ProbeConfigError(
+                    f"route {key!r}: capture {param!r}: the pattern needs a group"
+                )
             captures.append(Capture(param, spec["from"], pattern))
         else:
-            raise ProbeConfigError(f"route {key!r}: capture {param!r} must be a field "
-                                   "name or {from = ..., pattern = ...}")
+            raise ProbeConfigError(
+                f"route {key!r}: capture {param!r} must be a field "
+                "name or {from = ..., pattern = ...}"
+            )
     seed = value.get("seed", False)
     if not isinstance(seed, bool):
         raise ProbeConfigError(f"route {key!r}: seed must be true or false")
@@ -265,15 +287,15 @@ def _identity(entry: Any, where: str, base: Path, *, support: bool) -> Identity:
         raise ProbeConfigError(f"{where}: tenant is required")
     if tenant is not None and not isinstance(tenant, str):
         raise ProbeConfigError(f"{where}: tenant must be a string")
-    return Identity(name, tenant, _token_source(entry.get("token"), f"{where}.token", base),
-                    support, grant)
+    return Identity(
+        name, tenant, _token_source(entry.get("token"), f"{where}.token", base), support, grant
+    )
 
 
 def _token_source(spec: Any, where: str, base: Path) -> TokenSource:
     if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise ProbeConfigError(f"{where} must have exactly one of value, file, command, "
-                               "dev_issuer")
-    (kind, value), = spec.items()
+        raise ProbeConfigError(f"{where} must have exactly one of value, file, command, dev_issuer")
+    ((kind, value),) = spec.items()
     if kind == "value" and isinstance(value, str) and value:
         return TokenSource(value=value)
     if kind == "file" and isinstance(value, str) and value:
@@ -290,10 +312,13 @@ def _token_source(spec: Any, where: str, base: Path) -> TokenSource:
 def _issuer(spec: Any, base: Path) -> Issuer | None:
     if spec is None:
         return None
-    if not isinstance(spec, Mapping) or len(spec) != 1 or not isinstance(
-            next(iter(spec.values())), str):
+    if (
+        not isinstance(spec, Mapping)
+        or len(spec) != 1
+        or not isinstance(next(iter(spec.values())), str)
+    ):
         raise ProbeConfigError("issuer must have one of private_key or dev_data_dir")
-    (kind, value), = spec.items()
+    ((kind, value),) = spec.items()
     if kind == "private_key":
         return Issuer(private_key=base / os.path.expandvars(value))
     if kind == "dev_data_dir":

@@ -112,11 +112,17 @@ class ProbeReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": KIND, "version": VERSION, "target": self.target,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "duration_s": round(self.duration_s, 3), "requests": self.requests,
-            "tenants": list(self.tenants), "identities": [dict(i) for i in self.identities],
-            "routes": list(self.routes), "void": self.void,
+            "kind": KIND,
+            "version": VERSION,
+            "target": self.target,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": round(self.duration_s, 3),
+            "requests": self.requests,
+            "tenants": list(self.tenants),
+            "identities": [dict(i) for i in self.identities],
+            "routes": list(self.routes),
+            "void": self.void,
             "void_reasons": list(self.void_reasons),
             "controls": [asdict(c) for c in self.controls],
             "cells": [{**asdict(c), "outcome": c.outcome.value} for c in self.cells],
@@ -128,35 +134,43 @@ class ProbeReport:
         if data.get("kind") != KIND or data.get("version") != VERSION:
             raise ValueError(f"not a {KIND} version {VERSION} document")
         return cls(
-            target=data["target"], started_at=data["started_at"],
-            finished_at=data["finished_at"], duration_s=float(data["duration_s"]),
-            tenants=tuple(data["tenants"]), identities=tuple(data["identities"]),
+            target=data["target"],
+            started_at=data["started_at"],
+            finished_at=data["finished_at"],
+            duration_s=float(data["duration_s"]),
+            tenants=tuple(data["tenants"]),
+            identities=tuple(data["identities"]),
             routes=tuple(data["routes"]),
             controls=tuple(Control(**c) for c in data["controls"]),
-            cells=tuple(Cell(**{**c, "outcome": Outcome(c["outcome"])})
-                        for c in data["cells"]),
+            cells=tuple(Cell(**{**c, "outcome": Outcome(c["outcome"])}) for c in data["cells"]),
             void_reasons=tuple(data.get("void_reasons", ())),
             requests=int(data.get("requests", 0)),
         )
 
     def render_text(self, *, verbose: bool = False) -> str:
         """The matrix per route and attack, then every cell that is not enforced."""
-        lines = [f"probe of {self.target}: {len(self.tenants)} tenants, "
-                 f"{len(self.identities)} identities, {len(self.routes)} routes, "
-                 f"{len(self.cells)} cells, {self.requests} requests in "
-                 f"{self.duration_s:.1f} s"]
+        lines = [
+            f"probe of {self.target}: {len(self.tenants)} tenants, "
+            f"{len(self.identities)} identities, {len(self.routes)} routes, "
+            f"{len(self.cells)} cells, {self.requests} requests in "
+            f"{self.duration_s:.1f} s"
+        ]
         people = {c.identity for c in self.controls}
         reached = {c.identity for c in self.controls if c.ok}
-        lines.append(f"positive controls: {len(reached)}/{len(people)} identities reached "
-                     f"their own data ({sum(c.ok for c in self.controls)} of "
-                     f"{len(self.controls)} control requests did)")
+        lines.append(
+            f"positive controls: {len(reached)}/{len(people)} identities reached "
+            f"their own data ({sum(c.ok for c in self.controls)} of "
+            f"{len(self.controls)} control requests did)"
+        )
         lines += [f"  VOID: {reason}" for reason in self.void_reasons]
         lines += _matrix(self.cells)
         shown = [c for c in self.cells if verbose or c.outcome is not Outcome.ENFORCED]
         for cell in shown:
-            lines.append(f"{cell.outcome.value.upper():8} {cell.route} victim={cell.victim} "
-                         f"attack={cell.attack} actor={cell.actor} status={cell.status}"
-                         + (f": {cell.detail}" if cell.detail else ""))
+            lines.append(
+                f"{cell.outcome.value.upper():8} {cell.route} victim={cell.victim} "
+                f"attack={cell.attack} actor={cell.actor} status={cell.status}"
+                + (f": {cell.detail}" if cell.detail else "")
+            )
         summary = ", ".join(f"{v} {k}" for k, v in self.summary.items())
         lines.append(f"summary: {summary}" + (" - VOID" if self.void else ""))
         return "\n".join(lines)
@@ -182,8 +196,9 @@ def _matrix(cells: Sequence[Cell]) -> list[str]:
     return out
 
 
-def void_reasons(config: ProbeConfig, controls: Sequence[Control],
-                 values: Mapping[str, Mapping[str, str]]) -> list[str]:
+def void_reasons(
+    config: ProbeConfig, controls: Sequence[Control], values: Mapping[str, Mapping[str, str]]
+) -> list[str]:
     """Why a run proves nothing: a tenant without data, an identity without its own."""
     reasons = []
     for tenant in config.tenants:

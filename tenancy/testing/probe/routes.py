@@ -49,8 +49,7 @@ def read_openapi_file(path: str | Path) -> list[Route]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ProbeConfigError(f"cannot read the OpenAPI document {path}: "
-                               f"{exc.strerror}") from exc
+        raise ProbeConfigError(f"cannot read the OpenAPI document {path}: {exc.strerror}") from exc
     return load_openapi(text, where=str(path))
 
 
@@ -69,8 +68,9 @@ def routes_from_app(app: Any, *, exclude: Iterable[str] = ()) -> list[Route]:
     return found
 
 
-def merge(configured: Sequence[Route], discovered: Sequence[Route],
-          exclude: Iterable[str] = ()) -> list[Route]:
+def merge(
+    configured: Sequence[Route], discovered: Sequence[Route], exclude: Iterable[str] = ()
+) -> list[Route]:
     """The discovered routes in their order, each replaced by its configured entry if
     there is one, then configured routes the document does not list; excluded paths go."""
     skipped = set(exclude)

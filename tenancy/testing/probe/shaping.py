@@ -49,8 +49,7 @@ def with_canary(value: Any, canary: str) -> Any:
     return value
 
 
-def captured(response: httpx.Response, source: str,
-              pattern: re.Pattern[str] | None) -> str | None:
+def captured(response: httpx.Response, source: str, pattern: re.Pattern[str] | None) -> str | None:
     if source.startswith("header:"):
         raw: Any = response.headers.get(source.removeprefix("header:"))
     else:
@@ -70,13 +69,19 @@ def captured(response: httpx.Response, source: str,
 
 
 def tenant_headers(victim: Mapping[str, str]) -> dict[str, str]:
-    return {TENANT_HEADERS[0]: victim["id"], TENANT_HEADERS[1]: victim["slug"],
-            TENANT_HEADERS[2]: victim["slug"]}
+    return {
+        TENANT_HEADERS[0]: victim["id"],
+        TENANT_HEADERS[1]: victim["slug"],
+        TENANT_HEADERS[2]: victim["slug"],
+    }
 
 
 def tenant_query(victim: Mapping[str, str]) -> dict[str, str]:
-    return {TENANT_QUERY[0]: victim["id"], TENANT_QUERY[1]: victim["slug"],
-            TENANT_QUERY[2]: victim["id"]}
+    return {
+        TENANT_QUERY[0]: victim["id"],
+        TENANT_QUERY[1]: victim["slug"],
+        TENANT_QUERY[2]: victim["id"],
+    }
 
 
 def canonical(text: str) -> str:

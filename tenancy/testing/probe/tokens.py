@@ -33,8 +33,9 @@ def obtain(source: TokenSource, *, name: str) -> str:
         try:
             token = source.file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ProbeConfigError(f"{name}: cannot read token file {source.file}: "
-                                   f"{exc.strerror}") from exc
+            raise ProbeConfigError(
+                f"{name}: cannot read token file {source.file}: {exc.strerror}"
+            ) from exc
     elif source.command is not None:
         token = _run(source.command, name)
     else:
@@ -61,8 +62,8 @@ def alg_none(token: str) -> str:
     """The same claims with ``alg: none`` and no signature."""
     kept = {k: v for k, v in header(token).items() if k not in ("alg", "typ")}
     typ = header(token).get("typ", "JWT")
-    return jwt.encode(claims(token), None, algorithm="none",  # type: ignore[arg-type]
-                      headers={**kept, "typ": typ})
+    unsigned: Any = None  # PyJWT's "none" algorithm takes no key
+    return jwt.encode(claims(token), unsigned, algorithm="none", headers={**kept, "typ": typ})
 
 
 def forged_signature(token: str) -> str:
@@ -97,8 +98,7 @@ class Resigner:
             pem = Path(path).read_bytes()
             self._key = serialization.load_pem_private_key(pem, password=None)
         except (OSError, ValueError, TypeError) as exc:
-            raise ProbeConfigError(f"issuer: cannot load the private key {path}: "
-                                   f"{exc}") from exc
+            raise ProbeConfigError(f"issuer: cannot load the private key {path}: {exc}") from exc
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
             self._alg = "EdDSA"
         elif isinstance(self._key, ec.EllipticCurvePrivateKey):
@@ -117,8 +117,12 @@ class Resigner:
 
     def _sign(self, token: str, **changes: Any) -> str:
         kept = {k: v for k, v in header(token).items() if k != "alg"}
-        return jwt.encode({**claims(token), **changes}, self._key,  # type: ignore[arg-type]
-                          algorithm=self._alg, headers=kept)
+        return jwt.encode(
+            {**claims(token), **changes},
+            self._key,  # type: ignore[arg-type]
+            algorithm=self._alg,
+            headers=kept,
+        )
 
 
 def _run(command: tuple[str, ...], name: str) -> str:
@@ -128,8 +132,13 @@ def _run(command: tuple[str, ...], name: str) -> str:
         command = (str(beside), *command[1:])
     try:
         # The operator's own configured command, run without a shell.
-        done = subprocess.run(list(command), capture_output=True, text=True,  # noqa: S603
-                              timeout=_COMMAND_TIMEOUT, check=False)
+        done = subprocess.run(  # noqa: S603
+            list(command),
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProbeConfigError(f"{name}: token command failed: {exc}") from exc
     if done.returncode != 0:
@@ -148,11 +157,17 @@ def _dev_issuer_token(spec: dict[str, Any] | Any, name: str) -> str:
             raise ProbeConfigError(f"{name}: no dev issuer key in {folder}")
         issuer = DevIssuer.load_or_create(folder)
         extra = {"trusted_device": True} if spec.get("trusted_device") else None
-        return issuer.mint(tenant_id=str(spec["tenant_id"]), subject=str(spec["sub"]),
-                           audience=str(spec["audience"]), roles=spec.get("roles", ()),
-                           scopes=spec.get("scopes", ()), mfa=bool(spec.get("mfa", False)),
-                           ttl=int(spec.get("ttl", 900)),
-                           kind=PrincipalKind(spec.get("kind", "user")), extra_claims=extra)
+        return issuer.mint(
+            tenant_id=str(spec["tenant_id"]),
+            subject=str(spec["sub"]),
+            audience=str(spec["audience"]),
+            roles=spec.get("roles", ()),
+            scopes=spec.get("scopes", ()),
+            mfa=bool(spec.get("mfa", False)),
+            ttl=int(spec.get("ttl", 900)),
+            kind=PrincipalKind(spec.get("kind", "user")),
+            extra_claims=extra,
+        )
     except KeyError as exc:
         raise ProbeConfigError(f"{name}: dev_issuer needs {exc.args[0]!r}") from exc
     except ValueError as exc:

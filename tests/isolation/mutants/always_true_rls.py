@@ -26,8 +26,9 @@ _OWNER = text("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_reg
 
 
 @contextmanager
-def always_true_rls(owner: Engine, *, table: str = "worklogs",
-                    policy: str = POLICY_NAME) -> Iterator[None]:
+def always_true_rls(
+    owner: Engine, *, table: str = "worklogs", policy: str = POLICY_NAME
+) -> Iterator[None]:
     """Make ``table``'s tenant policy admit every row for reads and writes; restore it."""
     quote = owner.dialect.identifier_preparer.quote
     name, policy_name = quote(table), quote(policy)
@@ -38,13 +39,13 @@ def always_true_rls(owner: Engine, *, table: str = "worklogs",
         yield
     finally:
         with owner.begin() as conn:
-            conn.execute(text(f"ALTER POLICY {policy_name} ON {name} "
-                              f"USING ({using}) WITH CHECK ({check})"))
+            conn.execute(
+                text(f"ALTER POLICY {policy_name} ON {name} USING ({using}) WITH CHECK ({check})")
+            )
 
 
 @contextmanager
-def unforced_app_owned(owner: Engine, app_role: str, *,
-                       table: str = "worklogs") -> Iterator[None]:
+def unforced_app_owned(owner: Engine, app_role: str, *, table: str = "worklogs") -> Iterator[None]:
     """Stop forcing RLS on ``table`` and hand it to ``app_role``; restore both."""
     quote = owner.dialect.identifier_preparer.quote
     name = quote(table)

@@ -16,10 +16,17 @@ from tenancy.scoping import system_scope
 
 class UnscopedListStore(WorklogStore):
     def list(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        query = select(Worklog.id, Worklog.tenant_id, Worklog.description, Worklog.minutes,
-                       Worklog.day).limit(limit)
-        with system_scope("mutant: a listing that forgot the tenant"), \
-                self.sessions() as session:
-            return [{"id": row.id, "tenant_id": row.tenant_id, "description": row.description,
-                     "minutes": row.minutes, "day": row.day.isoformat()}
-                    for row in session.execute(query)]
+        query = select(
+            Worklog.id, Worklog.tenant_id, Worklog.description, Worklog.minutes, Worklog.day
+        ).limit(limit)
+        with system_scope("mutant: a listing that forgot the tenant"), self.sessions() as session:
+            return [
+                {
+                    "id": row.id,
+                    "tenant_id": row.tenant_id,
+                    "description": row.description,
+                    "minutes": row.minutes,
+                    "day": row.day.isoformat(),
+                }
+                for row in session.execute(query)
+            ]

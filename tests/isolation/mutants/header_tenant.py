@@ -15,8 +15,9 @@ from tests.isolation.mutants.trusting_middleware import TrustingMiddleware
 
 
 class HeaderTenantMiddleware(TrustingMiddleware):
-    def _context(self, auth: Authentication, tenant: Tenant, path: str,
-                 request_id: str) -> TenantContext:
+    def _context(
+        self, auth: Authentication, tenant: Tenant, path: str, request_id: str
+    ) -> TenantContext:
         ctx = super()._context(auth, tenant, path, request_id)
         if ctx.tenant_id == auth.principal.tenant_id:
             return ctx

@@ -24,7 +24,8 @@ TRUSTED_HEADER = b"x-tenant-id"
 
 # The tenant the raw header named, for this request only (no per-request state on self).
 _claimed: contextvars.ContextVar[Tenant | None] = contextvars.ContextVar(
-    "trusting_middleware_claimed", default=None)
+    "trusting_middleware_claimed", default=None
+)
 
 
 class TrustingMiddleware(TenancyMiddleware):
@@ -52,8 +53,8 @@ class TrustingMiddleware(TenancyMiddleware):
         except NotFound:
             return None
 
-    def _context(self, auth: Authentication, tenant: Tenant, path: str,
-                 request_id: str) -> TenantContext:
+    def _context(
+        self, auth: Authentication, tenant: Tenant, path: str, request_id: str
+    ) -> TenantContext:
         claimed = _claimed.get()
-        return super()._context(auth, tenant if claimed is None else claimed, path,
-                                request_id)
+        return super()._context(auth, tenant if claimed is None else claimed, path, request_id)

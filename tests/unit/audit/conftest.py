@@ -29,8 +29,9 @@ EventFactory = Callable[..., SecurityEvent]
 
 @pytest.fixture
 def event(clock: FrozenClock) -> EventFactory:
-    def _make(action: str = "auth.refused", tenant_id: str | None = TENANT_A,
-              **kwargs: object) -> SecurityEvent:
-        return SecurityEvent(action=action, at=clock.now(), tenant_id=tenant_id,
-                             **kwargs)  # type: ignore[arg-type]
+    def _make(
+        action: str = "auth.refused", tenant_id: str | None = TENANT_A, **kwargs: object
+    ) -> SecurityEvent:
+        return SecurityEvent(action=action, at=clock.now(), tenant_id=tenant_id, **kwargs)  # type: ignore[arg-type]
+
     return _make

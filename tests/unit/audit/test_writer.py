@@ -37,14 +37,27 @@ def test_is_an_event_sink(audit: AuditLog) -> None:
 
 
 def test_record_fields_and_platform_chain(audit: AuditLog, event: EventFactory) -> None:
-    audit.emit(event(action="tenant.suspended", actor="ops", reason="unpaid",
-                     request_id="r-1", details={"b": "2", "a": "1"}))
+    audit.emit(
+        event(
+            action="tenant.suspended",
+            actor="ops",
+            reason="unpaid",
+            request_id="r-1",
+            details={"b": "2", "a": "1"},
+        )
+    )
     audit.emit(event(action="system_scope.used", tenant_id=None))
     audit.flush()
     [record] = audit.events(TENANT_A)
-    assert (record.seq, record.action, record.actor, record.reason, record.request_id,
-            dict(record.details), record.v) == (1, "tenant.suspended", "ops", "unpaid",
-                                                "r-1", {"a": "1", "b": "2"}, 1)
+    assert (
+        record.seq,
+        record.action,
+        record.actor,
+        record.reason,
+        record.request_id,
+        dict(record.details),
+        record.v,
+    ) == (1, "tenant.suspended", "ops", "unpaid", "r-1", {"a": "1", "b": "2"}, 1)
     assert record.hash == record.computed_hash() and record.prev_hash == "0" * 64
     assert [r.action for r in audit.events(PLATFORM_CHAIN)] == ["system_scope.used"]
     assert audit.verify(PLATFORM_CHAIN).ok
@@ -59,14 +72,18 @@ def test_export_jsonl(audit: AuditLog, event: EventFactory) -> None:
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["seq"] for line in lines] == [1, 2, 3]
     assert lines[1]["prev_hash"] == lines[0]["hash"]
-    assert all(AuditRecord(**{k: v for k, v in line.items()}).computed_hash() == line["hash"]
-               for line in lines)
-    assert out.getvalue().splitlines()[0] == json.dumps(lines[0], sort_keys=True,
-                                                        separators=(",", ":"))
+    assert all(
+        AuditRecord(**{k: v for k, v in line.items()}).computed_hash() == line["hash"]
+        for line in lines
+    )
+    assert out.getvalue().splitlines()[0] == json.dumps(
+        lines[0], sort_keys=True, separators=(",", ":")
+    )
 
 
-def test_concurrent_emitters_make_complete_valid_chains(audit: AuditLog,
-                                                        event: EventFactory) -> None:
+def test_concurrent_emitters_make_complete_valid_chains(
+    audit: AuditLog, event: EventFactory
+) -> None:
     threads, per_thread = 16, 250
     tenants = [TENANT_A, TENANT_B, None]
 
@@ -94,11 +111,12 @@ def test_concurrent_emitters_make_complete_valid_chains(audit: AuditLog,
     assert total == threads * per_thread
 
 
-def test_two_logs_on_one_database_interleave_validly(engine: Engine, audit: AuditLog,
-                                                     clock: FrozenClock,
-                                                     event: EventFactory) -> None:
+def test_two_logs_on_one_database_interleave_validly(
+    engine: Engine, audit: AuditLog, clock: FrozenClock, event: EventFactory
+) -> None:
     other = AuditLog(engine, KEY, clock=clock, flush_interval=0.0, batch_max=7)
     try:
+
         def work(log: AuditLog) -> None:
             for i in range(200):
                 log.emit(event(details={"i": str(i)}))
@@ -116,8 +134,9 @@ def test_two_logs_on_one_database_interleave_validly(engine: Engine, audit: Audi
     assert result.ok and result.records == 1200, result
 
 
-def test_close_writes_everything_accepted(engine: Engine, clock: FrozenClock,
-                                          event: EventFactory) -> None:
+def test_close_writes_everything_accepted(
+    engine: Engine, clock: FrozenClock, event: EventFactory
+) -> None:
     log = AuditLog(engine, KEY, clock=clock, flush_interval=10.0)
     log.create_schema()
     for _ in range(1234):
@@ -132,8 +151,7 @@ def test_close_writes_everything_accepted(engine: Engine, clock: FrozenClock,
     assert result.ok and result.records == 1235, result
 
 
-def test_emit_durable_returns_the_committed_record(audit: AuditLog,
-                                                   event: EventFactory) -> None:
+def test_emit_durable_returns_the_committed_record(audit: AuditLog, event: EventFactory) -> None:
     audit.emit(event())
     record = audit.emit_durable(event(action="support.grant.approved"))
     assert (record.seq, record.action) == (2, "support.grant.approved")
@@ -165,12 +183,17 @@ if mode == "exit":
 """
 
 
-def _child(db: Path, mode: str, count: int, tenant: str = TENANT_A,
-           flush: str = "0.05") -> subprocess.Popen[str]:
+def _child(
+    db: Path, mode: str, count: int, tenant: str = TENANT_A, flush: str = "0.05"
+) -> subprocess.Popen[str]:
     env = {**os.environ, "FLUSH": flush, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", _CHILD, f"sqlite:///{db}", mode, tenant,
-                             str(count)], stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, f"sqlite:///{db}", mode, tenant, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _verify(db: Path, tenant: str = TENANT_A) -> tuple[bool, int, list[AuditRecord]]:

@@ -80,10 +80,15 @@ class Broken:
         return Decision(allow=True)
 
 
-def ctx_for(tenant: Tenant, *, roles: frozenset[str] = frozenset({"member"}),
-            scopes: frozenset[str] = frozenset({"worklogs:read"})) -> TenantContext:
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tenant.id, subject="alice", roles=roles,
-                          scopes=scopes)
+def ctx_for(
+    tenant: Tenant,
+    *,
+    roles: frozenset[str] = frozenset({"member"}),
+    scopes: frozenset[str] = frozenset({"worklogs:read"}),
+) -> TenantContext:
+    principal = Principal(
+        issuer=DEV_ISSUER, tenant_id=tenant.id, subject="alice", roles=roles, scopes=scopes
+    )
     return TenantContext(tenant.id, tenant.slug, REGION, principal, "rid")
 
 
@@ -92,10 +97,21 @@ def bundle() -> PolicyBundle:
     return PolicyBundle.from_directory()
 
 
-def app_with(authorizer: Authorizer, store: WorklogStore, verifier: TokenVerifier,
-             registry: TenantRegistry, events: MemorySink) -> Any:
-    return create_app(store=store, verifier=verifier, tenants=registry, region=REGION,
-                      events=events, authorizer=authorizer)
+def app_with(
+    authorizer: Authorizer,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+) -> Any:
+    return create_app(
+        store=store,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        events=events,
+        authorizer=authorizer,
+    )
 
 
 @pytest.fixture
@@ -103,8 +119,9 @@ async def serve() -> AsyncIterator[Any]:
     clients: list[httpx.AsyncClient] = []
 
     def _client(app: Any) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://worklogs")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://worklogs"
+        )
         clients.append(client)
         return client
 
@@ -118,9 +135,15 @@ async def serve() -> AsyncIterator[Any]:
 
 @pytest.mark.parametrize("how", ["raise", "unavailable", "hang"])
 async def test_engine_failure_is_a_503_and_the_handler_never_runs(
-        how: str, serve: Any, store: WorklogStore, verifier: TokenVerifier,
-        registry: TenantRegistry, events: MemorySink, token_for: TokenFactory,
-        acme: Tenant) -> None:
+    how: str,
+    serve: Any,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     broken = Broken(how)
     authorizer = Authorizer(broken, service="worklogs", timeout=0.2)
     client = serve(app_with(authorizer, store, verifier, registry, events))
@@ -138,16 +161,18 @@ async def test_engine_failure_is_a_503_and_the_handler_never_runs(
         assert store.list() == []
 
 
-@pytest.mark.parametrize("policy", [
-    "package tenancy.authz\n",  # no decision at all: undefined
-    'package tenancy.authz\ndecision := {"allow": "yes"}\n',
-    'package tenancy.authz\ndecision := {"allow": 1, "reasons": []}\n',
-    "package tenancy.authz\ndecision := true\n",
-    'package tenancy.authz\ndecision := {"allow": true, "reasons": ["x"]}\n',
-    'package tenancy.authz\ndecision := {"allow": true, "valid_until": "soon"}\n',
-])
-async def test_undefined_or_malformed_decision_is_unavailable(policy: str,
-                                                              acme: Tenant) -> None:
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "package tenancy.authz\n",  # no decision at all: undefined
+        'package tenancy.authz\ndecision := {"allow": "yes"}\n',
+        'package tenancy.authz\ndecision := {"allow": 1, "reasons": []}\n',
+        "package tenancy.authz\ndecision := true\n",
+        'package tenancy.authz\ndecision := {"allow": true, "reasons": ["x"]}\n',
+        'package tenancy.authz\ndecision := {"allow": true, "valid_until": "soon"}\n',
+    ],
+)
+async def test_undefined_or_malformed_decision_is_unavailable(policy: str, acme: Tenant) -> None:
     bundle = PolicyBundle({"authz.rego": policy}, {})
     authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs")
     with pytest.raises(DecisionUnavailable):
@@ -160,54 +185,87 @@ async def test_policy_that_does_not_compile_refuses_to_start() -> None:
 
 
 async def test_deny_is_access_denied_with_reasons_for_the_log_only(
-        serve: Any, bundle: PolicyBundle, store: WorklogStore, verifier: TokenVerifier,
-        registry: TenantRegistry, events: MemorySink, token_for: TokenFactory,
-        acme: Tenant) -> None:
+    serve: Any,
+    bundle: PolicyBundle,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle)
     client = serve(app_with(authorizer, store, verifier, registry, events))
     guest = bearer(token_for(acme, roles=["guest"]))
     response = await client.get("/worklogs", headers=guest)
     assert response.status_code == 403
-    assert response.json() == {"type": "urn:tenancy:problem:access-denied", "title": "Forbidden",
-                               "status": 403, "code": "access-denied", "instance": "/worklogs"}
+    assert response.json() == {
+        "type": "urn:tenancy:problem:access-denied",
+        "title": "Forbidden",
+        "status": 403,
+        "code": "access-denied",
+        "instance": "/worklogs",
+    }
     assert events.events[-1].action == "authz.denied"
     assert events.events[-1].reason == "scope_not_granted"
 
 
 async def test_unknown_path_is_404_before_any_decision(
-        serve: Any, store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry,
-        events: MemorySink, token_for: TokenFactory, acme: Tenant) -> None:
+    serve: Any,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     counting = Counting(EmbeddedRego(PolicyBundle.from_directory()))
-    client = serve(app_with(Authorizer(counting, service="worklogs"), store, verifier,
-                            registry, events))
+    client = serve(
+        app_with(Authorizer(counting, service="worklogs"), store, verifier, registry, events)
+    )
     response = await client.get("/admin/keys", headers=bearer(token_for(acme)))
     assert response.status_code == 404
     assert counting.calls == 0
 
 
-async def test_authorizer_needs_routes_in_the_middleware(verifier: TokenVerifier,
-                                                         registry: TenantRegistry) -> None:
+async def test_authorizer_needs_routes_in_the_middleware(
+    verifier: TokenVerifier, registry: TenantRegistry
+) -> None:
     from starlette.applications import Starlette
 
     from tenancy.middleware import TenancyMiddleware
 
     authorizer = Authorizer(EmbeddedRego(PolicyBundle.from_directory()), service="x")
     with pytest.raises(ConfigurationError):
-        TenancyMiddleware(Starlette(), verifier=verifier, tenants=registry, region=REGION,
-                          authorizer=authorizer)
+        TenancyMiddleware(
+            Starlette(), verifier=verifier, tenants=registry, region=REGION, authorizer=authorizer
+        )
 
 
 # -- cache -----------------------------------------------------------------------------
 
 
 async def test_removed_role_takes_effect_on_the_very_next_request(
-        serve: Any, bundle: PolicyBundle, store: WorklogStore, verifier: TokenVerifier,
-        registry: TenantRegistry, events: MemorySink, token_for: TokenFactory,
-        acme: Tenant) -> None:
+    serve: Any,
+    bundle: PolicyBundle,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     bundle.bind_roles(acme.id, "alice", ["member"])
     counting = Counting(EmbeddedRego(bundle))
-    client = serve(app_with(Authorizer(counting, service="worklogs", bundle=bundle), store,
-                            verifier, registry, events))
+    client = serve(
+        app_with(
+            Authorizer(counting, service="worklogs", bundle=bundle),
+            store,
+            verifier,
+            registry,
+            events,
+        )
+    )
     alice = bearer(token_for(acme))
     assert (await client.get("/worklogs", headers=alice)).status_code == 200
     assert (await client.get("/worklogs", headers=alice)).status_code == 200
@@ -219,8 +277,9 @@ async def test_removed_role_takes_effect_on_the_very_next_request(
     assert counting.calls == 2
 
 
-async def test_cache_is_keyed_by_everything_but_time(bundle: PolicyBundle, acme: Tenant,
-                                                     globex: Tenant, clock: FrozenClock) -> None:
+async def test_cache_is_keyed_by_everything_but_time(
+    bundle: PolicyBundle, acme: Tenant, globex: Tenant, clock: FrozenClock
+) -> None:
     counting = Counting(EmbeddedRego(bundle))
     authorizer = Authorizer(counting, service="worklogs", bundle=bundle, clock=clock)
     reader = ctx_for(acme)
@@ -237,14 +296,16 @@ async def test_cache_is_keyed_by_everything_but_time(bundle: PolicyBundle, acme:
     ]
     answers = []
     for ctx, action, resource, status in variants:
-        answers.append((await authorizer.decide(ctx, action, resource=resource,
-                                                tenant_status=status)).allow)
+        answers.append(
+            (await authorizer.decide(ctx, action, resource=resource, tenant_status=status)).allow
+        )
     assert counting.calls == 1 + len(variants)
     assert answers == [False, True, False, False, False]
 
 
-async def test_decision_is_not_reused_after_its_valid_until(acme: Tenant,
-                                                            clock: FrozenClock) -> None:
+async def test_decision_is_not_reused_after_its_valid_until(
+    acme: Tenant, clock: FrozenClock
+) -> None:
     class Expiring:
         name = "expiring"
         revision = 1
@@ -254,8 +315,9 @@ async def test_decision_is_not_reused_after_its_valid_until(acme: Tenant,
             Expiring.calls += 1
             return Decision(allow=True, valid_until=input["now"] + 5)
 
-    authorizer = Authorizer(Expiring(), service="worklogs", clock=clock,
-                            cache=DecisionCache(max_age=3600))
+    authorizer = Authorizer(
+        Expiring(), service="worklogs", clock=clock, cache=DecisionCache(max_age=3600)
+    )
     await authorizer.decide(ctx_for(acme), GET_WORKLOGS)
     clock.advance(4)
     await authorizer.decide(ctx_for(acme), GET_WORKLOGS)
@@ -266,7 +328,8 @@ async def test_decision_is_not_reused_after_its_valid_until(acme: Tenant,
 
 
 async def test_no_cache_asks_the_engine_every_time_and_a_flag_is_refused(
-        bundle: PolicyBundle, acme: Tenant) -> None:
+    bundle: PolicyBundle, acme: Tenant
+) -> None:
     counting = Counting(EmbeddedRego(bundle))
     authorizer = Authorizer(counting, service="worklogs", cache=None)
     for _ in range(2):
@@ -290,24 +353,38 @@ def test_decision_made_under_old_data_is_not_cached() -> None:
 
 
 async def test_handler_decision_refuses_and_nothing_is_deleted(
-        serve: Any, bundle: PolicyBundle, store: WorklogStore, verifier: TokenVerifier,
-        registry: TenantRegistry, events: MemorySink, token_for: TokenFactory,
-        acme: Tenant) -> None:
+    serve: Any,
+    bundle: PolicyBundle,
+    store: WorklogStore,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     bundle.set(("tenancy", "actions", "worklogs.delete"), {"scopes": ["worklogs:admin"]})
-    client = serve(app_with(Authorizer(EmbeddedRego(bundle), service="worklogs",
-                                       bundle=bundle), store, verifier, registry, events))
+    client = serve(
+        app_with(
+            Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle),
+            store,
+            verifier,
+            registry,
+            events,
+        )
+    )
     alice = bearer(token_for(acme, roles=["member"]))
-    created = await client.post("/worklogs", json={"description": "x", "minutes": 5,
-                                                   "day": "2026-11-20"}, headers=alice)
+    created = await client.post(
+        "/worklogs", json={"description": "x", "minutes": 5, "day": "2026-11-20"}, headers=alice
+    )
     assert created.status_code == 201
     refused = await client.delete(f"/worklogs/{created.json()['id']}", headers=alice)
     assert refused.status_code == 403
-    assert (await client.get(f"/worklogs/{created.json()['id']}",
-                             headers=alice)).status_code == 200
+    assert (await client.get(f"/worklogs/{created.json()['id']}", headers=alice)).status_code == 200
 
     bundle.set(("tenancy", "actions", "worklogs.delete"), {"scopes": ["worklogs:write"]})
-    assert (await client.delete(f"/worklogs/{created.json()['id']}",
-                                headers=alice)).status_code == 204
+    assert (
+        await client.delete(f"/worklogs/{created.json()['id']}", headers=alice)
+    ).status_code == 204
 
 
 async def test_authorize_outside_a_request_fails_closed(acme: Tenant) -> None:
@@ -319,25 +396,30 @@ async def test_authorize_outside_a_request_fails_closed(acme: Tenant) -> None:
         await authorize("worklogs.delete")
 
 
-async def test_authorizer_enforces_for_another_tenants_resource(bundle: PolicyBundle,
-                                                                acme: Tenant,
-                                                                globex: Tenant) -> None:
+async def test_authorizer_enforces_for_another_tenants_resource(
+    bundle: PolicyBundle, acme: Tenant, globex: Tenant
+) -> None:
     authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs")
     with pytest.raises(AccessDenied) as denied:
-        await authorizer.authorize(ctx_for(acme), Action.named("worklogs.delete"),
-                                   resource=Resource(tenant_id=globex.id, type="worklog"))
+        await authorizer.authorize(
+            ctx_for(acme),
+            Action.named("worklogs.delete"),
+            resource=Resource(tenant_id=globex.id, type="worklog"),
+        )
     assert denied.value.reasons == ("scope_not_granted", "tenant_mismatch")
 
 
 # -- decision log ------------------------------------------------------------------------
 
 
-async def test_every_decision_is_logged_with_masked_input(tmp_path: Path, bundle: PolicyBundle,
-                                                          acme: Tenant) -> None:
+async def test_every_decision_is_logged_with_masked_input(
+    tmp_path: Path, bundle: PolicyBundle, acme: Tenant
+) -> None:
     log = JsonLinesDecisionLog(tmp_path / "decisions.jsonl")
     authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle, log=log)
-    secret = Resource(tenant_id=acme.id, type="worklog",
-                      attributes=(("api_token", "s3cr3t"), ("colour", "blue")))
+    secret = Resource(
+        tenant_id=acme.id, type="worklog", attributes=(("api_token", "s3cr3t"), ("colour", "blue"))
+    )
     await authorizer.decide(ctx_for(acme), GET_WORKLOGS, resource=secret)
     await authorizer.decide(ctx_for(acme), GET_WORKLOGS, resource=secret)
     await authorizer.decide(ctx_for(acme), Action.http("GET", "/nowhere"))
@@ -348,7 +430,8 @@ async def test_every_decision_is_logged_with_masked_input(tmp_path: Path, bundle
     assert [(r["cached"], r["result"]["allow"]) for r in full] == [(False, True), (False, False)]
     # The cache hit repeats the first decision: one line naming it, with a count.
     assert [(r["cached_from"], r["count"], r["allow"]) for r in repeats] == [
-        (full[0]["decision_id"], 1, True)]
+        (full[0]["decision_id"], 1, True)
+    ]
     first = full[0]
     assert first["input"]["resource"]["attributes"] == {"api_token": "***", "colour": "blue"}
     assert "s3cr3t" not in (tmp_path / "decisions.jsonl").read_text()
@@ -363,8 +446,16 @@ def test_hits_are_counted_per_decision_they_repeat(tmp_path: Path) -> None:
     log = JsonLinesDecisionLog(tmp_path / "d.jsonl", interval=3600)  # one drain, at close
     original = Decision(allow=True, decision_id="p-1")
     for i in range(500):
-        log.record(DecisionRecord(at=1000.0 + i, service="s", decision=original, cached=True,
-                                  latency_us=0, input=lambda: {}))
+        log.record(
+            DecisionRecord(
+                at=1000.0 + i,
+                service="s",
+                decision=original,
+                cached=True,
+                latency_us=0,
+                input=lambda: {},
+            )
+        )
     log.close()
     (line,) = (tmp_path / "d.jsonl").read_text().splitlines()
     repeat = json.loads(line)
@@ -377,19 +468,36 @@ def test_close_writes_everything_recorded(tmp_path: Path, acme: Tenant) -> None:
 
     log = JsonLinesDecisionLog(tmp_path / "d.jsonl")
     for i in range(2000):
-        log.record(DecisionRecord(at=time.time(), service="s", decision=Decision(allow=True),
-                                  cached=True, latency_us=0, input=lambda i=i: {"n": i}))
+        log.record(
+            DecisionRecord(
+                at=time.time(),
+                service="s",
+                decision=Decision(allow=True),
+                cached=True,
+                latency_us=0,
+                input=lambda i=i: {"n": i},
+            )
+        )
     log.close()
-    numbers = [json.loads(line)["input"]["n"] for line in
-               (tmp_path / "d.jsonl").read_text().splitlines()]
+    numbers = [
+        json.loads(line)["input"]["n"] for line in (tmp_path / "d.jsonl").read_text().splitlines()
+    ]
     assert numbers == list(range(2000))
 
 
 def test_mask_hides_secret_keys_at_any_depth() -> None:
-    masked = mask({"a": {"Authorization": "Bearer x", "list": [{"password": "p", "ok": 1}]},
-                   "client_secret": "s", "subject": "alice"})
-    assert masked == {"a": {"Authorization": "***", "list": [{"password": "***", "ok": 1}]},
-                      "client_secret": "***", "subject": "alice"}
+    masked = mask(
+        {
+            "a": {"Authorization": "Bearer x", "list": [{"password": "p", "ok": 1}]},
+            "client_secret": "s",
+            "subject": "alice",
+        }
+    )
+    assert masked == {
+        "a": {"Authorization": "***", "list": [{"password": "***", "ok": 1}]},
+        "client_secret": "***",
+        "subject": "alice",
+    }
 
 
 async def test_memory_log_records_hits_and_misses(bundle: PolicyBundle, acme: Tenant) -> None:
@@ -401,7 +509,8 @@ async def test_memory_log_records_hits_and_misses(bundle: PolicyBundle, acme: Te
 
 
 async def test_revocation_empties_the_cache_even_when_another_listener_fails(
-        bundle: PolicyBundle, acme: Tenant) -> None:
+    bundle: PolicyBundle, acme: Tenant
+) -> None:
     bundle.bind_roles(acme.id, "alice", ["member"])
 
     def failing_push(_: PolicyBundle) -> None:

@@ -27,18 +27,20 @@ pytestmark = pytest.mark.anyio
 RUNTIME_ERRORS = {
     "division by zero": 'decision := {"allow": 1 / input.zero > 0, "reasons": []}',
     "built-in type error": 'decision := {"allow": count(input.n) > 0, "reasons": []}',
-    "error under not": ('default allow := false\nallow if not _denied\n'
-                        '_denied if count(input.n) > 0\n'
-                        'decision := {"allow": allow, "reasons": []}'),
+    "error under not": (
+        "default allow := false\nallow if not _denied\n"
+        "_denied if count(input.n) > 0\n"
+        'decision := {"allow": allow, "reasons": []}'
+    ),
     "error beside a deny": 'decision := {"allow": false, "reasons": ["x"], "q": 1 / input.zero}',
 }
 
 
 @pytest.mark.parametrize("rule", RUNTIME_ERRORS.values(), ids=RUNTIME_ERRORS.keys())
 def test_runtime_error_in_the_policy_is_unavailable_on_every_engine(
-        rule: str, engine_factory: EngineFactory) -> None:
-    engine = engine_factory(PolicyBundle({"authz.rego": f"package tenancy.authz\n{rule}\n"},
-                                         {}))
+    rule: str, engine_factory: EngineFactory
+) -> None:
+    engine = engine_factory(PolicyBundle({"authz.rego": f"package tenancy.authz\n{rule}\n"}, {}))
     with pytest.raises(DecisionUnavailable):
         engine.decide({"zero": 0, "n": 5})
 
@@ -69,8 +71,12 @@ NON_DECISIONS = {
 
 @pytest.mark.parametrize("answer", NON_DECISIONS.values(), ids=NON_DECISIONS.keys())
 async def test_custom_engine_answering_a_non_decision_is_a_503_problem(
-        answer: object, verifier: TokenVerifier, registry: TenantRegistry, acme: Tenant,
-        token_for: TokenFactory) -> None:
+    answer: object,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    acme: Tenant,
+    token_for: TokenFactory,
+) -> None:
     handled: list[str] = []
 
     async def worklogs(request: Request) -> JSONResponse:
@@ -79,10 +85,17 @@ async def test_custom_engine_answering_a_non_decision_is_a_503_problem(
 
     inner = Starlette(routes=[Route("/worklogs", worklogs)])
     authorizer = Authorizer(Answering(answer), service="worklogs", cache=None)
-    app = TenancyMiddleware(inner, verifier=verifier, tenants=registry, region=REGION,
-                            authorizer=authorizer, routes=inner.routes)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://worklogs") as client:
+    app = TenancyMiddleware(
+        inner,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        authorizer=authorizer,
+        routes=inner.routes,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://worklogs"
+    ) as client:
         response = await client.get("/worklogs", headers=bearer(token_for(acme)))
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"

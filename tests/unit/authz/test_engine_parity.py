@@ -46,8 +46,10 @@ ACTIONS = sorted(POLICY_DATA["actions"])
 ALL_SCOPES = sorted({s for roles in POLICY_DATA["default_roles"].values() for s in roles})
 # Data that exercises every way roles and scopes are looked up.
 DATA = [
-    [["tenancy", "service_scopes"], {"reports": ["worklogs:read"],
-                                     "exporter": ["worklogs:read", "worklogs:export"]}],
+    [
+        ["tenancy", "service_scopes"],
+        {"reports": ["worklogs:read"], "exporter": ["worklogs:read", "worklogs:export"]},
+    ],
     [["tenancy", "tenant_roles"], {"t-globex": {"viewer": ["worklogs:read", "worklogs:write"]}}],
     [["tenancy", "role_bindings"], {"t-initech": {"alice": ["admin"], "bob": ["viewer"]}}],
 ]
@@ -64,18 +66,24 @@ def often(p: int) -> st.SearchStrategy[bool]:
     return st.sampled_from([True] * p + [False] * (10 - p))
 
 
-def mostly(usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any],
-           p: int = 7) -> st.SearchStrategy[Any]:
+def mostly(
+    usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any], p: int = 7
+) -> st.SearchStrategy[Any]:
     """``usual`` in about ``p`` of 10 draws, else ``other``."""
     return often(p).flatmap(lambda yes: usual if yes else other)
 
 
-TENANTS = mostly(st.sampled_from(["t-acme", "t-globex", "t-initech"]),
-                 UNICODE.map(lambda s: "t-" + s))
+TENANTS = mostly(
+    st.sampled_from(["t-acme", "t-globex", "t-initech"]), UNICODE.map(lambda s: "t-" + s)
+)
 SUBJECTS = mostly(st.sampled_from(["alice", "alice", "bob", "sam"]), UNICODE)
 SCOPE_SETS = mostly(st.just(ALL_SCOPES), st.lists(st.sampled_from(ALL_SCOPES), unique=True))
-ROLE_SETS = mostly(st.just(["admin"]), st.lists(
-    st.sampled_from(["viewer", "member", "admin", "guest", "mëmber"]), unique=True, max_size=3))
+ROLE_SETS = mostly(
+    st.just(["admin"]),
+    st.lists(
+        st.sampled_from(["viewer", "member", "admin", "guest", "mëmber"]), unique=True, max_size=3
+    ),
+)
 
 
 @st.composite
@@ -91,24 +99,37 @@ def well_formed_inputs(draw: st.DrawFn) -> dict[str, Any]:
     elif shape == "name":
         action = {"name": draw(st.sampled_from([*ACTIONS, "worklogs.purge"]))}
     elif shape == "undeclared":
-        action = {"method": draw(st.sampled_from(["PUT", "GET", "get"])),
-                  "route": draw(st.sampled_from(["/worklogs", "/admin", "/worklogs/1"]))}
+        action = {
+            "method": draw(st.sampled_from(["PUT", "GET", "get"])),
+            "route": draw(st.sampled_from(["/worklogs", "/admin", "/worklogs/1"])),
+        }
     else:
         action = {"method": "GET", "route": "/worklogs", "name": "worklogs.delete"}
     principal: dict[str, Any] = {
-        "issuer": "https://idp", "tenant_id": tenant, "subject": draw(SUBJECTS), "kind": kind,
-        "roles": draw(ROLE_SETS), "scopes": draw(SCOPE_SETS), "mfa": draw(often(7)),
-        "assurance": draw(st.integers(1, 3)), "device_trusted": draw(st.booleans()),
-        "caller": draw(st.sampled_from([None, "edge"])), "support_grant_id": None,
+        "issuer": "https://idp",
+        "tenant_id": tenant,
+        "subject": draw(SUBJECTS),
+        "kind": kind,
+        "roles": draw(ROLE_SETS),
+        "scopes": draw(SCOPE_SETS),
+        "mfa": draw(often(7)),
+        "assurance": draw(st.integers(1, 3)),
+        "device_trusted": draw(st.booleans()),
+        "caller": draw(st.sampled_from([None, "edge"])),
+        "support_grant_id": None,
     }
     document: dict[str, Any] = {
         "now": draw(st.sampled_from([NOW, NOW, float(NOW), 0, MAX_TIME])),
         "service": service,
         "action": action,
         "principal": principal,
-        "tenant": {"id": tenant, "region": "eu-central-1",
-                   "status": "active" if draw(often(9)) else draw(st.sampled_from(
-                       ["suspended", "offboarded", "Active"]))},
+        "tenant": {
+            "id": tenant,
+            "region": "eu-central-1",
+            "status": "active"
+            if draw(often(9))
+            else draw(st.sampled_from(["suspended", "offboarded", "Active"])),
+        },
         "resource": {"tenant_id": tenant if draw(often(9)) else draw(TENANTS)},
         "support_grant": None,
     }
@@ -120,15 +141,20 @@ def well_formed_inputs(draw: st.DrawFn) -> dict[str, Any]:
         principal["mfa"] = draw(often(9))
         principal["device_trusted"] = draw(often(9))
         grant_id = draw(st.sampled_from(["g-1", "g-2"]))
-        principal["support_grant_id"] = grant_id if draw(often(9)) else draw(
-            st.sampled_from([None, "g-3"]))
-        document["support_grant"] = None if not draw(often(9)) else {
-            "id": grant_id,
-            "tenant_id": tenant if draw(often(9)) else "t-other",
-            "scopes": draw(SCOPE_SETS),
-            "expires_at": draw(st.sampled_from([NOW + 3600, NOW + 1, NOW, NOW - 1, MAX_TIME])),
-            "active": draw(often(9)),
-        }
+        principal["support_grant_id"] = (
+            grant_id if draw(often(9)) else draw(st.sampled_from([None, "g-3"]))
+        )
+        document["support_grant"] = (
+            None
+            if not draw(often(9))
+            else {
+                "id": grant_id,
+                "tenant_id": tenant if draw(often(9)) else "t-other",
+                "scopes": draw(SCOPE_SETS),
+                "expires_at": draw(st.sampled_from([NOW + 3600, NOW + 1, NOW, NOW - 1, MAX_TIME])),
+                "active": draw(often(9)),
+            }
+        )
     if draw(often(1)):  # fields no rule reads are no reason to refuse
         document["resource"]["attributes"] = {"region": draw(UNICODE)}
         document["extra"] = draw(st.sampled_from([None, 1, "x", [1.0], {"a": {}}]))
@@ -138,23 +164,73 @@ def well_formed_inputs(draw: st.DrawFn) -> dict[str, Any]:
 # -- malformed inputs -----------------------------------------------------------------
 
 PATHS: list[tuple[str, ...]] = [
-    ("now",), ("service",), ("action",), ("action", "method"), ("action", "route"),
-    ("action", "name"), ("tenant",), ("tenant", "id"), ("tenant", "status"), ("resource",),
-    ("resource", "tenant_id"), ("principal",), ("principal", "tenant_id"),
-    ("principal", "subject"), ("principal", "kind"), ("principal", "roles"),
-    ("principal", "scopes"), ("principal", "mfa"), ("principal", "device_trusted"),
-    ("principal", "support_grant_id"), ("support_grant",), ("support_grant", "id"),
-    ("support_grant", "tenant_id"), ("support_grant", "scopes"),
-    ("support_grant", "expires_at"), ("support_grant", "active"),
+    ("now",),
+    ("service",),
+    ("action",),
+    ("action", "method"),
+    ("action", "route"),
+    ("action", "name"),
+    ("tenant",),
+    ("tenant", "id"),
+    ("tenant", "status"),
+    ("resource",),
+    ("resource", "tenant_id"),
+    ("principal",),
+    ("principal", "tenant_id"),
+    ("principal", "subject"),
+    ("principal", "kind"),
+    ("principal", "roles"),
+    ("principal", "scopes"),
+    ("principal", "mfa"),
+    ("principal", "device_trusted"),
+    ("principal", "support_grant_id"),
+    ("support_grant",),
+    ("support_grant", "id"),
+    ("support_grant", "tenant_id"),
+    ("support_grant", "scopes"),
+    ("support_grant", "expires_at"),
+    ("support_grant", "active"),
 ]
 WRONG = st.one_of(
-    st.sampled_from([
-        None, True, False, 0, 1, -1, 2**53, 2**62, INT64_MAX, INT64_MIN, 2.0**53, -(2.0**53),
-        float(NOW), "", "false", "true", "0", "x", "member", "worklogs:read", "user", "USER",
-        "robot", "1795000000", [], ["x"], [1], [None], [True], [["member"]],
-        ["worklogs:read", 2], {}, {"a": "worklogs:read"}, {"id": "t-acme"},
-        {"method": "GET", "route": "/worklogs"},
-    ]),
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            1,
+            -1,
+            2**53,
+            2**62,
+            INT64_MAX,
+            INT64_MIN,
+            2.0**53,
+            -(2.0**53),
+            float(NOW),
+            "",
+            "false",
+            "true",
+            "0",
+            "x",
+            "member",
+            "worklogs:read",
+            "user",
+            "USER",
+            "robot",
+            "1795000000",
+            [],
+            ["x"],
+            [1],
+            [None],
+            [True],
+            [["member"]],
+            ["worklogs:read", 2],
+            {},
+            {"a": "worklogs:read"},
+            {"id": "t-acme"},
+            {"method": "GET", "route": "/worklogs"},
+        ]
+    ),
     st.integers(INT64_MIN, INT64_MAX),
     st.floats(-(2.0**53), 2.0**53).filter(float.is_integer),
     UNICODE,
@@ -178,12 +254,15 @@ def malformed_inputs(draw: st.DrawFn) -> dict[str, Any]:
 
 # -- values no engine may be handed ---------------------------------------------------
 
-BAD_CHARACTER = st.one_of(st.integers(0x00, 0x1F), st.integers(0x7F, 0x9F),
-                          st.integers(0xD800, 0xDFFF)).map(chr)
+BAD_CHARACTER = st.one_of(
+    st.integers(0x00, 0x1F), st.integers(0x7F, 0x9F), st.integers(0xD800, 0xDFFF)
+).map(chr)
 UNREPRESENTABLE_NUMBER = st.one_of(
-    st.integers(min_value=INT64_MAX + 1), st.integers(max_value=INT64_MIN - 1),
-    st.sampled_from([math.nan, math.inf, -math.inf, NOW + 0.5, 1e-7, 1e300,
-                     1.7976931348623155e308, -(2.0**54)]),
+    st.integers(min_value=INT64_MAX + 1),
+    st.integers(max_value=INT64_MIN - 1),
+    st.sampled_from(
+        [math.nan, math.inf, -math.inf, NOW + 0.5, 1e-7, 1e300, 1.7976931348623155e308, -(2.0**54)]
+    ),
     st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
     st.floats(min_value=2.0**53, exclude_min=True, allow_infinity=False),
 )
@@ -201,8 +280,9 @@ def unrepresentable_inputs(draw: st.DrawFn) -> dict[str, Any]:
         at = draw(st.integers(0, len(text)))
         _get(document, path[:-1])[path[-1]] = text[:at] + draw(BAD_CHARACTER) + text[at:]
     elif how == "number":
-        path = draw(st.sampled_from([("now",), ("principal", "assurance"),
-                                     ("support_grant", "expires_at")]))
+        path = draw(
+            st.sampled_from([("now",), ("principal", "assurance"), ("support_grant", "expires_at")])
+        )
         _set(document, path, draw(UNREPRESENTABLE_NUMBER))
     elif how == "key":
         document["resource"][draw(UNICODE) + draw(BAD_CHARACTER)] = "x"
@@ -218,22 +298,38 @@ def well_formed(document: dict[str, Any]) -> bool:
     """Every field a decision reads present and of its type (``_valid_input``)."""
     action, tenant = document.get("action"), document.get("tenant")
     resource, principal = document.get("resource"), document.get("principal")
-    if not (_time(document.get("now")) and _id(document.get("service"))
-            and _action(action) and isinstance(tenant, dict) and _id(tenant.get("id"))
-            and _id(tenant.get("status")) and isinstance(resource, dict)
-            and _id(resource.get("tenant_id")) and isinstance(principal, dict)):
+    if not (
+        _time(document.get("now"))
+        and _id(document.get("service"))
+        and _action(action)
+        and isinstance(tenant, dict)
+        and _id(tenant.get("id"))
+        and _id(tenant.get("status"))
+        and isinstance(resource, dict)
+        and _id(resource.get("tenant_id"))
+        and isinstance(principal, dict)
+    ):
         return False
     kind = principal.get("kind")
-    if not (_id(principal.get("tenant_id")) and _id(principal.get("subject"))
-            and isinstance(kind, str) and kind in KINDS and _strings(principal.get("roles"))
-            and _strings(principal.get("scopes")) and isinstance(principal.get("mfa"), bool)):
+    if not (
+        _id(principal.get("tenant_id"))
+        and _id(principal.get("subject"))
+        and isinstance(kind, str)
+        and kind in KINDS
+        and _strings(principal.get("roles"))
+        and _strings(principal.get("scopes"))
+        and isinstance(principal.get("mfa"), bool)
+    ):
         return False
     if kind != "support":
         return True
     grant_id = principal.get("support_grant_id", 0)
-    return (isinstance(principal.get("device_trusted"), bool)
-            and (grant_id is None or _id(grant_id))
-            and "support_grant" in document and _grant(document["support_grant"]))
+    return (
+        isinstance(principal.get("device_trusted"), bool)
+        and (grant_id is None or _id(grant_id))
+        and "support_grant" in document
+        and _grant(document["support_grant"])
+    )
 
 
 def _id(value: Any) -> bool:
@@ -241,8 +337,7 @@ def _id(value: Any) -> bool:
 
 
 def _time(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and 0 <= value <= MAX_TIME)
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
 
 
 def _strings(value: Any) -> bool:
@@ -251,27 +346,36 @@ def _strings(value: Any) -> bool:
 
 def _action(action: Any) -> bool:
     if not isinstance(action, dict) or any(
-            key in action and not isinstance(action[key], str)
-            for key in ("method", "route", "name")):
+        key in action and not isinstance(action[key], str) for key in ("method", "route", "name")
+    ):
         return False
     return ("method" in action and "route" in action) or (
-        "name" in action and "method" not in action and "route" not in action)
+        "name" in action and "method" not in action and "route" not in action
+    )
 
 
 def _grant(grant: Any) -> bool:
     return grant is None or (
-        isinstance(grant, dict) and _id(grant.get("id")) and _id(grant.get("tenant_id"))
-        and _strings(grant.get("scopes")) and _time(grant.get("expires_at"))
-        and isinstance(grant.get("active"), bool))
+        isinstance(grant, dict)
+        and _id(grant.get("id"))
+        and _id(grant.get("tenant_id"))
+        and _strings(grant.get("scopes"))
+        and _time(grant.get("expires_at"))
+        and isinstance(grant.get("active"), bool)
+    )
 
 
 # -- the test -------------------------------------------------------------------------
 
 # About 60 % well formed (most of them allowed), 30 % malformed, 10 % unrepresentable.
-STRATEGIES = {"well-formed": well_formed_inputs(), "malformed": malformed_inputs(),
-              "unrepresentable": unrepresentable_inputs()}
+STRATEGIES = {
+    "well-formed": well_formed_inputs(),
+    "malformed": malformed_inputs(),
+    "unrepresentable": unrepresentable_inputs(),
+}
 CASES = st.sampled_from(["well-formed"] * 6 + ["malformed"] * 3 + ["unrepresentable"]).flatmap(
-    lambda kind: st.tuples(st.just(kind), STRATEGIES[kind]))
+    lambda kind: st.tuples(st.just(kind), STRATEGIES[kind])
+)
 
 
 @pytest.fixture(scope="module")
@@ -280,12 +384,18 @@ def engines() -> Iterator[tuple[PolicyDecisionPoint, PolicyDecisionPoint]]:
 
 
 def test_engines_decide_generated_inputs_alike_and_never_allow_malformed_ones(
-        engines: tuple[PolicyDecisionPoint, PolicyDecisionPoint]) -> None:
+    engines: tuple[PolicyDecisionPoint, PolicyDecisionPoint],
+) -> None:
     embedded, go = engines
     counts = {"examples": 0, "allowed": 0, "denied": 0, "invalid-input": 0, "refused": 0}
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(CASES)
     def check(case: tuple[str, dict[str, Any]]) -> None:
         kind, document = case

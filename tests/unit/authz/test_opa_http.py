@@ -25,8 +25,7 @@ from tenancy.errors import ConfigurationError, DecisionUnavailable
 from tests.support.opa_stub import OPAStub, Recorded, Reply
 
 DECISION_PATH = "/v1/data/tenancy/authz/decision"
-ALLOW = {"result": {"allow": True, "reasons": [], "scopes": ["worklogs:read"],
-                    "valid_until": None}}
+ALLOW = {"result": {"allow": True, "reasons": [], "scopes": ["worklogs:read"], "valid_until": None}}
 
 
 @pytest.fixture
@@ -51,19 +50,37 @@ def opa(stub: OPAStub) -> Iterator[Callable[..., OPAServer]]:
         server.close()
 
 
-def context(tenant_id: str = "t-acme", subject: str = "alice", issuer: str = "https://idp",
-            ) -> TenantContext:
-    principal = Principal(issuer=issuer, tenant_id=tenant_id, subject=subject,
-                          kind=PrincipalKind.USER, roles=frozenset({"member"}),
-                          scopes=frozenset({"worklogs:read"}),
-                          assurance=Assurance.MULTI_FACTOR)
-    return TenantContext(tenant_id=tenant_id, tenant_slug="acme", region="eu-central-1",
-                         principal=principal, request_id="req-1")
+def context(
+    tenant_id: str = "t-acme",
+    subject: str = "alice",
+    issuer: str = "https://idp",
+) -> TenantContext:
+    principal = Principal(
+        issuer=issuer,
+        tenant_id=tenant_id,
+        subject=subject,
+        kind=PrincipalKind.USER,
+        roles=frozenset({"member"}),
+        scopes=frozenset({"worklogs:read"}),
+        assurance=Assurance.MULTI_FACTOR,
+    )
+    return TenantContext(
+        tenant_id=tenant_id,
+        tenant_slug="acme",
+        region="eu-central-1",
+        principal=principal,
+        request_id="req-1",
+    )
 
 
 def sample_input() -> dict[str, Any]:
-    return build_input(context(), service="worklogs", action=Action.http("GET", "/worklogs"),
-                       now=1795000000, tenant_status="active")
+    return build_input(
+        context(),
+        service="worklogs",
+        action=Action.http("GET", "/worklogs"),
+        now=1795000000,
+        tenant_status="active",
+    )
 
 
 def strings_in(document: Any) -> set[str]:
@@ -87,14 +104,21 @@ def free_port() -> int:
 
 
 def test_allowing_answer_is_an_allowing_decision_asked_on_the_fixed_path(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.decide_with(Reply(200, ALLOW))
     document = sample_input()
 
     decision = opa().decide(document)
 
-    assert decision == Decision(allow=True, reasons=(), scopes=("worklogs:read",),
-                                valid_until=None, revision=1, engine="opa-server")
+    assert decision == Decision(
+        allow=True,
+        reasons=(),
+        scopes=("worklogs:read",),
+        valid_until=None,
+        revision=1,
+        engine="opa-server",
+    )
     [request] = stub.requests
     assert (request.method, request.target) == ("POST", DECISION_PATH)
     assert request.headers["content-type"].split(";")[0].strip() == "application/json"
@@ -102,19 +126,34 @@ def test_allowing_answer_is_an_allowing_decision_asked_on_the_fixed_path(
 
 
 def test_denying_answer_is_a_denying_decision_with_its_reasons(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
-    stub.decide_with(Reply(200, {"result": {
-        "allow": False, "reasons": ["tenant_mismatch", "scope_not_granted"],
-        "scopes": ["worklogs:write"], "valid_until": 1795000060}}))
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
+    stub.decide_with(
+        Reply(
+            200,
+            {
+                "result": {
+                    "allow": False,
+                    "reasons": ["tenant_mismatch", "scope_not_granted"],
+                    "scopes": ["worklogs:write"],
+                    "valid_until": 1795000060,
+                }
+            },
+        )
+    )
 
     decision = opa().decide(sample_input())
 
     assert (decision.allow, decision.reasons, decision.valid_until) == (
-        False, ("scope_not_granted", "tenant_mismatch"), 1795000060.0)
+        False,
+        ("scope_not_granted", "tenant_mismatch"),
+        1795000060.0,
+    )
 
 
 def test_request_derived_text_never_reaches_the_path(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     hostile = {
         "tenant": "t-acme/../../v1/policies/x?y=1#z",
         "subject": "alice/../../system %2e%2e%2F?x=y#frag",
@@ -124,11 +163,13 @@ def test_request_derived_text_never_reaches_the_path(
         "resource": "r 1/ünïcødé/☃/\u202e/..",
     }
     document = build_input(
-        context(tenant_id=hostile["tenant"], subject=hostile["subject"],
-                issuer=hostile["issuer"]),
-        service=hostile["service"], action=Action.http("GET", hostile["route"]),
-        now=1795000000, tenant_status="active",
-        resource=Resource(tenant_id=hostile["tenant"], type="worklog", id=hostile["resource"]))
+        context(tenant_id=hostile["tenant"], subject=hostile["subject"], issuer=hostile["issuer"]),
+        service=hostile["service"],
+        action=Action.http("GET", hostile["route"]),
+        now=1795000000,
+        tenant_status="active",
+        resource=Resource(tenant_id=hostile["tenant"], type="worklog", id=hostile["resource"]),
+    )
     stub.decide_with(Reply(200, {"result": {"allow": False, "reasons": ["tenant_mismatch"]}}))
 
     assert opa().decide(document).allow is False
@@ -146,7 +187,8 @@ def test_request_derived_text_never_reaches_the_path(
 
 
 def test_undefined_decision_is_unavailable_not_allow(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.decide_with(Reply(200, {}))  # OPA's answer when the rule is undefined
 
     with pytest.raises(DecisionUnavailable):
@@ -154,25 +196,42 @@ def test_undefined_decision_is_unavailable_not_allow(
     assert [r.target for r in stub.made("POST")] == [DECISION_PATH]
 
 
-@pytest.mark.parametrize("reply", [
-    Reply(200, {"result": {"allow": "yes", "reasons": []}}),
-    Reply(200, {"result": {"allow": 1, "reasons": []}}),
-    Reply(200, {"result": True}),
-    Reply(200, {"result": [{"allow": True}]}),
-    Reply(200, {"result": {"reasons": []}}),
-    Reply(200, {"result": None}),
-    Reply(200, {"result": {"allow": True, "reasons": ["x"]}}),
-    Reply(200, {"result": {"allow": True, "reasons": "none"}}),
-    Reply(200, {"result": {"allow": True, "scopes": [1]}}),
-    Reply(200, {"result": {"allow": True, "valid_until": "tomorrow"}}),
-    Reply(200, [ALLOW]),
-    Reply(200, raw=b'{"result": {"allow": true', content_type="application/json"),
-    Reply(200, raw=b"<html>allow</html>", content_type="text/html"),
-], ids=["allow-string", "allow-int", "result-true", "result-list", "no-allow",
-        "result-null", "allow-with-reasons", "reasons-string", "scopes-not-strings",
-        "valid-until-string", "top-level-array", "truncated-json", "not-json"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(200, {"result": {"allow": "yes", "reasons": []}}),
+        Reply(200, {"result": {"allow": 1, "reasons": []}}),
+        Reply(200, {"result": True}),
+        Reply(200, {"result": [{"allow": True}]}),
+        Reply(200, {"result": {"reasons": []}}),
+        Reply(200, {"result": None}),
+        Reply(200, {"result": {"allow": True, "reasons": ["x"]}}),
+        Reply(200, {"result": {"allow": True, "reasons": "none"}}),
+        Reply(200, {"result": {"allow": True, "scopes": [1]}}),
+        Reply(200, {"result": {"allow": True, "valid_until": "tomorrow"}}),
+        Reply(200, [ALLOW]),
+        Reply(200, raw=b'{"result": {"allow": true', content_type="application/json"),
+        Reply(200, raw=b"<html>allow</html>", content_type="text/html"),
+    ],
+    ids=[
+        "allow-string",
+        "allow-int",
+        "result-true",
+        "result-list",
+        "no-allow",
+        "result-null",
+        "allow-with-reasons",
+        "reasons-string",
+        "scopes-not-strings",
+        "valid-until-string",
+        "top-level-array",
+        "truncated-json",
+        "not-json",
+    ],
+)
 def test_malformed_answer_is_unavailable_not_allow(
-        reply: Reply, stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    reply: Reply, stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.decide_with(reply)
 
     with pytest.raises(DecisionUnavailable):
@@ -182,18 +241,19 @@ def test_malformed_answer_is_unavailable_not_allow(
 
 @pytest.mark.parametrize("status", [500, 503, 404, 400])
 def test_http_error_is_unavailable_and_asked_once(
-        status: int, stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    status: int, stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     # Even an error body that looks like an allow must not be read as one.
-    stub.decide_with(Reply(status, {"code": "internal_error", "message": "boom",
-                                    "result": ALLOW["result"]}))
+    stub.decide_with(
+        Reply(status, {"code": "internal_error", "message": "boom", "result": ALLOW["result"]})
+    )
 
     with pytest.raises(DecisionUnavailable):
         opa().decide(sample_input())  # default retries=0: fail fast
     assert len(stub.made("POST", DECISION_PATH)) == 1
 
 
-def test_slow_answer_times_out_as_unavailable(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+def test_slow_answer_times_out_as_unavailable(stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
     # 2 s against a 0.2 s timeout: an implementation that ignored the timeout would
     # visibly hang here, and would then get the allow.
     stub.decide_with(Reply(200, ALLOW, delay=2.0))
@@ -203,8 +263,7 @@ def test_slow_answer_times_out_as_unavailable(
     assert len(stub.made("POST", DECISION_PATH)) == 1
 
 
-def test_dropped_connection_is_unavailable(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+def test_dropped_connection_is_unavailable(stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
     stub.decide_with(Reply(close=True))
 
     with pytest.raises(DecisionUnavailable):
@@ -221,8 +280,7 @@ def test_refused_connection_is_unavailable() -> None:
         server.close()
 
 
-def test_token_is_sent_as_a_bearer_header(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+def test_token_is_sent_as_a_bearer_header(stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
     stub.decide_with(Reply(200, ALLOW))
 
     opa(token="s3cret").decide(sample_input())
@@ -235,7 +293,8 @@ def test_token_is_sent_as_a_bearer_header(
 
 
 def test_decisions_reuse_one_kept_alive_connection(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.decide_with(Reply(200, ALLOW))
     server = opa()
 
@@ -251,26 +310,30 @@ def test_decisions_reuse_one_kept_alive_connection(
 # -- construction ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"url": "ftp://x"},
-    {"url": "file:///etc/passwd"},
-    {"url": "http://"},
-    {"url": "127.0.0.1:8181"},
-    {"package": "tenancy/../x"},
-    {"package": "tenancy.authz"},
-    {"package": "tenancy/authz/"},
-    {"package": "tenancy/au thz"},
-    {"package": "tenancy/authz?x=1"},
-    {"rule": "decision?x"},
-    {"rule": "decision/../../policies"},
-    {"rule": "decision#x"},
-    {"rule": "%2e%2e"},
-    {"rule": ""},
-    {"rule": "décision"},
-    {"timeout": 0},
-    {"timeout": -1},
-    {"timeout": 60},
-], ids=lambda kw: "-".join(f"{k}={v!r}" for k, v in kw.items()))
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"url": "ftp://x"},
+        {"url": "file:///etc/passwd"},
+        {"url": "http://"},
+        {"url": "127.0.0.1:8181"},
+        {"package": "tenancy/../x"},
+        {"package": "tenancy.authz"},
+        {"package": "tenancy/authz/"},
+        {"package": "tenancy/au thz"},
+        {"package": "tenancy/authz?x=1"},
+        {"rule": "decision?x"},
+        {"rule": "decision/../../policies"},
+        {"rule": "decision#x"},
+        {"rule": "%2e%2e"},
+        {"rule": ""},
+        {"rule": "décision"},
+        {"timeout": 0},
+        {"timeout": -1},
+        {"timeout": 60},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v!r}" for k, v in kw.items()),
+)
 def test_unsafe_configuration_is_refused(kwargs: dict[str, Any], stub: OPAStub) -> None:
     kwargs = dict(kwargs)
     url = kwargs.pop("url", stub.url)
@@ -280,7 +343,8 @@ def test_unsafe_configuration_is_refused(kwargs: dict[str, Any], stub: OPAStub) 
 
 
 def test_safe_configuration_is_accepted_at_the_bounds(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.decide_with(Reply(200, {"result": {"allow": False, "reasons": ["x"]}}))
 
     server = opa(timeout=30, package="tenancy/authz", rule="decision")
@@ -310,7 +374,8 @@ def test_decisions_are_never_retried(stub: OPAStub, opa: Callable[..., OPAServer
 
 
 def test_bundle_is_pushed_as_policies_and_data(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     bundle = PolicyBundle.from_directory()
 
     server = opa(bundle=bundle)
@@ -331,7 +396,8 @@ def test_bundle_is_pushed_as_policies_and_data(
 
 
 def test_bundle_change_pushes_data_again_and_moves_the_revision(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     bundle = PolicyBundle.from_directory()
     server = opa(bundle=bundle)
     before = len(stub.requests)
@@ -349,7 +415,8 @@ def test_bundle_change_pushes_data_again_and_moves_the_revision(
 
 
 def test_failed_policy_push_is_a_configuration_error(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     stub.on("PUT", "/v1/policies/", Reply(500, {"code": "internal_error", "message": "boom"}))
 
     with pytest.raises(ConfigurationError):
@@ -359,7 +426,8 @@ def test_failed_policy_push_is_a_configuration_error(
 
 
 def test_failed_data_push_keeps_the_old_revision(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     bundle = PolicyBundle.from_directory()
     server = opa(bundle=bundle)
     stub.on("PUT", "/v1/data/", Reply(500, {"code": "internal_error", "message": "boom"}))
@@ -374,7 +442,8 @@ def test_failed_data_push_keeps_the_old_revision(
 
 
 def test_concurrent_changes_leave_opa_on_the_newest_data(
-        stub: OPAStub, opa: Callable[..., OPAServer]) -> None:
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
     bundle = PolicyBundle.from_directory()
     server = opa(bundle=bundle, timeout=5)
     first: list[Recorded] = []
@@ -403,5 +472,6 @@ def test_concurrent_changes_leave_opa_on_the_newest_data(
     assert not granting.is_alive()
     assert bundle.revision == 3
     assert server.revision == 3
-    assert stub.data["tenancy"]["role_bindings"] == {"t-acme": {}}, json.dumps(stub.data[
-        "tenancy"]["role_bindings"])
+    assert stub.data["tenancy"]["role_bindings"] == {"t-acme": {}}, json.dumps(
+        stub.data["tenancy"]["role_bindings"]
+    )

@@ -50,22 +50,43 @@ def test_case_table_on_every_engine(case: dict[str, Any], engine_factory: Engine
 
 
 def _inputs() -> list[dict[str, Any]]:
-    routes = [("GET", "/worklogs"), ("POST", "/worklogs"), ("GET", "/worklogs/export"),
-              ("DELETE", "/worklogs/{id}"), ("GET", "/whoami"), ("PUT", "/worklogs")]
+    routes = [
+        ("GET", "/worklogs"),
+        ("POST", "/worklogs"),
+        ("GET", "/worklogs/export"),
+        ("DELETE", "/worklogs/{id}"),
+        ("GET", "/whoami"),
+        ("PUT", "/worklogs"),
+    ]
     roles = [[], ["viewer"], ["member"], ["admin"], ["viewer", "admin"]]
     scopes = [[], ["worklogs:read"], ["worklogs:read", "worklogs:write", "worklogs:export"]]
     inputs = []
     for (method, route), role, scope, mfa, kind, other_tenant, service in itertools.product(
-            routes, roles, scopes, (False, True), ("user", "service", "support"),
-            (False, True), ("worklogs", "edge")):
-        inputs.append({
-            "now": 1795000000, "service": service,
-            "action": {"method": method, "route": route},
-            "tenant": {"id": "t-acme", "status": "active"},
-            "resource": {"tenant_id": "t-globex" if other_tenant else "t-acme"},
-            "principal": {"tenant_id": "t-acme", "subject": "reports", "kind": kind,
-                          "roles": role, "scopes": scope, "mfa": mfa},
-        })
+        routes,
+        roles,
+        scopes,
+        (False, True),
+        ("user", "service", "support"),
+        (False, True),
+        ("worklogs", "edge"),
+    ):
+        inputs.append(
+            {
+                "now": 1795000000,
+                "service": service,
+                "action": {"method": method, "route": route},
+                "tenant": {"id": "t-acme", "status": "active"},
+                "resource": {"tenant_id": "t-globex" if other_tenant else "t-acme"},
+                "principal": {
+                    "tenant_id": "t-acme",
+                    "subject": "reports",
+                    "kind": kind,
+                    "roles": role,
+                    "scopes": scope,
+                    "mfa": mfa,
+                },
+            }
+        )
     return inputs
 
 
@@ -80,8 +101,7 @@ def test_engines_agree_on_every_combination() -> None:
         mine: Decision = embedded.decide(document)
         theirs: Decision = go.decide(document)
         allowed += mine.allow
-        if (mine.allow, mine.reasons, mine.scopes) != (theirs.allow, theirs.reasons,
-                                                       theirs.scopes):
+        if (mine.allow, mine.reasons, mine.scopes) != (theirs.allow, theirs.reasons, theirs.scopes):
             differences.append((document, mine, theirs))
     assert differences == []
     assert 0 < allowed < len(inputs)  # the table exercises both answers

@@ -23,14 +23,24 @@ from tests.unit.authz.conftest import EngineFactory
 pytestmark = pytest.mark.anyio
 
 MEMBER: dict[str, Any] = {
-    "now": 1795000000, "service": "worklogs",
+    "now": 1795000000,
+    "service": "worklogs",
     "action": {"method": "GET", "route": "/worklogs"},
     "tenant": {"id": "t-acme", "region": "eu-central-1", "status": "active"},
     "resource": {"tenant_id": "t-acme"},
-    "principal": {"issuer": "https://idp", "tenant_id": "t-acme", "subject": "alice",
-                  "kind": "user", "roles": ["member"], "scopes": ["worklogs:read"],
-                  "mfa": False, "assurance": 1, "device_trusted": False, "caller": None,
-                  "support_grant_id": None},
+    "principal": {
+        "issuer": "https://idp",
+        "tenant_id": "t-acme",
+        "subject": "alice",
+        "kind": "user",
+        "roles": ["member"],
+        "scopes": ["worklogs:read"],
+        "mfa": False,
+        "assurance": 1,
+        "device_trusted": False,
+        "caller": None,
+        "support_grant_id": None,
+    },
     "support_grant": None,
 }
 
@@ -74,8 +84,7 @@ UNREPRESENTABLE = {
     "a fractional time": with_value("now", 1795000000.0000002),
     "a fraction anywhere": with_value("resource.attributes", {"x": 0.1}),
     "a key that is not a string": with_value("resource.attributes", {1: "x"}),
-    "a set (rego-cpp makes it a Rego set, OPA cannot)": with_value("principal.roles",
-                                                                   {"member"}),
+    "a set (rego-cpp makes it a Rego set, OPA cannot)": with_value("principal.roles", {"member"}),
     "bytes": with_value("principal.subject", b"alice"),
     "an arbitrary object": with_value("principal.caller", object()),
     "nesting too deep": with_value("resource.attributes", {"x": nested(MAX_DEPTH)}),
@@ -89,8 +98,9 @@ def test_unrepresentable_input_is_refused(document: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("document", UNREPRESENTABLE.values(), ids=UNREPRESENTABLE.keys())
-def test_every_engine_refuses_unrepresentable_input(document: dict[str, Any],
-                                                    engine_factory: EngineFactory) -> None:
+def test_every_engine_refuses_unrepresentable_input(
+    document: dict[str, Any], engine_factory: EngineFactory
+) -> None:
     # Before: rego-cpp allowed the NUL role and the wrapped time, raised
     # UnicodeEncodeError on a surrogate, while OPA denied: the engines disagreed.
     engine = engine_factory(PolicyBundle.from_directory())
@@ -99,9 +109,18 @@ def test_every_engine_refuses_unrepresentable_input(document: dict[str, Any],
 
 
 def test_representable_edges_are_accepted_and_decided() -> None:
-    document = with_value("resource.attributes", {
-        "max": INT64_MAX, "min": INT64_MIN, "float": 2.0**53, "whole": -0.0,
-        "unicode": "zoë ☃ \U0001d518 \u2028", "tuple": ("a", 1), "deep": nested(MAX_DEPTH - 3)})
+    document = with_value(
+        "resource.attributes",
+        {
+            "max": INT64_MAX,
+            "min": INT64_MIN,
+            "float": 2.0**53,
+            "whole": -0.0,
+            "unicode": "zoë ☃ \U0001d518 \u2028",
+            "tuple": ("a", 1),
+            "deep": nested(MAX_DEPTH - 3),
+        },
+    )
     check_representable(document)
     assert EmbeddedRego(PolicyBundle.from_directory()).decide(document).allow
 
@@ -125,28 +144,48 @@ class Recording:
         return Decision(allow=True)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("roles", frozenset({"member\x00x"})),
-    ("subject", "alice\ud800"),
-    ("tenant_id", "t-acme\x1b"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("roles", frozenset({"member\x00x"})),
+        ("subject", "alice\ud800"),
+        ("tenant_id", "t-acme\x1b"),
+    ],
+)
 async def test_authorizer_refuses_before_any_engine_is_asked(field: str, value: Any) -> None:
     # A context built without the verifier (or by a verifier that let it through).
-    fields: dict[str, Any] = {"issuer": "https://idp", "tenant_id": "t-acme",
-                              "subject": "alice", "roles": frozenset({"member"}),
-                              "scopes": frozenset({"worklogs:read"})}
+    fields: dict[str, Any] = {
+        "issuer": "https://idp",
+        "tenant_id": "t-acme",
+        "subject": "alice",
+        "roles": frozenset({"member"}),
+        "scopes": frozenset({"worklogs:read"}),
+    }
     fields[field] = value
     ctx = TenantContext("t-acme", "acme", "eu-central-1", Principal(**fields), "rid")
     engine = Recording()
     with pytest.raises(DecisionUnavailable):
         await Authorizer(engine, service="worklogs").decide(
-            ctx, Action.http("GET", "/worklogs"), now=1795000000)
+            ctx, Action.http("GET", "/worklogs"), now=1795000000
+        )
     assert engine.inputs == []
 
 
 def test_builder_input_is_representable() -> None:
-    principal = Principal(issuer="https://idp", tenant_id="t-acme", subject="alice",
-                          roles=frozenset({"member"}), scopes=frozenset({"worklogs:read"}))
+    principal = Principal(
+        issuer="https://idp",
+        tenant_id="t-acme",
+        subject="alice",
+        roles=frozenset({"member"}),
+        scopes=frozenset({"worklogs:read"}),
+    )
     ctx = TenantContext("t-acme", "acme", "eu-central-1", principal, "rid")
-    check_representable(build_input(ctx, service="worklogs", action=Action.http(
-        "GET", "/worklogs"), now=1795000000, tenant_status="active"))
+    check_representable(
+        build_input(
+            ctx,
+            service="worklogs",
+            action=Action.http("GET", "/worklogs"),
+            now=1795000000,
+            tenant_status="active",
+        )
+    )

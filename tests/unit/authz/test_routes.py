@@ -37,13 +37,20 @@ EVERY_SCOPE = ["worklogs:read", "worklogs:write", "worklogs:export"]
 
 
 def declared(app: Any) -> set[str]:
-    return {f"{method} {route.path}" for route in app.routes if isinstance(route, Route)
-            and route.path not in PUBLIC for method in (route.methods or ()) - {"HEAD"}}
+    return {
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, Route) and route.path not in PUBLIC
+        for method in (route.methods or ()) - {"HEAD"}
+    }
 
 
 def cases() -> list[tuple[str, str, str, list[str]]]:
-    return [(service, *key.split(" ", 1), spec["scopes"])
-            for service in ("worklogs", "edge") for key, spec in sorted(ROUTES[service].items())]
+    return [
+        (service, *key.split(" ", 1), spec["scopes"])
+        for service in ("worklogs", "edge")
+        for key, spec in sorted(ROUTES[service].items())
+    ]
 
 
 @pytest.fixture
@@ -57,13 +64,20 @@ def edge_ring() -> ServiceKeyring:
 
 
 @pytest.fixture
-def exports(engine: Any, store: WorklogStore, registry: TenantRegistry, acme: Tenant,
-            globex: Tenant, tmp_path: Any) -> ExportService:
+def exports(
+    engine: Any,
+    store: WorklogStore,
+    registry: TenantRegistry,
+    acme: Tenant,
+    globex: Tenant,
+    tmp_path: Any,
+) -> ExportService:
     from tenancy.exports import create_schema
     from tenancy.keys import LocalKeyProvider, RootKey, TenantKeys
 
-    keys = TenantKeys(engine, [LocalKeyProvider(tmp_path / "keks.json",
-                                                root=RootKey(bytes(range(32))))])
+    keys = TenantKeys(
+        engine, [LocalKeyProvider(tmp_path / "keks.json", root=RootKey(bytes(range(32))))]
+    )
     keys.create_schema()
     for tenant in (acme, globex):
         keys.provision(tenant.id)
@@ -72,27 +86,45 @@ def exports(engine: Any, store: WorklogStore, registry: TenantRegistry, acme: Te
 
 
 @pytest.fixture
-def services(bundle: PolicyBundle, store: WorklogStore, registry: TenantRegistry,
-             keys: JWKSKeySource, edge_ring: ServiceKeyring,
-             exports: ExportService) -> dict[str, Any]:
+def services(
+    bundle: PolicyBundle,
+    store: WorklogStore,
+    registry: TenantRegistry,
+    keys: JWKSKeySource,
+    edge_ring: ServiceKeyring,
+    exports: ExportService,
+) -> dict[str, Any]:
     worklogs = create_worklogs(
-        store=store, tenants=registry, region=REGION, events=MemorySink(), exports=exports,
-        verifier=ContextTokenVerifier(audience="worklogs", services=[trusted_service(
-            "edge", keys=keys_of(edge_ring), scopes=EVERY_SCOPE)]),
-        authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle))
+        store=store,
+        tenants=registry,
+        region=REGION,
+        events=MemorySink(),
+        exports=exports,
+        verifier=ContextTokenVerifier(
+            audience="worklogs",
+            services=[trusted_service("edge", keys=keys_of(edge_ring), scopes=EVERY_SCOPE)],
+        ),
+        authorizer=Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle),
+    )
     edge = create_edge(
-        verifier=TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
-                                               algorithms=["EdDSA"])]),
-        tenants=registry, region=REGION, keyring=edge_ring, worklogs_url="http://worklogs",
+        verifier=TokenVerifier(
+            [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
+        ),
+        tenants=registry,
+        region=REGION,
+        keyring=edge_ring,
+        worklogs_url="http://worklogs",
         transport=httpx.ASGITransport(app=worklogs),
-        authorizer=Authorizer(EmbeddedRego(bundle), service="edge", bundle=bundle))
+        authorizer=Authorizer(EmbeddedRego(bundle), service="edge", bundle=bundle),
+    )
     return {"worklogs": worklogs, "edge": edge}
 
 
 @pytest.fixture
 async def edge_client(services: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=services["edge"]),
-                                 base_url="http://edge") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=services["edge"]), base_url="http://edge"
+    ) as client:
         yield client
 
 
@@ -110,8 +142,7 @@ EXPECTED_SCOPES = {
 }
 
 
-def test_every_route_is_declared_in_the_policy_and_nothing_else(
-        services: dict[str, Any]) -> None:
+def test_every_route_is_declared_in_the_policy_and_nothing_else(services: dict[str, Any]) -> None:
     for name, app in services.items():
         assert declared(app) == set(ROUTES[name]), name
         assert {k: v["scopes"] for k, v in ROUTES[name].items()} == EXPECTED_SCOPES
@@ -122,10 +153,19 @@ class Users:
     def __init__(self, token_for: TokenFactory, acme: Tenant, globex: Tenant) -> None:
         self.token_for, self.acme, self.globex = token_for, acme, globex
 
-    def headers(self, *, tenant: Tenant | None = None, scopes: list[str] = EVERY_SCOPE,
-                roles: tuple[str, ...] = ("admin",), mfa: bool = True) -> dict[str, str]:
-        return bearer(self.token_for(tenant or self.acme, audience="edge", scopes=scopes,
-                                     roles=list(roles), mfa=mfa))
+    def headers(
+        self,
+        *,
+        tenant: Tenant | None = None,
+        scopes: list[str] = EVERY_SCOPE,
+        roles: tuple[str, ...] = ("admin",),
+        mfa: bool = True,
+    ) -> dict[str, str]:
+        return bearer(
+            self.token_for(
+                tenant or self.acme, audience="edge", scopes=scopes, roles=list(roles), mfa=mfa
+            )
+        )
 
 
 @pytest.fixture
@@ -133,8 +173,14 @@ def users(token_for: TokenFactory, acme: Tenant, globex: Tenant) -> Users:
     return Users(token_for, acme, globex)
 
 
-async def call(client: httpx.AsyncClient, method: str, route: str, headers: dict[str, str],
-               worklog_id: str, token: str = "") -> httpx.Response:
+async def call(
+    client: httpx.AsyncClient,
+    method: str,
+    route: str,
+    headers: dict[str, str],
+    worklog_id: str,
+    token: str = "",
+) -> httpx.Response:
     path = route.replace("{id}", worklog_id).replace("{token}", token)
     body = {"description": "changed"} if method == "PATCH" else ENTRY
     kwargs: dict[str, Any] = {"json": body} if method in ("POST", "PATCH") else {}
@@ -142,8 +188,9 @@ async def call(client: httpx.AsyncClient, method: str, route: str, headers: dict
 
 
 async def export_link(client: httpx.AsyncClient, users: Users, tenant: Tenant) -> str:
-    made = await client.post("/exports", json={"format": "json"},
-                             headers=users.headers(tenant=tenant))
+    made = await client.post(
+        "/exports", json={"format": "json"}, headers=users.headers(tenant=tenant)
+    )
     assert made.status_code == 201, made.text
     return str(made.json()["download"]).removeprefix("/exports/")
 
@@ -154,12 +201,14 @@ async def seed(client: httpx.AsyncClient, users: Users, tenant: Tenant) -> str:
     return str(created.json()["id"])
 
 
-@pytest.mark.parametrize(("method", "route", "scopes"),
-                         [c[1:] for c in cases() if c[0] == "edge"],
-                         ids=[f"{c[1]} {c[2]}" for c in cases() if c[0] == "edge"])
-async def test_route_through_edge_and_worklogs(edge_client: httpx.AsyncClient, users: Users,
-                                               method: str, route: str,
-                                               scopes: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("method", "route", "scopes"),
+    [c[1:] for c in cases() if c[0] == "edge"],
+    ids=[f"{c[1]} {c[2]}" for c in cases() if c[0] == "edge"],
+)
+async def test_route_through_edge_and_worklogs(
+    edge_client: httpx.AsyncClient, users: Users, method: str, route: str, scopes: list[str]
+) -> None:
     mine = await seed(edge_client, users, users.acme)
     theirs = await seed(edge_client, users, users.globex)
     my_link = their_link = ""
@@ -169,37 +218,44 @@ async def test_route_through_edge_and_worklogs(edge_client: httpx.AsyncClient, u
 
     # Allowed with exactly the route's scopes (and MFA where they are sensitive).
     needs_mfa = bool(SENSITIVE & set(scopes))
-    allowed = await call(edge_client, method, route,
-                         users.headers(scopes=scopes, mfa=needs_mfa), mine, my_link)
+    allowed = await call(
+        edge_client, method, route, users.headers(scopes=scopes, mfa=needs_mfa), mine, my_link
+    )
     assert allowed.status_code in (200, 201, 204), allowed.text
 
     # Denied without the scope (when the route needs one).
     if scopes:
         others = [s for s in EVERY_SCOPE if s not in scopes]
-        denied = await call(edge_client, method, route, users.headers(scopes=others), mine,
-                            my_link)
+        denied = await call(edge_client, method, route, users.headers(scopes=others), mine, my_link)
         assert denied.status_code == 403
         assert denied.json()["type"] == "urn:tenancy:problem:access-denied"
 
     # Denied by role even when the token carries the scope.
     if scopes:
-        viewer_only = await call(edge_client, method, route,
-                                 users.headers(scopes=scopes, roles=("guest",), mfa=True), mine,
-                                 my_link)
+        viewer_only = await call(
+            edge_client,
+            method,
+            route,
+            users.headers(scopes=scopes, roles=("guest",), mfa=True),
+            mine,
+            my_link,
+        )
         assert viewer_only.status_code == 403
 
     # Denied without MFA where the scope is sensitive.
     if needs_mfa:
-        no_mfa = await call(edge_client, method, route,
-                            users.headers(scopes=scopes, mfa=False), mine, my_link)
+        no_mfa = await call(
+            edge_client, method, route, users.headers(scopes=scopes, mfa=False), mine, my_link
+        )
         assert no_mfa.status_code == 403
 
     # Another tenant: its object is "not found", and its data never shows up.
     if "{id}" in route:
         foreign = await call(edge_client, method, route, users.headers(), theirs)
         assert foreign.status_code == 404
-        still = await edge_client.get(f"/worklogs/{theirs}",
-                                      headers=users.headers(tenant=users.globex))
+        still = await edge_client.get(
+            f"/worklogs/{theirs}", headers=users.headers(tenant=users.globex)
+        )
         assert still.status_code == 200 and still.json()["description"] == ENTRY["description"]
     elif "{token}" in route:  # another tenant's link is "not found", and says nothing
         foreign = await call(edge_client, method, route, users.headers(), mine, their_link)
@@ -212,26 +268,40 @@ async def test_route_through_edge_and_worklogs(edge_client: httpx.AsyncClient, u
         assert theirs not in {item["id"] for item in listing.json()["items"]}
 
 
-@pytest.mark.parametrize(("method", "route", "scopes"),
-                         [c[1:] for c in cases() if c[0] == "worklogs"],
-                         ids=[f"{c[1]} {c[2]}" for c in cases() if c[0] == "worklogs"])
+@pytest.mark.parametrize(
+    ("method", "route", "scopes"),
+    [c[1:] for c in cases() if c[0] == "worklogs"],
+    ids=[f"{c[1]} {c[2]}" for c in cases() if c[0] == "worklogs"],
+)
 async def test_backend_decides_each_route_on_its_own(
-        services: dict[str, Any], edge_ring: ServiceKeyring, users: Users, method: str,
-        route: str, scopes: list[str]) -> None:
+    services: dict[str, Any],
+    edge_ring: ServiceKeyring,
+    users: Users,
+    method: str,
+    route: str,
+    scopes: list[str],
+) -> None:
     # The backend does not trust the edge's decision: a context token carrying a scope the
     # user's roles do not grant is refused by the backend's own policy.
     from tenancy.context import Principal, TenantContext
     from tenancy.propagation import ContextTokenMinter
 
     acme = users.acme
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=acme.id, subject="alice",
-                          roles=frozenset({"guest"}), scopes=frozenset(EVERY_SCOPE))
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=acme.id,
+        subject="alice",
+        roles=frozenset({"guest"}),
+        scopes=frozenset(EVERY_SCOPE),
+    )
     ctx = TenantContext(acme.id, acme.slug, REGION, principal, "rid")
     token = ContextTokenMinter(edge_ring).mint(ctx, audience="worklogs", scopes=scopes)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=services["worklogs"]),
-                                 base_url="http://worklogs") as client:
-        response = await call(client, method, route, bearer(token),
-                              "00000000-0000-4000-8000-000000000000", "any-link")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=services["worklogs"]), base_url="http://worklogs"
+    ) as client:
+        response = await call(
+            client, method, route, bearer(token), "00000000-0000-4000-8000-000000000000", "any-link"
+        )
     if scopes:
         assert response.status_code == 403
     else:

@@ -56,9 +56,17 @@ def records() -> list[dict[str, Any]]:
     out = []
     for i, (author, description, comment) in enumerate(R):
         name, email, account = PEOPLE[author]
-        out.append({"author": name, "email": email, "account_id": account,
-                    "description": description, "comment": comment,
-                    "minutes": 15 + 5 * i, "day": f"2026-11-{1 + i % 28:02d}"})
+        out.append(
+            {
+                "author": name,
+                "email": email,
+                "account_id": account,
+                "description": description,
+                "comment": comment,
+                "minutes": 15 + 5 * i,
+                "day": f"2026-11-{1 + i % 28:02d}",
+            }
+        )
     return out
 
 
@@ -73,6 +81,10 @@ def _name_parts(name: str) -> set[str]:
 
 NAMES: set[str] = set().union(*(_name_parts(p[0]) for p in PEOPLE)) | {"O'Neil", "O\u2019Neil"}
 EMAILS: set[str] = {p[1] for p in PEOPLE} | {
-    "ann@example.com", "priya.raman [at] example [dot] org", "ann(at)example.com",
-    "chen.wei at example dot cn", "bob.smith @ example.com"}
+    "ann@example.com",
+    "priya.raman [at] example [dot] org",
+    "ann(at)example.com",
+    "chen.wei at example dot cn",
+    "bob.smith @ example.com",
+}
 ACCOUNTS: set[str] = {p[2] for p in PEOPLE}

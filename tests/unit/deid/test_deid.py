@@ -31,8 +31,11 @@ from tests.unit.deid import corpus
 
 SECRET = b"s" * 32
 SCHEMA = RecordSchema(
-    identifiers={"author": IdentifierKind.NAME, "email": IdentifierKind.EMAIL,
-                 "account_id": IdentifierKind.ACCOUNT},
+    identifiers={
+        "author": IdentifierKind.NAME,
+        "email": IdentifierKind.EMAIL,
+        "account_id": IdentifierKind.ACCOUNT,
+    },
     drop=frozenset({"email"}),
     text=frozenset({"description", "comment"}),
     keep=frozenset({"minutes", "day"}),
@@ -42,13 +45,13 @@ PSEUDONYM = re.compile(r"^p_[0-9a-f]{16}$")
 
 @pytest.fixture
 def policy(clock: FrozenClock, events: MemorySink) -> MemoryContributionPolicy:
-    return MemoryContributionPolicy({"acme": True, "globex": True, "initech": False},
-                                    clock=clock, events=events)
+    return MemoryContributionPolicy(
+        {"acme": True, "globex": True, "initech": False}, clock=clock, events=events
+    )
 
 
 @pytest.fixture
-def deid(policy: MemoryContributionPolicy, events: MemorySink,
-         clock: FrozenClock) -> Deidentifier:
+def deid(policy: MemoryContributionPolicy, events: MemorySink, clock: FrozenClock) -> Deidentifier:
     return Deidentifier(SECRET, policy=policy, schema=SCHEMA, events=events, clock=clock)
 
 
@@ -149,8 +152,7 @@ def test_short_keys_are_configuration_errors(policy: MemoryContributionPolicy) -
 # -- the setting -----------------------------------------------------------------------
 
 
-def test_setting_off_refuses_and_returns_nothing(deid: Deidentifier,
-                                                 events: MemorySink) -> None:
+def test_setting_off_refuses_and_returns_nothing(deid: Deidentifier, events: MemorySink) -> None:
     consumed: list[int] = []
 
     def records() -> Iterator[dict[str, Any]]:
@@ -166,7 +168,11 @@ def test_setting_off_refuses_and_returns_nothing(deid: Deidentifier,
     assert isinstance(info.value, TenancyError)
     event = events.events[-1]
     assert (event.action, event.tenant_id, event.actor, event.reason) == (
-        "deid.refused", "initech", "job-7", "contribution-disabled")
+        "deid.refused",
+        "initech",
+        "job-7",
+        "contribution-disabled",
+    )
 
 
 def test_unknown_tenant_is_refused(deid: Deidentifier, events: MemorySink) -> None:
@@ -197,8 +203,9 @@ def test_contributed_event_has_counts(deid: Deidentifier, events: MemorySink) ->
     assert int(event.details["text_replacements"]) > 60
 
 
-def test_toggling_the_setting(deid: Deidentifier, policy: MemoryContributionPolicy,
-                              events: MemorySink, clock: FrozenClock) -> None:
+def test_toggling_the_setting(
+    deid: Deidentifier, policy: MemoryContributionPolicy, events: MemorySink, clock: FrozenClock
+) -> None:
     record = [{"author": "Ann Lee"}]
     assert len(deid.deidentify("acme", record)) == 1
     policy.set("acme", False, by="admin@acme")
@@ -207,14 +214,20 @@ def test_toggling_the_setting(deid: Deidentifier, policy: MemoryContributionPoli
     clock.advance(60)
     policy.set("acme", True, by="admin@acme")
     assert len(deid.deidentify("acme", record)) == 1
-    assert events.actions() == ["deid.contributed", "deid.setting_changed", "deid.refused",
-                                "deid.setting_changed", "deid.contributed"]
+    assert events.actions() == [
+        "deid.contributed",
+        "deid.setting_changed",
+        "deid.refused",
+        "deid.setting_changed",
+        "deid.contributed",
+    ]
     setting = policy.setting("acme")
     assert setting is not None and setting.allowed and setting.changed_by == "admin@acme"
 
 
-def test_sql_policy_toggles_and_fails_closed(engine: Engine, clock: FrozenClock,
-                                             events: MemorySink) -> None:
+def test_sql_policy_toggles_and_fails_closed(
+    engine: Engine, clock: FrozenClock, events: MemorySink
+) -> None:
     policy = SqlContributionPolicy(engine, clock=clock, events=events)
     policy.create_schema()
     deid = Deidentifier(SECRET, policy=policy, schema=SCHEMA, events=events)
@@ -233,21 +246,25 @@ def test_sql_policy_toggles_and_fails_closed(engine: Engine, clock: FrozenClock,
     assert (rows[0].tenant_id, rows[0].allowed, rows[0].changed_by) == ("acme", False, "owner2")
     setting = policy.setting("acme")
     assert setting is not None and setting.changed_at.replace(tzinfo=None) == (
-        clock.now().replace(tzinfo=None))
+        clock.now().replace(tzinfo=None)
+    )
 
 
 # -- schema errors ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"identifiers": {}},
-    {"identifiers": {"a": IdentifierKind.NAME}, "text": frozenset({"a"})},
-    {"identifiers": {"a": IdentifierKind.NAME}, "keep": frozenset({"a"})},
-    {"identifiers": {"a": IdentifierKind.NAME}, "drop": frozenset({"b"})},
-    {"identifiers": {"a": "name"}},
-    {"identifiers": {"": IdentifierKind.NAME}},
-    {"identifiers": {}, "text": "comment"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"identifiers": {}},
+        {"identifiers": {"a": IdentifierKind.NAME}, "text": frozenset({"a"})},
+        {"identifiers": {"a": IdentifierKind.NAME}, "keep": frozenset({"a"})},
+        {"identifiers": {"a": IdentifierKind.NAME}, "drop": frozenset({"b"})},
+        {"identifiers": {"a": "name"}},
+        {"identifiers": {"": IdentifierKind.NAME}},
+        {"identifiers": {}, "text": "comment"},
+    ],
+)
 def test_invalid_schemas_are_typed(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidSchema) as info:
         RecordSchema(**kwargs)
@@ -255,15 +272,19 @@ def test_invalid_schemas_are_typed(kwargs: dict[str, Any]) -> None:
     assert isinstance(info.value, DeidSchemaError) and isinstance(info.value, TenancyError)
 
 
-@pytest.mark.parametrize(("record", "field"), [
-    ({"author": "Ann Lee", "phone": "+44 20 7946 0958"}, "phone"),
-    ({"author": ["Ann", "Lee"]}, "author"),
-    ({"comment": 42}, "comment"),
-    ({"minutes": {"nested": "Ann Lee"}}, "minutes"),
-    ({"account_id": True}, "account_id"),
-])
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"author": "Ann Lee", "phone": "+44 20 7946 0958"}, "phone"),
+        ({"author": ["Ann", "Lee"]}, "author"),
+        ({"comment": 42}, "comment"),
+        ({"minutes": {"nested": "Ann Lee"}}, "minutes"),
+        ({"account_id": True}, "account_id"),
+    ],
+)
 def test_records_not_matching_the_schema_refuse_the_batch(
-        deid: Deidentifier, events: MemorySink, record: dict[str, Any], field: str) -> None:
+    deid: Deidentifier, events: MemorySink, record: dict[str, Any], field: str
+) -> None:
     batch = [*corpus.records()[:3], record]
     with pytest.raises(RecordRejected) as info:
         deid.deidentify("acme", batch)
@@ -281,15 +302,18 @@ def test_missing_and_null_fields(deid: Deidentifier) -> None:
 # -- the scrubber on its own -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "write to Ann.Lee@Example.COM today",
-    "write to ann(at)example.com today",
-    "write to ann [at] example [dot] com today",
-    "write to ann at example dot com today",
-    "write to ann @ example.com today",
-    "write to <mailto:x.y+tag@sub.example.co.uk> today",
-    "write to o'brien@example.ie today",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "write to Ann.Lee@Example.COM today",
+        "write to ann(at)example.com today",
+        "write to ann [at] example [dot] com today",
+        "write to ann at example dot com today",
+        "write to ann @ example.com today",
+        "write to <mailto:x.y+tag@sub.example.co.uk> today",
+        "write to o'brien@example.ie today",
+    ],
+)
 def test_scrubber_emails(text: str) -> None:
     out, count = Scrubber().scrub(text)
     assert out == "write to [EMAIL] today" or out == "write to <mailto:[EMAIL]> today"
@@ -303,8 +327,9 @@ def test_scrubber_keeps_ordinary_text() -> None:
 
 def test_scrubber_names_phones_handles() -> None:
     scrubber = Scrubber(names=["Ann Lee", "Mary-Jane O'Neil"], accounts=["acc-1001"])
-    out, _ = scrubber.scrub("ann  LEE, Mary Jane and O'Neil's plan; acc-1001; "
-                            "+1 (415) 555-0132; @annlee")
+    out, _ = scrubber.scrub(
+        "ann  LEE, Mary Jane and O'Neil's plan; acc-1001; +1 (415) 555-0132; @annlee"
+    )
     assert out == "[NAME], [NAME] [NAME] and [NAME]'s plan; [ID]; [PHONE]; [HANDLE]"
 
 

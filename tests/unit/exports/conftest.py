@@ -20,16 +20,31 @@ SIGNING_KEY = b"k" * 32
 
 
 def ctx_of(tenant: Tenant, sub: str = "alice") -> TenantContext:
-    return TenantContext(tenant.id, tenant.slug, "eu-central-1",
-                         Principal("https://issuer.test", tenant.id, sub), "rid-1")
+    return TenantContext(
+        tenant.id,
+        tenant.slug,
+        "eu-central-1",
+        Principal("https://issuer.test", tenant.id, sub),
+        "rid-1",
+    )
 
 
 @pytest.fixture
-def tenant_keys(engine: Engine, tmp_path: Path, clock: FrozenClock,
-                events: MemorySink, acme: Tenant, globex: Tenant) -> TenantKeys:
+def tenant_keys(
+    engine: Engine,
+    tmp_path: Path,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+) -> TenantKeys:
     root = RootKey.load_or_create(tmp_path / "keys" / "root.key")
-    keys = TenantKeys(engine, [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root)],
-                      clock=clock, events=events)
+    keys = TenantKeys(
+        engine,
+        [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root)],
+        clock=clock,
+        events=events,
+    )
     keys.create_schema()
     keys.provision(acme.id)
     keys.provision(globex.id)
@@ -43,16 +58,32 @@ def worklogs(engine: Engine, tenant_keys: TenantKeys, clock: FrozenClock) -> Wor
     return store
 
 
-def export_service(engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys,
-                   clock: FrozenClock, events: MemorySink, **kwargs: object) -> ExportService:
+def export_service(
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    **kwargs: object,
+) -> ExportService:
     create_schema(engine)
     kwargs.setdefault("signing_key", SIGNING_KEY)
-    return ExportService(engine, source=functools.partial(worklogs.list, limit=10_000),
-                         keys=tenant_keys, clock=clock, events=events,
-                         **kwargs)  # type: ignore[arg-type]
+    return ExportService(
+        engine,
+        source=functools.partial(worklogs.list, limit=10_000),
+        keys=tenant_keys,
+        clock=clock,
+        events=events,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def exports(engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys,
-            clock: FrozenClock, events: MemorySink) -> ExportService:
+def exports(
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> ExportService:
     return export_service(engine, worklogs, tenant_keys, clock, events)

@@ -38,9 +38,12 @@ SECRET = "plaintext-marker: the customer's secret plan"
 
 def serializer(key: bytes = SIGNING_KEY, salt: str = LINK_SALT) -> URLSafeSerializer:
     """The link format, as a third party holding ``key`` would build it."""
-    return URLSafeSerializer(key, salt=salt, fallback_signers=[],
-                             signer_kwargs={"key_derivation": "hmac",
-                                            "digest_method": hashlib.sha256})
+    return URLSafeSerializer(
+        key,
+        salt=salt,
+        fallback_signers=[],
+        signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
+    )
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -60,13 +63,15 @@ def with_claims(token: str, **changes: Any) -> str:
 
 def add_worklogs(store: WorklogStore, tenant: Tenant, *descriptions: str) -> list[str]:
     with bind(ctx_of(tenant)):
-        return [store.create(description=d, minutes=30, day=date(2026, 11, 20),
-                             comment=SECRET)["id"] for d in descriptions]
+        return [
+            store.create(description=d, minutes=30, day=date(2026, 11, 20), comment=SECRET)["id"]
+            for d in descriptions
+        ]
 
 
 def test_json_export_holds_the_tenants_worklogs_only(
-        exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant,
-        events: MemorySink) -> None:
+    exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant, events: MemorySink
+) -> None:
     mine = add_worklogs(worklogs, acme, "design review", "standup")
     add_worklogs(worklogs, globex, "globex only")
     with bind(ctx_of(acme)):
@@ -86,22 +91,23 @@ def test_json_export_holds_the_tenants_worklogs_only(
 
 
 def test_csv_export_has_a_header_row_per_worklog_and_defuses_formulas(
-        exports: ExportService, worklogs: WorklogStore, acme: Tenant) -> None:
-    add_worklogs(worklogs, acme, "=HYPERLINK(\"http://evil.test\")", "plain")
+    exports: ExportService, worklogs: WorklogStore, acme: Tenant
+) -> None:
+    add_worklogs(worklogs, acme, '=HYPERLINK("http://evil.test")', "plain")
     with bind(ctx_of(acme)):
         got = exports.download(exports.create("csv").token)
     assert got.media_type.startswith("text/csv")
     rows = list(csv.reader(io.StringIO(got.content.decode("utf-8"))))
-    assert rows[0] == ["id", "author", "description", "minutes", "day", "comment",
-                       "created_at"]
+    assert rows[0] == ["id", "author", "description", "minutes", "day", "comment", "created_at"]
     assert len(rows) == 3
     descriptions = sorted(r[2] for r in rows[1:])
-    assert descriptions == ["'=HYPERLINK(\"http://evil.test\")", "plain"]
+    assert descriptions == ['\'=HYPERLINK("http://evil.test")', "plain"]
     assert all(r[1] == "alice" and r[3] == "30" and r[5] == SECRET for r in rows[1:])
 
 
-def test_content_is_ciphertext_at_rest(exports: ExportService, worklogs: WorklogStore,
-                                       acme: Tenant, engine: Engine) -> None:
+def test_content_is_ciphertext_at_rest(
+    exports: ExportService, worklogs: WorklogStore, acme: Tenant, engine: Engine
+) -> None:
     add_worklogs(worklogs, acme, "x")
     with bind(ctx_of(acme)):
         exports.create("json")
@@ -111,23 +117,33 @@ def test_content_is_ciphertext_at_rest(exports: ExportService, worklogs: Worklog
 
 
 def test_a_link_is_signed_json_naming_export_tenant_and_expiry(
-        exports: ExportService, acme: Tenant) -> None:
+    exports: ExportService, acme: Tenant
+) -> None:
     with bind(ctx_of(acme)):
         link = exports.create("json")
     claims = serializer().loads(link.token)  # verifies under the service's key and salt
-    assert claims == {"v": 1, "x": link.export_id, "t": acme.id,
-                      "e": int(link.expires_at.timestamp())}
+    assert claims == {
+        "v": 1,
+        "x": link.export_id,
+        "t": acme.id,
+        "e": int(link.expires_at.timestamp()),
+    }
 
 
 @pytest.mark.parametrize("tamper", ["mac", "garbage", "empty", "extra-part", "surrogate"])
-def test_a_tampered_link_is_refused(exports: ExportService, acme: Tenant,
-                                    events: MemorySink, tamper: str) -> None:
+def test_a_tampered_link_is_refused(
+    exports: ExportService, acme: Tenant, events: MemorySink, tamper: str
+) -> None:
     with bind(ctx_of(acme)):
         token = exports.create("json").token
     payload, mac = token.rsplit(".", 1)
-    token = {"mac": f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}",  # all-data bits
-             "garbage": "not-a-link", "empty": "", "extra-part": f"{token}.more",
-             "surrogate": f"{token}\ud800"}[tamper]
+    token = {
+        "mac": f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}",  # all-data bits
+        "garbage": "not-a-link",
+        "empty": "",
+        "extra-part": f"{token}.more",
+        "surrogate": f"{token}\ud800",
+    }[tamper]
     with bind(ctx_of(acme)), pytest.raises(ExportLinkInvalid) as refused:
         exports.download(token)
     assert refused.value.code == "export-link-invalid"
@@ -138,14 +154,18 @@ def test_a_tampered_link_is_refused(exports: ExportService, acme: Tenant,
 
 @pytest.mark.parametrize("claim", ["t", "x", "e", "v"])
 def test_a_link_whose_payload_is_edited_is_refused(
-        exports: ExportService, acme: Tenant, globex: Tenant, clock: FrozenClock,
-        claim: str) -> None:
+    exports: ExportService, acme: Tenant, globex: Tenant, clock: FrozenClock, claim: str
+) -> None:
     with bind(ctx_of(globex)):
         theirs = exports.create("json")
     with bind(ctx_of(acme)):
         mine = exports.create("json")
-    value = {"t": globex.id, "x": theirs.export_id, "v": 2,  # another tenant, export, format
-             "e": int(clock.now().timestamp()) + 365 * 86400}[claim]  # a year more
+    value = {
+        "t": globex.id,
+        "x": theirs.export_id,
+        "v": 2,  # another tenant, export, format
+        "e": int(clock.now().timestamp()) + 365 * 86400,
+    }[claim]  # a year more
     forged = with_claims(mine.token, **{claim: value})
     for tenant in (acme, globex):
         with bind(ctx_of(tenant)), pytest.raises(ExportLinkInvalid) as refused:
@@ -154,10 +174,15 @@ def test_a_link_whose_payload_is_edited_is_refused(
 
 
 def test_a_link_signed_with_another_key_is_refused(
-        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
-        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
-    other = export_service(engine, worklogs, tenant_keys, clock, events,
-                           signing_key=b"o" * 32)
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    exports: ExportService,
+    acme: Tenant,
+) -> None:
+    other = export_service(engine, worklogs, tenant_keys, clock, events, signing_key=b"o" * 32)
     with bind(ctx_of(acme)):
         link = other.create("json")
         forged = serializer(b"o" * 32).dumps(claims_of(link.token))  # same claims, other key
@@ -168,7 +193,8 @@ def test_a_link_signed_with_another_key_is_refused(
 
 
 def test_the_signing_key_used_for_another_purpose_makes_no_link(
-        exports: ExportService, acme: Tenant) -> None:
+    exports: ExportService, acme: Tenant
+) -> None:
     with bind(ctx_of(acme)):
         claims = claims_of(exports.create("json").token)
         for salt in ("itsdangerous", "tenancy.exports.link/v2"):
@@ -178,10 +204,23 @@ def test_the_signing_key_used_for_another_purpose_makes_no_link(
 
 
 def test_a_retired_signing_key_still_verifies_during_rotation(
-        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
-        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
-    rotated = export_service(engine, worklogs, tenant_keys, clock, events,
-                             signing_key=b"n" * 32, previous_keys=[b"k" * 32])
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    exports: ExportService,
+    acme: Tenant,
+) -> None:
+    rotated = export_service(
+        engine,
+        worklogs,
+        tenant_keys,
+        clock,
+        events,
+        signing_key=b"n" * 32,
+        previous_keys=[b"k" * 32],
+    )
     with bind(ctx_of(acme)):
         old_token = exports.create("json").token
         assert rotated.download(old_token).tenant_id == acme.id
@@ -190,8 +229,9 @@ def test_a_retired_signing_key_still_verifies_during_rotation(
             exports.download(new_token)
 
 
-def test_an_expired_link_is_refused(exports: ExportService, acme: Tenant,
-                                    clock: FrozenClock) -> None:
+def test_an_expired_link_is_refused(
+    exports: ExportService, acme: Tenant, clock: FrozenClock
+) -> None:
     with bind(ctx_of(acme)):
         token = exports.create("csv").token
         clock.advance(timedelta(hours=24).total_seconds() - 1)
@@ -204,10 +244,15 @@ def test_an_expired_link_is_refused(exports: ExportService, acme: Tenant,
 
 
 def test_a_link_keeps_the_expiry_it_was_made_with(
-        engine: Engine, worklogs: WorklogStore, tenant_keys: TenantKeys, clock: FrozenClock,
-        events: MemorySink, exports: ExportService, acme: Tenant) -> None:
-    longer = export_service(engine, worklogs, tenant_keys, clock, events,
-                            window=timedelta(days=7))
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    exports: ExportService,
+    acme: Tenant,
+) -> None:
+    longer = export_service(engine, worklogs, tenant_keys, clock, events, window=timedelta(days=7))
     with bind(ctx_of(acme)):
         token = exports.create("json").token  # a 24 h link
         clock.advance(timedelta(hours=25).total_seconds())
@@ -215,9 +260,9 @@ def test_a_link_keeps_the_expiry_it_was_made_with(
             longer.download(token)  # a longer window for new links extends no old one
 
 
-def test_another_tenants_link_is_refused(exports: ExportService, worklogs: WorklogStore,
-                                         acme: Tenant, globex: Tenant,
-                                         events: MemorySink) -> None:
+def test_another_tenants_link_is_refused(
+    exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant, events: MemorySink
+) -> None:
     add_worklogs(worklogs, acme, "acme secret")
     with bind(ctx_of(acme)):
         token = exports.create("json").token
@@ -228,12 +273,10 @@ def test_another_tenants_link_is_refused(exports: ExportService, worklogs: Workl
     assert spec_for(refused.value).status == 404  # answered like a link naming nothing
     assert spec_for(refused.value) == spec_for(ExportLinkInvalid("x"))
     last = events.events[-1]
-    assert (last.action, last.tenant_id, last.actor) == ("export.refused", globex.id,
-                                                         "mallory")
+    assert (last.action, last.tenant_id, last.actor) == ("export.refused", globex.id, "mallory")
 
 
-def test_a_deleted_export_is_gone(exports: ExportService, acme: Tenant,
-                                  engine: Engine) -> None:
+def test_a_deleted_export_is_gone(exports: ExportService, acme: Tenant, engine: Engine) -> None:
     with bind(ctx_of(acme)):
         token = exports.create("json").token
     with engine.begin() as conn:
@@ -253,20 +296,25 @@ def test_downloading_needs_a_bound_tenant(exports: ExportService, acme: Tenant) 
         exports.create("json")
 
 
-def test_an_unknown_format_is_an_invalid_request(exports: ExportService,
-                                                 acme: Tenant) -> None:
+def test_an_unknown_format_is_an_invalid_request(exports: ExportService, acme: Tenant) -> None:
     with bind(ctx_of(acme)), pytest.raises(InvalidRequest) as refused:
         exports.create("xlsx")
     assert "format" in refused.value.errors
 
 
-@pytest.mark.parametrize(("key", "window"), [(b"short", timedelta(hours=1)),
-                                             (b"k" * 32, timedelta(0))],
-                         ids=["short-key", "empty-window"])
-def test_weak_settings_are_refused(engine: Engine, worklogs: WorklogStore,
-                                   tenant_keys: TenantKeys, clock: FrozenClock,
-                                   events: MemorySink, key: bytes,
-                                   window: timedelta) -> None:
+@pytest.mark.parametrize(
+    ("key", "window"),
+    [(b"short", timedelta(hours=1)), (b"k" * 32, timedelta(0))],
+    ids=["short-key", "empty-window"],
+)
+def test_weak_settings_are_refused(
+    engine: Engine,
+    worklogs: WorklogStore,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    key: bytes,
+    window: timedelta,
+) -> None:
     with pytest.raises(ConfigurationError):
-        export_service(engine, worklogs, tenant_keys, clock, events, signing_key=key,
-                       window=window)
+        export_service(engine, worklogs, tenant_keys, clock, events, signing_key=key, window=window)

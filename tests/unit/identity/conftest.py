@@ -32,5 +32,8 @@ def dev(tmp_path: Path, clock: FrozenClock) -> DevIssuer:
 @pytest.fixture
 def verifier(dev: DevIssuer, tmp_path: Path, clock: FrozenClock, leeway: float) -> TokenVerifier:
     keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUD, keys=keys,
-                                         algorithms=["EdDSA"])], clock=clock, leeway=leeway)
+    return TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience=AUD, keys=keys, algorithms=["EdDSA"])],
+        clock=clock,
+        leeway=leeway,
+    )

@@ -22,10 +22,22 @@ TID = str(uuid.uuid4())
 BAD = ["\x00", "\x01", "\t", "\n", "\x1b", "\x7f", "\x85", "\x9f", "\ud800", "\udfff"]
 
 
-def mint(dev: DevIssuer, *, subject: str = "alice", roles: list[str] | None = None,
-         scopes: list[str] | None = None, **extra: Any) -> str:
-    return dev.mint(tenant_id=TID, subject=subject, audience=AUD, roles=roles or ["member"],
-                    scopes=scopes or ["worklogs:read"], extra_claims=extra or None)
+def mint(
+    dev: DevIssuer,
+    *,
+    subject: str = "alice",
+    roles: list[str] | None = None,
+    scopes: list[str] | None = None,
+    **extra: Any,
+) -> str:
+    return dev.mint(
+        tenant_id=TID,
+        subject=subject,
+        audience=AUD,
+        roles=roles or ["member"],
+        scopes=scopes or ["worklogs:read"],
+        extra_claims=extra or None,
+    )
 
 
 def refused(verifier: TokenVerifier, token: str) -> str:
@@ -35,22 +47,25 @@ def refused(verifier: TokenVerifier, token: str) -> str:
 
 
 @pytest.mark.parametrize("bad", BAD, ids=ascii)
-def test_subject_with_a_control_character_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                     bad: str) -> None:
+def test_subject_with_a_control_character_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, bad: str
+) -> None:
     assert "sub claim" in refused(verifier, mint(dev, subject=f"alice{bad}x"))
 
 
 @pytest.mark.parametrize("bad", BAD, ids=ascii)
-def test_role_with_a_control_character_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                  bad: str) -> None:
+def test_role_with_a_control_character_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, bad: str
+) -> None:
     # The example: to rego-cpp "member\0x" is "member".
     token = mint(dev, roles=["viewer", f"member{bad}x"])
     assert "roles claim" in refused(verifier, token)
 
 
 @pytest.mark.parametrize("bad", BAD, ids=ascii)
-def test_scope_with_a_control_character_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                   bad: str) -> None:
+def test_scope_with_a_control_character_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, bad: str
+) -> None:
     token = mint(dev, scopes=["worklogs:read", f"worklogs:write{bad}x"])
     assert "scope claim" in refused(verifier, token)
 
@@ -62,14 +77,16 @@ def test_scope_list_joined_by_a_tab_is_refused(verifier: TokenVerifier, dev: Dev
 
 
 @pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=ascii)
-def test_tenant_claim_with_a_control_character_is_refused(verifier: TokenVerifier,
-                                                          dev: DevIssuer, bad: str) -> None:
+def test_tenant_claim_with_a_control_character_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, bad: str
+) -> None:
     # Already refused as a non-canonical UUID; kept so a looser tid check cannot let it in.
     assert "tid" in refused(verifier, mint(dev, tid=TID + bad))
 
 
-def test_unicode_that_is_not_a_control_character_is_accepted(verifier: TokenVerifier,
-                                                            dev: DevIssuer) -> None:
+def test_unicode_that_is_not_a_control_character_is_accepted(
+    verifier: TokenVerifier, dev: DevIssuer
+) -> None:
     token = mint(dev, subject="zoë ☃ \U0001d518", roles=["mëmber"], scopes=["worklogs:read"])
     principal = verifier.verify(token).principal
     assert (principal.subject, principal.roles) == ("zoë ☃ \U0001d518", frozenset({"mëmber"}))

@@ -24,7 +24,8 @@ def test_opening_the_issuer_concurrently_never_fails(tmp_path: Path) -> None:
     assert kids == {first.kid}
     assert json.loads((tmp_path / JWKS_FILE).read_text()) == first.jwks()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["dev-issuer-ed25519.pem", JWKS_FILE])  # no temporary file left behind
+        ["dev-issuer-ed25519.pem", JWKS_FILE]
+    )  # no temporary file left behind
 
 
 def test_an_unchanged_jwks_file_is_not_rewritten(tmp_path: Path) -> None:

@@ -34,21 +34,25 @@ def server() -> Iterator[JWKSServer]:
         yield srv
 
 
-def make_verifier(server: JWKSServer, clock: FrozenClock, algorithms: list[str],
-                  **key_kwargs: Any) -> tuple[TokenVerifier, JWKSKeySource]:
+def make_verifier(
+    server: JWKSServer, clock: FrozenClock, algorithms: list[str], **key_kwargs: Any
+) -> tuple[TokenVerifier, JWKSKeySource]:
     keys = JWKSKeySource.from_url(server.url, algorithms=algorithms, **key_kwargs)
-    verifier = TokenVerifier([trusted_issuer(ISS, audience=AUD, keys=keys,
-                                             algorithms=algorithms)], clock=clock)
+    verifier = TokenVerifier(
+        [trusted_issuer(ISS, audience=AUD, keys=keys, algorithms=algorithms)], clock=clock
+    )
     return verifier, keys
 
 
 def mint(issuer: DevIssuer, clock: FrozenClock, **claims: Any) -> str:
-    return issuer.mint(tenant_id=str(uuid.uuid4()), subject="alice", audience=AUD,
-                       now=clock.now(), **claims)
+    return issuer.mint(
+        tenant_id=str(uuid.uuid4()), subject="alice", audience=AUD, now=clock.now(), **claims
+    )
 
 
-def test_kid_removed_from_jwks_after_rotation_stops_verifying(server: JWKSServer,
-                                                              clock: FrozenClock) -> None:
+def test_kid_removed_from_jwks_after_rotation_stops_verifying(
+    server: JWKSServer, clock: FrozenClock
+) -> None:
     old, new = DevIssuer.generate(issuer=ISS), DevIssuer.generate(issuer=ISS)
     server.jwks = {"keys": [old.public_jwk]}
     verifier, _ = make_verifier(server, clock, ["EdDSA"], max_age=300, min_refresh_interval=30)
@@ -74,15 +78,18 @@ def test_new_kid_triggers_a_refresh(server: JWKSServer, clock: FrozenClock) -> N
     assert server.requests == 2
 
 
-def test_random_kids_cannot_force_unbounded_fetches(server: JWKSServer,
-                                                    clock: FrozenClock) -> None:
+def test_random_kids_cannot_force_unbounded_fetches(server: JWKSServer, clock: FrozenClock) -> None:
     real = DevIssuer.generate(issuer=ISS)
     server.jwks = {"keys": [real.public_jwk]}
     verifier, keys = make_verifier(server, clock, ["EdDSA"], min_refresh_interval=30)
     verifier.verify(mint(real, clock))
     for i in range(200):
-        token = jwt.encode({"iss": ISS}, real._key, algorithm="EdDSA",
-                           headers={"kid": f"random-{i}", "typ": "at+jwt"})
+        token = jwt.encode(
+            {"iss": ISS},
+            real._key,
+            algorithm="EdDSA",
+            headers={"kid": f"random-{i}", "typ": "at+jwt"},
+        )
         with pytest.raises(InvalidToken, match="unknown signing key"):
             verifier.verify(token)
         clock.advance(0.5)  # 200 tokens over 100 s: at most one fetch per 30 s
@@ -105,8 +112,9 @@ def test_failed_fetch_keeps_the_cached_keys(server: JWKSServer, clock: FrozenClo
 
 def test_unreachable_jwks_refuses_tokens_without_crashing(clock: FrozenClock) -> None:
     keys = JWKSKeySource.from_url("http://127.0.0.1:9/jwks", algorithms=["EdDSA"], timeout=1)
-    verifier = TokenVerifier([trusted_issuer(ISS, audience=AUD, keys=keys,
-                                             algorithms=["EdDSA"])], clock=clock)
+    verifier = TokenVerifier(
+        [trusted_issuer(ISS, audience=AUD, keys=keys, algorithms=["EdDSA"])], clock=clock
+    )
     with pytest.raises(InvalidToken, match="unknown signing key"):
         verifier.verify(mint(DevIssuer.generate(issuer=ISS), clock))
 
@@ -114,19 +122,32 @@ def test_unreachable_jwks_refuses_tokens_without_crashing(clock: FrozenClock) ->
 def test_symmetric_key_in_jwks_is_never_used(server: JWKSServer, clock: FrozenClock) -> None:
     secret = b"0123456789abcdef0123456789abcdef"
     oct_jwk = json.loads(jwt.algorithms.HMACAlgorithm.to_jwk(secret))
-    server.jwks = {"keys": [{**oct_jwk, "kid": "hmac", "alg": "HS256"},
-                            DevIssuer.generate(issuer=ISS).public_jwk]}
+    server.jwks = {
+        "keys": [
+            {**oct_jwk, "kid": "hmac", "alg": "HS256"},
+            DevIssuer.generate(issuer=ISS).public_jwk,
+        ]
+    }
     verifier, keys = make_verifier(server, clock, ["EdDSA"])
-    token = jwt.encode({"iss": ISS, "aud": AUD, "sub": "a", "tid": str(uuid.uuid4()),
-                        "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 60},
-                       secret, algorithm="HS256", headers={"kid": "hmac", "typ": "at+jwt"})
+    token = jwt.encode(
+        {
+            "iss": ISS,
+            "aud": AUD,
+            "sub": "a",
+            "tid": str(uuid.uuid4()),
+            "iat": int(NOW.timestamp()),
+            "exp": int(NOW.timestamp()) + 60,
+        },
+        secret,
+        algorithm="HS256",
+        headers={"kid": "hmac", "typ": "at+jwt"},
+    )
     with pytest.raises(InvalidToken):
         verifier.verify(token)
     assert keys.lookup("hmac") is None
 
 
-def test_private_key_published_in_jwks_is_not_used(server: JWKSServer,
-                                                   clock: FrozenClock) -> None:
+def test_private_key_published_in_jwks_is_not_used(server: JWKSServer, clock: FrozenClock) -> None:
     issuer = DevIssuer.generate(issuer=ISS)
     private_jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(issuer._key))
     server.jwks = {"keys": [{**private_jwk, "kid": issuer.kid, "alg": "EdDSA"}]}
@@ -158,22 +179,27 @@ def test_es256_and_rs256_issuers_verify(server: JWKSServer, clock: FrozenClock, 
     verifier, _ = make_verifier(server, clock, [alg])
     now = int(NOW.timestamp())
     tid = str(uuid.uuid4())
-    token = jwt.encode({"iss": ISS, "aud": AUD, "sub": "s", "tid": tid, "iat": now,
-                        "exp": now + 60}, private, algorithm=alg,
-                       headers={"kid": "k1", "typ": "at+jwt"})
+    token = jwt.encode(
+        {"iss": ISS, "aud": AUD, "sub": "s", "tid": tid, "iat": now, "exp": now + 60},
+        private,
+        algorithm=alg,
+        headers={"kid": "k1", "typ": "at+jwt"},
+    )
     assert verifier.verify(token).principal.tenant_id == tid
     # The same key under the wrong algorithm name is refused.
     other = "RS256" if alg == "ES256" else "ES256"
     forged = token.split(".")
-    header = jwt.utils.base64url_encode(json.dumps({"alg": other, "kid": "k1",
-                                                    "typ": "at+jwt"}).encode()).decode()
+    header = jwt.utils.base64url_encode(
+        json.dumps({"alg": other, "kid": "k1", "typ": "at+jwt"}).encode()
+    ).decode()
     with pytest.raises(InvalidToken):
         verifier.verify(".".join([header, forged[1], forged[2]]))
 
 
 @pytest.mark.anyio
-async def test_async_verification_fetches_keys_off_the_event_loop(server: JWKSServer,
-                                                                  clock: FrozenClock) -> None:
+async def test_async_verification_fetches_keys_off_the_event_loop(
+    server: JWKSServer, clock: FrozenClock
+) -> None:
     issuer = DevIssuer.generate(issuer=ISS)
     server.jwks = {"keys": [issuer.public_jwk]}
     verifier, _ = make_verifier(server, clock, ["EdDSA"])

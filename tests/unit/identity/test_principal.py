@@ -20,8 +20,9 @@ def leeway() -> float:
     return 0.0  # these tests are about exp itself
 
 
-def test_same_subject_in_two_tenants_is_two_principals(verifier: TokenVerifier,
-                                                       dev: DevIssuer) -> None:
+def test_same_subject_in_two_tenants_is_two_principals(
+    verifier: TokenVerifier, dev: DevIssuer
+) -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     pa = verifier.verify(dev.mint(tenant_id=a, subject="sam", audience="worklogs")).principal
     pb = verifier.verify(dev.mint(tenant_id=b, subject="sam", audience="worklogs")).principal
@@ -50,16 +51,23 @@ def test_amr_of_the_wrong_shape_is_refused() -> None:
 
 
 def test_scopes_and_roles_reach_the_principal(verifier: TokenVerifier, dev: DevIssuer) -> None:
-    token = dev.mint(tenant_id=str(uuid.uuid4()), subject="a", audience="worklogs",
-                     scopes=["worklogs:read"], roles=["member"], mfa=True)
+    token = dev.mint(
+        tenant_id=str(uuid.uuid4()),
+        subject="a",
+        audience="worklogs",
+        scopes=["worklogs:read"],
+        roles=["member"],
+        mfa=True,
+    )
     principal = verifier.verify(token).principal
     assert principal.scopes == {"worklogs:read"}
     assert principal.roles == {"member"}
     assert principal.mfa
 
 
-def test_hot_token_is_served_from_the_cache(verifier: TokenVerifier, dev: DevIssuer,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hot_token_is_served_from_the_cache(
+    verifier: TokenVerifier, dev: DevIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = dev.mint(tenant_id=str(uuid.uuid4()), subject="a", audience="worklogs")
     first = verifier.verify(token)
     calls = []
@@ -70,8 +78,9 @@ def test_hot_token_is_served_from_the_cache(verifier: TokenVerifier, dev: DevIss
     assert calls == []
 
 
-def test_cache_never_serves_a_token_past_its_exp(verifier: TokenVerifier, dev: DevIssuer,
-                                                 clock: FrozenClock) -> None:
+def test_cache_never_serves_a_token_past_its_exp(
+    verifier: TokenVerifier, dev: DevIssuer, clock: FrozenClock
+) -> None:
     token = dev.mint(tenant_id=str(uuid.uuid4()), subject="a", audience="worklogs", ttl=60)
     verifier.verify(token)
     clock.advance(59)

@@ -26,14 +26,14 @@ def b64(data: bytes) -> str:
 
 
 def forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
-    return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()),
-                     b64(signature)])
+    return ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), b64(signature)]
+    )
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(NOW.timestamp())
-    base = {"iss": DEV_ISSUER, "aud": AUD, "sub": "alice", "tid": TID, "iat": now,
-            "exp": now + 300}
+    base = {"iss": DEV_ISSUER, "aud": AUD, "sub": "alice", "tid": TID, "iat": now, "exp": now + 300}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -41,8 +41,9 @@ def claims(**overrides: Any) -> dict[str, Any]:
 def sign(dev: DevIssuer, payload: dict[str, Any], **headers: Any) -> str:
     """Sign any JSON payload with the real issuer key (PyJWS, so no claim type checks)."""
     header = {"kid": dev.kid, "typ": "at+jwt", **headers}
-    return jwt.api_jws.encode(json.dumps(payload).encode(), dev._key, algorithm="EdDSA",
-                              headers=header)
+    return jwt.api_jws.encode(
+        json.dumps(payload).encode(), dev._key, algorithm="EdDSA", headers=header
+    )
 
 
 def refused(verifier: TokenVerifier, token: str) -> str:
@@ -62,13 +63,15 @@ def test_alg_none_is_refused(verifier: TokenVerifier, dev: DevIssuer) -> None:
     assert "algorithm" in refused(verifier, token)
 
 
-def test_hs256_signed_with_the_public_key_is_refused(verifier: TokenVerifier,
-                                                     dev: DevIssuer) -> None:
+def test_hs256_signed_with_the_public_key_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer
+) -> None:
     # Algorithm confusion: the attacker HMACs with the issuer's public key as the secret.
     public = dev._key.public_key()
     secrets = [
-        public.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo),
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
         json.dumps(dev.public_jwk).encode(),
     ]
@@ -83,11 +86,13 @@ def test_unknown_kid_is_refused(verifier: TokenVerifier, dev: DevIssuer) -> None
     assert "unknown signing key" in refused(verifier, sign(dev, claims(), kid="other-kid"))
 
 
-def test_token_signed_by_another_key_with_our_kid_is_refused(verifier: TokenVerifier,
-                                                             dev: DevIssuer) -> None:
+def test_token_signed_by_another_key_with_our_kid_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer
+) -> None:
     impostor = DevIssuer.generate()
-    token = jwt.encode(claims(), impostor._key, algorithm="EdDSA",
-                       headers={"kid": dev.kid, "typ": "at+jwt"})
+    token = jwt.encode(
+        claims(), impostor._key, algorithm="EdDSA", headers={"kid": dev.kid, "typ": "at+jwt"}
+    )
     assert "Signature" in refused(verifier, token)
 
 
@@ -95,10 +100,12 @@ def test_wrong_issuer_is_refused(verifier: TokenVerifier, dev: DevIssuer) -> Non
     assert refused(verifier, sign(dev, claims(iss="https://evil.example"))) == "untrusted issuer"
 
 
-@pytest.mark.parametrize("iss", [DEV_ISSUER + ".evil.example", DEV_ISSUER + "/", DEV_ISSUER[:-1],
-                                 DEV_ISSUER.upper()])
-def test_issuer_that_only_prefix_matches_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                    iss: str) -> None:
+@pytest.mark.parametrize(
+    "iss", [DEV_ISSUER + ".evil.example", DEV_ISSUER + "/", DEV_ISSUER[:-1], DEV_ISSUER.upper()]
+)
+def test_issuer_that_only_prefix_matches_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, iss: str
+) -> None:
     assert refused(verifier, sign(dev, claims(iss=iss))) == "untrusted issuer"
 
 
@@ -107,8 +114,9 @@ def test_issuer_as_list_is_refused(verifier: TokenVerifier, dev: DevIssuer) -> N
 
 
 @pytest.mark.parametrize("aud", ["billing", [AUD, "billing"], [AUD], "worklogs2", None])
-def test_wrong_or_ambiguous_audience_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                aud: Any) -> None:
+def test_wrong_or_ambiguous_audience_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, aud: Any
+) -> None:
     refused(verifier, sign(dev, claims(aud=aud)))
 
 
@@ -133,16 +141,18 @@ def test_iat_in_the_future_is_refused(verifier: TokenVerifier, dev: DevIssuer) -
 
 
 @pytest.mark.parametrize("missing", ["exp", "iat", "sub", "tid", "aud", "iss"])
-def test_token_without_a_required_claim_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                   missing: str) -> None:
+def test_token_without_a_required_claim_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, missing: str
+) -> None:
     payload = claims()
     del payload[missing]
     refused(verifier, sign(dev, payload))
 
 
 @pytest.mark.parametrize("exp", ["9999999999", True, None, float("inf")])
-def test_exp_that_is_not_a_numeric_date_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                   exp: Any) -> None:
+def test_exp_that_is_not_a_numeric_date_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, exp: Any
+) -> None:
     payload = claims()
     payload["exp"] = exp
     if exp == float("inf"):
@@ -152,30 +162,31 @@ def test_exp_that_is_not_a_numeric_date_is_refused(verifier: TokenVerifier, dev:
 
 
 @pytest.mark.parametrize("tid", ["acme", "", 42, TID.upper(), "{" + TID + "}"])
-def test_malformed_tenant_claim_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                           tid: Any) -> None:
+def test_malformed_tenant_claim_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, tid: Any
+) -> None:
     assert "tid" in refused(verifier, sign(dev, claims(tid=tid)))
 
 
 @pytest.mark.parametrize("typ", ["JWT", "id_token+jwt", "refresh+jwt", "at+jwt+x", None])
-def test_token_that_is_not_an_access_token_is_refused(verifier: TokenVerifier, dev: DevIssuer,
-                                                      typ: Any) -> None:
+def test_token_that_is_not_an_access_token_is_refused(
+    verifier: TokenVerifier, dev: DevIssuer, typ: Any
+) -> None:
     header = {"kid": dev.kid, "typ": typ}
     token = jwt.encode(claims(), dev._key, algorithm="EdDSA", headers=header)
     if typ is None:
         # PyJWT adds typ=JWT by default; remove it to test a header without typ.
-        token = jwt.encode(claims(), dev._key, algorithm="EdDSA",
-                           headers={"kid": dev.kid, "typ": None})
+        token = jwt.encode(
+            claims(), dev._key, algorithm="EdDSA", headers={"kid": dev.kid, "typ": None}
+        )
     assert "access token" in refused(verifier, token)
 
 
-def test_application_at_jwt_media_type_is_accepted(verifier: TokenVerifier,
-                                                   dev: DevIssuer) -> None:
+def test_application_at_jwt_media_type_is_accepted(verifier: TokenVerifier, dev: DevIssuer) -> None:
     verifier.verify(sign(dev, claims(), typ="application/AT+JWT"))
 
 
-def test_oversized_token_is_refused_before_parsing(verifier: TokenVerifier,
-                                                   dev: DevIssuer) -> None:
+def test_oversized_token_is_refused_before_parsing(verifier: TokenVerifier, dev: DevIssuer) -> None:
     token = sign(dev, claims(padding="x" * 9000))
     assert "larger than" in refused(verifier, token)
 
@@ -196,8 +207,7 @@ def test_malformed_token_is_refused(verifier: TokenVerifier, token: str) -> None
     refused(verifier, token)
 
 
-def test_kind_the_issuer_may_not_assert_is_refused(verifier: TokenVerifier,
-                                                   dev: DevIssuer) -> None:
+def test_kind_the_issuer_may_not_assert_is_refused(verifier: TokenVerifier, dev: DevIssuer) -> None:
     assert "kind" in refused(verifier, sign(dev, claims(kind="support")))
 
 

@@ -78,15 +78,24 @@ def platform(tmp_path: Path, root: RootKey) -> Counting:
 
 @pytest.fixture
 def customer(tmp_path: Path, root: RootKey) -> Counting:
-    return Counting(LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root,
-                                     name="customer-local"))
+    return Counting(
+        LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root, name="customer-local")
+    )
 
 
 @pytest.fixture
-def tenant_keys(engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
-         events: MemorySink) -> TenantKeys:
-    service = TenantKeys(engine, [platform, customer], cache=DataKeyCache(ttl=60),  # type: ignore[list-item]
-                         clock=clock, events=events, backoff=0, sleep=lambda _: None)
+def tenant_keys(
+    engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock, events: MemorySink
+) -> TenantKeys:
+    service = TenantKeys(
+        engine,
+        [platform, customer],
+        cache=DataKeyCache(ttl=60),  # type: ignore[list-item]
+        clock=clock,
+        events=events,
+        backoff=0,
+        sleep=lambda _: None,
+    )
     service.create_schema()
     return service
 
@@ -99,12 +108,20 @@ def raw_rows(engine: Engine, table: str) -> list[Any]:
 
 
 @pytest.fixture
-def grace_keys(engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
-               events: MemorySink) -> TenantKeys:
+def grace_keys(
+    engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock, events: MemorySink
+) -> TenantKeys:
     """Like ``tenant_keys``, but a KEK rotation keeps the replaced version for an hour."""
-    service = TenantKeys(engine, [platform, customer], cache=DataKeyCache(ttl=60),  # type: ignore[list-item]
-                         clock=clock, events=events, backoff=0, sleep=lambda _: None,
-                         kek_grace=timedelta(hours=1))
+    service = TenantKeys(
+        engine,
+        [platform, customer],
+        cache=DataKeyCache(ttl=60),  # type: ignore[list-item]
+        clock=clock,
+        events=events,
+        backoff=0,
+        sleep=lambda _: None,
+        kek_grace=timedelta(hours=1),
+    )
     service.create_schema()
     return service
 
@@ -113,8 +130,8 @@ def grace_keys(engine: Engine, platform: Counting, customer: Counting, clock: Fr
 def copy_layers(tmp_path: Path, root: RootKey, clock: FrozenClock) -> KeyLayers:
     """The two key layers as someone holding the key files sees them: fresh provider
     objects over the same files (the customer's key as the customer left it), no cache."""
-    providers = [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root),
-                 LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root,
-                                  name="customer-local")]
-    return KeyLayers(providers, events=MemorySink(), clock=clock, backoff=0,
-                     sleep=lambda _: None)
+    providers = [
+        LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root),
+        LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root, name="customer-local"),
+    ]
+    return KeyLayers(providers, events=MemorySink(), clock=clock, backoff=0, sleep=lambda _: None)

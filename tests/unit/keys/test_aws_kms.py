@@ -69,9 +69,13 @@ def free_port() -> int:
 
 
 def kms_client(endpoint: str | None, **config: Any) -> Any:
-    return boto3.client("kms", region_name=REGION, endpoint_url=endpoint,
-                        config=Config(**{"retries": {"max_attempts": 0}, **config}),
-                        **CREDENTIALS)
+    return boto3.client(
+        "kms",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        config=Config(**{"retries": {"max_attempts": 0}, **config}),
+        **CREDENTIALS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +129,8 @@ def test_provider_satisfies_the_key_provider_protocol(provider: AwsKmsKeyProvide
 
 
 def test_create_key_makes_a_symmetric_customer_key_named_for_the_tenant(
-        provider: AwsKmsKeyProvider, kms: Any) -> None:
+    provider: AwsKmsKeyProvider, kms: Any
+) -> None:
     ref = provider.create_key(tenant_id="tenant-a")
 
     assert ref.provider == "aws-kms"
@@ -141,8 +146,7 @@ def test_create_key_makes_a_symmetric_customer_key_named_for_the_tenant(
     assert {"TagKey": "tenancy:tenant-id", "TagValue": "tenant-a"} in tags
 
 
-def test_wrap_then_unwrap_returns_the_data_key(provider: AwsKmsKeyProvider,
-                                               key_a: KeyRef) -> None:
+def test_wrap_then_unwrap_returns_the_data_key(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
 
     assert used == KeyRef("aws-kms", key_a.key_id, None)
@@ -150,51 +154,74 @@ def test_wrap_then_unwrap_returns_the_data_key(provider: AwsKmsKeyProvider,
     assert provider.unwrap(used, blob, context=context("tenant-a")) == DEK
 
 
-@pytest.mark.parametrize("other", [
-    context("tenant-b"),
-    context("tenant-a", purpose="search-index"),
-    {**context("tenant-a"), "dek_version": "2"},
-    context("tenant-a", extra="x"),
-    {"tenant": "tenant-a"},
-    {},
-], ids=["other-tenant", "other-purpose", "other-version", "extra-entry", "missing-entries",
-        "empty"])
-def test_blob_does_not_unwrap_in_another_context(provider: AwsKmsKeyProvider, key_a: KeyRef,
-                                                 other: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "other",
+    [
+        context("tenant-b"),
+        context("tenant-a", purpose="search-index"),
+        {**context("tenant-a"), "dek_version": "2"},
+        context("tenant-a", extra="x"),
+        {"tenant": "tenant-a"},
+        {},
+    ],
+    ids=[
+        "other-tenant",
+        "other-purpose",
+        "other-version",
+        "extra-entry",
+        "missing-entries",
+        "empty",
+    ],
+)
+def test_blob_does_not_unwrap_in_another_context(
+    provider: AwsKmsKeyProvider, key_a: KeyRef, other: dict[str, str]
+) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
 
     raises_exactly(DecryptionFailed, provider.unwrap, used, blob, context=other)
 
 
-@pytest.mark.parametrize("position", [
-    pytest.param(0, marks=pytest.mark.xfail(
-        strict=True, raises=KeyUnavailable,
-        reason="moto reads the key id from a blob's first 36 bytes and answers a changed "
-               "one with AccessDeniedException; KMS answers InvalidCiphertextException")),
-    -17,  # inside the authentication tag (moto) / the blob's body (KMS)
-    -1,
-], ids=["first-byte", "near-end", "last-byte"])
-def test_tampered_blob_does_not_unwrap(provider: AwsKmsKeyProvider, key_a: KeyRef,
-                                       position: int) -> None:
+@pytest.mark.parametrize(
+    "position",
+    [
+        pytest.param(
+            0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=KeyUnavailable,
+                reason="moto reads the key id from a blob's first 36 bytes and answers a changed "
+                "one with AccessDeniedException; KMS answers InvalidCiphertextException",
+            ),
+        ),
+        -17,  # inside the authentication tag (moto) / the blob's body (KMS)
+        -1,
+    ],
+    ids=["first-byte", "near-end", "last-byte"],
+)
+def test_tampered_blob_does_not_unwrap(
+    provider: AwsKmsKeyProvider, key_a: KeyRef, position: int
+) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
     tampered = bytearray(blob)
     tampered[position] ^= 0x01
 
-    raises_exactly(DecryptionFailed, provider.unwrap, used, bytes(tampered),
-                   context=context("tenant-a"))
+    raises_exactly(
+        DecryptionFailed, provider.unwrap, used, bytes(tampered), context=context("tenant-a")
+    )
 
 
-def test_truncated_or_empty_blob_does_not_unwrap(provider: AwsKmsKeyProvider,
-                                                 key_a: KeyRef) -> None:
+def test_truncated_or_empty_blob_does_not_unwrap(
+    provider: AwsKmsKeyProvider, key_a: KeyRef
+) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
 
-    raises_exactly(DecryptionFailed, provider.unwrap, used, blob[:-1],
-                   context=context("tenant-a"))
+    raises_exactly(DecryptionFailed, provider.unwrap, used, blob[:-1], context=context("tenant-a"))
     raises_exactly(DecryptionFailed, provider.unwrap, used, b"", context=context("tenant-a"))
 
 
-def test_blob_is_refused_under_another_tenants_key_id(provider: AwsKmsKeyProvider,
-                                                      key_a: KeyRef, key_b: KeyRef) -> None:
+def test_blob_is_refused_under_another_tenants_key_id(
+    provider: AwsKmsKeyProvider, key_a: KeyRef, key_b: KeyRef
+) -> None:
     # Tenant A's blob, with tenant A's own context (so the context cannot be what refuses
     # it), presented under tenant B's key. Decrypt names KeyId, so KMS checks the blob
     # was made by that key. moto answers AccessDeniedException, which the provider maps to
@@ -205,25 +232,33 @@ def test_blob_is_refused_under_another_tenants_key_id(provider: AwsKmsKeyProvide
     raises_exactly(KeyUnavailable, provider.unwrap, key_b, blob, context=context("tenant-a"))
 
 
-def test_wrap_refuses_malformed_input_without_calling_kms(provider: AwsKmsKeyProvider,
-                                                          key_a: KeyRef) -> None:
+def test_wrap_refuses_malformed_input_without_calling_kms(
+    provider: AwsKmsKeyProvider, key_a: KeyRef
+) -> None:
     raises_exactly(KeyManagementError, provider.wrap, key_a, b"", context=context("tenant-a"))
-    raises_exactly(KeyManagementError, provider.wrap, key_a, b"x" * 4097,
-                   context=context("tenant-a"))
-    raises_exactly(KeyManagementError, provider.wrap, key_a, DEK,
-                   context={"tenant": 1})  # type: ignore[dict-item]
+    raises_exactly(
+        KeyManagementError, provider.wrap, key_a, b"x" * 4097, context=context("tenant-a")
+    )
+    raises_exactly(KeyManagementError, provider.wrap, key_a, DEK, context={"tenant": 1})  # type: ignore[dict-item]
 
 
 def test_refs_of_another_provider_or_region_are_refused_without_a_call() -> None:
     client = kms_client(None)
     provider = AwsKmsKeyProvider(client)
-    elsewhere = KeyRef("aws-kms", "arn:aws:kms:us-east-1:123456789012:key/"
-                                  "11111111-2222-3333-4444-555555555555")
+    elsewhere = KeyRef(
+        "aws-kms", "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    )
     with Stubber(client) as stub:  # no response queued: any call would fail the test
-        raises_exactly(KeyUnavailable, provider.unwrap, KeyRef("local", "kek-1", "1"),
-                       b"blob", context=context("tenant-a"))
-        raises_exactly(KeyUnavailable, provider.unwrap, elsewhere, b"blob",
-                       context=context("tenant-a"))
+        raises_exactly(
+            KeyUnavailable,
+            provider.unwrap,
+            KeyRef("local", "kek-1", "1"),
+            b"blob",
+            context=context("tenant-a"),
+        )
+        raises_exactly(
+            KeyUnavailable, provider.unwrap, elsewhere, b"blob", context=context("tenant-a")
+        )
         raises_exactly(KeyUnavailable, provider.describe, elsewhere)
         stub.assert_no_pending_responses()
     client.close()
@@ -232,15 +267,18 @@ def test_refs_of_another_provider_or_region_are_refused_without_a_call() -> None
 # -- the emulator: describe, disable, enable, destroy, rotate ---------------------------
 
 
-def test_describe_reports_enabled_and_location(provider: AwsKmsKeyProvider,
-                                               key_a: KeyRef) -> None:
+def test_describe_reports_enabled_and_location(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     assert provider.describe(key_a) == KeyInfo(
-        key_a, enabled=True, versions=(), managed_by="customer", location=f"aws-kms:{REGION}")
+        key_a, enabled=True, versions=(), managed_by="customer", location=f"aws-kms:{REGION}"
+    )
 
 
-@pytest.mark.xfail(strict=True, raises=DID_NOT_RAISE,
-                   reason="moto does not enforce key state on Decrypt: a disabled key still "
-                          "decrypts (KMS: DisabledException)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=DID_NOT_RAISE,
+    reason="moto does not enforce key state on Decrypt: a disabled key still "
+    "decrypts (KMS: DisabledException)",
+)
 def test_disabled_key_refuses_unwrap(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
     provider.disable(key_a)
@@ -248,9 +286,12 @@ def test_disabled_key_refuses_unwrap(provider: AwsKmsKeyProvider, key_a: KeyRef)
     raises_exactly(KeyUnavailable, provider.unwrap, used, blob, context=context("tenant-a"))
 
 
-@pytest.mark.xfail(strict=True, raises=DID_NOT_RAISE,
-                   reason="moto does not enforce key state on Encrypt: a disabled key still "
-                          "encrypts (KMS: DisabledException)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=DID_NOT_RAISE,
+    reason="moto does not enforce key state on Encrypt: a disabled key still "
+    "encrypts (KMS: DisabledException)",
+)
 def test_disabled_key_refuses_wrap(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     provider.disable(key_a)
 
@@ -258,7 +299,8 @@ def test_disabled_key_refuses_wrap(provider: AwsKmsKeyProvider, key_a: KeyRef) -
 
 
 def test_disabled_then_enabled_key_is_reported_and_works_again(
-        provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
+    provider: AwsKmsKeyProvider, key_a: KeyRef
+) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
 
     provider.disable(key_a)
@@ -272,7 +314,8 @@ def test_disabled_then_enabled_key_is_reported_and_works_again(
 
 
 def test_destroy_schedules_deletion_after_the_minimum_window(
-        provider: AwsKmsKeyProvider, key_a: KeyRef, kms: Any) -> None:
+    provider: AwsKmsKeyProvider, key_a: KeyRef, kms: Any
+) -> None:
     provider.destroy(key_a)
 
     assert provider.describe(key_a).enabled is False
@@ -289,9 +332,12 @@ def test_destroy_twice_is_a_no_op(provider: AwsKmsKeyProvider, key_a: KeyRef) ->
     assert provider.describe(key_a).enabled is False
 
 
-@pytest.mark.xfail(strict=True, raises=DID_NOT_RAISE,
-                   reason="moto does not enforce key state on Decrypt: a key pending "
-                          "deletion still decrypts (KMS: KMSInvalidStateException)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=DID_NOT_RAISE,
+    reason="moto does not enforce key state on Decrypt: a key pending "
+    "deletion still decrypts (KMS: KMSInvalidStateException)",
+)
 def test_destroyed_key_refuses_unwrap(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     blob, used = provider.wrap(key_a, DEK, context=context("tenant-a"))
     provider.destroy(key_a)
@@ -299,40 +345,48 @@ def test_destroyed_key_refuses_unwrap(provider: AwsKmsKeyProvider, key_a: KeyRef
     raises_exactly(KeyDestroyed, provider.unwrap, used, blob, context=context("tenant-a"))
 
 
-@pytest.mark.xfail(strict=True, raises=DID_NOT_RAISE,
-                   reason="moto does not enforce key state on Encrypt: a key pending "
-                          "deletion still encrypts (KMS: KMSInvalidStateException)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=DID_NOT_RAISE,
+    reason="moto does not enforce key state on Encrypt: a key pending "
+    "deletion still encrypts (KMS: KMSInvalidStateException)",
+)
 def test_destroyed_key_refuses_wrap(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     provider.destroy(key_a)
 
     raises_exactly(KeyDestroyed, provider.wrap, key_a, DEK, context=context("tenant-a"))
 
 
-@pytest.mark.xfail(strict=True, raises=DID_NOT_RAISE,
-                   reason="moto's EnableKey turns a key pending deletion back to Enabled "
-                          "(KMS: KMSInvalidStateException; only CancelKeyDeletion undoes it)")
-def test_destroyed_key_cannot_be_enabled_again(provider: AwsKmsKeyProvider,
-                                               key_a: KeyRef) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    raises=DID_NOT_RAISE,
+    reason="moto's EnableKey turns a key pending deletion back to Enabled "
+    "(KMS: KMSInvalidStateException; only CancelKeyDeletion undoes it)",
+)
+def test_destroyed_key_cannot_be_enabled_again(provider: AwsKmsKeyProvider, key_a: KeyRef) -> None:
     provider.destroy(key_a)
 
     raises_exactly(KeyDestroyed, provider.enable, key_a)
 
 
-def test_key_kms_no_longer_knows_is_reported_destroyed(provider: AwsKmsKeyProvider,
-                                                       key_a: KeyRef) -> None:
+def test_key_kms_no_longer_knows_is_reported_destroyed(
+    provider: AwsKmsKeyProvider, key_a: KeyRef
+) -> None:
     # Once the deletion window has run, KMS answers NotFoundException for the key. moto
     # cannot fast-forward a deletion, so a key id that never existed (same answer) stands
     # in for it.
     blob, _ = provider.wrap(key_a, DEK, context=context("tenant-a"))
-    gone = KeyRef("aws-kms", key_a.key_id.rsplit("/", 1)[0]
-                  + "/00000000-0000-4000-8000-000000000000")
+    gone = KeyRef(
+        "aws-kms", key_a.key_id.rsplit("/", 1)[0] + "/00000000-0000-4000-8000-000000000000"
+    )
 
     raises_exactly(KeyDestroyed, provider.unwrap, gone, blob, context=context("tenant-a"))
     raises_exactly(KeyDestroyed, provider.describe, gone)
 
 
-def test_rotation_keeps_old_blobs_and_new_wraps_work(provider: AwsKmsKeyProvider,
-                                                     key_a: KeyRef, kms: Any) -> None:
+def test_rotation_keeps_old_blobs_and_new_wraps_work(
+    provider: AwsKmsKeyProvider, key_a: KeyRef, kms: Any
+) -> None:
     old_blob, old_used = provider.wrap(key_a, DEK, context=context("tenant-a"))
 
     assert provider.rotate(key_a) == key_a  # KMS versions inside its blobs: same ref
@@ -360,7 +414,8 @@ class WithoutOnDemandRotation:
 
 
 def test_rotation_turns_on_automatic_rotation_without_the_on_demand_api(
-        kms: Any, key_a: KeyRef) -> None:
+    kms: Any, key_a: KeyRef
+) -> None:
     provider = AwsKmsKeyProvider(WithoutOnDemandRotation(kms))  # type: ignore[arg-type]
 
     assert provider.rotate(key_a) == key_a
@@ -384,14 +439,13 @@ def test_from_region_builds_a_working_provider(kms_endpoint: str) -> None:
 
 def test_unreachable_endpoint_is_provider_unavailable() -> None:
     # A free port nobody listens on: the connection is refused (EndpointConnectionError).
-    client = kms_client(f"http://127.0.0.1:{free_port()}", connect_timeout=0.5,
-                        read_timeout=0.5)
+    client = kms_client(f"http://127.0.0.1:{free_port()}", connect_timeout=0.5, read_timeout=0.5)
     provider = AwsKmsKeyProvider(client)
-    ref = KeyRef("aws-kms", f"arn:aws:kms:{REGION}:123456789012:key/"
-                            "11111111-2222-3333-4444-555555555555")
+    ref = KeyRef(
+        "aws-kms", f"arn:aws:kms:{REGION}:123456789012:key/11111111-2222-3333-4444-555555555555"
+    )
 
-    raises_exactly(ProviderUnavailable, provider.unwrap, ref, b"blob",
-                   context=context("tenant-a"))
+    raises_exactly(ProviderUnavailable, provider.unwrap, ref, b"blob", context=context("tenant-a"))
     raises_exactly(ProviderUnavailable, provider.wrap, ref, DEK, context=context("tenant-a"))
     raises_exactly(ProviderUnavailable, provider.create_key, tenant_id="tenant-a")
     client.close()
@@ -403,13 +457,20 @@ def test_endpoint_that_never_answers_is_provider_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
-        client = kms_client(f"http://127.0.0.1:{sock.getsockname()[1]}",
-                            connect_timeout=0.5, read_timeout=0.3)
-        ref = KeyRef("aws-kms", f"arn:aws:kms:{REGION}:123456789012:key/"
-                                "11111111-2222-3333-4444-555555555555")
+        client = kms_client(
+            f"http://127.0.0.1:{sock.getsockname()[1]}", connect_timeout=0.5, read_timeout=0.3
+        )
+        ref = KeyRef(
+            "aws-kms", f"arn:aws:kms:{REGION}:123456789012:key/11111111-2222-3333-4444-555555555555"
+        )
 
-        raises_exactly(ProviderUnavailable, AwsKmsKeyProvider(client).unwrap, ref, b"blob",
-                       context=context("tenant-a"))
+        raises_exactly(
+            ProviderUnavailable,
+            AwsKmsKeyProvider(client).unwrap,
+            ref,
+            b"blob",
+            context=context("tenant-a"),
+        )
         client.close()
 
 
@@ -440,78 +501,109 @@ def _call(provider: AwsKmsKeyProvider, operation: str) -> Any:
     }[operation]()
 
 
-@pytest.mark.parametrize(("operation", "code", "status", "message", "expected"), [
-    ("decrypt", "DisabledException", 400, "", KeyUnavailable),
-    ("decrypt", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
-    ("decrypt", "NotFoundException", 400, "", KeyDestroyed),
-    ("decrypt", "InvalidCiphertextException", 400, "", DecryptionFailed),
-    ("decrypt", "IncorrectKeyException", 400, "", DecryptionFailed),
-    ("decrypt", "AccessDeniedException", 400, "", KeyUnavailable),
-    ("decrypt", "ThrottlingException", 400, "Rate exceeded", ProviderUnavailable),
-    ("decrypt", "KMSInternalException", 500, "", ProviderUnavailable),
-    ("decrypt", "DependencyTimeoutException", 503, "", ProviderUnavailable),
-    ("decrypt", "KeyUnavailableException", 500, "", ProviderUnavailable),
-    ("decrypt", "InternalFailure", 500, "", ProviderUnavailable),
-    ("encrypt", "DisabledException", 400, "", KeyUnavailable),
-    ("encrypt", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
-    ("encrypt", "AccessDeniedException", 400, "", KeyUnavailable),
-    ("enable_key", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
-    ("disable_key", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
-    ("rotate_key_on_demand", "DisabledException", 400, "", KeyUnavailable),
-    ("rotate_key_on_demand", "LimitExceededException", 400, "", KeyManagementError),
-    ("rotate_key_on_demand", "ConflictException", 400, "", ProviderUnavailable),
-    ("describe_key", "NotFoundException", 400, "", KeyDestroyed),
-])
+@pytest.mark.parametrize(
+    ("operation", "code", "status", "message", "expected"),
+    [
+        ("decrypt", "DisabledException", 400, "", KeyUnavailable),
+        ("decrypt", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
+        ("decrypt", "NotFoundException", 400, "", KeyDestroyed),
+        ("decrypt", "InvalidCiphertextException", 400, "", DecryptionFailed),
+        ("decrypt", "IncorrectKeyException", 400, "", DecryptionFailed),
+        ("decrypt", "AccessDeniedException", 400, "", KeyUnavailable),
+        ("decrypt", "ThrottlingException", 400, "Rate exceeded", ProviderUnavailable),
+        ("decrypt", "KMSInternalException", 500, "", ProviderUnavailable),
+        ("decrypt", "DependencyTimeoutException", 503, "", ProviderUnavailable),
+        ("decrypt", "KeyUnavailableException", 500, "", ProviderUnavailable),
+        ("decrypt", "InternalFailure", 500, "", ProviderUnavailable),
+        ("encrypt", "DisabledException", 400, "", KeyUnavailable),
+        ("encrypt", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
+        ("encrypt", "AccessDeniedException", 400, "", KeyUnavailable),
+        ("enable_key", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
+        ("disable_key", "KMSInvalidStateException", 400, PENDING, KeyDestroyed),
+        ("rotate_key_on_demand", "DisabledException", 400, "", KeyUnavailable),
+        ("rotate_key_on_demand", "LimitExceededException", 400, "", KeyManagementError),
+        ("rotate_key_on_demand", "ConflictException", 400, "", ProviderUnavailable),
+        ("describe_key", "NotFoundException", 400, "", KeyDestroyed),
+    ],
+)
 def test_kms_errors_map_onto_the_provider_protocol(
-        stubbed: tuple[AwsKmsKeyProvider, Stubber], operation: str, code: str, status: int,
-        message: str, expected: type[Exception]) -> None:
+    stubbed: tuple[AwsKmsKeyProvider, Stubber],
+    operation: str,
+    code: str,
+    status: int,
+    message: str,
+    expected: type[Exception],
+) -> None:
     provider, stub = stubbed
-    stub.add_client_error(operation, service_error_code=code, service_message=message,
-                          http_status_code=status)
+    stub.add_client_error(
+        operation, service_error_code=code, service_message=message, http_status_code=status
+    )
 
     raises_exactly(expected, _call, provider, operation)
 
 
-@pytest.mark.parametrize(("state", "expected"), [
-    ("PendingDeletion", KeyDestroyed),
-    ("PendingReplicaDeletion", KeyDestroyed),
-    ("Unavailable", KeyUnavailable),  # e.g. its custom key store is disconnected
-    ("PendingImport", KeyUnavailable),
-])
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("PendingDeletion", KeyDestroyed),
+        ("PendingReplicaDeletion", KeyDestroyed),
+        ("Unavailable", KeyUnavailable),  # e.g. its custom key store is disconnected
+        ("PendingImport", KeyUnavailable),
+    ],
+)
 def test_invalid_state_without_a_telling_message_asks_for_the_key_state(
-        stubbed: tuple[AwsKmsKeyProvider, Stubber], state: str,
-        expected: type[Exception]) -> None:
+    stubbed: tuple[AwsKmsKeyProvider, Stubber], state: str, expected: type[Exception]
+) -> None:
     provider, stub = stubbed
-    stub.add_client_error("decrypt", service_error_code="KMSInvalidStateException",
-                          service_message=f"{ARN} is not usable.")
-    stub.add_response("describe_key", {"KeyMetadata": {"KeyId": ARN, "KeyState": state}},
-                      {"KeyId": ARN})
+    stub.add_client_error(
+        "decrypt",
+        service_error_code="KMSInvalidStateException",
+        service_message=f"{ARN} is not usable.",
+    )
+    stub.add_response(
+        "describe_key", {"KeyMetadata": {"KeyId": ARN, "KeyState": state}}, {"KeyId": ARN}
+    )
 
     raises_exactly(expected, provider.unwrap, REF, b"blob", context=context("tenant-a"))
 
 
 def test_destroy_of_a_key_already_pending_deletion_is_a_no_op(
-        stubbed: tuple[AwsKmsKeyProvider, Stubber]) -> None:
+    stubbed: tuple[AwsKmsKeyProvider, Stubber],
+) -> None:
     # What KMS answers a second ScheduleKeyDeletion (moto reschedules instead).
     provider, stub = stubbed
-    stub.add_client_error("schedule_key_deletion", service_error_code="KMSInvalidStateException",
-                          service_message=PENDING)
+    stub.add_client_error(
+        "schedule_key_deletion",
+        service_error_code="KMSInvalidStateException",
+        service_message=PENDING,
+    )
 
     provider.destroy(REF)
 
 
 def test_requests_name_the_key_the_context_and_the_minimum_window(
-        stubbed: tuple[AwsKmsKeyProvider, Stubber]) -> None:
+    stubbed: tuple[AwsKmsKeyProvider, Stubber],
+) -> None:
     provider, stub = stubbed
     key_id = ARN.rsplit("/", 1)[1]
-    stub.add_response("encrypt", {"CiphertextBlob": b"blob", "KeyId": ARN},
-                      {"KeyId": ARN, "Plaintext": DEK, "EncryptionContext": context("tenant-a")})
-    stub.add_response("decrypt", {"Plaintext": DEK, "KeyId": ARN},
-                      {"KeyId": ARN, "CiphertextBlob": b"blob",
-                       "EncryptionContext": context("tenant-a"),
-                       "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"})
-    stub.add_response("schedule_key_deletion", {"KeyId": ARN},
-                      {"KeyId": key_id, "PendingWindowInDays": 7})
+    stub.add_response(
+        "encrypt",
+        {"CiphertextBlob": b"blob", "KeyId": ARN},
+        {"KeyId": ARN, "Plaintext": DEK, "EncryptionContext": context("tenant-a")},
+    )
+    stub.add_response(
+        "decrypt",
+        {"Plaintext": DEK, "KeyId": ARN},
+        {
+            "KeyId": ARN,
+            "CiphertextBlob": b"blob",
+            "EncryptionContext": context("tenant-a"),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        },
+    )
+    stub.add_response(
+        "schedule_key_deletion", {"KeyId": ARN}, {"KeyId": key_id, "PendingWindowInDays": 7}
+    )
 
     assert provider.wrap(REF, DEK, context=context("tenant-a")) == (b"blob", REF)
     assert provider.unwrap(REF, b"blob", context=context("tenant-a")) == DEK
@@ -519,7 +611,8 @@ def test_requests_name_the_key_the_context_and_the_minimum_window(
 
 
 def test_decrypt_answered_under_another_key_is_refused(
-        stubbed: tuple[AwsKmsKeyProvider, Stubber]) -> None:
+    stubbed: tuple[AwsKmsKeyProvider, Stubber],
+) -> None:
     # Defence in depth: should KMS ever answer for another key than the one named.
     provider, stub = stubbed
     stub.add_response("decrypt", {"Plaintext": DEK, "KeyId": ARN[:-1] + "6"})

@@ -41,18 +41,21 @@ class Note(TenantScoped, Base):
 
 
 def ctx_of(tenant: Tenant) -> TenantContext:
-    return TenantContext(tenant.id, tenant.slug, "eu-central-1",
-                         Principal("i", tenant.id, "alice"), "rid")
+    return TenantContext(
+        tenant.id, tenant.slug, "eu-central-1", Principal("i", tenant.id, "alice"), "rid"
+    )
 
 
 @pytest.fixture
-def sessions(engine: Engine, tenant_keys: TenantKeys, acme: Tenant,
-             globex: Tenant) -> Iterator[sessionmaker[TenantSession]]:
+def sessions(
+    engine: Engine, tenant_keys: TenantKeys, acme: Tenant, globex: Tenant
+) -> Iterator[sessionmaker[TenantSession]]:
     Base.metadata.create_all(engine)
     tenant_keys.provision(acme.id)
     tenant_keys.provision(globex.id)
-    yield sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
-                       info={SESSION_KEYS: tenant_keys})
+    yield sessionmaker(
+        engine, class_=TenantSession, expire_on_commit=False, info={SESSION_KEYS: tenant_keys}
+    )
 
 
 def add(sessions: sessionmaker[TenantSession], tenant: Tenant, **fields: Any) -> str:
@@ -71,24 +74,36 @@ def load(sessions: sessionmaker[TenantSession], tenant: Tenant, note_id: str) ->
         return note
 
 
-def test_values_round_trip_and_are_ciphertext_at_rest(sessions: sessionmaker[TenantSession],
-                                                      engine: Engine, acme: Tenant) -> None:
-    note_id = add(sessions, acme, body="plaintext-marker-body", summary=None,
-                  blob=b"plaintext-marker-bytes", meta={"k": "plaintext-marker-json"})
+def test_values_round_trip_and_are_ciphertext_at_rest(
+    sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant
+) -> None:
+    note_id = add(
+        sessions,
+        acme,
+        body="plaintext-marker-body",
+        summary=None,
+        blob=b"plaintext-marker-bytes",
+        meta={"k": "plaintext-marker-json"},
+    )
     note = load(sessions, acme, note_id)
     assert (note.body, note.summary, note.blob, note.meta) == (
-        "plaintext-marker-body", None, b"plaintext-marker-bytes",
-        {"k": "plaintext-marker-json"})
+        "plaintext-marker-body",
+        None,
+        b"plaintext-marker-bytes",
+        {"k": "plaintext-marker-json"},
+    )
     with engine.connect() as conn:
         raw = conn.execute(text("SELECT * FROM notes")).fetchall()
-    dump = b"".join(bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
-                    for row in raw for v in row)
+    dump = b"".join(
+        bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+        for row in raw
+        for v in row
+    )
     assert b"plaintext-marker" not in dump
     assert dump.count(b"\x01\x00\x00\x00\x01") == 3  # three sealed values, format v1, DEK v1
 
 
-def test_updated_value_is_sealed_again(sessions: sessionmaker[TenantSession],
-                                       acme: Tenant) -> None:
+def test_updated_value_is_sealed_again(sessions: sessionmaker[TenantSession], acme: Tenant) -> None:
     note_id = add(sessions, acme, body="first")
     with bind(ctx_of(acme)), sessions() as session:
         note = session.get(Note, (acme.id, note_id))
@@ -101,53 +116,62 @@ def test_updated_value_is_sealed_again(sessions: sessionmaker[TenantSession],
 
 @pytest.mark.parametrize("move", ["other row", "other column", "other tenant"])
 def test_ciphertext_copied_elsewhere_in_the_database_is_refused(
-        move: str, sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant,
-        globex: Tenant) -> None:
+    move: str, sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant, globex: Tenant
+) -> None:
     source = add(sessions, acme, body="acme secret", summary="s")
     target_tenant = globex if move == "other tenant" else acme
     target = add(sessions, target_tenant, body="mine", summary="mine")
     column = "summary" if move == "other column" else "body"
     with engine.begin() as conn:
-        stolen = conn.execute(text("SELECT body FROM notes WHERE id = :i"),
-                              {"i": source}).scalar_one()
-        conn.execute(text(f"UPDATE notes SET {column} = :c WHERE id = :i"),
-                     {"c": stolen, "i": target})
+        stolen = conn.execute(
+            text("SELECT body FROM notes WHERE id = :i"), {"i": source}
+        ).scalar_one()
+        conn.execute(
+            text(f"UPDATE notes SET {column} = :c WHERE id = :i"), {"c": stolen, "i": target}
+        )
     with pytest.raises(DecryptionFailed):
         load(sessions, target_tenant, target)
     assert load(sessions, acme, source).body == "acme secret"  # the original is untouched
 
 
 def test_a_marking_session_loads_a_damaged_value_as_unreadable(
-        sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant,
-        tenant_keys: TenantKeys) -> None:
+    sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant, tenant_keys: TenantKeys
+) -> None:
     from tenancy.keys.columns import UNREADABLE, unreadable_fields
 
     damaged = add(sessions, acme, body="will be damaged", summary="intact")
     with engine.begin() as conn:
-        raw = bytearray(conn.execute(text("SELECT body FROM notes WHERE id = :i"),
-                                     {"i": damaged}).scalar_one())
+        raw = bytearray(
+            conn.execute(text("SELECT body FROM notes WHERE id = :i"), {"i": damaged}).scalar_one()
+        )
         raw[-1] ^= 0x80
-        conn.execute(text("UPDATE notes SET body = :c WHERE id = :i"),
-                     {"c": bytes(raw), "i": damaged})
+        conn.execute(
+            text("UPDATE notes SET body = :c WHERE id = :i"), {"c": bytes(raw), "i": damaged}
+        )
     with pytest.raises(DecryptionFailed):  # the default: the query fails
         load(sessions, acme, damaged)
-    marking = sessionmaker(engine, class_=TenantSession, expire_on_commit=False,
-                           info={SESSION_KEYS: tenant_keys, UNREADABLE: "mark"})
+    marking = sessionmaker(
+        engine,
+        class_=TenantSession,
+        expire_on_commit=False,
+        info={SESSION_KEYS: tenant_keys, UNREADABLE: "mark"},
+    )
     note = load(marking, acme, damaged)
     assert note.body is None and note.summary == "intact"
     assert unreadable_fields(note) == {"body"}
 
 
 def test_plaintext_never_reaches_the_column_outside_the_orm(
-        sessions: sessionmaker[TenantSession], acme: Tenant) -> None:
+    sessions: sessionmaker[TenantSession], acme: Tenant
+) -> None:
     with bind(ctx_of(acme)), sessions() as session, pytest.raises(StatementError) as refused:
-        session.execute(insert(Note).values(tenant_id=acme.id, id="x", title="t",
-                                            body="plain"))
+        session.execute(insert(Note).values(tenant_id=acme.id, id="x", title="t", body="plain"))
     assert isinstance(refused.value.orig, UnsealedWrite)
 
 
 def test_session_without_keys_refuses_to_write_encrypted_values(
-        engine: Engine, sessions: sessionmaker[TenantSession], acme: Tenant) -> None:
+    engine: Engine, sessions: sessionmaker[TenantSession], acme: Tenant
+) -> None:
     bare = sessionmaker(engine, class_=TenantSession)
     with bind(ctx_of(acme)), bare() as session, pytest.raises(UnsealedWrite):
         session.add(Note(id="n", title="t", body="plain"))
@@ -155,26 +179,35 @@ def test_session_without_keys_refuses_to_write_encrypted_values(
 
 
 def test_reencryption_moves_every_row_to_the_new_data_key(
-        sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, engine: Engine,
-        acme: Tenant) -> None:
+    sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, engine: Engine, acme: Tenant
+) -> None:
     ids = [add(sessions, acme, body=f"note {i}", meta={"i": i}) for i in range(7)]
     tenant_keys.rotate_data_key(acme.id, "notes")
     seen: list[tuple[int, int]] = []
-    result = ReencryptionJob(sessions, Note, ctx_of(acme), batch_size=3,
-                             progress=lambda p: seen.append((p.done, p.total))).run()
+    result = ReencryptionJob(
+        sessions,
+        Note,
+        ctx_of(acme),
+        batch_size=3,
+        progress=lambda p: seen.append((p.done, p.total)),
+    ).run()
     assert (result.done, result.total) == (7, 7) and seen == [(3, 7), (6, 7), (7, 7)]
     with engine.connect() as conn:
-        versions = {bytes(v)[4] for v in conn.execute(
-            text("SELECT body FROM notes UNION ALL SELECT meta FROM notes")).scalars()
-            if v is not None}
+        versions = {
+            bytes(v)[4]
+            for v in conn.execute(
+                text("SELECT body FROM notes UNION ALL SELECT meta FROM notes")
+            ).scalars()
+            if v is not None
+        }
     assert versions == {2}
     tenant_keys.retire_data_key(acme.id, "notes", 1)
     assert [load(sessions, acme, i).body for i in ids] == [f"note {i}" for i in range(7)]
 
 
 def test_queries_without_encrypted_columns_need_no_key(
-        sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, platform: Any,
-        acme: Tenant) -> None:
+    sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, platform: Any, acme: Tenant
+) -> None:
     add(sessions, acme, body="b")
     kek = tenant_keys.status(acme.id).kek
     assert kek is not None

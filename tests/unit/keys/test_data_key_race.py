@@ -18,14 +18,16 @@ from tests.unit.keys.conftest import raw_rows
 
 def service(engine: Engine, tmp_path: Path) -> TenantKeys:
     root = RootKey.load_or_create(tmp_path / "root.key")
-    keys = TenantKeys(engine, [LocalKeyProvider(tmp_path / "keks.json", root=root)],
-                      cache=DataKeyCache(ttl=60))
+    keys = TenantKeys(
+        engine, [LocalKeyProvider(tmp_path / "keks.json", root=root)], cache=DataKeyCache(ttl=60)
+    )
     keys.create_schema()
     return keys
 
 
 def test_the_writer_that_loses_the_race_uses_the_winners_key(
-        engine: Engine, tmp_path: Path, acme: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Engine, tmp_path: Path, acme: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     winner, loser = service(engine, tmp_path), service(engine, tmp_path)
     winner.provision(acme.id)
     binding = Binding(acme.id, "worklogs", "comment", "row-1")
@@ -43,4 +45,5 @@ def test_the_writer_that_loses_the_race_uses_the_winners_key(
     sealed = loser.encrypt(b"second", binding)
     assert winner.decrypt(sealed, binding) == b"second"
     assert [(r.purpose, r.version) for r in raw_rows(engine, "tenancy_data_keys")] == [
-        ("default", 1)]
+        ("default", 1)
+    ]

@@ -34,6 +34,7 @@ def key(version: int = 7, material: bytes = DEK) -> DataKey:
 
 def independent_vector() -> bytes:
     """The same message built from the documented layout with cryptography directly."""
+
     def hkdf(info: bytes) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(DEK)
 
@@ -41,8 +42,7 @@ def independent_vector() -> bytes:
     aad = b"tenancy/v1"
     for field in (HERE.tenant_id, HERE.table, HERE.column, HERE.row_key):
         aad += len(field.encode()).to_bytes(2, "big") + field.encode()
-    return header + AESGCM(hkdf(b"tenancy/v1/enc")).encrypt(NONCE, b"hello, tenant",
-                                                            aad + header)
+    return header + AESGCM(hkdf(b"tenancy/v1/enc")).encrypt(NONCE, b"hello, tenant", aad + header)
 
 
 def test_known_answer_for_fixed_key_nonce_and_binding() -> None:
@@ -58,14 +58,18 @@ def test_round_trip_and_fresh_nonce_per_message() -> None:
     assert open_(key(), first, HERE) == b"x"
 
 
-@pytest.mark.parametrize("elsewhere", [
-    Binding(HERE.tenant_id, HERE.table, HERE.column, "row-2"),
-    Binding(HERE.tenant_id, HERE.table, "description", HERE.row_key),
-    Binding(HERE.tenant_id, "invoices", HERE.column, HERE.row_key),
-    Binding("22222222-2222-4222-8222-222222222222", HERE.table, HERE.column, HERE.row_key),
-    # Length-prefixing keeps fields from sliding into each other.
-    Binding(HERE.tenant_id, HERE.table + "c", "omment", HERE.row_key),
-], ids=["other row", "other column", "other table", "other tenant", "shifted fields"])
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        Binding(HERE.tenant_id, HERE.table, HERE.column, "row-2"),
+        Binding(HERE.tenant_id, HERE.table, "description", HERE.row_key),
+        Binding(HERE.tenant_id, "invoices", HERE.column, HERE.row_key),
+        Binding("22222222-2222-4222-8222-222222222222", HERE.table, HERE.column, HERE.row_key),
+        # Length-prefixing keeps fields from sliding into each other.
+        Binding(HERE.tenant_id, HERE.table + "c", "omment", HERE.row_key),
+    ],
+    ids=["other row", "other column", "other table", "other tenant", "shifted fields"],
+)
 def test_ciphertext_moved_elsewhere_is_refused(elsewhere: Binding) -> None:
     sealed = seal(key(), b"secret", HERE)
     with pytest.raises(DecryptionFailed):

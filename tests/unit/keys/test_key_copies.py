@@ -55,8 +55,8 @@ def on_customer_key(keys: TenantKeys, customer: Counting, tenant: Tenant) -> Key
 
 
 def test_copied_data_key_of_a_shredded_cmk_tenant_opens_with_nothing_while_the_customer_key_is_enabled(  # noqa: E501
-        tenant_keys: TenantKeys, customer: Counting, copy_layers: KeyLayers,
-        acme: Tenant) -> None:
+    tenant_keys: TenantKeys, customer: Counting, copy_layers: KeyLayers, acme: Tenant
+) -> None:
     cmk = on_customer_key(tenant_keys, customer, acme)
     tenant_keys.encrypt(b"acme secret", at(acme), purpose=PURPOSE)
     (copy,) = copy_of_data_keys(tenant_keys, acme)
@@ -74,12 +74,13 @@ def test_copied_data_key_of_a_shredded_cmk_tenant_opens_with_nothing_while_the_c
     inner = customer.inner.unwrap(copy.cmk, copy.wrapped, context=outer)
     with pytest.raises(KeyDestroyed):
         copy_layers.provider("local").unwrap(
-            copy.kek, inner, context=wrap_context(acme.id, copy.purpose, copy.version))
+            copy.kek, inner, context=wrap_context(acme.id, copy.purpose, copy.version)
+        )
 
 
 def test_copy_taken_before_a_switch_to_the_customer_key_opens_with_nothing_after_it(
-        tenant_keys: TenantKeys, customer: Counting, copy_layers: KeyLayers,
-        acme: Tenant) -> None:
+    tenant_keys: TenantKeys, customer: Counting, copy_layers: KeyLayers, acme: Tenant
+) -> None:
     tenant_keys.provision(acme.id)
     sealed = tenant_keys.encrypt(b"before the switch", at(acme), purpose=PURPOSE)
     (before,) = copy_of_data_keys(tenant_keys, acme)
@@ -97,8 +98,8 @@ def test_copy_taken_before_a_switch_to_the_customer_key_opens_with_nothing_after
 
 
 def test_copy_taken_before_a_kek_rotation_opens_until_the_grace_period_ends(
-        grace_keys: TenantKeys, copy_layers: KeyLayers, acme: Tenant,
-        clock: FrozenClock) -> None:
+    grace_keys: TenantKeys, copy_layers: KeyLayers, acme: Tenant, clock: FrozenClock
+) -> None:
     grace_keys.provision(acme.id)
     sealed = grace_keys.encrypt(b"rotated", at(acme), purpose=PURPOSE)
     (before,) = copy_of_data_keys(grace_keys, acme)
@@ -117,12 +118,13 @@ def test_copy_taken_before_a_kek_rotation_opens_until_the_grace_period_ends(
 
 
 def test_tenant_cache_ttl_bounds_how_long_a_revoked_customer_key_still_reads(
-        tenant_keys: TenantKeys, customer: Counting, acme: Tenant, globex: Tenant,
-        clock: FrozenClock) -> None:
+    tenant_keys: TenantKeys, customer: Counting, acme: Tenant, globex: Tenant, clock: FrozenClock
+) -> None:
     keys = {t.slug: on_customer_key(tenant_keys, customer, t) for t in (acme, globex)}
     tenant_keys.set_cache_ttl(acme.id, 5)
-    sealed = {t.slug: tenant_keys.encrypt(t.slug.encode(), at(t), purpose=PURPOSE)
-              for t in (acme, globex)}
+    sealed = {
+        t.slug: tenant_keys.encrypt(t.slug.encode(), at(t), purpose=PURPOSE) for t in (acme, globex)
+    }
     for cmk in keys.values():
         customer.disable(cmk)  # inside the customer's KMS: the platform is not told
 
@@ -138,20 +140,29 @@ def test_tenant_cache_ttl_bounds_how_long_a_revoked_customer_key_still_reads(
         tenant_keys.decrypt(sealed["globex"], at(globex), purpose=PURPOSE)
 
 
-def other_process(engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock,
-                  state: KeyStateSignal) -> TenantKeys:
+def other_process(
+    engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock, state: KeyStateSignal
+) -> TenantKeys:
     """A TenantKeys as another process would hold it: its own provider objects over the
     same key files, its own cache, the given key-state signal."""
-    providers = [LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root),
-                 LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root,
-                                  name="customer-local")]
-    return TenantKeys(engine, providers, cache=DataKeyCache(ttl=60), clock=clock,
-                      state=state, backoff=0, sleep=lambda _: None)
+    providers = [
+        LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root),
+        LocalKeyProvider(tmp_path / "keys" / "customer.json", root=root, name="customer-local"),
+    ]
+    return TenantKeys(
+        engine,
+        providers,
+        cache=DataKeyCache(ttl=60),
+        clock=clock,
+        state=state,
+        backoff=0,
+        sleep=lambda _: None,
+    )
 
 
 def test_shred_through_one_process_is_seen_by_the_other_on_its_next_use(
-        engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock,
-        acme: Tenant) -> None:
+    engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock, acme: Tenant
+) -> None:
     cli = other_process(engine, tmp_path, root, clock, SharedKeyState(tmp_path / "state"))
     service = other_process(engine, tmp_path, root, clock, SharedKeyState(tmp_path / "state"))
     cli.create_schema()
@@ -168,8 +179,8 @@ def test_shred_through_one_process_is_seen_by_the_other_on_its_next_use(
 
 
 def test_without_shared_state_the_other_process_keeps_reading_a_shredded_tenant(
-        engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock,
-        acme: Tenant) -> None:
+    engine: Engine, tmp_path: Path, root: RootKey, clock: FrozenClock, acme: Tenant
+) -> None:
     """The control for the test above: the mechanism, not luck, makes the refusal."""
     cli = other_process(engine, tmp_path, root, clock, ProcessKeyState())
     service = other_process(engine, tmp_path, root, clock, ProcessKeyState())
@@ -187,7 +198,8 @@ def test_without_shared_state_the_other_process_keeps_reading_a_shredded_tenant(
 
 
 def test_known_limit_an_older_ciphertext_written_back_to_its_own_cell_opens_to_the_old_value(
-        tenant_keys: TenantKeys, acme: Tenant) -> None:
+    tenant_keys: TenantKeys, acme: Tenant
+) -> None:
     """Documented limit: the binding (tenant, table, column, row) stops a ciphertext from
     moving to another place, not from going back in time in its own place. Someone who
     can write the column can restore an earlier value of the same cell undetected (and
@@ -200,15 +212,15 @@ def test_known_limit_an_older_ciphertext_written_back_to_its_own_cell_opens_to_t
     assert tenant_keys.decrypt(old, at(acme), purpose=PURPOSE) == b"approved: no"
 
 
-
 def test_a_second_rotation_does_not_postpone_the_first_ones_destruction(
-        grace_keys: TenantKeys, acme: Tenant, clock: FrozenClock) -> None:
+    grace_keys: TenantKeys, acme: Tenant, clock: FrozenClock
+) -> None:
     grace_keys.provision(acme.id)
     grace_keys.encrypt(b"x", at(acme), purpose=PURPOSE)
-    grace_keys.rotate_kek(acme.id)          # version 1 due in an hour
+    grace_keys.rotate_kek(acme.id)  # version 1 due in an hour
     clock.advance(3000)
-    grace_keys.rotate_kek(acme.id)          # version 2 due in an hour; 1 keeps its time
-    clock.advance(700)                      # 3,700 s after the first rotation
+    grace_keys.rotate_kek(acme.id)  # version 2 due in an hour; 1 keeps its time
+    clock.advance(700)  # 3,700 s after the first rotation
     assert grace_keys.destroy_retired(acme.id) == ["1"]
     status = grace_keys.status(acme.id)
     assert status.kek is not None and [v for v, _ in status.kek.retiring] == ["2"]
@@ -233,17 +245,30 @@ class RotatingMidUnwrap:
 
 
 def test_a_read_racing_a_rotation_in_another_process_reads_again_instead_of_410(
-        engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
-        tmp_path: Path, acme: Tenant) -> None:
+    engine: Engine,
+    platform: Counting,
+    customer: Counting,
+    clock: FrozenClock,
+    tmp_path: Path,
+    acme: Tenant,
+) -> None:
     state = tmp_path / "key-state"
-    writer = TenantKeys(engine, [platform, customer], clock=clock,  # type: ignore[list-item]
-                        state=SharedKeyState(state))
+    writer = TenantKeys(
+        engine,
+        [platform, customer],
+        clock=clock,  # type: ignore[list-item]
+        state=SharedKeyState(state),
+    )
     writer.create_schema()
     writer.provision(acme.id)
     sealed = writer.encrypt(b"live tenant", at(acme), purpose=PURPOSE)
     racing = RotatingMidUnwrap(platform, lambda: writer.rotate_kek(acme.id))
-    reader = TenantKeys(engine, [racing, customer], clock=clock,  # type: ignore[list-item]
-                        state=SharedKeyState(state))
+    reader = TenantKeys(
+        engine,
+        [racing, customer],
+        clock=clock,  # type: ignore[list-item]
+        state=SharedKeyState(state),
+    )
     # The reader loads the data key wrapped under KEK version 1; before it unwraps, the
     # writer re-wraps under version 2 and destroys version 1. Not "data destroyed": the
     # reader sees the new generation and reads again.

@@ -22,8 +22,11 @@ from tests.support.softhsm import SoftHSMToken, softhsm_token
 DEK = bytes(range(32))
 
 
-def ctx(tenant: str = "t-1", purpose: str = "worklogs.comment", dek_version: str = "1",
-        ) -> dict[str, str]:
+def ctx(
+    tenant: str = "t-1",
+    purpose: str = "worklogs.comment",
+    dek_version: str = "1",
+) -> dict[str, str]:
     return {"tenant_id": tenant, "purpose": purpose, "dek_version": dek_version}
 
 
@@ -61,8 +64,11 @@ def raw(token: SoftHSMToken, provider: Pkcs11KeyProvider) -> Iterator[pkcs11.Ses
 
 def key_objects(session: pkcs11.Session, key: KeyRef) -> list[Any]:
     """The key's version objects (``Any``: python-pkcs11 mixes in decrypt() at run time)."""
-    return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
-                                     Attribute.ID: key.key_id.encode()}))
+    return list(
+        session.get_objects(
+            {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: key.key_id.encode()}
+        )
+    )
 
 
 # -- round trips -----------------------------------------------------------------------
@@ -95,7 +101,8 @@ def test_each_wrap_uses_a_fresh_iv(provider: Pkcs11KeyProvider) -> None:
 
 
 def test_another_provider_instance_unwraps_what_one_wrapped(
-        provider: Pkcs11KeyProvider, other: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider, other: Pkcs11KeyProvider
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
     assert other.unwrap(used, blob, context=ctx()) == DEK
@@ -126,7 +133,8 @@ def test_concurrent_wraps_on_one_provider_all_round_trip(provider: Pkcs11KeyProv
 
 
 def test_a_dek_wrapped_for_one_tenant_does_not_unwrap_for_another(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx(tenant="t-1"))
     with pytest.raises(DecryptionFailed):
@@ -134,7 +142,8 @@ def test_a_dek_wrapped_for_one_tenant_does_not_unwrap_for_another(
 
 
 def test_a_dek_wrapped_for_one_purpose_does_not_unwrap_for_another(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx(purpose="worklogs.comment"))
     with pytest.raises(DecryptionFailed):
@@ -163,7 +172,8 @@ def test_a_truncated_blob_does_not_unwrap(provider: Pkcs11KeyProvider, length: i
 
 
 def test_a_blob_wrapped_under_another_tenants_kek_does_not_unwrap(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     mine = provider.create_key(tenant_id="t-1")
     theirs = provider.create_key(tenant_id="t-2")
     blob, _ = provider.wrap(theirs, DEK, context=ctx())
@@ -175,7 +185,8 @@ def test_a_blob_wrapped_under_another_tenants_kek_does_not_unwrap(
 
 
 def test_rotation_keeps_old_versions_unwrapping_and_wraps_under_the_new_one(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     old_blob, v1 = provider.wrap(key, DEK, context=ctx())
 
@@ -202,7 +213,8 @@ def test_rewrap_moves_a_dek_from_v1_to_v2(provider: Pkcs11KeyProvider) -> None:
 
 
 def test_the_highest_version_is_current_after_several_rotations(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     for _ in range(10):
         key = provider.rotate(key)
@@ -215,34 +227,58 @@ def test_the_highest_version_is_current_after_several_rotations(
 
 
 def test_the_kek_lives_on_the_token_non_extractable_and_sensitive(
-        provider: Pkcs11KeyProvider, raw: pkcs11.Session) -> None:
+    provider: Pkcs11KeyProvider, raw: pkcs11.Session
+) -> None:
     key = provider.rotate(provider.create_key(tenant_id="t-1"))
 
     objects = key_objects(raw, key)
 
     assert sorted(o[Attribute.LABEL] for o in objects) == [
-        f"tenancy:{key.key_id}:1", f"tenancy:{key.key_id}:2"]
+        f"tenancy:{key.key_id}:1",
+        f"tenancy:{key.key_id}:2",
+    ]
     for obj in objects:
-        attrs = obj.get_attributes([
-            Attribute.TOKEN, Attribute.PRIVATE, Attribute.SENSITIVE, Attribute.EXTRACTABLE,
-            Attribute.ALWAYS_SENSITIVE, Attribute.NEVER_EXTRACTABLE, Attribute.LOCAL,
-            Attribute.COPYABLE, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP,
-            Attribute.UNWRAP, Attribute.SIGN, Attribute.VALUE_LEN])
+        attrs = obj.get_attributes(
+            [
+                Attribute.TOKEN,
+                Attribute.PRIVATE,
+                Attribute.SENSITIVE,
+                Attribute.EXTRACTABLE,
+                Attribute.ALWAYS_SENSITIVE,
+                Attribute.NEVER_EXTRACTABLE,
+                Attribute.LOCAL,
+                Attribute.COPYABLE,
+                Attribute.ENCRYPT,
+                Attribute.DECRYPT,
+                Attribute.WRAP,
+                Attribute.UNWRAP,
+                Attribute.SIGN,
+                Attribute.VALUE_LEN,
+            ]
+        )
         assert attrs == {
-            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False, Attribute.ALWAYS_SENSITIVE: True,
-            Attribute.NEVER_EXTRACTABLE: True, Attribute.LOCAL: True,
-            Attribute.COPYABLE: False, Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
-            Attribute.WRAP: False, Attribute.UNWRAP: False, Attribute.SIGN: False,
-            Attribute.VALUE_LEN: 32}
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.ALWAYS_SENSITIVE: True,
+            Attribute.NEVER_EXTRACTABLE: True,
+            Attribute.LOCAL: True,
+            Attribute.COPYABLE: False,
+            Attribute.ENCRYPT: True,
+            Attribute.DECRYPT: True,
+            Attribute.WRAP: False,
+            Attribute.UNWRAP: False,
+            Attribute.SIGN: False,
+            Attribute.VALUE_LEN: 32,
+        }
         with pytest.raises(p11.AttributeSensitive):
             obj[Attribute.VALUE]
         with pytest.raises(p11.AttributeReadOnly):  # and it cannot be made extractable
             obj[Attribute.EXTRACTABLE] = True
 
 
-def test_unwrap_runs_inside_the_token(provider: Pkcs11KeyProvider,
-                                      raw: pkcs11.Session) -> None:
+def test_unwrap_runs_inside_the_token(provider: Pkcs11KeyProvider, raw: pkcs11.Session) -> None:
     """The blob is plain AES-GCM under the token's key: the token alone opens it."""
     key = provider.create_key(tenant_id="t-1")
     blob, _ = provider.wrap(key, DEK, context=ctx())
@@ -255,7 +291,8 @@ def test_unwrap_runs_inside_the_token(provider: Pkcs11KeyProvider,
 
 
 def test_a_disabled_key_neither_wraps_nor_unwraps_and_enable_restores_it(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
 
@@ -278,7 +315,8 @@ def test_a_disabled_key_neither_wraps_nor_unwraps_and_enable_restores_it(
 
 
 def test_disable_clears_encrypt_and_decrypt_so_the_hsm_itself_refuses(
-        provider: Pkcs11KeyProvider, raw: pkcs11.Session) -> None:
+    provider: Pkcs11KeyProvider, raw: pkcs11.Session
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, _ = provider.wrap(key, DEK, context=ctx())
     (looked_up_before,) = key_objects(raw, key)
@@ -288,22 +326,26 @@ def test_disable_clears_encrypt_and_decrypt_so_the_hsm_itself_refuses(
 
     (read_after,) = key_objects(raw, key)
     assert read_after.get_attributes([Attribute.ENCRYPT, Attribute.DECRYPT]) == {
-        Attribute.ENCRYPT: False, Attribute.DECRYPT: False}
+        Attribute.ENCRYPT: False,
+        Attribute.DECRYPT: False,
+    }
     assert not hasattr(read_after, "decrypt")  # python-pkcs11 offers no decrypt() at all
     # An object looked up while the key was usable still has decrypt(), but the token
     # refuses: CKR_KEY_FUNCTION_NOT_PERMITTED (0x68, which python-pkcs11 does not map).
     with pytest.raises(p11.PKCS11Error, match="0x68"):
-        looked_up_before.decrypt(blob[12:], mechanism=Mechanism.AES_GCM,
-                                 mechanism_param=params)
+        looked_up_before.decrypt(blob[12:], mechanism=Mechanism.AES_GCM, mechanism_param=params)
 
     provider.enable(key)
 
-    assert looked_up_before.decrypt(blob[12:], mechanism=Mechanism.AES_GCM,
-                                    mechanism_param=params) == DEK
+    assert (
+        looked_up_before.decrypt(blob[12:], mechanism=Mechanism.AES_GCM, mechanism_param=params)
+        == DEK
+    )
 
 
 def test_a_key_disabled_through_one_provider_is_refused_by_another(
-        provider: Pkcs11KeyProvider, other: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider, other: Pkcs11KeyProvider
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = other.wrap(key, DEK, context=ctx())
 
@@ -332,20 +374,30 @@ def test_rotating_a_disabled_key_keeps_it_disabled(provider: Pkcs11KeyProvider) 
 
 
 def test_disable_falls_back_to_a_marker_when_the_token_refuses_attribute_changes(
-        provider: Pkcs11KeyProvider, other: Pkcs11KeyProvider, raw: pkcs11.Session,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    provider: Pkcs11KeyProvider,
+    other: Pkcs11KeyProvider,
+    raw: pkcs11.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Some HSMs keep ENCRYPT/DECRYPT fixed: a private DATA object marks the key disabled."""
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
     # A token that refuses every change of ENCRYPT/DECRYPT (so they stay True).
-    monkeypatch.setattr(Pkcs11KeyProvider, "_set_usable", staticmethod(
-        lambda state, usable: all(flags == (usable, usable) for flags in state.usable.values())))
+    monkeypatch.setattr(
+        Pkcs11KeyProvider,
+        "_set_usable",
+        staticmethod(
+            lambda state, usable: all(flags == (usable, usable) for flags in state.usable.values())
+        ),
+    )
 
     provider.disable(key)
 
     marker = f"tenancy:{key.key_id}:disabled"
-    assert [o[Attribute.LABEL] for o in raw.get_objects(
-        {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: marker})] == [marker]
+    assert [
+        o[Attribute.LABEL]
+        for o in raw.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: marker})
+    ] == [marker]
     for p in (provider, other):
         assert p.describe(key).enabled is False
         with pytest.raises(KeyUnavailable):
@@ -359,23 +411,32 @@ def test_disable_falls_back_to_a_marker_when_the_token_refuses_attribute_changes
 
     other.enable(key)
 
-    assert list(raw.get_objects({Attribute.CLASS: ObjectClass.DATA,
-                                 Attribute.LABEL: marker})) == []
+    assert list(raw.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: marker})) == []
     assert provider.unwrap(used, blob, context=ctx()) == DEK
     assert provider.wrap(key, DEK, context=ctx())[1].version == "2"
 
 
 def test_a_public_marker_does_not_disable_or_destroy_a_key(
-        provider: Pkcs11KeyProvider, token: SoftHSMToken) -> None:
+    provider: Pkcs11KeyProvider, token: SoftHSMToken
+) -> None:
     """Markers count only as private objects, which need the user PIN to create."""
     key = provider.create_key(tenant_id="t-1")
     for kind in ("disabled", "destroyed"):
-        with pkcs11.lib(token.library).get_token(token_label=token.token_label).open(
-                rw=True) as session:
-            session.create_object({
-                Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True,
-                Attribute.PRIVATE: False, Attribute.APPLICATION: "tenancy",
-                Attribute.LABEL: f"tenancy:{key.key_id}:{kind}", Attribute.VALUE: b""})
+        with (
+            pkcs11.lib(token.library)
+            .get_token(token_label=token.token_label)
+            .open(rw=True) as session
+        ):
+            session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False,
+                    Attribute.APPLICATION: "tenancy",
+                    Attribute.LABEL: f"tenancy:{key.key_id}:{kind}",
+                    Attribute.VALUE: b"",
+                }
+            )
     blob, used = provider.wrap(key, DEK, context=ctx())
     assert provider.unwrap(used, blob, context=ctx()) == DEK
 
@@ -384,7 +445,8 @@ def test_a_public_marker_does_not_disable_or_destroy_a_key(
 
 
 def test_destroy_shreds_every_version_and_later_use_raises_key_destroyed(
-        provider: Pkcs11KeyProvider, raw: pkcs11.Session) -> None:
+    provider: Pkcs11KeyProvider, raw: pkcs11.Session
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
     provider.rotate(key)
@@ -405,12 +467,19 @@ def test_destroy_shreds_every_version_and_later_use_raises_key_destroyed(
 
 
 def test_destroying_again_finishes_a_destroy_that_stopped_half_way(
-        provider: Pkcs11KeyProvider, raw: pkcs11.Session) -> None:
+    provider: Pkcs11KeyProvider, raw: pkcs11.Session
+) -> None:
     key = provider.rotate(provider.create_key(tenant_id="t-1"))
-    raw.create_object({  # the marker went down, then the process died
-        Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
-        Attribute.APPLICATION: "tenancy", Attribute.LABEL: f"tenancy:{key.key_id}:destroyed",
-        Attribute.VALUE: b"2"})
+    raw.create_object(
+        {  # the marker went down, then the process died
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.APPLICATION: "tenancy",
+            Attribute.LABEL: f"tenancy:{key.key_id}:destroyed",
+            Attribute.VALUE: b"2",
+        }
+    )
     assert len(key_objects(raw, key)) == 2
     with pytest.raises(KeyDestroyed):
         provider.wrap(key, DEK, context=ctx())
@@ -421,7 +490,8 @@ def test_destroying_again_finishes_a_destroy_that_stopped_half_way(
 
 
 def test_a_destroyed_key_reads_as_destroyed_from_a_new_provider_instance(
-        provider: Pkcs11KeyProvider, token: SoftHSMToken) -> None:
+    provider: Pkcs11KeyProvider, token: SoftHSMToken
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
     provider.destroy(key)
@@ -446,7 +516,8 @@ def test_destroying_a_disabled_key_destroys_it(provider: Pkcs11KeyProvider) -> N
 
 
 def test_describe_reports_versions_enabled_and_location(
-        provider: Pkcs11KeyProvider, token: SoftHSMToken) -> None:
+    provider: Pkcs11KeyProvider, token: SoftHSMToken
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     provider.rotate(key)
     provider.rotate(key)
@@ -460,12 +531,10 @@ def test_describe_reports_versions_enabled_and_location(
     assert info.location == f"pkcs11:{token.token_label}"
 
 
-def test_an_unknown_key_or_version_raises_key_unavailable(
-        provider: Pkcs11KeyProvider) -> None:
+def test_an_unknown_key_or_version_raises_key_unavailable(provider: Pkcs11KeyProvider) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, _ = provider.wrap(key, DEK, context=ctx())
-    for bad in (KeyRef("pkcs11", "kek-nobody-00000000", "1"),
-                KeyRef("local", key.key_id, "1")):
+    for bad in (KeyRef("pkcs11", "kek-nobody-00000000", "1"), KeyRef("local", key.key_id, "1")):
         with pytest.raises(KeyUnavailable):
             provider.wrap(bad, DEK, context=ctx())
         with pytest.raises(KeyUnavailable):
@@ -484,7 +553,8 @@ def test_a_wrong_pin_at_construction_raises_configuration_error(token: SoftHSMTo
 
 
 def test_a_wrong_pin_is_refused_even_while_the_process_is_logged_in(
-        provider: Pkcs11KeyProvider, token: SoftHSMToken) -> None:
+    provider: Pkcs11KeyProvider, token: SoftHSMToken
+) -> None:
     """PKCS#11 logs in once per process: a second provider cannot log in again, so its
     PIN is compared with the one the token accepted."""
     with pytest.raises(ConfigurationError):
@@ -495,7 +565,8 @@ def test_a_wrong_pin_is_refused_even_while_the_process_is_logged_in(
 
 
 def test_closing_one_provider_does_not_log_out_another(
-        provider: Pkcs11KeyProvider, token: SoftHSMToken) -> None:
+    provider: Pkcs11KeyProvider, token: SoftHSMToken
+) -> None:
     """python-pkcs11 logs out when the session that logged in closes; the shared login
     keeps the token logged in while any provider still uses it."""
     key = provider.create_key(tenant_id="t-1")
@@ -530,7 +601,8 @@ def test_a_missing_library_raises_configuration_error(tmp_path: Path) -> None:
 # garbage-collected, which raises (SessionHandleInvalid) inside __del__: noise, not a leak.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_lost_session_reports_provider_unavailable_then_reconnects(
-        provider: Pkcs11KeyProvider) -> None:
+    provider: Pkcs11KeyProvider,
+) -> None:
     key = provider.create_key(tenant_id="t-1")
     blob, used = provider.wrap(key, DEK, context=ctx())
     assert provider._session is not None

@@ -32,8 +32,9 @@ def at(tenant: Tenant, row: str = "row-1", column: str = "comment") -> Binding:
     return Binding(tenant.id, "worklogs", column, row)
 
 
-def test_each_tenant_gets_its_own_kek_and_data_key(tenant_keys: TenantKeys, acme: Tenant,
-                                                   globex: Tenant) -> None:
+def test_each_tenant_gets_its_own_kek_and_data_key(
+    tenant_keys: TenantKeys, acme: Tenant, globex: Tenant
+) -> None:
     tenant_keys.provision(acme.id)
     tenant_keys.provision(globex.id)
     mine = tenant_keys.encrypt(b"acme secret", at(acme), purpose=PURPOSE)
@@ -45,8 +46,9 @@ def test_each_tenant_gets_its_own_kek_and_data_key(tenant_keys: TenantKeys, acme
     assert tenant_keys.decrypt(theirs, at(globex), purpose=PURPOSE) == b"globex secret"
 
 
-def test_kek_material_is_never_written_in_the_clear(tmp_path: Path, tenant_keys: TenantKeys,
-                                                    acme: Tenant) -> None:
+def test_kek_material_is_never_written_in_the_clear(
+    tmp_path: Path, tenant_keys: TenantKeys, acme: Tenant
+) -> None:
     tenant_keys.provision(acme.id)
     key_file = tmp_path / "keys" / "keks.json"
     document = json.loads(key_file.read_text())
@@ -58,14 +60,17 @@ def test_kek_material_is_never_written_in_the_clear(tmp_path: Path, tenant_keys:
     other_root = RootKey(bytes(32))
     with pytest.raises(ConfigurationError):
         LocalKeyProvider(key_file, root=other_root).wrap(
-            tenant_keys.status(acme.id).kek.ref, bytes(32), context={"t": "x"})  # type: ignore[union-attr]
+            tenant_keys.status(acme.id).kek.ref, bytes(32), context={"t": "x"}
+        )  # type: ignore[union-attr]
 
 
-def test_warm_reads_unwrap_once_per_data_key_per_ttl(tenant_keys: TenantKeys, platform: Counting,
-                                                     acme: Tenant, clock: FrozenClock) -> None:
+def test_warm_reads_unwrap_once_per_data_key_per_ttl(
+    tenant_keys: TenantKeys, platform: Counting, acme: Tenant, clock: FrozenClock
+) -> None:
     tenant_keys.provision(acme.id)
-    sealed = [tenant_keys.encrypt(b"v%d" % i, at(acme, f"r{i}"), purpose=PURPOSE)
-              for i in range(50)]
+    sealed = [
+        tenant_keys.encrypt(b"v%d" % i, at(acme, f"r{i}"), purpose=PURPOSE) for i in range(50)
+    ]
     tenant_keys.cache.forget(acme.id)
     before = platform.calls.get("unwrap", 0)
     for _ in range(200):
@@ -78,8 +83,13 @@ def test_warm_reads_unwrap_once_per_data_key_per_ttl(tenant_keys: TenantKeys, pl
 
 
 def test_revoked_customer_key_fails_reads_within_the_ttl_only_for_that_tenant(
-        tenant_keys: TenantKeys, customer: Counting, acme: Tenant, globex: Tenant,
-        clock: FrozenClock, engine: Engine) -> None:
+    tenant_keys: TenantKeys,
+    customer: Counting,
+    acme: Tenant,
+    globex: Tenant,
+    clock: FrozenClock,
+    engine: Engine,
+) -> None:
     cmk = customer.create_key(tenant_id=acme.id)
     tenant_keys.provision(acme.id, key=cmk)
     tenant_keys.provision(globex.id)
@@ -95,8 +105,11 @@ def test_revoked_customer_key_fails_reads_within_the_ttl_only_for_that_tenant(
         tenant_keys.encrypt(b"more", at(acme, "row-2"), purpose=PURPOSE)
     assert tenant_keys.decrypt(theirs, at(globex), purpose=PURPOSE) == b"globex data"
     # Nothing readable about acme in the key table either.
-    dump = b"".join(bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
-                    for row in raw_rows(engine, "tenancy_data_keys") for v in row)
+    dump = b"".join(
+        bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+        for row in raw_rows(engine, "tenancy_data_keys")
+        for v in row
+    )
     assert b"acme plaintext marker" not in dump
 
     customer.enable(cmk)
@@ -104,15 +117,15 @@ def test_revoked_customer_key_fails_reads_within_the_ttl_only_for_that_tenant(
 
 
 def test_kek_rotation_rewraps_data_keys_and_leaves_ciphertexts_alone(
-        tenant_keys: TenantKeys, platform: Counting, acme: Tenant) -> None:
+    tenant_keys: TenantKeys, platform: Counting, acme: Tenant
+) -> None:
     tenant_keys.provision(acme.id)
     sealed = tenant_keys.encrypt(b"kept", at(acme), purpose=PURPOSE)
     tenant_keys.encrypt(b"other purpose", at(acme), purpose="invoices")
     before = {r.purpose: r.wrapped for r in tenant_keys.status(acme.id).data_keys}
     assert tenant_keys.rotate_kek(acme.id) == 2
     after = tenant_keys.status(acme.id)
-    assert {r.purpose: r.kek.version for r in after.data_keys} == {"invoices": "2",
-                                                                    "worklogs": "2"}
+    assert {r.purpose: r.kek.version for r in after.data_keys} == {"invoices": "2", "worklogs": "2"}
     assert all(before[r.purpose] != r.wrapped for r in after.data_keys)
     assert tenant_keys.decrypt(sealed, at(acme), purpose=PURPOSE) == b"kept"
     # With no grace period the replaced version is destroyed at once.
@@ -120,7 +133,8 @@ def test_kek_rotation_rewraps_data_keys_and_leaves_ciphertexts_alone(
 
 
 def test_switching_to_a_customer_key_rewraps_without_reencrypting(
-        tenant_keys: TenantKeys, customer: Counting, acme: Tenant, engine: Engine) -> None:
+    tenant_keys: TenantKeys, customer: Counting, acme: Tenant, engine: Engine
+) -> None:
     tenant_keys.provision(acme.id)
     sealed = tenant_keys.encrypt(b"moved under a CMK", at(acme), purpose=PURPOSE)
     cmk = customer.create_key(tenant_id=acme.id)
@@ -139,11 +153,16 @@ def test_switching_to_a_customer_key_rewraps_without_reencrypting(
         tenant_keys.decrypt(sealed, at(acme), purpose=PURPOSE)
 
 
-def test_data_keys_rotate_by_message_count_and_by_age(engine: Engine, platform: Counting,
-                                                      clock: FrozenClock,
-                                                      acme: Tenant) -> None:
-    keys = TenantKeys(engine, [platform], clock=clock, dek_max_messages=2048,  # type: ignore[list-item]
-                      dek_max_age=timedelta(days=30))
+def test_data_keys_rotate_by_message_count_and_by_age(
+    engine: Engine, platform: Counting, clock: FrozenClock, acme: Tenant
+) -> None:
+    keys = TenantKeys(
+        engine,
+        [platform],
+        clock=clock,
+        dek_max_messages=2048,  # type: ignore[list-item]
+        dek_max_age=timedelta(days=30),
+    )
     keys.create_schema()
     keys.provision(acme.id)
     versions = {keys.encrypt(b"x", at(acme), purpose=PURPOSE)[4] for _ in range(2048 + 1100)}
@@ -153,14 +172,16 @@ def test_data_keys_rotate_by_message_count_and_by_age(engine: Engine, platform: 
     assert [r.version for r in keys.status(acme.id).data_keys] == [1, 2, 3]
 
 
-def test_message_limit_must_stay_far_below_the_nonce_bound(engine: Engine,
-                                                           platform: Counting) -> None:
+def test_message_limit_must_stay_far_below_the_nonce_bound(
+    engine: Engine, platform: Counting
+) -> None:
     with pytest.raises(ConfigurationError):
         TenantKeys(engine, [platform], dek_max_messages=2**31)  # type: ignore[list-item]
 
 
 def test_transient_outage_is_retried_then_unavailable_never_another_key(
-        tenant_keys: TenantKeys, platform: Counting, acme: Tenant) -> None:
+    tenant_keys: TenantKeys, platform: Counting, acme: Tenant
+) -> None:
     tenant_keys.provision(acme.id)
     sealed = tenant_keys.encrypt(b"x", at(acme), purpose=PURPOSE)
     tenant_keys.cache.forget(acme.id)
@@ -174,8 +195,8 @@ def test_transient_outage_is_retried_then_unavailable_never_another_key(
 
 
 def test_shredded_tenant_cannot_be_read_and_its_rows_remain(
-        tenant_keys: TenantKeys, platform: Counting, acme: Tenant, globex: Tenant,
-        events: MemorySink) -> None:
+    tenant_keys: TenantKeys, platform: Counting, acme: Tenant, globex: Tenant, events: MemorySink
+) -> None:
     tenant_keys.provision(acme.id)
     tenant_keys.provision(globex.id)
     sealed = tenant_keys.encrypt(b"gone", at(acme), purpose=PURPOSE)
@@ -199,19 +220,26 @@ def test_unknown_data_key_version_is_typed(tenant_keys: TenantKeys, acme: Tenant
         tenant_keys.decrypt(bytes(sealed), at(acme), purpose=PURPOSE)
 
 
-def test_data_of_another_tenant_than_the_bound_one_is_refused(tenant_keys: TenantKeys, acme: Tenant,
-                                                              globex: Tenant) -> None:
+def test_data_of_another_tenant_than_the_bound_one_is_refused(
+    tenant_keys: TenantKeys, acme: Tenant, globex: Tenant
+) -> None:
     tenant_keys.provision(globex.id)
-    ctx = TenantContext(acme.id, acme.slug, "eu-central-1",
-                        Principal("i", acme.id, "alice"), "rid")
+    ctx = TenantContext(acme.id, acme.slug, "eu-central-1", Principal("i", acme.id, "alice"), "rid")
     with bind(ctx), pytest.raises(TenantContextConflict):
         tenant_keys.encrypt(b"x", at(globex), purpose=PURPOSE)
 
 
-def test_every_key_operation_leaves_evidence(tenant_keys: TenantKeys, acme: Tenant,
-                                             events: MemorySink) -> None:
-    ctx = TenantContext(acme.id, acme.slug, "eu-central-1",
-                        Principal("i", acme.id, "sam"), "rid-9", support_grant_id="g-1")
+def test_every_key_operation_leaves_evidence(
+    tenant_keys: TenantKeys, acme: Tenant, events: MemorySink
+) -> None:
+    ctx = TenantContext(
+        acme.id,
+        acme.slug,
+        "eu-central-1",
+        Principal("i", acme.id, "sam"),
+        "rid-9",
+        support_grant_id="g-1",
+    )
     tenant_keys.provision(acme.id)
     with bind(ctx):
         sealed = tenant_keys.encrypt(b"x", at(acme), purpose=PURPOSE)
@@ -234,7 +262,11 @@ def test_cache_limits_uses_per_entry() -> None:
     cache = DataKeyCache(ttl=60, max_uses=3)
     cache.put(("t", "p", 1), DataKey.from_material(bytes(32), 1), now=0)
     assert [cache.get(("t", "p", 1), now=1) is not None for _ in range(4)] == [
-        True, True, True, False]
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 class FlakySignal:
@@ -254,14 +286,24 @@ class FlakySignal:
 
 
 def test_a_change_that_cannot_be_announced_is_recorded_and_can_be_announced_again(
-        engine: Engine, platform: Counting, customer: Counting, clock: FrozenClock,
-        events: MemorySink, acme: Tenant) -> None:
+    engine: Engine,
+    platform: Counting,
+    customer: Counting,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+) -> None:
     from tenancy.errors import KeyManagementError
 
     signal = FlakySignal()
     signal.working = True
-    keys = TenantKeys(engine, [platform, customer], clock=clock, events=events,  # type: ignore[list-item]
-                      state=signal)
+    keys = TenantKeys(
+        engine,
+        [platform, customer],
+        clock=clock,
+        events=events,  # type: ignore[list-item]
+        state=signal,
+    )
     keys.create_schema()
     keys.provision(acme.id)
     signal.working = False

@@ -22,28 +22,40 @@ from tests.conftest import REGION, TokenFactory, bearer
 from tests.unit.keys.conftest import Counting
 
 pytestmark = pytest.mark.anyio
-ENTRY = {"description": "review", "minutes": 30, "day": "2026-11-20",
-         "comment": "plaintext-marker: the customer's secret plan"}
+ENTRY = {
+    "description": "review",
+    "minutes": 30,
+    "day": "2026-11-20",
+    "comment": "plaintext-marker: the customer's secret plan",
+}
 
 
 @pytest.fixture
-async def client(engine: Engine, tenant_keys: TenantKeys, verifier: TokenVerifier,
-                 registry: TenantRegistry, events: MemorySink, acme: Tenant,
-                 globex: Tenant) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    engine: Engine,
+    tenant_keys: TenantKeys,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+) -> AsyncIterator[httpx.AsyncClient]:
     tenant_keys.provision(acme.id)
     tenant_keys.provision(globex.id)
     store = WorklogStore(engine, keys=tenant_keys)
     store.create_schema()
-    app: Any = create_app(store=store, verifier=verifier, tenants=registry, region=REGION,
-                          events=events)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://worklogs") as c:
+    app: Any = create_app(
+        store=store, verifier=verifier, tenants=registry, region=REGION, events=events
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://worklogs"
+    ) as c:
         yield c
 
 
 async def test_comment_round_trips_and_is_ciphertext_in_the_table(
-        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
-        engine: Engine) -> None:
+    client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, engine: Engine
+) -> None:
     created = await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
     assert created.status_code == 201 and created.json()["comment"] == ENTRY["comment"]
     got = await client.get(f"/worklogs/{created.json()['id']}", headers=bearer(token_for(acme)))
@@ -54,8 +66,14 @@ async def test_comment_round_trips_and_is_ciphertext_in_the_table(
 
 
 async def test_revoked_key_is_a_503_for_encrypted_reads_only_and_only_for_that_tenant(
-        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, globex: Tenant,
-        tenant_keys: TenantKeys, platform: Counting, clock: FrozenClock) -> None:
+    client: httpx.AsyncClient,
+    token_for: TokenFactory,
+    acme: Tenant,
+    globex: Tenant,
+    tenant_keys: TenantKeys,
+    platform: Counting,
+    clock: FrozenClock,
+) -> None:
     acme_user, globex_user = bearer(token_for(acme)), bearer(token_for(globex))
     mine = (await client.post("/worklogs", json=ENTRY, headers=acme_user)).json()
     await client.post("/worklogs", json=ENTRY, headers=globex_user)
@@ -82,8 +100,8 @@ async def test_revoked_key_is_a_503_for_encrypted_reads_only_and_only_for_that_t
 
 
 async def test_no_plaintext_anywhere_in_the_database_file(
-        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
-        engine: Engine) -> None:
+    client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, engine: Engine
+) -> None:
     created = await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
     assert created.status_code == 201
     engine.dispose()  # everything written out to the file
@@ -95,8 +113,13 @@ async def test_no_plaintext_anywhere_in_the_database_file(
 
 
 async def test_shredded_tenant_rows_remain_but_no_key_opens_them(
-        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, globex: Tenant,
-        tenant_keys: TenantKeys, engine: Engine) -> None:
+    client: httpx.AsyncClient,
+    token_for: TokenFactory,
+    acme: Tenant,
+    globex: Tenant,
+    tenant_keys: TenantKeys,
+    engine: Engine,
+) -> None:
     await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(acme)))
     await client.post("/worklogs", json=ENTRY, headers=bearer(token_for(globex)))
     tenant_keys.shred(acme.id)
@@ -108,27 +131,39 @@ async def test_shredded_tenant_rows_remain_but_no_key_opens_them(
     assert refused.status_code == 410
     assert refused.json()["type"] == "urn:tenancy:problem:key-destroyed"
     with pytest.raises(KeyDestroyed):
-        tenant_keys.decrypt(acme_rows[0], Binding(acme.id, "worklogs", "comment", "x"),
-                            purpose="worklogs")
+        tenant_keys.decrypt(
+            acme_rows[0], Binding(acme.id, "worklogs", "comment", "x"), purpose="worklogs"
+        )
     assert (await client.get("/worklogs", headers=bearer(token_for(globex)))).status_code == 200
 
 
 async def test_one_tampered_comment_is_served_as_unreadable_not_a_500(
-        client: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, engine: Engine,
-        events: MemorySink, tenant_keys: TenantKeys) -> None:
+    client: httpx.AsyncClient,
+    token_for: TokenFactory,
+    acme: Tenant,
+    engine: Engine,
+    events: MemorySink,
+    tenant_keys: TenantKeys,
+) -> None:
     # The decision: a value that fails its integrity check does not fail the listing; its
     # field is null and named in "unreadable", the other rows are served, nothing wrong is
     # returned, and a key.decrypt_failed event records it.
     user = bearer(token_for(acme))
     good = (await client.post("/worklogs", json=ENTRY, headers=user)).json()
-    bad = (await client.post("/worklogs", json={**ENTRY, "comment": "to be damaged"},
-                             headers=user)).json()
+    bad = (
+        await client.post("/worklogs", json={**ENTRY, "comment": "to be damaged"}, headers=user)
+    ).json()
     with engine.begin() as conn:
-        raw = bytearray(conn.execute(text("SELECT comment FROM worklogs WHERE id = :i"),
-                                     {"i": bad["id"]}).scalar_one())
+        raw = bytearray(
+            conn.execute(
+                text("SELECT comment FROM worklogs WHERE id = :i"), {"i": bad["id"]}
+            ).scalar_one()
+        )
         raw[-1] ^= 0x01  # one flipped bit in the tag
-        conn.execute(text("UPDATE worklogs SET comment = :c WHERE id = :i"),
-                     {"c": bytes(raw), "i": bad["id"]})
+        conn.execute(
+            text("UPDATE worklogs SET comment = :c WHERE id = :i"),
+            {"c": bytes(raw), "i": bad["id"]},
+        )
     listing = await client.get("/worklogs", headers=user)
     assert listing.status_code == 200
     rows = {row["id"]: row for row in listing.json()["items"]}

@@ -43,8 +43,9 @@ def replay_guard() -> MemoryReplayGuard:
 
 
 @pytest.fixture
-def ctx_verifier(edge_ring: ServiceKeyring, clock: FrozenClock,
-                 replay_guard: MemoryReplayGuard) -> ContextTokenVerifier:
+def ctx_verifier(
+    edge_ring: ServiceKeyring, clock: FrozenClock, replay_guard: MemoryReplayGuard
+) -> ContextTokenVerifier:
     return ContextTokenVerifier(
         audience=WORKLOGS,
         services=[trusted_service(EDGE, keys=keys_of(edge_ring), scopes=DELEGABLE)],
@@ -53,11 +54,17 @@ def ctx_verifier(edge_ring: ServiceKeyring, clock: FrozenClock,
     )
 
 
-def context_of(tenant: Tenant, *, sub: str = "alice",
-               scopes: frozenset[str] = DELEGABLE, **fields: object) -> TenantContext:
-    principal = Principal(issuer=DEV_ISSUER, tenant_id=tenant.id, subject=sub,
-                          roles=frozenset({"member"}), scopes=scopes,
-                          assurance=Assurance.MULTI_FACTOR)
+def context_of(
+    tenant: Tenant, *, sub: str = "alice", scopes: frozenset[str] = DELEGABLE, **fields: object
+) -> TenantContext:
+    principal = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tenant.id,
+        subject=sub,
+        roles=frozenset({"member"}),
+        scopes=scopes,
+        assurance=Assurance.MULTI_FACTOR,
+    )
     return TenantContext(tenant.id, tenant.slug, REGION, principal, "rid-1", **fields)  # type: ignore[arg-type]
 
 

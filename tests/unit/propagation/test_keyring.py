@@ -56,12 +56,15 @@ def test_service_names_must_be_plain(name: str) -> None:
 
 
 def test_rotation_is_seamless_for_a_verifier_with_a_cached_jwks(
-        tmp_path: Path, clock: FrozenClock, acme_ctx: TenantContext) -> None:
+    tmp_path: Path, clock: FrozenClock, acme_ctx: TenantContext
+) -> None:
     ring = ServiceKeyring.load_or_create(tmp_path / "edge", EDGE, clock=clock, retain=600)
     keys = JWKSKeySource.from_file(tmp_path / "edge" / "jwks.json", algorithms=["EdDSA"])
     verifier = ContextTokenVerifier(
-        audience=WORKLOGS, clock=clock,
-        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)])
+        audience=WORKLOGS,
+        clock=clock,
+        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)],
+    )
     minter = ContextTokenMinter(ring, clock=clock)
     in_flight = minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ)
     verifier.verify(minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
@@ -86,18 +89,22 @@ def test_rotation_is_seamless_for_a_verifier_with_a_cached_jwks(
 
 
 def test_token_signed_by_a_retired_and_expired_key_is_refused(
-        clock: FrozenClock, acme_ctx: TenantContext) -> None:
+    clock: FrozenClock, acme_ctx: TenantContext
+) -> None:
     ring = ServiceKeyring.generate(EDGE, clock=clock, retain=120)
     old_key = ring.active
     ring.rotate()
     clock.advance(121)
     keys = JWKSKeySource(lambda: ring.jwks(), algorithms=["EdDSA"], min_refresh_interval=0)
     verifier = ContextTokenVerifier(
-        audience=WORKLOGS, clock=clock,
-        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)])
+        audience=WORKLOGS,
+        clock=clock,
+        services=[trusted_service(EDGE, keys=keys, scopes=DELEGABLE)],
+    )
     # A holder of the retired private key mints a fresh-looking token with it.
-    leaked = ContextTokenMinter(ServiceKeyring(EDGE, [SigningKey(old_key.private_key, "active")]),
-                                clock=clock)
+    leaked = ContextTokenMinter(
+        ServiceKeyring(EDGE, [SigningKey(old_key.private_key, "active")]), clock=clock
+    )
     with pytest.raises(InvalidToken, match="unknown signing key"):
         verifier.verify(leaked.mint(acme_ctx, audience=WORKLOGS, scopes=READ))
 
@@ -128,5 +135,7 @@ def test_concurrent_opens_agree_on_one_keyring(tmp_path: Path) -> None:
     jwks = json.loads((tmp_path / "edge" / "jwks.json").read_text())
     published = {k["kid"] for k in jwks["keys"]}
     assert len(kids) == 8 and len(set(kids)) == 1 and kids[0] in published
-    assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == ["jwks.json",
-                                                                      "signing-keys.json"]
+    assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == [
+        "jwks.json",
+        "signing-keys.json",
+    ]

@@ -37,17 +37,27 @@ def publisher(edge_ring: ServiceKeyring, clock: FrozenClock) -> ContextTokenMint
 
 
 @pytest.fixture
-def consumer(edge_ring: ServiceKeyring, clock: FrozenClock, registry: TenantRegistry,
-             events: MemorySink) -> MessageConsumer:
+def consumer(
+    edge_ring: ServiceKeyring, clock: FrozenClock, registry: TenantRegistry, events: MemorySink
+) -> MessageConsumer:
     verifier = ContextTokenVerifier(
-        audience=CONSUMER, clock=clock, max_lifetime=900, check_replay=False,
-        services=[trusted_service(EDGE, keys=keys_of(edge_ring), scopes=SCOPES)])
-    return MessageConsumer(verifier=verifier, tenants=registry, region=REGION, events=events,
-                           clock=clock)
+        audience=CONSUMER,
+        clock=clock,
+        max_lifetime=900,
+        check_replay=False,
+        services=[trusted_service(EDGE, keys=keys_of(edge_ring), scopes=SCOPES)],
+    )
+    return MessageConsumer(
+        verifier=verifier, tenants=registry, region=REGION, events=events, clock=clock
+    )
 
 
-def publish(publisher: ContextTokenMinter, ctx: TenantContext, payload: dict[str, Any],
-            headers: dict[str, Any] | None = None) -> Message:
+def publish(
+    publisher: ContextTokenMinter,
+    ctx: TenantContext,
+    payload: dict[str, Any],
+    headers: dict[str, Any] | None = None,
+) -> Message:
     body = json.dumps(payload).encode()
     headers = dict(headers or {})
     with bind(ctx):
@@ -56,8 +66,11 @@ def publish(publisher: ContextTokenMinter, ctx: TenantContext, payload: dict[str
 
 
 def test_queue_round_trip_runs_the_callback_as_the_publishing_tenant(
-        publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext,
-        globex: Tenant) -> None:
+    publisher: ContextTokenMinter,
+    consumer: MessageConsumer,
+    acme_ctx: TenantContext,
+    globex: Tenant,
+) -> None:
     q: queue.Queue[Message] = queue.Queue()
     q.put(publish(publisher, acme_ctx, {"report": 1}))
     q.put(publish(publisher, context_of(globex, sub="gina"), {"report": 2}))
@@ -80,8 +93,11 @@ def test_queue_round_trip_runs_the_callback_as_the_publishing_tenant(
 
 
 def test_tampered_header_is_refused_and_the_message_is_not_processed(
-        publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext,
-        events: MemorySink) -> None:
+    publisher: ContextTokenMinter,
+    consumer: MessageConsumer,
+    acme_ctx: TenantContext,
+    events: MemorySink,
+) -> None:
     headers, body = publish(publisher, acme_ctx, {"report": 1})
     token = headers[CONTEXT_HEADER]
     flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
@@ -94,8 +110,8 @@ def test_tampered_header_is_refused_and_the_message_is_not_processed(
 
 @pytest.mark.parametrize("mutate", ["body", "missing", "garbage", "bytes-garbage"])
 def test_message_without_a_matching_context_is_refused(
-        publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext,
-        mutate: str) -> None:
+    publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext, mutate: str
+) -> None:
     headers, body = publish(publisher, acme_ctx, {"report": 1})
     if mutate == "body":  # the token lifted onto another message
         body = json.dumps({"report": 666}).encode()
@@ -112,10 +128,17 @@ def test_message_without_a_matching_context_is_refused(
 
 
 def test_tenant_headers_never_speak_for_the_tenant(
-        publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext,
-        globex: Tenant) -> None:
-    headers, body = publish(publisher, acme_ctx, {"report": 1},
-                            headers={"x-tenant-id": globex.id, "content-type": "json"})
+    publisher: ContextTokenMinter,
+    consumer: MessageConsumer,
+    acme_ctx: TenantContext,
+    globex: Tenant,
+) -> None:
+    headers, body = publish(
+        publisher,
+        acme_ctx,
+        {"report": 1},
+        headers={"x-tenant-id": globex.id, "content-type": "json"},
+    )
     assert "x-tenant-id" not in headers and headers["content-type"] == "json"
     headers["X-Tenant-ID"] = globex.id  # added in transit: ignored
     assert consumer.consume(headers, body, lambda _: current().tenant_id) == acme_ctx.tenant_id
@@ -129,8 +152,8 @@ def test_publishing_without_a_context_is_refused(publisher: ContextTokenMinter) 
 
 
 def test_message_for_another_consumer_is_refused(
-        publisher: ContextTokenMinter, consumer: MessageConsumer,
-        acme_ctx: TenantContext) -> None:
+    publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext
+) -> None:
     body = b"{}"
     headers: dict[str, Any] = {}
     with bind(acme_ctx):
@@ -139,8 +162,12 @@ def test_message_for_another_consumer_is_refused(
         consumer.consume(headers, body, lambda _: None)
 
 
-def test_expired_message_is_refused(publisher: ContextTokenMinter, consumer: MessageConsumer,
-                                    acme_ctx: TenantContext, clock: FrozenClock) -> None:
+def test_expired_message_is_refused(
+    publisher: ContextTokenMinter,
+    consumer: MessageConsumer,
+    acme_ctx: TenantContext,
+    clock: FrozenClock,
+) -> None:
     headers, body = publish(publisher, acme_ctx, {"report": 1})
     clock.advance(900 + 5)
     with pytest.raises(InvalidToken, match="expired"):
@@ -148,8 +175,12 @@ def test_expired_message_is_refused(publisher: ContextTokenMinter, consumer: Mes
 
 
 def test_suspended_tenants_messages_are_refused(
-        publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext,
-        registry: TenantRegistry, acme: Tenant) -> None:
+    publisher: ContextTokenMinter,
+    consumer: MessageConsumer,
+    acme_ctx: TenantContext,
+    registry: TenantRegistry,
+    acme: Tenant,
+) -> None:
     headers, body = publish(publisher, acme_ctx, {"report": 1})
     registry.suspend(acme.id, actor="test", reason="unpaid")
     with pytest.raises(TenantSuspended):
@@ -157,8 +188,8 @@ def test_suspended_tenants_messages_are_refused(
 
 
 def test_redelivery_of_the_same_message_is_processed_again(
-        publisher: ContextTokenMinter, consumer: MessageConsumer,
-        acme_ctx: TenantContext) -> None:
+    publisher: ContextTokenMinter, consumer: MessageConsumer, acme_ctx: TenantContext
+) -> None:
     message = publish(publisher, acme_ctx, {"report": 1})
     results = [consumer.consume(*message, lambda _: current().tenant_slug) for _ in range(2)]
     assert results == ["acme", "acme"]

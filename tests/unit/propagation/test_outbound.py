@@ -37,8 +37,8 @@ def bearer_of(request: httpx.Request) -> str:
 
 
 def test_request_carries_a_verifiable_token_for_the_bound_context(
-        minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier,
-        acme_ctx: TenantContext) -> None:
+    minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, acme_ctx: TenantContext
+) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=["worklogs:read"])
     with httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http, bind(acme_ctx):
@@ -55,43 +55,60 @@ def test_request_carries_a_verifiable_token_for_the_bound_context(
 def test_without_a_context_nothing_is_sent(minter: ContextTokenMinter) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=["worklogs:read"])
-    with httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http, \
-            pytest.raises(NoTenantContext):
+    with (
+        httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http,
+        pytest.raises(NoTenantContext),
+    ):
         http.get("http://worklogs/worklogs")
     assert sent.requests == []
 
 
-def test_a_scope_the_caller_lacks_is_refused_before_sending(minter: ContextTokenMinter,
-                                                            acme: Tenant) -> None:
+def test_a_scope_the_caller_lacks_is_refused_before_sending(
+    minter: ContextTokenMinter, acme: Tenant
+) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=["worklogs:write"])
     reader = context_of(acme, scopes=frozenset({"worklogs:read"}))
-    with httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http, bind(reader), \
-            pytest.raises(InsufficientScope):
+    with (
+        httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http,
+        bind(reader),
+        pytest.raises(InsufficientScope),
+    ):
         http.post("http://worklogs/worklogs", json={})
     assert sent.requests == []
 
 
-def test_tenant_headers_and_baggage_members_are_stripped(minter: ContextTokenMinter,
-                                                         acme_ctx: TenantContext) -> None:
+def test_tenant_headers_and_baggage_members_are_stripped(
+    minter: ContextTokenMinter, acme_ctx: TenantContext
+) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=(), strip_headers=["X-Org"])
     headers = {
-        "X-Tenant-ID": "globex", "x_tenant": "globex", "Tenant": "globex", "X-Org": "globex",
-        "baggage": "tenant=globex,userId=alice", "tracestate": "tenant_id=globex",
+        "X-Tenant-ID": "globex",
+        "x_tenant": "globex",
+        "Tenant": "globex",
+        "X-Org": "globex",
+        "baggage": "tenant=globex,userId=alice",
+        "tracestate": "tenant_id=globex",
         "accept": "application/json",
     }
     with httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http, bind(acme_ctx):
         http.get("http://worklogs/whoami", headers=headers)
     got = sent.requests[0].headers
-    assert {k.lower() for k in got} & {"x-tenant-id", "x_tenant", "tenant", "x-org",
-                                       "tracestate"} == set()
+    assert {k.lower() for k in got} & {
+        "x-tenant-id",
+        "x_tenant",
+        "tenant",
+        "x-org",
+        "tracestate",
+    } == set()
     assert got["baggage"] == "userId=alice"
     assert got["accept"] == "application/json"
 
 
 def test_stripping_can_be_turned_off_for_a_single_tenant_service(
-        minter: ContextTokenMinter, acme_ctx: TenantContext) -> None:
+    minter: ContextTokenMinter, acme_ctx: TenantContext
+) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=(), strip_tenant_headers=False)
     with httpx.Client(transport=httpx.MockTransport(sent), auth=auth) as http, bind(acme_ctx):
@@ -101,8 +118,8 @@ def test_stripping_can_be_turned_off_for_a_single_tenant_service(
 
 @pytest.mark.anyio
 async def test_async_client_uses_each_tasks_own_context(
-        minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, acme: Tenant,
-        globex: Tenant) -> None:
+    minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, acme: Tenant, globex: Tenant
+) -> None:
     sent = Recorder()
     auth = ContextAuth(minter, audience=WORKLOGS, scopes=["worklogs:read"])
     async with httpx.AsyncClient(transport=httpx.MockTransport(sent), auth=auth) as http:
@@ -124,27 +141,29 @@ async def test_async_client_uses_each_tasks_own_context(
         assert verified.principal.tenant_id == expected[request.url.params["as"]]
 
 
-def test_with_scopes_makes_an_auth_for_another_call(minter: ContextTokenMinter,
-                                                    ctx_verifier: ContextTokenVerifier,
-                                                    acme_ctx: TenantContext) -> None:
+def test_with_scopes_makes_an_auth_for_another_call(
+    minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, acme_ctx: TenantContext
+) -> None:
     sent = Recorder()
     base = ContextAuth(minter, audience=WORKLOGS, scopes=())
     with httpx.Client(transport=httpx.MockTransport(sent)) as http, bind(acme_ctx):
         http.post("http://worklogs/worklogs", auth=base.with_scopes("worklogs:write"))
-    assert ctx_verifier.verify(bearer_of(sent.requests[0])).principal.scopes == {
-        "worklogs:write"}
+    assert ctx_verifier.verify(bearer_of(sent.requests[0])).principal.scopes == {"worklogs:write"}
 
 
-def test_context_headers_serve_any_client(minter: ContextTokenMinter,
-                                          ctx_verifier: ContextTokenVerifier,
-                                          acme_ctx: TenantContext) -> None:
-    inbound = [("X-Tenant-ID", "globex"), ("baggage", "tenant=globex,k=v"),
-               ("Authorization", "Bearer user-token"), ("Accept", "application/json")]
+def test_context_headers_serve_any_client(
+    minter: ContextTokenMinter, ctx_verifier: ContextTokenVerifier, acme_ctx: TenantContext
+) -> None:
+    inbound = [
+        ("X-Tenant-ID", "globex"),
+        ("baggage", "tenant=globex,k=v"),
+        ("Authorization", "Bearer user-token"),
+        ("Accept", "application/json"),
+    ]
     with pytest.raises(NoTenantContext):
         context_headers(minter, audience=WORKLOGS, scopes=["worklogs:read"], headers=inbound)
     with bind(acme_ctx):
-        out = context_headers(minter, audience=WORKLOGS, scopes=["worklogs:read"],
-                              headers=inbound)
+        out = context_headers(minter, audience=WORKLOGS, scopes=["worklogs:read"], headers=inbound)
     names = [k for k, _ in out]
     assert names == ["baggage", "Accept", "Authorization"]
     assert dict(out)["baggage"] == "k=v"

@@ -47,36 +47,51 @@ def backend_events() -> MemorySink:
 
 
 @pytest.fixture
-def backend(store: WorklogStore, registry: TenantRegistry, edge_ring: ServiceKeyring,
-            backend_events: MemorySink) -> Any:
+def backend(
+    store: WorklogStore,
+    registry: TenantRegistry,
+    edge_ring: ServiceKeyring,
+    backend_events: MemorySink,
+) -> Any:
     verifier = ContextTokenVerifier(
-        audience=WORKLOGS, services=[trusted_service(EDGE, keys=keys_of(edge_ring),
-                                                     scopes=DELEGABLE)])
-    return create_worklogs(store=store, verifier=verifier, tenants=registry, region=REGION,
-                           events=backend_events)
+        audience=WORKLOGS,
+        services=[trusted_service(EDGE, keys=keys_of(edge_ring), scopes=DELEGABLE)],
+    )
+    return create_worklogs(
+        store=store, verifier=verifier, tenants=registry, region=REGION, events=backend_events
+    )
 
 
 @pytest.fixture
-def edge(keys: JWKSKeySource, registry: TenantRegistry, edge_ring: ServiceKeyring,
-         backend: Any) -> Any:
-    users = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
-                                          algorithms=["EdDSA"])])
-    return create_edge(verifier=users, tenants=registry, region=REGION, keyring=edge_ring,
-                       worklogs_url="http://worklogs",
-                       transport=httpx.ASGITransport(app=isolated(backend)))
+def edge(
+    keys: JWKSKeySource, registry: TenantRegistry, edge_ring: ServiceKeyring, backend: Any
+) -> Any:
+    users = TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
+    )
+    return create_edge(
+        verifier=users,
+        tenants=registry,
+        region=REGION,
+        keyring=edge_ring,
+        worklogs_url="http://worklogs",
+        transport=httpx.ASGITransport(app=isolated(backend)),
+    )
 
 
 @pytest.fixture
 async def via_edge(edge: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge),
-                                 base_url="http://edge") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
+    ) as client:
         yield client
 
 
 @pytest.fixture
 async def direct(backend: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=backend),
-                                 base_url="http://worklogs") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=backend), base_url="http://worklogs"
+    ) as client:
         yield client
 
 
@@ -84,9 +99,9 @@ def user(token_for: TokenFactory, tenant: Tenant, **kwargs: Any) -> dict[str, st
     return bearer(token_for(tenant, audience="edge", **kwargs))
 
 
-async def test_users_tenant_reaches_the_backend_handler(via_edge: httpx.AsyncClient,
-                                                        token_for: TokenFactory,
-                                                        acme: Tenant, globex: Tenant) -> None:
+async def test_users_tenant_reaches_the_backend_handler(
+    via_edge: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, globex: Tenant
+) -> None:
     me = await via_edge.get("/whoami", headers={**user(token_for, acme), "X-Tenant-ID": globex.id})
     assert me.status_code == 200, me.text
     body = me.json()
@@ -97,26 +112,30 @@ async def test_users_tenant_reaches_the_backend_handler(via_edge: httpx.AsyncCli
     created = await via_edge.post("/worklogs", json=ENTRY, headers=user(token_for, acme))
     assert created.status_code == 201 and created.json()["tenant_id"] == acme.id
     assert created.headers["location"].startswith("/worklogs/")
-    theirs = await via_edge.get(f"/worklogs/{created.json()['id']}",
-                                headers=user(token_for, globex, sub="gina"))
+    theirs = await via_edge.get(
+        f"/worklogs/{created.json()['id']}", headers=user(token_for, globex, sub="gina")
+    )
     assert theirs.status_code == 404
     assert theirs.headers["content-type"] == "application/problem+json"
 
 
 async def test_users_token_sent_straight_to_the_backend_is_refused(
-        direct: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
-        backend_events: MemorySink) -> None:
+    direct: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant, backend_events: MemorySink
+) -> None:
     for audience in ("edge", WORKLOGS):
-        response = await direct.get("/worklogs", headers=bearer(token_for(acme,
-                                                                          audience=audience)))
+        response = await direct.get("/worklogs", headers=bearer(token_for(acme, audience=audience)))
         assert response.status_code == 401
         assert response.json()["type"] == "urn:tenancy:problem:invalid-token"
     assert {e.reason for e in backend_events.events} == {"not a context token"}
 
 
 async def test_scope_the_user_lacks_is_refused_at_the_edge_and_nothing_is_written(
-        via_edge: httpx.AsyncClient, token_for: TokenFactory, acme: Tenant,
-        backend_events: MemorySink, store: WorklogStore) -> None:
+    via_edge: httpx.AsyncClient,
+    token_for: TokenFactory,
+    acme: Tenant,
+    backend_events: MemorySink,
+    store: WorklogStore,
+) -> None:
     reader = user(token_for, acme, scopes=["worklogs:read"])
     refused = await via_edge.post("/worklogs", json=ENTRY, headers=reader)
     assert refused.status_code == 403
@@ -127,8 +146,13 @@ async def test_scope_the_user_lacks_is_refused_at_the_edge_and_nothing_is_writte
 
 
 async def test_each_call_is_delegated_only_its_routes_scope(
-        keys: JWKSKeySource, registry: TenantRegistry, edge_ring: ServiceKeyring, backend: Any,
-        token_for: TokenFactory, acme: Tenant) -> None:
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    edge_ring: ServiceKeyring,
+    backend: Any,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
     inner = httpx.ASGITransport(app=isolated(backend))
 
@@ -138,51 +162,76 @@ async def test_each_call_is_delegated_only_its_routes_scope(
             seen.append((request.method, jwt.decode(token, options={"verify_signature": False})))
             return await inner.handle_async_request(request)
 
-    users = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
-                                          algorithms=["EdDSA"])])
-    edge = create_edge(verifier=users, tenants=registry, region=REGION, keyring=edge_ring,
-                       worklogs_url="http://worklogs", transport=Recording())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge),
-                                 base_url="http://edge") as client:
+    users = TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
+    )
+    edge = create_edge(
+        verifier=users,
+        tenants=registry,
+        region=REGION,
+        keyring=edge_ring,
+        worklogs_url="http://worklogs",
+        transport=Recording(),
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
+    ) as client:
         headers = user(token_for, acme)  # the user holds read and write
         assert (await client.get("/worklogs", headers=headers)).status_code == 200
         assert (await client.post("/worklogs", json=ENTRY, headers=headers)).status_code == 201
     assert [(method, claims["scope"], claims["aud"]) for method, claims in seen] == [
-        ("GET", "worklogs:read", WORKLOGS), ("POST", "worklogs:write", WORKLOGS)]
+        ("GET", "worklogs:read", WORKLOGS),
+        ("POST", "worklogs:write", WORKLOGS),
+    ]
     assert all(claims["exp"] - claims["iat"] <= 60 for _, claims in seen)
 
 
-async def test_backend_down_is_a_502_problem(keys: JWKSKeySource, registry: TenantRegistry,
-                                             edge_ring: ServiceKeyring, token_for: TokenFactory,
-                                             acme: Tenant) -> None:
+async def test_backend_down_is_a_502_problem(
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    edge_ring: ServiceKeyring,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    users = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
-                                          algorithms=["EdDSA"])])
-    edge = create_edge(verifier=users, tenants=registry, region=REGION, keyring=edge_ring,
-                       worklogs_url="http://worklogs", transport=httpx.MockTransport(refuse))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge),
-                                 base_url="http://edge") as client:
+    users = TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
+    )
+    edge = create_edge(
+        verifier=users,
+        tenants=registry,
+        region=REGION,
+        keyring=edge_ring,
+        worklogs_url="http://worklogs",
+        transport=httpx.MockTransport(refuse),
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
+    ) as client:
         response = await client.get("/worklogs", headers=user(token_for, acme))
     assert response.status_code == 502
     assert response.json()["type"] == "urn:tenancy:problem:downstream-unavailable"
 
 
 async def test_edge_publishes_its_jwks_without_authentication(
-        via_edge: httpx.AsyncClient, edge_ring: ServiceKeyring) -> None:
+    via_edge: httpx.AsyncClient, edge_ring: ServiceKeyring
+) -> None:
     response = await via_edge.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert {k["kid"] for k in response.json()["keys"]} == {
-        k["kid"] for k in edge_ring.jwks()["keys"]}
+        k["kid"] for k in edge_ring.jwks()["keys"]
+    }
     assert all("d" not in k for k in response.json()["keys"])
 
 
 async def test_suspended_tenant_is_refused_by_the_backend_too(
-        direct: httpx.AsyncClient, edge_ring: ServiceKeyring, registry: TenantRegistry,
-        acme: Tenant) -> None:
-    token = ContextTokenMinter(edge_ring).mint(context_of(acme), audience=WORKLOGS,
-                                               scopes=["worklogs:read"])
+    direct: httpx.AsyncClient, edge_ring: ServiceKeyring, registry: TenantRegistry, acme: Tenant
+) -> None:
+    token = ContextTokenMinter(edge_ring).mint(
+        context_of(acme), audience=WORKLOGS, scopes=["worklogs:read"]
+    )
     registry.suspend(acme.id, actor="test", reason="unpaid")
     response = await direct.get("/worklogs", headers=bearer(token))
     assert response.status_code == 403
@@ -190,7 +239,8 @@ async def test_suspended_tenant_is_refused_by_the_backend_too(
 
 
 async def test_aiohttp_backend_sends_a_context_token_and_reports_a_dead_backend(
-        edge_ring: ServiceKeyring, ctx_verifier: ContextTokenVerifier, acme: Tenant) -> None:
+    edge_ring: ServiceKeyring, ctx_verifier: ContextTokenVerifier, acme: Tenant
+) -> None:
     import socket
 
     from aiohttp import web
@@ -213,12 +263,17 @@ async def test_aiohttp_backend_sends_a_context_token_and_reports_a_dead_backend(
         port = probe.getsockname()[1]
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    backend = AiohttpBackend(f"http://127.0.0.1:{port}", minter=ContextTokenMinter(edge_ring),
-                             audience=WORKLOGS, timeout=2)
+    backend = AiohttpBackend(
+        f"http://127.0.0.1:{port}",
+        minter=ContextTokenMinter(edge_ring),
+        audience=WORKLOGS,
+        timeout=2,
+    )
     try:
         with bind(context_of(acme)):
-            answer = await backend.forward("GET", "/worklogs", "a=1", b"",
-                                           {"accept": "application/json"}, ["worklogs:read"])
+            answer = await backend.forward(
+                "GET", "/worklogs", "a=1", b"", {"accept": "application/json"}, ["worklogs:read"]
+            )
         assert answer.status == 200 and answer.headers["location"] == "/x"
         token = seen[0]["Authorization"].removeprefix("Bearer ")
         assert ctx_verifier.verify(token).principal.scopes == {"worklogs:read"}
@@ -239,7 +294,10 @@ async def test_edge_publishes_its_route_table_as_openapi(via_edge: httpx.AsyncCl
     found = routes_from_openapi(document)  # what the probe reads: public paths left out
     assert {r.key for r in found} == {f"{method} {path}" for method, path, _ in ROUTES}
     assert {r.key: r.body for r in found if r.body}["POST /worklogs"]["minutes"] == 45
-    scopes = {f"{m.upper()} {p}": op["security"] for p, ops in document["paths"].items()
-              for m, op in ops.items()}
+    scopes = {
+        f"{m.upper()} {p}": op["security"]
+        for p, ops in document["paths"].items()
+        for m, op in ops.items()
+    }
     assert scopes["GET /worklogs/export"] == [{"bearer": ["worklogs:export"]}]
     assert scopes["GET /openapi.json"] == scopes["GET /healthz"] == []

@@ -22,16 +22,26 @@ US_TENANT = "00000000-0000-4000-8000-0000000000a0"
 
 def tenant(tenant_id: str, region: str) -> Tenant:
     now = datetime.now(UTC)
-    return Tenant(id=tenant_id, slug=f"t{tenant_id[-2:]}", display_name="T", region=region,
-                  status=TenantStatus.ACTIVE, created_at=now, updated_at=now)
+    return Tenant(
+        id=tenant_id,
+        slug=f"t{tenant_id[-2:]}",
+        display_name="T",
+        region=region,
+        status=TenantStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def context_of(t: Tenant, *, kind: PrincipalKind = PrincipalKind.USER) -> TenantContext:
     """The context the middleware (or a message consumer) would bind for ``t``."""
-    return TenantContext(tenant_id=t.id, tenant_slug=t.slug, region=t.region,
-                         principal=Principal(issuer="i", tenant_id=t.id, subject="alice",
-                                             kind=kind),
-                         request_id="req-1")
+    return TenantContext(
+        tenant_id=t.id,
+        tenant_slug=t.slug,
+        region=t.region,
+        principal=Principal(issuer="i", tenant_id=t.id, subject="alice", kind=kind),
+        request_id="req-1",
+    )
 
 
 @pytest.fixture

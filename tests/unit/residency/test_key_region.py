@@ -32,8 +32,12 @@ def cmk_in(region: str) -> KeyInfo:
 
 
 def hsm_key() -> KeyInfo:
-    return KeyInfo(KeyRef("pkcs11", "tenant-kek", "1"), enabled=True, managed_by="customer",
-                   location="pkcs11:eu-hsm")
+    return KeyInfo(
+        KeyRef("pkcs11", "tenant-kek", "1"),
+        enabled=True,
+        managed_by="customer",
+        location="pkcs11:eu-hsm",
+    )
 
 
 def test_cmk_in_aws_kms_us_east_1_for_an_eu_tenant_is_refused_and_audited(kms: None) -> None:
@@ -88,11 +92,16 @@ def test_key_residency_checks_a_local_key_file_by_its_configured_region(tmp_path
     ref = provider.create_key(tenant_id=EU_TENANT)
     homes = {EU_TENANT: EU}
     events = MemorySink()
-    assert KeyResidency(homes.__getitem__, locations={"local": EU},
-                        events=events).check_ref(EU_TENANT, provider, ref) == EU
+    assert (
+        KeyResidency(homes.__getitem__, locations={"local": EU}, events=events).check_ref(
+            EU_TENANT, provider, ref
+        )
+        == EU
+    )
     with pytest.raises(ResidencyViolation):
-        KeyResidency(homes.__getitem__, locations={"local": US},
-                     events=events).check_ref(EU_TENANT, provider, ref)
+        KeyResidency(homes.__getitem__, locations={"local": US}, events=events).check_ref(
+            EU_TENANT, provider, ref
+        )
     assert events.actions() == ["residency.refused"]
 
 

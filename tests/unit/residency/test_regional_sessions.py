@@ -29,8 +29,11 @@ def only_refusal(events: MemorySink) -> dict[str, str | None]:
 
 
 def test_eu_tenant_sessions_use_the_eu_engine_and_us_tenant_sessions_the_us_engine(
-    regional_engines: dict[str, Engine], db_files: dict[str, Path], events: MemorySink,
-    eu_tenant: Tenant, us_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    db_files: dict[str, Path],
+    events: MemorySink,
+    eu_tenant: Tenant,
+    us_tenant: Tenant,
 ) -> None:
     eu_instance = instance(regional_engines, EU, events)
     us_instance = instance(regional_engines, US, events)
@@ -53,7 +56,9 @@ def test_eu_tenant_sessions_use_the_eu_engine_and_us_tenant_sessions_the_us_engi
 
 
 def test_eu_tenant_session_on_a_us_instance_is_refused_and_audited(
-    regional_engines: dict[str, Engine], events: MemorySink, eu_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    eu_tenant: Tenant,
 ) -> None:
     us_instance = instance(regional_engines, US, events)
     with bind(context_of(eu_tenant)), pytest.raises(ResidencyViolation) as refused:
@@ -61,14 +66,20 @@ def test_eu_tenant_session_on_a_us_instance_is_refused_and_audited(
 
     assert isinstance(refused.value, WrongRegion)
     assert (refused.value.home_region, refused.value.region) == (EU, US)
-    assert only_refusal(events) == {"tenant_id": eu_tenant.id, "home_region": EU,
-                                    "region": US, "attempted": "session"}
+    assert only_refusal(events) == {
+        "tenant_id": eu_tenant.id,
+        "home_region": EU,
+        "region": US,
+        "attempted": "session",
+    }
     assert events.events[0].actor == "alice"
     assert events.events[0].request_id == "req-1"
 
 
 def test_residency_violation_is_a_403_wrong_region_problem_without_the_regions(
-    regional_engines: dict[str, Engine], events: MemorySink, eu_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    eu_tenant: Tenant,
 ) -> None:
     with bind(context_of(eu_tenant)), pytest.raises(ResidencyViolation) as refused:
         instance(regional_engines, US, events)()
@@ -79,7 +90,9 @@ def test_residency_violation_is_a_403_wrong_region_problem_without_the_regions(
 
 
 def test_tenant_without_an_engine_for_its_region_is_refused_and_audited(
-    regional_engines: dict[str, Engine], events: MemorySink, eu_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    eu_tenant: Tenant,
 ) -> None:
     only_us = RegionalEngines({US: regional_engines[US]}, region=EU, events=events)
     with pytest.raises(ResidencyViolation, match="homed in another region"):
@@ -89,14 +102,17 @@ def test_tenant_without_an_engine_for_its_region_is_refused_and_audited(
     assert events.events[0].reason == "no database engine for the tenant's home region"
 
 
-def test_engine_for_current_needs_a_bound_tenant(regional_engines: dict[str, Engine],
-                                                 events: MemorySink) -> None:
+def test_engine_for_current_needs_a_bound_tenant(
+    regional_engines: dict[str, Engine], events: MemorySink
+) -> None:
     with pytest.raises(NoTenantContext):
         RegionalEngines(regional_engines, region=EU, events=events).engine_for_current()
 
 
 def test_session_is_pinned_to_the_tenant_it_was_routed_for(
-    regional_engines: dict[str, Engine], events: MemorySink, eu_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    eu_tenant: Tenant,
 ) -> None:
     neighbour = tenant(EU_TENANT[:-2] + "e1", EU)
     sessions = instance(regional_engines, EU, events)
@@ -107,25 +123,35 @@ def test_session_is_pinned_to_the_tenant_it_was_routed_for(
 
 
 def test_job_for_an_eu_tenant_on_a_us_instance_is_refused_audited_and_writes_nothing(
-    regional_engines: dict[str, Engine], db_files: dict[str, Path], events: MemorySink,
+    regional_engines: dict[str, Engine],
+    db_files: dict[str, Path],
+    events: MemorySink,
     eu_tenant: Tenant,
 ) -> None:
     us_instance = instance(regional_engines, US, events)
     ran = False
-    with (pytest.raises(ResidencyViolation),
-          us_instance.for_job(eu_tenant, region=US, job="nightly-rollup") as session):
+    with (
+        pytest.raises(ResidencyViolation),
+        us_instance.for_job(eu_tenant, region=US, job="nightly-rollup") as session,
+    ):
         ran = True
         session.add(Project(id="p-job", name="job-marker-51be"))
     assert ran is False
-    assert only_refusal(events) == {"tenant_id": eu_tenant.id, "home_region": EU,
-                                    "region": US, "attempted": "job:nightly-rollup"}
+    assert only_refusal(events) == {
+        "tenant_id": eu_tenant.id,
+        "home_region": EU,
+        "region": US,
+        "attempted": "job:nightly-rollup",
+    }
     for engine in regional_engines.values():
         engine.dispose()
     assert not any(file_contains(path, "job-marker-51be") for path in db_files.values())
 
 
 def test_job_for_an_eu_tenant_on_an_eu_instance_writes_to_the_eu_database_only(
-    regional_engines: dict[str, Engine], db_files: dict[str, Path], events: MemorySink,
+    regional_engines: dict[str, Engine],
+    db_files: dict[str, Path],
+    events: MemorySink,
     eu_tenant: Tenant,
 ) -> None:
     eu_instance = instance(regional_engines, EU, events)
@@ -139,17 +165,24 @@ def test_job_for_an_eu_tenant_on_an_eu_instance_writes_to_the_eu_database_only(
 
 
 def test_job_under_another_tenants_context_is_refused(
-    regional_engines: dict[str, Engine], events: MemorySink, eu_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    eu_tenant: Tenant,
     us_tenant: Tenant,
 ) -> None:
     eu_instance = instance(regional_engines, EU, events)
-    with (bind(context_of(us_tenant)), pytest.raises(TenantContextConflict),
-          eu_instance.for_job(eu_tenant, region=EU)):
+    with (
+        bind(context_of(us_tenant)),
+        pytest.raises(TenantContextConflict),
+        eu_instance.for_job(eu_tenant, region=EU),
+    ):
         pass
 
 
 def test_job_region_that_is_not_the_engines_region_is_a_configuration_error(
-    regional_engines: dict[str, Engine], events: MemorySink, us_tenant: Tenant,
+    regional_engines: dict[str, Engine],
+    events: MemorySink,
+    us_tenant: Tenant,
 ) -> None:
     eu_instance = instance(regional_engines, EU, events)
     with pytest.raises(ConfigurationError), eu_instance.for_job(us_tenant, region=US):
@@ -163,7 +196,8 @@ def test_malformed_regional_configuration_is_refused(regions: dict[str, object])
 
 
 def test_one_database_configured_for_two_regions_is_refused(
-    regional_engines: dict[str, Engine], db_files: dict[str, Path],
+    regional_engines: dict[str, Engine],
+    db_files: dict[str, Path],
 ) -> None:
     twin = create_engine(f"sqlite:///{db_files[EU]}")
     with pytest.raises(ConfigurationError, match="one database"):

@@ -25,13 +25,17 @@ def kms(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_provisioning_a_us_cmk_for_an_eu_tenant_is_refused_and_not_recorded(
-        kms: None, engine: Engine, tmp_path: Path) -> None:
+    kms: None, engine: Engine, tmp_path: Path
+) -> None:
     events = MemorySink()
     us_kms = AwsKmsKeyProvider.from_region(US)
     local = LocalKeyProvider(tmp_path / "keys", root=RootKey(bytes(32)))
-    keys = TenantKeys(engine, [local, us_kms], events=events,
-                      residency=KeyResidency({EU_TENANT: EU}.__getitem__,
-                                             locations={"local": EU}, events=events))
+    keys = TenantKeys(
+        engine,
+        [local, us_kms],
+        events=events,
+        residency=KeyResidency({EU_TENANT: EU}.__getitem__, locations={"local": EU}, events=events),
+    )
     keys.create_schema()
     keys.provision(EU_TENANT)  # a platform key in the local file, configured in EU
     cmk = us_kms.create_key(tenant_id=EU_TENANT)

@@ -25,23 +25,27 @@ def eu_customer(registry: TenantRegistry) -> Tenant:
 
 
 @pytest.fixture
-async def us_instance(store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry,
-                      events: MemorySink) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store=store, verifier=verifier, tenants=registry, region=US,
-                     events=events)
+async def us_instance(
+    store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(store=store, verifier=verifier, tenants=registry, region=US, events=events)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://us.testserver") as c:
         yield c
 
 
 async def test_eu_tenant_on_a_us_instance_is_refused_403_wrong_region_and_audited(
-    us_instance: httpx.AsyncClient, eu_customer: Tenant, token_for: TokenFactory,
+    us_instance: httpx.AsyncClient,
+    eu_customer: Tenant,
+    token_for: TokenFactory,
     events: MemorySink,
 ) -> None:
     before = len(events.events)
     response = await us_instance.post(
-        "/worklogs", headers=bearer(token_for(eu_customer)),
-        json={"description": "must not land in us", "minutes": 5, "day": "2026-11-20"})
+        "/worklogs",
+        headers=bearer(token_for(eu_customer)),
+        json={"description": "must not land in us", "minutes": 5, "day": "2026-11-20"},
+    )
 
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
@@ -56,7 +60,9 @@ async def test_eu_tenant_on_a_us_instance_is_refused_403_wrong_region_and_audite
 
 
 async def test_wrong_region_refusal_event_names_the_tenant_and_both_regions(
-    us_instance: httpx.AsyncClient, eu_customer: Tenant, token_for: TokenFactory,
+    us_instance: httpx.AsyncClient,
+    eu_customer: Tenant,
+    token_for: TokenFactory,
     events: MemorySink,
 ) -> None:
     response = await us_instance.get("/worklogs", headers=bearer(token_for(eu_customer)))

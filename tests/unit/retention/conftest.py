@@ -22,14 +22,21 @@ def mappings(engine: Engine) -> Engine:
     return engine
 
 
-def add_mapping(engine: Engine, tenant_id: str, notified: datetime | None,
-                created: datetime) -> str:
+def add_mapping(
+    engine: Engine, tenant_id: str, notified: datetime | None, created: datetime
+) -> str:
     mapping_id = str(uuid.uuid4())
     with engine.begin() as conn:
-        conn.execute(insert(IdentityMapping).values(
-            tenant_id=tenant_id, id=mapping_id, external_id=f"ext-{mapping_id}",
-            email=f"{mapping_id[:8]}@example.test", created_at=created,
-            first_notified_at=notified))
+        conn.execute(
+            insert(IdentityMapping).values(
+                tenant_id=tenant_id,
+                id=mapping_id,
+                external_id=f"ext-{mapping_id}",
+                email=f"{mapping_id[:8]}@example.test",
+                created_at=created,
+                first_notified_at=notified,
+            )
+        )
     return mapping_id
 
 

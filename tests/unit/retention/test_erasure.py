@@ -24,32 +24,56 @@ assert isinstance(WORKLOGS, Table)
 TABLES = (*DEFAULT_ERASURE_TABLES, WORKLOGS)
 
 
-def fill(tenant: Tenant, worklogs: WorklogStore, exports: ExportService, engine: Engine,
-         clock: FrozenClock) -> None:
+def fill(
+    tenant: Tenant,
+    worklogs: WorklogStore,
+    exports: ExportService,
+    engine: Engine,
+    clock: FrozenClock,
+) -> None:
     with bind(ctx_of(tenant)):
         for n in range(2):
-            worklogs.create(description=f"entry {n}", minutes=15, day=date(2026, 11, 2),
-                            comment="personal")
+            worklogs.create(
+                description=f"entry {n}", minutes=15, day=date(2026, 11, 2), comment="personal"
+            )
         exports.create("json")
     add_mapping(engine, tenant.id, notified=clock.now(), created=clock.now())
 
 
 @pytest.fixture
-def filled(worklogs: WorklogStore, exports: ExportService, mappings: Engine, engine: Engine,
-           acme: Tenant, globex: Tenant, clock: FrozenClock) -> None:
+def filled(
+    worklogs: WorklogStore,
+    exports: ExportService,
+    mappings: Engine,
+    engine: Engine,
+    acme: Tenant,
+    globex: Tenant,
+    clock: FrozenClock,
+) -> None:
     fill(acme, worklogs, exports, engine, clock)
     fill(globex, worklogs, exports, engine, clock)
 
 
 @pytest.mark.usefixtures("filled")
 def test_erasure_deletes_the_tenants_rows_only_and_shreds_its_keys(
-        engine: Engine, tenant_keys: TenantKeys, worklogs: WorklogStore, acme: Tenant,
-        globex: Tenant, events: MemorySink, clock: FrozenClock) -> None:
-    report = erase_tenant_personal_data(acme.id, engine=engine, keys=tenant_keys,
-                                        tables=TABLES, events=events, clock=clock,
-                                        requested_by="dpo@acme")
-    assert report.deleted == {"tenancy_identity_mappings": 1, "tenancy_exports": 1,
-                              "worklogs": 2}
+    engine: Engine,
+    tenant_keys: TenantKeys,
+    worklogs: WorklogStore,
+    acme: Tenant,
+    globex: Tenant,
+    events: MemorySink,
+    clock: FrozenClock,
+) -> None:
+    report = erase_tenant_personal_data(
+        acme.id,
+        engine=engine,
+        keys=tenant_keys,
+        tables=TABLES,
+        events=events,
+        clock=clock,
+        requested_by="dpo@acme",
+    )
+    assert report.deleted == {"tenancy_identity_mappings": 1, "tenancy_exports": 1, "worklogs": 2}
     assert report.keys == "shredded"
     for model in (Worklog, IdentityMapping, ExportRecord):
         assert count(engine, model, acme.id) == 0
@@ -67,35 +91,47 @@ def test_erasure_deletes_the_tenants_rows_only_and_shreds_its_keys(
     done = [e for e in events.events if e.action == "erasure.completed"]
     assert len(done) == 1
     assert (done[0].tenant_id, done[0].actor) == (acme.id, "dpo@acme")
-    assert done[0].details == {"deleted.tenancy_identity_mappings": "1",
-                               "deleted.tenancy_exports": "1", "deleted.worklogs": "2",
-                               "keys": "shredded"}
+    assert done[0].details == {
+        "deleted.tenancy_identity_mappings": "1",
+        "deleted.tenancy_exports": "1",
+        "deleted.worklogs": "2",
+        "keys": "shredded",
+    }
     assert "key.destroy" in events.actions()
 
 
 @pytest.mark.usefixtures("filled")
-def test_erasure_is_idempotent(engine: Engine, tenant_keys: TenantKeys, acme: Tenant,
-                               events: MemorySink) -> None:
-    erase_tenant_personal_data(acme.id, engine=engine, keys=tenant_keys, tables=TABLES,
-                               events=events)
-    again = erase_tenant_personal_data(acme.id, engine=engine, keys=tenant_keys,
-                                       tables=TABLES, events=events)
+def test_erasure_is_idempotent(
+    engine: Engine, tenant_keys: TenantKeys, acme: Tenant, events: MemorySink
+) -> None:
+    erase_tenant_personal_data(
+        acme.id, engine=engine, keys=tenant_keys, tables=TABLES, events=events
+    )
+    again = erase_tenant_personal_data(
+        acme.id, engine=engine, keys=tenant_keys, tables=TABLES, events=events
+    )
     assert again.total == 0 and again.keys == "already-destroyed"
 
 
-def test_a_tenant_without_keys_is_erased_too(engine: Engine, tenant_keys: TenantKeys,
-                                            mappings: Engine, registry: TenantRegistry,
-                                            clock: FrozenClock) -> None:
+def test_a_tenant_without_keys_is_erased_too(
+    engine: Engine,
+    tenant_keys: TenantKeys,
+    mappings: Engine,
+    registry: TenantRegistry,
+    clock: FrozenClock,
+) -> None:
     initech = registry.provision("initech", region="eu-central-1")
     add_mapping(engine, initech.id, notified=None, created=clock.now())
-    report = erase_tenant_personal_data(initech.id, engine=engine, keys=tenant_keys,
-                                        tables=(IdentityMapping.__table__,))  # type: ignore[arg-type]
+    report = erase_tenant_personal_data(
+        initech.id, engine=engine, keys=tenant_keys, tables=(IdentityMapping.__table__,)
+    )  # type: ignore[arg-type]
     assert report.deleted == {"tenancy_identity_mappings": 1} and report.keys == "none"
 
 
 @pytest.mark.usefixtures("filled")
 def test_erasure_refuses_to_run_for_another_tenant_than_the_bound_one(
-        engine: Engine, tenant_keys: TenantKeys, acme: Tenant, globex: Tenant) -> None:
+    engine: Engine, tenant_keys: TenantKeys, acme: Tenant, globex: Tenant
+) -> None:
     with bind(ctx_of(globex)), pytest.raises(TenantContextConflict):
         erase_tenant_personal_data(acme.id, engine=engine, keys=tenant_keys, tables=TABLES)
     assert count(engine, Worklog, acme.id) == 2

@@ -32,13 +32,18 @@ def purged(events: MemorySink) -> list[SecurityEvent]:
 
 
 def job(engine: Engine, clock: FrozenClock, events: MemorySink, **kwargs: object) -> RetentionJob:
-    return RetentionJob(engine, DEFAULT_RULES, clock=clock, events=events,
-                        **kwargs)  # type: ignore[arg-type]
+    return RetentionJob(engine, DEFAULT_RULES, clock=clock, events=events, **kwargs)  # type: ignore[arg-type]
 
 
 def test_exports_are_kept_on_day_11_and_deleted_on_day_12(
-        exports: ExportService, mappings: Engine, engine: Engine, acme: Tenant,
-        globex: Tenant, clock: FrozenClock, events: MemorySink) -> None:
+    exports: ExportService,
+    mappings: Engine,
+    engine: Engine,
+    acme: Tenant,
+    globex: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     for tenant in (acme, globex):
         with bind(ctx_of(tenant)):
             exports.create("json")
@@ -59,12 +64,24 @@ def test_exports_are_kept_on_day_11_and_deleted_on_day_12(
 
 
 def test_a_link_still_in_its_window_finds_the_export_gone_after_retention(
-        engine: Engine, worklogs: object, tenant_keys: object, mappings: Engine,
-        acme: Tenant, clock: FrozenClock, events: MemorySink) -> None:
+    engine: Engine,
+    worklogs: object,
+    tenant_keys: object,
+    mappings: Engine,
+    acme: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     from tests.unit.exports.conftest import export_service
 
-    long_window = export_service(engine, worklogs, tenant_keys, clock, events,  # type: ignore[arg-type]
-                                 window=timedelta(days=30))
+    long_window = export_service(
+        engine,
+        worklogs,
+        tenant_keys,
+        clock,
+        events,  # type: ignore[arg-type]
+        window=timedelta(days=30),
+    )
     with bind(ctx_of(acme)):
         token = long_window.create("csv").token
     clock.advance(12 * DAY)
@@ -74,8 +91,13 @@ def test_a_link_still_in_its_window_finds_the_export_gone_after_retention(
 
 
 def test_mappings_are_kept_on_day_13_and_deleted_on_day_14_after_first_notice(
-        mappings: Engine, exports: ExportService, engine: Engine, acme: Tenant,
-        clock: FrozenClock, events: MemorySink) -> None:
+    mappings: Engine,
+    exports: ExportService,
+    engine: Engine,
+    acme: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     t0 = clock.now()
     notified = add_mapping(engine, acme.id, notified=t0, created=t0 - timedelta(days=30))
     add_mapping(engine, acme.id, notified=t0 + timedelta(days=2), created=t0)
@@ -95,8 +117,13 @@ def test_mappings_are_kept_on_day_13_and_deleted_on_day_14_after_first_notice(
 
 
 def test_a_second_run_deletes_nothing_more(
-        mappings: Engine, exports: ExportService, engine: Engine, acme: Tenant,
-        clock: FrozenClock, events: MemorySink) -> None:
+    mappings: Engine,
+    exports: ExportService,
+    engine: Engine,
+    acme: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     for _ in range(3):
         add_mapping(engine, acme.id, notified=clock.now(), created=clock.now())
     clock.advance(14 * DAY)
@@ -111,8 +138,14 @@ def test_a_second_run_deletes_nothing_more(
 
 
 def test_an_interrupted_run_is_finished_exactly_by_the_next_one(
-        mappings: Engine, exports: ExportService, engine: Engine, acme: Tenant,
-        globex: Tenant, clock: FrozenClock, events: MemorySink) -> None:
+    mappings: Engine,
+    exports: ExportService,
+    engine: Engine,
+    acme: Tenant,
+    globex: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     t0 = clock.now()
     for _ in range(5):
         add_mapping(engine, acme.id, notified=t0, created=t0)
@@ -133,8 +166,9 @@ def test_an_interrupted_run_is_finished_exactly_by_the_next_one(
     assert interrupted.details["deleted"] == "2"
 
     batches: list[tuple[str, str, int]] = []
-    report = job(engine, clock, events, batch_size=2,
-                 after_batch=lambda *batch: batches.append(batch)).run()
+    report = job(
+        engine, clock, events, batch_size=2, after_batch=lambda *batch: batches.append(batch)
+    ).run()
     assert report.deleted("mappings") == 5  # 7 due in all, 2 deleted before the crash
     assert count(engine, IdentityMapping, acme.id) == 1
     assert count(engine, IdentityMapping, globex.id) == 0
@@ -145,8 +179,14 @@ def test_an_interrupted_run_is_finished_exactly_by_the_next_one(
 
 
 def test_listed_tenants_each_get_an_event_per_data_class_even_with_nothing_due(
-        mappings: Engine, exports: ExportService, engine: Engine, acme: Tenant,
-        globex: Tenant, clock: FrozenClock, events: MemorySink) -> None:
+    mappings: Engine,
+    exports: ExportService,
+    engine: Engine,
+    acme: Tenant,
+    globex: Tenant,
+    clock: FrozenClock,
+    events: MemorySink,
+) -> None:
     report = job(engine, clock, events, tenants=lambda: [acme.id, globex.id]).run()
     assert report.total == 0
     seen = {(e.tenant_id, e.details["data_class"]) for e in purged(events)}
@@ -165,8 +205,13 @@ def test_the_default_rules_mirror_the_platform() -> None:
 
 def test_rules_refuse_tables_that_are_not_tenant_owned(engine: Engine) -> None:
     meta = MetaData()
-    loose = Table("loose", meta, Column("id", Integer, primary_key=True),
-                  Column("tenant_id", String(36)), Column("at", String(30)))
+    loose = Table(
+        "loose",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("tenant_id", String(36)),
+        Column("at", String(30)),
+    )
     with pytest.raises(ConfigurationError, match="lead the primary key"):
         RetentionRule("loose", loose, "at", timedelta(days=1))
     with pytest.raises(ConfigurationError, match="positive"):

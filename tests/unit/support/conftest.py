@@ -19,17 +19,26 @@ STAFF = "00000000-0000-4000-8000-000000000001"
 
 def engineer(subject: str = "sam", **changes: object) -> Principal:
     fields: dict[str, object] = {
-        "issuer": DEV_ISSUER, "tenant_id": STAFF, "subject": subject,
-        "kind": PrincipalKind.SUPPORT, "scopes": frozenset({"worklogs:read", "worklogs:write"}),
-        "assurance": Assurance.MULTI_FACTOR, "device_trusted": True}
+        "issuer": DEV_ISSUER,
+        "tenant_id": STAFF,
+        "subject": subject,
+        "kind": PrincipalKind.SUPPORT,
+        "scopes": frozenset({"worklogs:read", "worklogs:write"}),
+        "assurance": Assurance.MULTI_FACTOR,
+        "device_trusted": True,
+    }
     fields.update(changes)
     return Principal(**fields)  # type: ignore[arg-type]
 
 
 def admin(tenant: Tenant, subject: str = "ann", **changes: object) -> Principal:
     fields: dict[str, object] = {
-        "issuer": DEV_ISSUER, "tenant_id": tenant.id, "subject": subject,
-        "roles": frozenset({"admin"}), "assurance": Assurance.MULTI_FACTOR}
+        "issuer": DEV_ISSUER,
+        "tenant_id": tenant.id,
+        "subject": subject,
+        "roles": frozenset({"admin"}),
+        "assurance": Assurance.MULTI_FACTOR,
+    }
     fields.update(changes)
     return Principal(**fields)  # type: ignore[arg-type]
 
@@ -40,9 +49,11 @@ def notices() -> MemoryNotifier:
 
 
 @pytest.fixture
-def support(engine: Engine, clock: FrozenClock, events: MemorySink,
-            notices: MemoryNotifier) -> SupportAccess:
-    access = SupportAccess(engine, max_duration=timedelta(hours=8), clock=clock, events=events,
-                           notifier=notices)
+def support(
+    engine: Engine, clock: FrozenClock, events: MemorySink, notices: MemoryNotifier
+) -> SupportAccess:
+    access = SupportAccess(
+        engine, max_duration=timedelta(hours=8), clock=clock, events=events, notifier=notices
+    )
     access.create_schema()
     return access

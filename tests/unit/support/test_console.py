@@ -29,15 +29,22 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def engineer(subject: str = "sam") -> Principal:
-    return Principal(issuer=DEV_ISSUER, tenant_id=STAFF, subject=subject,
-                     kind=PrincipalKind.SUPPORT, scopes=frozenset({READ, WRITE}),
-                     assurance=Assurance.MULTI_FACTOR, device_trusted=True)
+    return Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=STAFF,
+        subject=subject,
+        kind=PrincipalKind.SUPPORT,
+        scopes=frozenset({READ, WRITE}),
+        assurance=Assurance.MULTI_FACTOR,
+        device_trusted=True,
+    )
 
 
 @pytest.fixture
 def access(engine: Engine, clock: FrozenClock) -> SupportAccess:
-    support = SupportAccess(engine, max_duration=timedelta(hours=8), clock=clock,
-                            notifier=MemoryNotifier())
+    support = SupportAccess(
+        engine, max_duration=timedelta(hours=8), clock=clock, notifier=MemoryNotifier()
+    )
     support.create_schema()
     return support
 
@@ -45,30 +52,51 @@ def access(engine: Engine, clock: FrozenClock) -> SupportAccess:
 @pytest.fixture
 def console_verifier(keys: JWKSKeySource, clock: FrozenClock) -> TokenVerifier:
     # Support principals verify here (as at the edge), so the console itself must refuse them.
-    return TokenVerifier([trusted_issuer(DEV_ISSUER, audience=AUDIENCE, keys=keys,
-                                         algorithms=["EdDSA"],
-                                         kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT))],
-                         clock=clock, leeway=0)
+    return TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER,
+                audience=AUDIENCE,
+                keys=keys,
+                algorithms=["EdDSA"],
+                kinds=(PrincipalKind.USER, PrincipalKind.SUPPORT),
+            )
+        ],
+        clock=clock,
+        leeway=0,
+    )
 
 
 @pytest.fixture
-def console(console_verifier: TokenVerifier, access: SupportAccess, registry: TenantRegistry,
-            clock: FrozenClock) -> Starlette:
-    return create_app(verifier=console_verifier, support=access, tenants=registry,
-                      region=REGION, clock=clock)
+def console(
+    console_verifier: TokenVerifier,
+    access: SupportAccess,
+    registry: TenantRegistry,
+    clock: FrozenClock,
+) -> Starlette:
+    return create_app(
+        verifier=console_verifier, support=access, tenants=registry, region=REGION, clock=clock
+    )
 
 
 @pytest.fixture
 async def browser(console: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=console),
-                                 base_url=BASE) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=console), base_url=BASE
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def mint(issuer: DevIssuer, clock: FrozenClock) -> Any:
-    def _mint(tenant: Tenant | str, sub: str = "ann", *, roles: tuple[str, ...] = ("admin",),
-              mfa: bool = True, **kwargs: Any) -> str:
+    def _mint(
+        tenant: Tenant | str,
+        sub: str = "ann",
+        *,
+        roles: tuple[str, ...] = ("admin",),
+        mfa: bool = True,
+        **kwargs: Any,
+    ) -> str:
         tid = tenant if isinstance(tenant, str) else tenant.id
         kwargs.setdefault("audience", AUDIENCE)
         kwargs.setdefault("now", clock.now())
@@ -77,11 +105,22 @@ def mint(issuer: DevIssuer, clock: FrozenClock) -> Any:
     return _mint
 
 
-def request_access(access: SupportAccess, tenant: Tenant, *, ticket: str = "T-42",
-                   scopes: tuple[str, ...] = (READ,), hours: int = 2) -> str:
-    return access.request(tenant.id, engineer(), ticket_id=ticket,
-                          justification="export fails for the customer", scopes=scopes,
-                          duration=timedelta(hours=hours)).id
+def request_access(
+    access: SupportAccess,
+    tenant: Tenant,
+    *,
+    ticket: str = "T-42",
+    scopes: tuple[str, ...] = (READ,),
+    hours: int = 2,
+) -> str:
+    return access.request(
+        tenant.id,
+        engineer(),
+        ticket_id=ticket,
+        justification="export fails for the customer",
+        scopes=scopes,
+        duration=timedelta(hours=hours),
+    ).id
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -105,9 +144,9 @@ async def post(client: httpx.AsyncClient, path: str, **fields: str) -> httpx.Res
     return await client.post(path, data=fields)
 
 
-async def test_admin_signs_in_and_sees_the_pending_request(browser: httpx.AsyncClient,
-                                                           mint: Any, access: SupportAccess,
-                                                           acme: Tenant) -> None:
+async def test_admin_signs_in_and_sees_the_pending_request(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme)
     token = mint(acme)
     signed_in = await sign_in(browser, token)
@@ -122,9 +161,17 @@ async def test_admin_signs_in_and_sees_the_pending_request(browser: httpx.AsyncC
     assert page.status_code == 200
     html = page.text
     assert '<html lang="en">' in html and "<main" in html and token not in html
-    for shown in ("T-42", "sam", "export fails for the customer", READ, "2 h",
-                  f"/grants/{grant_id}/approve", f"/grants/{grant_id}/deny",
-                  f'<label for="duration-{grant_id}"', f'<select id="duration-{grant_id}"'):
+    for shown in (
+        "T-42",
+        "sam",
+        "export fails for the customer",
+        READ,
+        "2 h",
+        f"/grants/{grant_id}/approve",
+        f"/grants/{grant_id}/deny",
+        f'<label for="duration-{grant_id}"',
+        f'<select id="duration-{grant_id}"',
+    ):
         assert shown in html
     pending_until = access.get(acme.id, grant_id).pending_until
     assert pending_until.strftime("%Y-%m-%d %H:%M:%S UTC") in html
@@ -136,13 +183,14 @@ async def test_admin_signs_in_and_sees_the_pending_request(browser: httpx.AsyncC
 
 
 @pytest.mark.parametrize("who", ["member", "support", "garbage", "wrong audience", "expired"])
-async def test_others_are_refused_at_sign_in(browser: httpx.AsyncClient, mint: Any,
-                                             clock: FrozenClock, acme: Tenant,
-                                             who: str) -> None:
+async def test_others_are_refused_at_sign_in(
+    browser: httpx.AsyncClient, mint: Any, clock: FrozenClock, acme: Tenant, who: str
+) -> None:
     token = {
         "member": lambda: mint(acme, "mo", roles=("member",)),
-        "support": lambda: mint(STAFF, "sam", kind=PrincipalKind.SUPPORT,
-                                extra_claims={"trusted_device": True}),
+        "support": lambda: mint(
+            STAFF, "sam", kind=PrincipalKind.SUPPORT, extra_claims={"trusted_device": True}
+        ),
         "garbage": lambda: "not.a.token",
         "wrong audience": lambda: mint(acme, audience="worklogs-elsewhere"),
         "expired": lambda: mint(acme, now=clock.now() - timedelta(hours=1), ttl=60),
@@ -154,21 +202,28 @@ async def test_others_are_refused_at_sign_in(browser: httpx.AsyncClient, mint: A
 
 
 async def test_admin_of_another_tenant_neither_sees_nor_touches_its_grants(
-        browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant,
-        globex: Tenant) -> None:
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant, globex: Tenant
+) -> None:
     acme_pending = request_access(access, acme, ticket="ACME-1")
     acme_active = request_access(access, acme, ticket="ACME-2")
-    approver = Principal(issuer=DEV_ISSUER, tenant_id=acme.id, subject="ann",
-                         roles=frozenset({"admin"}), assurance=Assurance.MULTI_FACTOR)
+    approver = Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=acme.id,
+        subject="ann",
+        roles=frozenset({"admin"}),
+        assurance=Assurance.MULTI_FACTOR,
+    )
     access.approve(acme.id, acme_active, approver, duration=timedelta(hours=1))
     assert (await sign_in(browser, mint(globex, "gina"))).status_code == 303
 
     page = await browser.get("/")
     assert "Globex" in page.text and "ACME-1" not in page.text and "ACME-2" not in page.text
     assert (await browser.get(f"/grants/{acme_pending}")).status_code == 404
-    for grant_id, action, fields in [(acme_pending, "approve", {"duration": "3600"}),
-                                     (acme_pending, "deny", {"reason": "no"}),
-                                     (acme_active, "revoke", {"reason": "no"})]:
+    for grant_id, action, fields in [
+        (acme_pending, "approve", {"duration": "3600"}),
+        (acme_pending, "deny", {"reason": "no"}),
+        (acme_active, "revoke", {"reason": "no"}),
+    ]:
         answer = await post(browser, f"/grants/{grant_id}/{action}", **fields)
         assert answer.status_code == 404
         assert acme_pending not in answer.text
@@ -179,8 +234,8 @@ async def test_admin_of_another_tenant_neither_sees_nor_touches_its_grants(
 
 @pytest.mark.parametrize("csrf", [None, "", "forged-token"])
 async def test_posts_without_the_sessions_csrf_token_change_nothing(
-        browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant,
-        csrf: str | None) -> None:
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant, csrf: str | None
+) -> None:
     grant_id = request_access(access, acme)
     await sign_in(browser, mint(acme))
     for action, fields in [("approve", {"duration": "3600"}), ("deny", {"reason": "no"})]:
@@ -194,8 +249,9 @@ async def test_posts_without_the_sessions_csrf_token_change_nothing(
     assert (await browser.get("/")).status_code == 200  # still signed in
 
 
-async def test_sign_in_form_needs_its_csrf_token(browser: httpx.AsyncClient, mint: Any,
-                                                 acme: Tenant) -> None:
+async def test_sign_in_form_needs_its_csrf_token(
+    browser: httpx.AsyncClient, mint: Any, acme: Tenant
+) -> None:
     await browser.get("/login")
     forged = await browser.post("/login", data={"csrf": "x" * 64, "token": mint(acme)})
     assert forged.status_code == 403
@@ -203,8 +259,8 @@ async def test_sign_in_form_needs_its_csrf_token(browser: httpx.AsyncClient, min
 
 
 async def test_approve_with_a_chosen_duration_and_without_writes(
-        browser: httpx.AsyncClient, mint: Any, access: SupportAccess, clock: FrozenClock,
-        acme: Tenant) -> None:
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme, scopes=(READ, WRITE), hours=4)
     await sign_in(browser, mint(acme))
     assert 'name="allow_write"' in (await browser.get("/")).text
@@ -219,8 +275,9 @@ async def test_approve_with_a_chosen_duration_and_without_writes(
     assert f"/grants/{grant_id}/revoke" in page.text  # now listed as active
 
 
-async def test_approve_with_consent_to_writes(browser: httpx.AsyncClient, mint: Any,
-                                              access: SupportAccess, acme: Tenant) -> None:
+async def test_approve_with_consent_to_writes(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme, scopes=(READ, WRITE))
     await sign_in(browser, mint(acme))
     await post(browser, f"/grants/{grant_id}/approve", duration="7200", allow_write="yes")
@@ -228,9 +285,9 @@ async def test_approve_with_consent_to_writes(browser: httpx.AsyncClient, mint: 
 
 
 @pytest.mark.parametrize("duration", ["10800", "32400", "abc", ""])
-async def test_a_duration_not_offered_is_refused(browser: httpx.AsyncClient, mint: Any,
-                                                 access: SupportAccess, acme: Tenant,
-                                                 duration: str) -> None:
+async def test_a_duration_not_offered_is_refused(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant, duration: str
+) -> None:
     grant_id = request_access(access, acme, hours=2)
     await sign_in(browser, mint(acme))
     answer = await post(browser, f"/grants/{grant_id}/approve", duration=duration)
@@ -240,7 +297,8 @@ async def test_a_duration_not_offered_is_refused(browser: httpx.AsyncClient, min
 
 
 async def test_approval_without_mfa_shows_the_refusal_and_stays_pending(
-        browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant) -> None:
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme)
     await sign_in(browser, mint(acme, mfa=False))
     first = await browser.get("/")
@@ -257,8 +315,9 @@ async def test_approval_without_mfa_shows_the_refusal_and_stays_pending(
     assert "needs MFA" not in (await browser.get("/")).text
 
 
-async def test_deny_with_a_reason(browser: httpx.AsyncClient, mint: Any,
-                                  access: SupportAccess, acme: Tenant) -> None:
+async def test_deny_with_a_reason(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme)
     await sign_in(browser, mint(acme))
     empty = await post(browser, f"/grants/{grant_id}/deny", reason="  ")
@@ -270,8 +329,9 @@ async def test_deny_with_a_reason(browser: httpx.AsyncClient, mint: Any,
     assert "denied" in trail.text and "not for this ticket &lt;b&gt;" in trail.text
 
 
-async def test_revoke_and_read_the_trail(browser: httpx.AsyncClient, mint: Any,
-                                         access: SupportAccess, acme: Tenant) -> None:
+async def test_revoke_and_read_the_trail(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme)
     await sign_in(browser, mint(acme))
     await post(browser, f"/grants/{grant_id}/approve", duration="3600")
@@ -291,7 +351,8 @@ async def test_revoke_and_read_the_trail(browser: httpx.AsyncClient, mint: Any,
 
 
 async def test_an_expired_token_sends_the_admin_back_to_sign_in(
-        browser: httpx.AsyncClient, mint: Any, clock: FrozenClock, acme: Tenant) -> None:
+    browser: httpx.AsyncClient, mint: Any, clock: FrozenClock, acme: Tenant
+) -> None:
     await sign_in(browser, mint(acme, ttl=300))
     assert (await browser.get("/")).status_code == 200
     clock.advance(301)
@@ -300,8 +361,9 @@ async def test_an_expired_token_sends_the_admin_back_to_sign_in(
     assert "Your session ended" in (await browser.get("/login?ended=1")).text
 
 
-async def test_sign_out_ends_the_session(browser: httpx.AsyncClient, mint: Any,
-                                         acme: Tenant) -> None:
+async def test_sign_out_ends_the_session(
+    browser: httpx.AsyncClient, mint: Any, acme: Tenant
+) -> None:
     await sign_in(browser, mint(acme))
     session = browser.cookies["console"]
     out = await post(browser, "/logout")
@@ -310,22 +372,24 @@ async def test_sign_out_ends_the_session(browser: httpx.AsyncClient, mint: Any,
     assert (await browser.get("/")).status_code == 303
 
 
-async def test_a_suspended_tenants_admin_is_refused(browser: httpx.AsyncClient, mint: Any,
-                                                    registry: TenantRegistry,
-                                                    acme: Tenant) -> None:
+async def test_a_suspended_tenants_admin_is_refused(
+    browser: httpx.AsyncClient, mint: Any, registry: TenantRegistry, acme: Tenant
+) -> None:
     await sign_in(browser, mint(acme))
     registry.suspend(acme.id, actor="test", reason="unpaid")
     refused = await browser.get("/")
     assert refused.status_code == 403 and 'role="alert"' in refused.text
 
 
-async def test_only_forms_of_the_page_are_read(browser: httpx.AsyncClient, mint: Any,
-                                               access: SupportAccess, acme: Tenant) -> None:
+async def test_only_forms_of_the_page_are_read(
+    browser: httpx.AsyncClient, mint: Any, access: SupportAccess, acme: Tenant
+) -> None:
     grant_id = request_access(access, acme)
     await sign_in(browser, mint(acme))
     csrf = await session_csrf(browser)
-    answer = await browser.post(f"/grants/{grant_id}/approve",
-                                json={"csrf": csrf, "duration": "3600"})
+    answer = await browser.post(
+        f"/grants/{grant_id}/approve", json={"csrf": csrf, "duration": "3600"}
+    )
     assert answer.status_code == 415
     unknown = await post(browser, f"/grants/{grant_id}/delete")
     assert unknown.status_code == 404

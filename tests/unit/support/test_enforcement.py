@@ -38,17 +38,38 @@ def decisions() -> MemoryDecisionLog:
 
 
 @pytest.fixture
-def app(engine: Engine, keys: JWKSKeySource, registry: TenantRegistry, support: SupportAccess,
-        clock: FrozenClock, events: MemorySink, decisions: MemoryDecisionLog) -> Any:
+def app(
+    engine: Engine,
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    support: SupportAccess,
+    clock: FrozenClock,
+    events: MemorySink,
+    decisions: MemoryDecisionLog,
+) -> Any:
     store = WorklogStore(engine)
     store.create_schema()
     bundle = PolicyBundle.from_directory()
-    verifier = TokenVerifier([trusted_issuer(DEV_ISSUER, audience="worklogs", keys=keys,
-                                             algorithms=["EdDSA"], kinds=KINDS)], clock=clock)
-    authorizer = Authorizer(EmbeddedRego(bundle), service="worklogs", bundle=bundle,
-                            clock=clock, log=decisions)
-    app = create_worklogs(store=store, verifier=verifier, tenants=registry, region=REGION,
-                          events=events, authorizer=authorizer, support=support)
+    verifier = TokenVerifier(
+        [
+            trusted_issuer(
+                DEV_ISSUER, audience="worklogs", keys=keys, algorithms=["EdDSA"], kinds=KINDS
+            )
+        ],
+        clock=clock,
+    )
+    authorizer = Authorizer(
+        EmbeddedRego(bundle), service="worklogs", bundle=bundle, clock=clock, log=decisions
+    )
+    app = create_worklogs(
+        store=store,
+        verifier=verifier,
+        tenants=registry,
+        region=REGION,
+        events=events,
+        authorizer=authorizer,
+        support=support,
+    )
     for middleware in app.user_middleware:
         middleware.kwargs["clock"] = clock
     return app
@@ -56,17 +77,32 @@ def app(engine: Engine, keys: JWKSKeySource, registry: TenantRegistry, support: 
 
 @pytest.fixture
 async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://worklogs") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://worklogs"
+    ) as c:
         yield c
 
 
-def staff_token(issuer: DevIssuer, clock: FrozenClock, *, mfa: bool = True,
-                device: bool = True, subject: str = "sam",
-                scopes: tuple[str, ...] = ("worklogs:read", "worklogs:write")) -> str:
-    return issuer.mint(tenant_id=STAFF, subject=subject, audience="worklogs", scopes=scopes,
-                       mfa=mfa, kind=PrincipalKind.SUPPORT, ttl=86400, now=clock.now(),
-                       extra_claims={"trusted_device": True} if device else None)
+def staff_token(
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    *,
+    mfa: bool = True,
+    device: bool = True,
+    subject: str = "sam",
+    scopes: tuple[str, ...] = ("worklogs:read", "worklogs:write"),
+) -> str:
+    return issuer.mint(
+        tenant_id=STAFF,
+        subject=subject,
+        audience="worklogs",
+        scopes=scopes,
+        mfa=mfa,
+        kind=PrincipalKind.SUPPORT,
+        ttl=86400,
+        now=clock.now(),
+        extra_claims={"trusted_device": True} if device else None,
+    )
 
 
 def as_staff(token: str, target: str | None) -> dict[str, str]:
@@ -76,18 +112,29 @@ def as_staff(token: str, target: str | None) -> dict[str, str]:
     return headers
 
 
-def grant(support: SupportAccess, tenant: Tenant, *, scopes: tuple[str, ...] = (
-        "worklogs:read",), duration: timedelta = 2 * HOURS, ticket: str = "T-1",
-          allow_write: bool = False) -> str:
-    grant_id = support.request(tenant.id, engineer(), ticket_id=ticket, justification="j",
-                               scopes=scopes, duration=duration).id
+def grant(
+    support: SupportAccess,
+    tenant: Tenant,
+    *,
+    scopes: tuple[str, ...] = ("worklogs:read",),
+    duration: timedelta = 2 * HOURS,
+    ticket: str = "T-1",
+    allow_write: bool = False,
+) -> str:
+    grant_id = support.request(
+        tenant.id, engineer(), ticket_id=ticket, justification="j", scopes=scopes, duration=duration
+    ).id
     support.approve(tenant.id, grant_id, admin(tenant), allow_write=allow_write)
     return grant_id
 
 
-async def test_without_a_grant_support_is_refused(client: httpx.AsyncClient, issuer: DevIssuer,
-                                                  clock: FrozenClock, acme: Tenant,
-                                                  events: MemorySink) -> None:
+async def test_without_a_grant_support_is_refused(
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    events: MemorySink,
+) -> None:
     token = staff_token(issuer, clock)
     for target in (None, "acme", acme.id):
         refused = await client.get("/worklogs", headers=as_staff(token, target))
@@ -97,8 +144,14 @@ async def test_without_a_grant_support_is_refused(client: httpx.AsyncClient, iss
 
 
 async def test_under_a_grant_support_reads_that_tenant_only(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        globex: Tenant, support: SupportAccess, decisions: MemoryDecisionLog) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    globex: Tenant,
+    support: SupportAccess,
+    decisions: MemoryDecisionLog,
+) -> None:
     grant_id = grant(support, acme)
     token = staff_token(issuer, clock)
     allowed = await client.get("/worklogs", headers=as_staff(token, "acme"))
@@ -116,8 +169,12 @@ async def test_under_a_grant_support_reads_that_tenant_only(
 
 
 async def test_write_under_a_read_only_grant_is_refused(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     grant(support, acme, scopes=("worklogs:read", "worklogs:write"))  # writes not consented
     token = staff_token(issuer, clock)
     refused = await client.post("/worklogs", json=ENTRY, headers=as_staff(token, "acme"))
@@ -127,19 +184,26 @@ async def test_write_under_a_read_only_grant_is_refused(
 
 
 async def test_without_mfa_or_from_an_untrusted_device_support_is_refused(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     grant(support, acme)
-    for token in (staff_token(issuer, clock, mfa=False), staff_token(issuer, clock,
-                                                                      device=False)):
+    for token in (staff_token(issuer, clock, mfa=False), staff_token(issuer, clock, device=False)):
         refused = await client.get("/worklogs", headers=as_staff(token, "acme"))
         assert refused.status_code == 403
         assert refused.json()["type"] == "urn:tenancy:problem:access-denied"
 
 
 async def test_revoked_grant_refuses_the_very_next_request(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     grant_id = grant(support, acme)
     token = staff_token(issuer, clock)
     assert (await client.get("/worklogs", headers=as_staff(token, "acme"))).status_code == 200
@@ -150,8 +214,12 @@ async def test_revoked_grant_refuses_the_very_next_request(
 
 
 async def test_grant_ends_at_approval_plus_duration(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     grant(support, acme, duration=2 * HOURS)
     token = staff_token(issuer, clock)
     assert (await client.get("/worklogs", headers=as_staff(token, "acme"))).status_code == 200
@@ -162,8 +230,13 @@ async def test_grant_ends_at_approval_plus_duration(
 
 
 async def test_grant_ends_24_hours_after_the_ticket_closes(
-        engine: Engine, client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock,
-        acme: Tenant, support: SupportAccess) -> None:
+    engine: Engine,
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     support.max_duration = timedelta(days=3)
     grant(support, acme, duration=timedelta(days=3), ticket="T-77")
     support.close_ticket("T-77", tenant_id=acme.id)
@@ -176,27 +249,62 @@ async def test_grant_ends_24_hours_after_the_ticket_closes(
 
 
 async def test_support_reaches_the_backend_through_the_edge_under_its_grant(
-        engine: Engine, keys: JWKSKeySource, registry: TenantRegistry, support: SupportAccess,
-        issuer: DevIssuer, clock: FrozenClock, acme: Tenant) -> None:
+    engine: Engine,
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    support: SupportAccess,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+) -> None:
     ring = ServiceKeyring.generate("edge")
     store = WorklogStore(engine)
     store.create_schema()
     backend = create_worklogs(
-        store=store, tenants=registry, region=REGION, support=support,
-        verifier=ContextTokenVerifier(audience="worklogs", services=[trusted_service(
-            "edge", keys=keys_of(ring), scopes=["worklogs:read", "worklogs:write"],
-            kinds=KINDS)]))
+        store=store,
+        tenants=registry,
+        region=REGION,
+        support=support,
+        verifier=ContextTokenVerifier(
+            audience="worklogs",
+            services=[
+                trusted_service(
+                    "edge",
+                    keys=keys_of(ring),
+                    scopes=["worklogs:read", "worklogs:write"],
+                    kinds=KINDS,
+                )
+            ],
+        ),
+    )
     edge = create_edge(
-        verifier=TokenVerifier([trusted_issuer(DEV_ISSUER, audience="edge", keys=keys,
-                                               algorithms=["EdDSA"], kinds=KINDS)]),
-        tenants=registry, region=REGION, keyring=ring, worklogs_url="http://worklogs",
-        transport=httpx.ASGITransport(app=backend), support=support)
+        verifier=TokenVerifier(
+            [
+                trusted_issuer(
+                    DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"], kinds=KINDS
+                )
+            ]
+        ),
+        tenants=registry,
+        region=REGION,
+        keyring=ring,
+        worklogs_url="http://worklogs",
+        transport=httpx.ASGITransport(app=backend),
+        support=support,
+    )
     grant_id = grant(support, acme)
-    token = issuer.mint(tenant_id=STAFF, subject="sam", audience="edge", mfa=True,
-                        scopes=("worklogs:read",), kind=PrincipalKind.SUPPORT,
-                        extra_claims={"trusted_device": True})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge),
-                                 base_url="http://edge") as c:
+    token = issuer.mint(
+        tenant_id=STAFF,
+        subject="sam",
+        audience="edge",
+        mfa=True,
+        scopes=("worklogs:read",),
+        kind=PrincipalKind.SUPPORT,
+        extra_claims={"trusted_device": True},
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
+    ) as c:
         me = await c.get("/whoami", headers=as_staff(token, "acme"))
         assert me.status_code == 200, me.text
         assert (me.json()["tenant"], me.json()["caller"]) == ("acme", "edge")
@@ -205,35 +313,56 @@ async def test_support_reaches_the_backend_through_the_edge_under_its_grant(
 
 
 async def test_finer_decisions_in_handlers_see_the_grant(
-        client: httpx.AsyncClient, issuer: DevIssuer, token_for: Any, clock: FrozenClock,
-        acme: Tenant, support: SupportAccess) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    token_for: Any,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+) -> None:
     user = {"Authorization": f"Bearer {token_for(acme, roles=['member'], ttl=86400)}"}
     created = await client.post("/worklogs", json=ENTRY, headers=user)
     assert created.status_code == 201, created.text
     grant(support, acme, scopes=("worklogs:read", "worklogs:write"), allow_write=True)
     token = staff_token(issuer, clock)
-    deleted = await client.delete(f"/worklogs/{created.json()['id']}",
-                                  headers=as_staff(token, "acme"))
+    deleted = await client.delete(
+        f"/worklogs/{created.json()['id']}", headers=as_staff(token, "acme")
+    )
     assert deleted.status_code == 204
 
 
 async def test_a_grant_without_an_end_admits_nobody(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A store that (wrongly) offers an undecided request as the active grant: it has no
     # end, so it must refuse, never admit with an unbounded grant or crash.
-    pending = support.request(acme.id, engineer(), ticket_id="T-9", justification="j",
-                              scopes=("worklogs:read",), duration=HOURS)
+    pending = support.request(
+        acme.id,
+        engineer(),
+        ticket_id="T-9",
+        justification="j",
+        scopes=("worklogs:read",),
+        duration=HOURS,
+    )
     monkeypatch.setattr(support, "active_grant", lambda tenant_id, principal: pending)
-    refused = await client.get("/worklogs", headers=as_staff(staff_token(issuer, clock),
-                                                              "acme"))
+    refused = await client.get("/worklogs", headers=as_staff(staff_token(issuer, clock), "acme"))
     assert refused.status_code == 403
     assert refused.json()["type"] == "urn:tenancy:problem:no-active-grant"
 
 
 async def test_support_token_is_looked_up_once_per_request(
-        client: httpx.AsyncClient, issuer: DevIssuer, clock: FrozenClock, acme: Tenant,
-        support: SupportAccess, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    clock: FrozenClock,
+    acme: Tenant,
+    support: SupportAccess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     grant(support, acme)
     headers = as_staff(staff_token(issuer, clock), "acme")
     lookups: list[bytes] = []

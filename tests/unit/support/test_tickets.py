@@ -34,19 +34,28 @@ SECRET = b"k" * 32
 STAFF = "00000000-0000-4000-8000-000000000001"
 TICKET = "T-1001"
 
-ENGINEER = Principal(issuer=DEV_ISSUER, tenant_id=STAFF, subject="bob",
-                     kind=PrincipalKind.SUPPORT)
+ENGINEER = Principal(issuer=DEV_ISSUER, tenant_id=STAFF, subject="bob", kind=PrincipalKind.SUPPORT)
 
 
 def admin_of(tenant: Tenant) -> Principal:
-    return Principal(issuer=DEV_ISSUER, tenant_id=tenant.id, subject="alice",
-                     roles=frozenset({"admin"}), assurance=Assurance.MULTI_FACTOR)
+    return Principal(
+        issuer=DEV_ISSUER,
+        tenant_id=tenant.id,
+        subject="alice",
+        roles=frozenset({"admin"}),
+        assurance=Assurance.MULTI_FACTOR,
+    )
 
 
 @pytest.fixture
 def support(engine: Engine, clock: FrozenClock, events: MemorySink) -> SupportAccess:
-    access = SupportAccess(engine, max_duration=timedelta(days=3), clock=clock, events=events,
-                           notifier=MemoryNotifier())
+    access = SupportAccess(
+        engine,
+        max_duration=timedelta(days=3),
+        clock=clock,
+        events=events,
+        notifier=MemoryNotifier(),
+    )
     access.create_schema()
     return access
 
@@ -65,29 +74,45 @@ class Webhook:
     def get(self, url: str) -> httpx.Response:
         return self.request("GET", url)
 
-    def post(self, url: str, *, content: bytes,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self, url: str, *, content: bytes, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         return self.request("POST", url, content=content, headers=headers or {})
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         async def call() -> httpx.Response:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app),
-                                         base_url="http://testserver") as c:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self._app), base_url="http://testserver"
+            ) as c:
                 return await c.request(method, url, **kwargs)
+
         return anyio.run(call)
 
 
 @pytest.fixture
-def client(support: SupportAccess, clock: FrozenClock, registry: TenantRegistry,
-           events: MemorySink, guard: MemoryReplayGuard) -> Webhook:
-    return Webhook(webhook_app(support, secret=SECRET, clock=clock, tenants=registry,
-                                  replay=guard, events=events))
+def client(
+    support: SupportAccess,
+    clock: FrozenClock,
+    registry: TenantRegistry,
+    events: MemorySink,
+    guard: MemoryReplayGuard,
+) -> Webhook:
+    return Webhook(
+        webhook_app(
+            support, secret=SECRET, clock=clock, tenants=registry, replay=guard, events=events
+        )
+    )
 
 
-def granted(support: SupportAccess, tenant: Tenant, *, hours: float,
-            ticket: str = TICKET) -> Grant:
-    grant = support.request(tenant.id, ENGINEER, ticket_id=ticket, justification="customer bug",
-                            scopes={"worklogs:read"}, duration=timedelta(hours=hours))
+def granted(support: SupportAccess, tenant: Tenant, *, hours: float, ticket: str = TICKET) -> Grant:
+    grant = support.request(
+        tenant.id,
+        ENGINEER,
+        ticket_id=ticket,
+        justification="customer bug",
+        scopes={"worklogs:read"},
+        duration=timedelta(hours=hours),
+    )
     return support.approve(tenant.id, grant.id, admin_of(tenant))
 
 
@@ -95,11 +120,21 @@ def body_of(kind: str = "closed", ticket: str = TICKET, tenant: str = "acme") ->
     return json.dumps({"kind": kind, "ticket_id": ticket, "tenant": tenant}).encode()
 
 
-def post(client: Webhook, clock: FrozenClock, body: bytes, *, ts: int | None = None,
-         secret: bytes = SECRET, headers: dict[str, str] | None = None) -> Any:
+def post(
+    client: Webhook,
+    clock: FrozenClock,
+    body: bytes,
+    *,
+    ts: int | None = None,
+    secret: bytes = SECRET,
+    headers: dict[str, str] | None = None,
+) -> Any:
     stamp = int(clock.timestamp()) if ts is None else ts
-    sent = {TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: sign(secret, stamp, body),
-            "content-type": "application/json"}
+    sent = {
+        TIMESTAMP_HEADER: str(stamp),
+        SIGNATURE_HEADER: sign(secret, stamp, body),
+        "content-type": "application/json",
+    }
     sent.update(headers or {})
     return client.post(EVENTS_PATH, content=body, headers=sent)
 
@@ -108,8 +143,11 @@ def snapshot(support: SupportAccess, events: MemorySink, *tenants: Tenant) -> ob
     """Everything a webhook call could change: grants, their trails, support events."""
     grants = [g for t in tenants for g in support.grants(t.id)]
     trails = [support.trail(g.tenant_id, g.id) for g in grants]
-    emitted = [e.action for e in events.events if e.action.startswith("support.")
-               and e.action != "support.ticket_webhook_refused"]
+    emitted = [
+        e.action
+        for e in events.events
+        if e.action.startswith("support.") and e.action != "support.ticket_webhook_refused"
+    ]
     return grants, trails, emitted
 
 
@@ -117,7 +155,8 @@ def snapshot(support: SupportAccess, events: MemorySink, *tenants: Tenant) -> ob
 
 
 def test_signed_closed_event_ends_the_grant_24_hours_later(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant) -> None:
+    client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant = granted(support, acme, hours=48)
     clock.advance(3600)
     closed_at = clock.now()
@@ -131,15 +170,16 @@ def test_signed_closed_event_ends_the_grant_24_hours_later(
     assert stored.expires_at() == closed_at + TICKET_GRACE
     assert [e["action"] for e in support.trail(acme.id, grant.id)][-1] == "ticket_closed"
 
-    clock.advance((TICKET_GRACE - timedelta(minutes=1)).total_seconds())   # +23h59
+    clock.advance((TICKET_GRACE - timedelta(minutes=1)).total_seconds())  # +23h59
     assert support.active_grant(acme.id, ENGINEER, scopes={"worklogs:read"}) is not None
-    clock.advance(60)                                                       # +24h
+    clock.advance(60)  # +24h
     assert support.active_grant(acme.id, ENGINEER, scopes={"worklogs:read"}) is None
     assert support.get(acme.id, grant.id).status_at(clock.now()) == "expired"
 
 
 def test_an_earlier_end_from_the_approved_duration_wins(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant) -> None:
+    client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant = granted(support, acme, hours=2)
     assert grant.decided_at is not None
     clock.advance(3600)
@@ -148,22 +188,28 @@ def test_an_earlier_end_from_the_approved_duration_wins(
 
     stored = support.get(acme.id, grant.id)
     assert stored.expires_at() == grant.decided_at + timedelta(hours=2)
-    clock.advance(3600 - 1)                                                 # approval +1h59m59s
+    clock.advance(3600 - 1)  # approval +1h59m59s
     assert support.active_grant(acme.id, ENGINEER) is not None
-    clock.advance(1)                                                        # approval +2h
+    clock.advance(1)  # approval +2h
     assert support.active_grant(acme.id, ENGINEER) is None
 
 
-def test_the_tenant_may_be_named_by_id(client: Webhook, support: SupportAccess,
-                                       clock: FrozenClock, acme: Tenant) -> None:
+def test_the_tenant_may_be_named_by_id(
+    client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant = granted(support, acme, hours=2)
     response = post(client, clock, body_of(tenant=acme.id))
     assert response.status_code == 200 and response.json()["grants"] == [grant.id]
 
 
 def test_closing_a_ticket_for_another_tenant_leaves_this_tenants_grants(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, events: MemorySink,
-        acme: Tenant, globex: Tenant) -> None:
+    client: Webhook,
+    support: SupportAccess,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+    globex: Tenant,
+) -> None:
     granted(support, acme, hours=2)
     before = snapshot(support, events, acme, globex)
 
@@ -173,9 +219,9 @@ def test_closing_a_ticket_for_another_tenant_leaves_this_tenants_grants(
     assert snapshot(support, events, acme, globex) == before
 
 
-def test_an_opened_event_changes_nothing(client: Webhook, support: SupportAccess,
-                                         clock: FrozenClock, events: MemorySink,
-                                         acme: Tenant) -> None:
+def test_an_opened_event_changes_nothing(
+    client: Webhook, support: SupportAccess, clock: FrozenClock, events: MemorySink, acme: Tenant
+) -> None:
     granted(support, acme, hours=2)
     before = snapshot(support, events, acme)
 
@@ -189,14 +235,16 @@ def test_an_opened_event_changes_nothing(client: Webhook, support: SupportAccess
 
 
 def _unsigned(client: Webhook, clock: FrozenClock) -> Any:
-    return client.post(EVENTS_PATH, content=body_of(),
-                       headers={TIMESTAMP_HEADER: str(int(clock.timestamp()))})
+    return client.post(
+        EVENTS_PATH, content=body_of(), headers={TIMESTAMP_HEADER: str(int(clock.timestamp()))}
+    )
 
 
 def _no_timestamp(client: Webhook, clock: FrozenClock) -> Any:
     stamp = int(clock.timestamp())
-    return client.post(EVENTS_PATH, content=body_of(),
-                       headers={SIGNATURE_HEADER: sign(SECRET, stamp, body_of())})
+    return client.post(
+        EVENTS_PATH, content=body_of(), headers={SIGNATURE_HEADER: sign(SECRET, stamp, body_of())}
+    )
 
 
 def _wrong_secret(client: Webhook, clock: FrozenClock) -> Any:
@@ -212,8 +260,7 @@ def _tampered_body(client: Webhook, clock: FrozenClock) -> Any:
 def _other_timestamp_signed(client: Webhook, clock: FrozenClock) -> Any:
     # Signed for one moment, sent claiming another: the timestamp is part of the MAC.
     stamp = int(clock.timestamp())
-    return post(client, clock, body_of(), ts=stamp,
-                headers={TIMESTAMP_HEADER: str(stamp - 1)})
+    return post(client, clock, body_of(), ts=stamp, headers={TIMESTAMP_HEADER: str(stamp - 1)})
 
 
 def _bare_hex(client: Webhook, clock: FrozenClock) -> Any:
@@ -224,9 +271,11 @@ def _bare_hex(client: Webhook, clock: FrozenClock) -> Any:
 
 def _non_numeric_timestamp(client: Webhook, clock: FrozenClock) -> Any:
     stamp = str(int(clock.timestamp())) + ".0"
-    return client.post(EVENTS_PATH, content=body_of(),
-                       headers={TIMESTAMP_HEADER: stamp,
-                                SIGNATURE_HEADER: sign(SECRET, stamp, body_of())})
+    return client.post(
+        EVENTS_PATH,
+        content=body_of(),
+        headers={TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(SECRET, stamp, body_of())},
+    )
 
 
 def _too_old(client: Webhook, clock: FrozenClock) -> Any:
@@ -237,12 +286,28 @@ def _too_far_ahead(client: Webhook, clock: FrozenClock) -> Any:
     return post(client, clock, body_of(), ts=int(clock.timestamp()) + 301)
 
 
-@pytest.mark.parametrize("send", [_unsigned, _no_timestamp, _wrong_secret, _tampered_body,
-                                  _other_timestamp_signed, _bare_hex, _non_numeric_timestamp,
-                                  _too_old, _too_far_ahead])
+@pytest.mark.parametrize(
+    "send",
+    [
+        _unsigned,
+        _no_timestamp,
+        _wrong_secret,
+        _tampered_body,
+        _other_timestamp_signed,
+        _bare_hex,
+        _non_numeric_timestamp,
+        _too_old,
+        _too_far_ahead,
+    ],
+)
 def test_unauthenticated_calls_are_refused_and_change_nothing(
-        send: Any, client: Webhook, support: SupportAccess, clock: FrozenClock,
-        events: MemorySink, acme: Tenant) -> None:
+    send: Any,
+    client: Webhook,
+    support: SupportAccess,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+) -> None:
     granted(support, acme, hours=2)
     before = snapshot(support, events, acme)
 
@@ -252,13 +317,14 @@ def test_unauthenticated_calls_are_refused_and_change_nothing(
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["type"] == "urn:tenancy:problem:invalid-signature"
-    assert "detail" not in problem                       # which check failed is not told
+    assert "detail" not in problem  # which check failed is not told
     assert snapshot(support, events, acme) == before
     assert [e.action for e in events.events][-1] == "support.ticket_webhook_refused"
 
 
 def test_a_timestamp_at_the_edge_of_the_window_is_accepted_once(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant) -> None:
+    client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant = granted(support, acme, hours=2)
     stamp = int(clock.timestamp()) - 300
     response = post(client, clock, body_of(), ts=stamp)
@@ -267,8 +333,8 @@ def test_a_timestamp_at_the_edge_of_the_window_is_accepted_once(
 
 
 def test_a_replayed_signature_is_refused_within_the_window(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, events: MemorySink,
-        acme: Tenant) -> None:
+    client: Webhook, support: SupportAccess, clock: FrozenClock, events: MemorySink, acme: Tenant
+) -> None:
     granted(support, acme, hours=2)
     stamp, body = int(clock.timestamp()), body_of(kind="opened")
     assert post(client, clock, body, ts=stamp).status_code == 202
@@ -286,8 +352,12 @@ def test_a_replayed_signature_is_refused_within_the_window(
 
 
 def test_seen_signatures_are_forgotten_once_they_leave_the_window(
-        client: Webhook, support: SupportAccess, clock: FrozenClock, acme: Tenant,
-        guard: MemoryReplayGuard) -> None:
+    client: Webhook,
+    support: SupportAccess,
+    clock: FrozenClock,
+    acme: Tenant,
+    guard: MemoryReplayGuard,
+) -> None:
     stamp, body = int(clock.timestamp()), body_of(kind="opened")
     assert post(client, clock, body, ts=stamp).status_code == 202
     assert len(guard) == 1
@@ -301,24 +371,35 @@ def test_seen_signatures_are_forgotten_once_they_leave_the_window(
 def _signed(raw: bytes) -> Any:
     def send(client: Webhook, clock: FrozenClock) -> Any:
         return post(client, clock, raw)
+
     return send
 
 
-@pytest.mark.parametrize(("raw", "status", "code"), [
-    (b"{not json", 422, "invalid-request"),
-    (b"\xff\xfe", 422, "invalid-request"),
-    (b'["closed", "T-1001", "acme"]', 422, "invalid-request"),
-    (b'{"kind": "closed", "tenant": "acme"}', 422, "invalid-request"),
-    (b'{"kind": "closed", "ticket_id": 1001, "tenant": "acme"}', 422, "invalid-request"),
-    (body_of(kind="reopened"), 422, "invalid-request"),
-    (body_of(kind="CLOSED"), 422, "invalid-request"),
-    (body_of(ticket="T" * 129), 422, "invalid-request"),
-    (body_of(tenant="nosuch"), 404, "unknown-tenant"),
-    (body_of(tenant="00000000-0000-4000-8000-00000000dead"), 404, "unknown-tenant"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"{not json", 422, "invalid-request"),
+        (b"\xff\xfe", 422, "invalid-request"),
+        (b'["closed", "T-1001", "acme"]', 422, "invalid-request"),
+        (b'{"kind": "closed", "tenant": "acme"}', 422, "invalid-request"),
+        (b'{"kind": "closed", "ticket_id": 1001, "tenant": "acme"}', 422, "invalid-request"),
+        (body_of(kind="reopened"), 422, "invalid-request"),
+        (body_of(kind="CLOSED"), 422, "invalid-request"),
+        (body_of(ticket="T" * 129), 422, "invalid-request"),
+        (body_of(tenant="nosuch"), 404, "unknown-tenant"),
+        (body_of(tenant="00000000-0000-4000-8000-00000000dead"), 404, "unknown-tenant"),
+    ],
+)
 def test_signed_but_unusable_events_are_refused_and_change_nothing(
-        raw: bytes, status: int, code: str, client: Webhook, support: SupportAccess,
-        clock: FrozenClock, events: MemorySink, acme: Tenant) -> None:
+    raw: bytes,
+    status: int,
+    code: str,
+    client: Webhook,
+    support: SupportAccess,
+    clock: FrozenClock,
+    events: MemorySink,
+    acme: Tenant,
+) -> None:
     granted(support, acme, hours=2)
     before = snapshot(support, events, acme)
 
@@ -330,13 +411,14 @@ def test_signed_but_unusable_events_are_refused_and_change_nothing(
     assert snapshot(support, events, acme) == before
 
 
-def test_an_oversized_body_is_refused_unread(client: Webhook, support: SupportAccess,
-                                            clock: FrozenClock, events: MemorySink,
-                                            acme: Tenant) -> None:
+def test_an_oversized_body_is_refused_unread(
+    client: Webhook, support: SupportAccess, clock: FrozenClock, events: MemorySink, acme: Tenant
+) -> None:
     granted(support, acme, hours=2)
     before = snapshot(support, events, acme)
-    raw = json.dumps({"kind": "closed", "ticket_id": TICKET, "tenant": "acme",
-                      "pad": "x" * 20_000}).encode()
+    raw = json.dumps(
+        {"kind": "closed", "ticket_id": TICKET, "tenant": "acme", "pad": "x" * 20_000}
+    ).encode()
 
     response = post(client, clock, raw)
 
@@ -355,21 +437,23 @@ def test_only_post_is_served(client: Webhook) -> None:
 
 @pytest.mark.parametrize("secret", [b"", b"s" * 31, "s" * 64])
 def test_a_short_or_textual_secret_is_a_configuration_error(
-        secret: Any, support: SupportAccess, clock: FrozenClock,
-        registry: TenantRegistry) -> None:
+    secret: Any, support: SupportAccess, clock: FrozenClock, registry: TenantRegistry
+) -> None:
     with pytest.raises(ConfigurationError):
         webhook_app(support, secret=secret, clock=clock, tenants=registry)
 
 
 @pytest.mark.parametrize("skew", [0, -1])
-def test_max_skew_must_be_positive(skew: int, support: SupportAccess, clock: FrozenClock,
-                                   registry: TenantRegistry) -> None:
+def test_max_skew_must_be_positive(
+    skew: int, support: SupportAccess, clock: FrozenClock, registry: TenantRegistry
+) -> None:
     with pytest.raises(ConfigurationError):
         webhook_app(support, secret=SECRET, clock=clock, tenants=registry, max_skew=skew)
 
 
-def test_apply_closes_on_closed_and_ignores_opened(support: SupportAccess, clock: FrozenClock,
-                                                    acme: Tenant) -> None:
+def test_apply_closes_on_closed_and_ignores_opened(
+    support: SupportAccess, clock: FrozenClock, acme: Tenant
+) -> None:
     grant = granted(support, acme, hours=2)
     at = datetime.now(UTC)
     assert apply(support, TicketEvent("opened", TICKET, acme.id, at)) == []

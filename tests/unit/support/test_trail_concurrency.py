@@ -19,8 +19,14 @@ def hammer(support: SupportAccess, tenant: Tenant) -> list[dict[str, object]]:
     """Approve a grant, then record USES uses from 8 threads at once; its trail."""
     from datetime import timedelta
 
-    requested = support.request(tenant.id, engineer(), ticket_id="T-9", justification="j",
-                                scopes=["worklogs:read"], duration=timedelta(hours=1))
+    requested = support.request(
+        tenant.id,
+        engineer(),
+        ticket_id="T-9",
+        justification="j",
+        scopes=["worklogs:read"],
+        duration=timedelta(hours=1),
+    )
     grant = support.approve(tenant.id, requested.id, admin(tenant))
 
     def use(n: int) -> None:
@@ -34,8 +40,10 @@ def hammer(support: SupportAccess, tenant: Tenant) -> list[dict[str, object]]:
 def check(trail: list[dict[str, object]], notices: MemoryNotifier) -> None:
     assert [entry["seq"] for entry in trail] == list(range(1, len(trail) + 1))
     used = [entry["detail"] for entry in trail if entry["action"] == "used"]
-    assert sorted(int(str(d["request_id"])[1:]) for d in used  # type: ignore[index]
-                  ) == list(range(USES))
+    assert sorted(
+        int(str(d["request_id"])[1:])
+        for d in used  # type: ignore[index]
+    ) == list(range(USES))
     assert [n.kind for n in notices.notices].count("first_use") == 1
 
 
@@ -50,7 +58,8 @@ def wal_engine(path: Path) -> Engine:
 
 
 def test_concurrent_uses_of_one_grant_all_reach_its_trail_on_sqlite(
-        tmp_path: Path, acme: Tenant) -> None:
+    tmp_path: Path, acme: Tenant
+) -> None:
     engine = wal_engine(tmp_path / "support.db")
     notices = MemoryNotifier()
     support = SupportAccess(engine, notifier=notices)
@@ -59,4 +68,3 @@ def test_concurrent_uses_of_one_grant_all_reach_its_trail_on_sqlite(
         check(hammer(support, acme), notices)
     finally:
         engine.dispose()
-

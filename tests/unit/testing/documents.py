@@ -22,8 +22,12 @@ TENANTS = ("acme", "globex")
 ROUTES = ("GET /worklogs", "GET /worklogs/{id}", "POST /worklogs", "DELETE /worklogs/{id}")
 ATTACKS = ("cross-identity", "no-token", "alg-none", "tenant-header", "support-no-grant")
 ACTORS = {"acme": ("acme-admin", "acme-member"), "globex": ("globex-admin", "globex-member")}
-LEAK = {"route": "GET /worklogs/{id}", "victim": "globex", "attack": "tenant-header",
-        "actor": "acme-member"}
+LEAK = {
+    "route": "GET /worklogs/{id}",
+    "victim": "globex",
+    "attack": "tenant-header",
+    "actor": "acme-member",
+}
 DB_TENANTS = ("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222")
 DB_TABLES = ("public.worklogs", "public.tenancy_exports")
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -35,28 +39,52 @@ def probe(*, leaked: bool = False, void: bool = False) -> dict[str, Any]:
     for route, attack, victim in itertools.product(ROUTES, ATTACKS, TENANTS):
         attacker = next(t for t in TENANTS if t != victim)
         for actor in ACTORS[attacker]:
-            cells.append({"route": route, "victim": victim, "attack": attack, "actor": actor,
-                          "status": 404, "outcome": "enforced", "detail": "refused"})
+            cells.append(
+                {
+                    "route": route,
+                    "victim": victim,
+                    "attack": attack,
+                    "actor": actor,
+                    "status": 404,
+                    "outcome": "enforced",
+                    "detail": "refused",
+                }
+            )
     if leaked:
         cell = next(c for c in cells if all(c[k] == v for k, v in LEAK.items()))
-        cell.update(status=200, outcome="leaked",
-                    detail="200 with globex's worklog in the body")
-    summary = {o: sum(c["outcome"] == o for c in cells)
-               for o in ("enforced", "leaked", "error", "skipped")}
+        cell.update(status=200, outcome="leaked", detail="200 with globex's worklog in the body")
+    summary = {
+        o: sum(c["outcome"] == o for c in cells) for o in ("enforced", "leaked", "error", "skipped")
+    }
     return {
-        "kind": "tenancy.probe", "version": 1, "target": "http://127.0.0.1:8000",
-        "started_at": "2026-05-10T10:00:00+00:00", "finished_at": "2026-05-10T10:00:12+00:00",
-        "duration_s": 12.3, "tenants": list(TENANTS),
-        "identities": [{"name": a, "tenant": t, "kind": "user"}
-                       for t in TENANTS for a in ACTORS[t]]
+        "kind": "tenancy.probe",
+        "version": 1,
+        "target": "http://127.0.0.1:8000",
+        "started_at": "2026-05-10T10:00:00+00:00",
+        "finished_at": "2026-05-10T10:00:12+00:00",
+        "duration_s": 12.3,
+        "tenants": list(TENANTS),
+        "identities": [{"name": a, "tenant": t, "kind": "user"} for t in TENANTS for a in ACTORS[t]]
         + [{"name": "staff-no-grant", "tenant": None, "kind": "support"}],
-        "routes": list(ROUTES), "void": void,
+        "routes": list(ROUTES),
+        "void": void,
         "void_reasons": ["acme-admin could not read its own GET /worklogs/{id} (403)"]
-        if void else [],
-        "controls": [{"identity": a, "route": r, "status": 403 if void and a == "acme-admin"
-                      else 200, "ok": not (void and a == "acme-admin"), "detail": ""}
-                     for t in TENANTS for a in ACTORS[t] for r in ROUTES[:2]],
-        "cells": cells, "summary": summary,
+        if void
+        else [],
+        "controls": [
+            {
+                "identity": a,
+                "route": r,
+                "status": 403 if void and a == "acme-admin" else 200,
+                "ok": not (void and a == "acme-admin"),
+                "detail": "",
+            }
+            for t in TENANTS
+            for a in ACTORS[t]
+            for r in ROUTES[:2]
+        ],
+        "cells": cells,
+        "summary": summary,
     }
 
 
@@ -65,44 +93,95 @@ def db_matrix(*, leaked: bool = False, finding: bool = False) -> dict[str, Any]:
     denied unless asked."""
     cells = []
     for table, operation in itertools.product(DB_TABLES, OPERATIONS):
-        cells.append({"table": table, "operation": operation, "setting": "none",
-                      "target": "none", "outcome": "denied", "rows": 0,
-                      "detail": "no tenant set: refused"})
+        cells.append(
+            {
+                "table": table,
+                "operation": operation,
+                "setting": "none",
+                "target": "none",
+                "outcome": "denied",
+                "rows": 0,
+                "detail": "no tenant set: refused",
+            }
+        )
         for setting in DB_TENANTS:
             other = next(t for t in DB_TENANTS if t != setting)
             for target in ("own", other):
                 own = target == "own"
-                cells.append({"table": table, "operation": operation, "setting": setting,
-                              "target": target, "outcome": "vacuous" if own and
-                              operation == "DELETE" else "enforced",
-                              "rows": 3 if own else 0, "detail": ""})
+                cells.append(
+                    {
+                        "table": table,
+                        "operation": operation,
+                        "setting": setting,
+                        "target": target,
+                        "outcome": "vacuous" if own and operation == "DELETE" else "enforced",
+                        "rows": 3 if own else 0,
+                        "detail": "",
+                    }
+                )
     if leaked:
         cells[2].update(outcome="leaked", rows=3, detail="read 3 rows of the other tenant")
-    findings = [{"check": "rls-policy-always-true", "subject": "public.tenancy_exports",
-                 "message": "policy p_all USING (true) admits every row"}] if finding else []
+    findings = (
+        [
+            {
+                "check": "rls-policy-always-true",
+                "subject": "public.tenancy_exports",
+                "message": "policy p_all USING (true) admits every row",
+            }
+        ]
+        if finding
+        else []
+    )
     return {
-        "kind": "tenancy.db-matrix", "version": 1, "generated_at": "2026-05-10T10:01:00+00:00",
-        "database": "postgresql+psycopg://app@127.0.0.1/tenancy", "role": "tenancy_app",
-        "server_version": "15.19", "tenants": list(DB_TENANTS), "tables": list(DB_TABLES),
-        "cells": cells, "findings": findings,
-        "summary": {**{o: sum(c["outcome"] == o for c in cells)
-                       for o in ("enforced", "denied", "leaked", "vacuous", "error")},
-                    "findings": len(findings)},
+        "kind": "tenancy.db-matrix",
+        "version": 1,
+        "generated_at": "2026-05-10T10:01:00+00:00",
+        "database": "postgresql+psycopg://app@127.0.0.1/tenancy",
+        "role": "tenancy_app",
+        "server_version": "15.19",
+        "tenants": list(DB_TENANTS),
+        "tables": list(DB_TABLES),
+        "cells": cells,
+        "findings": findings,
+        "summary": {
+            **{
+                o: sum(c["outcome"] == o for c in cells)
+                for o in ("enforced", "denied", "leaked", "vacuous", "error")
+            },
+            "findings": len(findings),
+        },
     }
 
 
 def policy_results(*, failing: bool = False, not_run: bool = False) -> list[PolicyTestResult]:
-    results = [PolicyTestResult("rego-unit", f"tenancy.authz_test.test_{i}", "opa-go",
-                                Status.PASSED) for i in range(3)]
-    results += [PolicyTestResult("case-table", "member reads worklogs", "embedded-rego",
-                                 Status.PASSED)]
+    results = [
+        PolicyTestResult("rego-unit", f"tenancy.authz_test.test_{i}", "opa-go", Status.PASSED)
+        for i in range(3)
+    ]
+    results += [
+        PolicyTestResult("case-table", "member reads worklogs", "embedded-rego", Status.PASSED)
+    ]
     if failing:
-        results[1] = PolicyTestResult("rego-unit", "tenancy.authz_test.test_1", "opa-go",
-                                      Status.FAILED, "evaluated to false, not true")
+        results[1] = PolicyTestResult(
+            "rego-unit",
+            "tenancy.authz_test.test_1",
+            "opa-go",
+            Status.FAILED,
+            "evaluated to false, not true",
+        )
     if not_run:
-        results = [PolicyTestResult(r.suite, r.name, r.engine, Status.NOT_RUN,
-                                    "opa-golib-python-bindings is not installed")
-                   if r.suite == "rego-unit" else r for r in results]
+        results = [
+            PolicyTestResult(
+                r.suite,
+                r.name,
+                r.engine,
+                Status.NOT_RUN,
+                "opa-golib-python-bindings is not installed",
+            )
+            if r.suite == "rego-unit"
+            else r
+            for r in results
+        ]
     return results
 
 
@@ -123,8 +202,13 @@ def demo_data_dir(data_dir: Path, *, tamper: bool = False) -> Path:
         write_chains(engine, key_path, [t.id for t in tenants])
         if tamper:
             with engine.begin() as conn:
-                conn.execute(text("UPDATE tenancy_audit_events SET actor = 'mallory' "
-                                  "WHERE tenant_id = :t AND seq = 2"), {"t": tenants[0].id})
+                conn.execute(
+                    text(
+                        "UPDATE tenancy_audit_events SET actor = 'mallory' "
+                        "WHERE tenant_id = :t AND seq = 2"
+                    ),
+                    {"t": tenants[0].id},
+                )
     finally:
         engine.dispose()
     return key_path
@@ -139,8 +223,11 @@ def write_chains(engine: Engine, key: Path | bytes, tenant_ids: list[str]) -> No
     try:
         for tenant_id in tenant_ids:
             for i in range(3):
-                log.emit(SecurityEvent("auth.refused", datetime.now(UTC), tenant_id=tenant_id,
-                                       actor=f"user{i}"))
+                log.emit(
+                    SecurityEvent(
+                        "auth.refused", datetime.now(UTC), tenant_id=tenant_id, actor=f"user{i}"
+                    )
+                )
         log.emit(SecurityEvent("tenant.provisioned", datetime.now(UTC), actor="cli"))
         log.flush()
     finally:

@@ -34,20 +34,34 @@ from tests.unit.testing.documents import db_matrix, policy_results, probe, with_
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 KEY = bytes(range(32))
-OK_CHAINS = [ChainResult("acme", "t-acme", True, 3), ChainResult("globex", "t-globex", True, 3),
-             ChainResult(PLATFORM_CHAIN, PLATFORM_CHAIN, True, 1)]
-VERSIONS = {"tenancy": "0.1.0", "python": "3.11.7 (CPython)", "libraries": {"pyjwt": "2.13"},
-            "policy_bundle": {"revision": 1, "digest": "sha256:00"}, "postgresql": "15.19"}
+OK_CHAINS = [
+    ChainResult("acme", "t-acme", True, 3),
+    ChainResult("globex", "t-globex", True, 3),
+    ChainResult(PLATFORM_CHAIN, PLATFORM_CHAIN, True, 1),
+]
+VERSIONS = {
+    "tenancy": "0.1.0",
+    "python": "3.11.7 (CPython)",
+    "libraries": {"pyjwt": "2.13"},
+    "policy_bundle": {"revision": 1, "digest": "sha256:00"},
+    "postgresql": "15.19",
+}
 
 
 def evidence(**overrides: Any) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"probe": probe(), "db_matrix": db_matrix(), "audit": OK_CHAINS,
-                              "policy_tests": policy_results(), "versions": VERSIONS,
-                              "now": NOW}
+    inputs: dict[str, Any] = {
+        "probe": probe(),
+        "db_matrix": db_matrix(),
+        "audit": OK_CHAINS,
+        "policy_tests": policy_results(),
+        "versions": VERSIONS,
+        "now": NOW,
+    }
     return build_evidence(**{**inputs, **overrides})
 
 
 # -- the verdict --------------------------------------------------------------------------
+
 
 def test_healthy_inputs_pass() -> None:
     found = evidence()
@@ -62,15 +76,18 @@ def test_leaked_probe_cell_fails_naming_the_cell() -> None:
     found = evidence(probe=probe(leaked=True))
     assert found["verdict"] == "FAIL"
     assert found["reasons"][0] == "probe: 1 leaked cell(s)"
-    assert ("probe: leaked: tenant-header by acme-member on GET /worklogs/{id} against "
-            "globex") in found["reasons"]
+    assert (
+        "probe: leaked: tenant-header by acme-member on GET /worklogs/{id} against globex"
+    ) in found["reasons"]
 
 
 def test_void_probe_fails_even_without_a_leak() -> None:
     found = evidence(probe=probe(void=True))
     assert found["verdict"] == "FAIL"
-    assert found["reasons"] == ["probe: void (a positive control failed): acme-admin could "
-                                "not read its own GET /worklogs/{id} (403)"]
+    assert found["reasons"] == [
+        "probe: void (a positive control failed): acme-admin could "
+        "not read its own GET /worklogs/{id} (403)"
+    ]
 
 
 def test_summary_that_hides_a_leak_or_finding_fails() -> None:
@@ -79,16 +96,19 @@ def test_summary_that_hides_a_leak_or_finding_fails() -> None:
     assert "probe: its summary does not match its cells" in evidence(probe=lying)["reasons"]
     hiding = db_matrix(finding=True)
     hiding["summary"] = db_matrix()["summary"]
-    assert "db matrix: its summary does not match its cells" in evidence(
-        db_matrix=hiding)["reasons"]
+    assert (
+        "db matrix: its summary does not match its cells" in evidence(db_matrix=hiding)["reasons"]
+    )
 
 
 def test_db_finding_fails_naming_the_check() -> None:
     found = evidence(db_matrix=db_matrix(finding=True))
     assert found["verdict"] == "FAIL"
-    assert found["reasons"] == ["db matrix: finding rls-policy-always-true on "
-                                "public.tenancy_exports: policy p_all USING (true) admits "
-                                "every row"]
+    assert found["reasons"] == [
+        "db matrix: finding rls-policy-always-true on "
+        "public.tenancy_exports: policy p_all USING (true) admits "
+        "every row"
+    ]
 
 
 @pytest.mark.parametrize("outcome", ["leaked", "error"])
@@ -98,7 +118,8 @@ def test_db_leaked_or_error_cell_fails(outcome: str) -> None:
     assert found["reasons"][-1] == "db matrix: its summary does not match its cells"
     assert found["reasons"][:2] == [
         f"db matrix: 1 {outcome} cell(s)",
-        f"db matrix: {outcome}: SELECT on public.worklogs with setting none, target none"]
+        f"db matrix: {outcome}: SELECT on public.worklogs with setting none, target none",
+    ]
 
 
 def test_vacuous_and_denied_db_cells_do_not_fail() -> None:
@@ -119,24 +140,38 @@ def test_empty_matrices_prove_nothing() -> None:
 def test_tampered_audit_chain_fails_with_position_and_damage(engine: Engine) -> None:
     documents.write_chains(engine, KEY, ["t-acme", "t-globex"])
     with engine.begin() as conn:
-        conn.execute(text("UPDATE tenancy_audit_events SET actor = 'mallory' "
-                          "WHERE tenant_id = 't-acme' AND seq = 2"))
+        conn.execute(
+            text(
+                "UPDATE tenancy_audit_events SET actor = 'mallory' "
+                "WHERE tenant_id = 't-acme' AND seq = 2"
+            )
+        )
     log = AuditLog(engine, KEY)
     try:
-        chains = verify_chains(log, [("acme", "t-acme"), ("globex", "t-globex"),
-                                     (PLATFORM_CHAIN, PLATFORM_CHAIN)])
+        chains = verify_chains(
+            log, [("acme", "t-acme"), ("globex", "t-globex"), (PLATFORM_CHAIN, PLATFORM_CHAIN)]
+        )
     finally:
         log.close()
     assert [(c.tenant, c.ok, c.records, c.position, c.damage) for c in chains] == [
-        ("acme", False, 3, 2, "changed"), ("globex", True, 3, None, None),
-        (PLATFORM_CHAIN, True, 1, None, None)]
+        ("acme", False, 3, 2, "changed"),
+        ("globex", True, 3, None, None),
+        (PLATFORM_CHAIN, True, 1, None, None),
+    ]
     found = evidence(audit=chains)
     assert found["verdict"] == "FAIL"
-    assert found["reasons"] == ["audit: chain acme broken: changed at position 2 (content "
-                                "does not match its hash)"]
-    assert found["audit"][0] == {"tenant": "acme", "tenant_id": "t-acme", "ok": False,
-                                 "records": 3, "position": 2, "damage": "changed",
-                                 "detail": "content does not match its hash"}
+    assert found["reasons"] == [
+        "audit: chain acme broken: changed at position 2 (content does not match its hash)"
+    ]
+    assert found["audit"][0] == {
+        "tenant": "acme",
+        "tenant_id": "t-acme",
+        "ok": False,
+        "records": 3,
+        "position": 2,
+        "damage": "changed",
+        "detail": "content does not match its hash",
+    }
 
 
 def test_a_tenant_chain_deleted_with_its_head_is_not_a_pass(engine: Engine) -> None:
@@ -146,22 +181,27 @@ def test_a_tenant_chain_deleted_with_its_head_is_not_a_pass(engine: Engine) -> N
             conn.execute(text(f"DELETE FROM {table} WHERE tenant_id = 't-acme'"))
     log = AuditLog(engine, KEY)
     try:
-        chains = verify_chains(log, [("acme", "t-acme"), ("globex", "t-globex"),
-                                     (PLATFORM_CHAIN, PLATFORM_CHAIN)])
+        chains = verify_chains(
+            log, [("acme", "t-acme"), ("globex", "t-globex"), (PLATFORM_CHAIN, PLATFORM_CHAIN)]
+        )
     finally:
         log.close()
     assert (chains[0].tenant, chains[0].ok, chains[0].records) == ("acme", True, 0)
     found = evidence(audit=chains)
     assert found["verdict"] == "INCOMPLETE"
-    assert found["reasons"] == ["audit: chain acme has no records: nothing to verify "
-                                "(never written, or deleted with its head)"]
+    assert found["reasons"] == [
+        "audit: chain acme has no records: nothing to verify "
+        "(never written, or deleted with its head)"
+    ]
 
 
 def test_failing_policy_test_fails() -> None:
     found = evidence(policy_tests=policy_results(failing=True))
     assert found["verdict"] == "FAIL"
-    assert found["reasons"] == ["policy test failed: rego-unit tenancy.authz_test.test_1 on "
-                                "opa-go: evaluated to false, not true"]
+    assert found["reasons"] == [
+        "policy test failed: rego-unit tenancy.authz_test.test_1 on "
+        "opa-go: evaluated to false, not true"
+    ]
 
 
 @pytest.mark.parametrize("missing", ["probe", "db_matrix", "audit", "policy_tests"])
@@ -176,13 +216,15 @@ def test_missing_input_is_incomplete_not_pass(missing: str) -> None:
 def test_policy_tests_not_run_are_incomplete() -> None:
     found = evidence(policy_tests=policy_results(not_run=True))
     assert found["verdict"] == "INCOMPLETE"
-    assert found["reasons"] == ["policy tests: 3 not run: opa-golib-python-bindings is not "
-                                "installed"]
+    assert found["reasons"] == [
+        "policy tests: 3 not run: opa-golib-python-bindings is not installed"
+    ]
 
 
 def test_failure_wins_over_missing_and_lists_both() -> None:
-    found = evidence(probe=None, db_matrix=db_matrix(finding=True),
-                     not_provided={"probe": "no --probe given"})
+    found = evidence(
+        probe=None, db_matrix=db_matrix(finding=True), not_provided={"probe": "no --probe given"}
+    )
     assert found["verdict"] == "FAIL"
     assert found["reasons"][-1] == "probe: not provided (no --probe given)"
 
@@ -199,6 +241,7 @@ def test_versions_name_libraries_bundle_and_postgres() -> None:
 
 # -- inputs -------------------------------------------------------------------------------
 
+
 def write(path: Path, document: Any) -> str:
     path.write_text(json.dumps(document))
     return str(path)
@@ -206,15 +249,16 @@ def write(path: Path, document: Any) -> str:
 
 def test_inputs_load_and_refuse_another_kind(tmp_path: Path) -> None:
     assert load_input(write(tmp_path / "p.json", probe()), kind=PROBE_KIND) == probe()
-    with pytest.raises(EvidenceInputError, match=r"expected a tenancy.probe document, found "
-                                                 r"'tenancy.db-matrix'"):
+    with pytest.raises(
+        EvidenceInputError,
+        match=r"expected a tenancy.probe document, found "
+        r"'tenancy.db-matrix'",
+    ):
         load_input(write(tmp_path / "m.json", db_matrix()), kind=PROBE_KIND)
     with pytest.raises(EvidenceInputError, match="version 2 is not supported"):
-        load_input(write(tmp_path / "v.json", {**db_matrix(), "version": 2}),
-                   kind=DB_MATRIX_KIND)
+        load_input(write(tmp_path / "v.json", {**db_matrix(), "version": 2}), kind=DB_MATRIX_KIND)
     with pytest.raises(EvidenceInputError, match="cell 0: outcome 'fine' is not one of"):
-        load_input(write(tmp_path / "o.json", with_cell(probe(), outcome="fine")),
-                   kind=PROBE_KIND)
+        load_input(write(tmp_path / "o.json", with_cell(probe(), outcome="fine")), kind=PROBE_KIND)
     with pytest.raises(EvidenceInputError, match="no such file"):
         load_input(tmp_path / "absent.json", kind=PROBE_KIND)
 
@@ -225,15 +269,17 @@ HOSTILE = "<script>alert('pwned')</script>"
 
 
 def test_markup_in_inputs_is_escaped_and_no_script_is_emitted() -> None:
-    hostile = with_cell(probe(leaked=True), route=f"GET /x{HOSTILE}", detail=HOSTILE,
-                        outcome="error")
+    hostile = with_cell(
+        probe(leaked=True), route=f"GET /x{HOSTILE}", detail=HOSTILE, outcome="error"
+    )
     db = with_cell(db_matrix(), detail=HOSTILE)
     db["findings"] = [{"check": HOSTILE, "subject": "public.worklogs", "message": HOSTILE}]
     html = render_html(evidence(probe=hostile, db_matrix=db))
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in html
-    assert f"GET /x{HOSTILE}".replace("<", "&lt;").replace(">", "&gt;").replace(
-        "'", "&#39;") in html
+    assert (
+        f"GET /x{HOSTILE}".replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;") in html
+    )
 
 
 def test_report_is_self_contained_and_accessible() -> None:
@@ -242,8 +288,16 @@ def test_report_is_self_contained_and_accessible() -> None:
     assert not re.search(r"<(script|link|iframe|img|object)\b", html, re.IGNORECASE)
     assert not re.search(r"\b(src|href)\s*=", html, re.IGNORECASE)
     assert "url(" not in html and "@import" not in html
-    for table in ("probe-matrix", "probe-flagged", "probe-controls", "db-summary",
-                  "db-matrix", "audit-chains", "policy-tests", "versions"):
+    for table in (
+        "probe-matrix",
+        "probe-flagged",
+        "probe-controls",
+        "db-summary",
+        "db-matrix",
+        "audit-chains",
+        "policy-tests",
+        "versions",
+    ):
         block = html.split(f'<table id="{table}">', 1)[1].split("</table>", 1)[0]
         assert re.match(r"\s*<caption>[^<]+</caption>", block), table
         assert '<th scope="' in block, table
@@ -263,8 +317,9 @@ def test_report_groups_the_probe_by_route_and_lists_the_leak() -> None:
 
 
 def test_missing_inputs_show_as_not_provided() -> None:
-    html = render_html(evidence(probe=None, db_matrix=None,
-                                not_provided={"probe": "no --probe given"}))
+    html = render_html(
+        evidence(probe=None, db_matrix=None, not_provided={"probe": "no --probe given"})
+    )
     assert '<p class="missing" id="probe-missing">Not provided: no --probe given.</p>' in html
     assert 'id="db-missing"' in html and "Verdict: INCOMPLETE" in html
     assert "No matrix was provided" in html
@@ -280,6 +335,7 @@ def test_pack_is_rendered_from_the_json_written(tmp_path: Path) -> None:
 
 # -- the policy test runner ---------------------------------------------------------------
 
+
 def test_shipped_policy_tests_run_and_pass() -> None:
     results = run_policy_tests()
     suites = {r.suite for r in results}
@@ -292,8 +348,7 @@ def test_shipped_policy_tests_run_and_pass() -> None:
         assert all(r.status is Status.PASSED for r in results)
 
 
-def test_rego_tests_are_not_run_without_the_go_evaluator(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rego_tests_are_not_run_without_the_go_evaluator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(policytests_module, "go_rego_class", lambda: None)
     results = run_policy_tests()
     rego = [r for r in results if r.suite == "rego-unit"]
@@ -314,17 +369,16 @@ def test_a_case_table_answer_that_changed_is_a_failed_test(tmp_path: Path) -> No
 
 # -- the command --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TENANCY_DATABASE_URL", "DATABASE_URL", "TENANCY_AUDIT_KEY",
-                 "TENANCY_DATA_DIR"):
+    for name in ("TENANCY_DATABASE_URL", "DATABASE_URL", "TENANCY_AUDIT_KEY", "TENANCY_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     # The runner itself is tested above; the command's tests judge fixed results.
     monkeypatch.setattr(policytests_module, "run_policy_tests", lambda: policy_results())
 
 
-def pack(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-         *argv: str) -> tuple[int, str, str]:
+def pack(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> tuple[int, str, str]:
     code = main(["evidence", "pack", "--out", str(tmp_path / "pack"), *argv])
     out, err = capsys.readouterr()
     return code, out, err
@@ -333,66 +387,105 @@ def pack(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 @pytest.mark.usefixtures("cli_env")
 def test_cli_pass_writes_both_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     documents.demo_data_dir(tmp_path / "demo")
-    code, out, err = pack(capsys, tmp_path, "--probe", write(tmp_path / "p.json", probe()),
-                          "--db-matrix", write(tmp_path / "m.json", db_matrix()),
-                          "--data-dir", str(tmp_path / "demo"))
+    code, out, err = pack(
+        capsys,
+        tmp_path,
+        "--probe",
+        write(tmp_path / "p.json", probe()),
+        "--db-matrix",
+        write(tmp_path / "m.json", db_matrix()),
+        "--data-dir",
+        str(tmp_path / "demo"),
+    )
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == "verdict: PASS"
     written = json.loads((tmp_path / "pack" / "evidence.json").read_text())
     assert [(c["tenant"], c["ok"], c["records"]) for c in written["audit"]] == [
-        ("acme", True, 3), ("globex", True, 3), (PLATFORM_CHAIN, True, 1)]
+        ("acme", True, 3),
+        ("globex", True, 3),
+        (PLATFORM_CHAIN, True, 1),
+    ]
     assert written["versions"]["postgresql"] == "15.19"
     assert (tmp_path / "pack" / "evidence.html").read_text().count("Verdict: PASS") == 1
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_cli_tampered_audit_chain_fails(tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_tampered_audit_chain_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     documents.demo_data_dir(tmp_path / "demo", tamper=True)
-    code, out, _ = pack(capsys, tmp_path, "--probe", write(tmp_path / "p.json", probe()),
-                        "--db-matrix", write(tmp_path / "m.json", db_matrix()),
-                        "--data-dir", str(tmp_path / "demo"))
+    code, out, _ = pack(
+        capsys,
+        tmp_path,
+        "--probe",
+        write(tmp_path / "p.json", probe()),
+        "--db-matrix",
+        write(tmp_path / "m.json", db_matrix()),
+        "--data-dir",
+        str(tmp_path / "demo"),
+    )
     assert code == 1
     assert "verdict: FAIL" in out and "audit: chain acme broken: changed at position 2" in out
 
 
 @pytest.mark.usefixtures("cli_env")
 def test_cli_leak_fails_and_missing_inputs_are_incomplete(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     documents.demo_data_dir(tmp_path / "demo")
     demo = ("--data-dir", str(tmp_path / "demo"))
     leaked = write(tmp_path / "p.json", probe(leaked=True))
-    assert pack(capsys, tmp_path, "--probe", leaked, "--db-matrix",
-                write(tmp_path / "m.json", db_matrix()), *demo)[0] == 1
+    assert (
+        pack(
+            capsys,
+            tmp_path,
+            "--probe",
+            leaked,
+            "--db-matrix",
+            write(tmp_path / "m.json", db_matrix()),
+            *demo,
+        )[0]
+        == 1
+    )
     code, out, _ = pack(capsys, tmp_path, *demo)
     assert code == 3
     assert out.splitlines()[:3] == [
         "verdict: INCOMPLETE",
         "  - probe: not provided (no --probe or --probe-config given)",
-        "  - db matrix: not provided (no --db-matrix or --db-url given)"]
+        "  - db matrix: not provided (no --db-matrix or --db-url given)",
+    ]
 
 
 @pytest.mark.usefixtures("cli_env")
 def test_cli_without_demo_data_is_incomplete_and_creates_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = pack(capsys, tmp_path, "--probe", write(tmp_path / "p.json", probe()),
-                        "--db-matrix", write(tmp_path / "m.json", db_matrix()),
-                        "--data-dir", str(tmp_path / "none"))
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = pack(
+        capsys,
+        tmp_path,
+        "--probe",
+        write(tmp_path / "p.json", probe()),
+        "--db-matrix",
+        write(tmp_path / "m.json", db_matrix()),
+        "--data-dir",
+        str(tmp_path / "none"),
+    )
     assert code == 3 and "audit: not provided (no audit key" in out
     assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.usefixtures("cli_env")
-@pytest.mark.parametrize(("flag", "content", "message"), [
-    ("--probe", None, r"absent\.json: no such file"),
-    ("--probe", db_matrix(), r"expected a tenancy\.probe document, found 'tenancy\.db-matrix'"),
-    ("--db-matrix", probe(), r"expected a tenancy\.db-matrix document, found 'tenancy\.probe'"),
-    ("--db-matrix", "{not json", r"not JSON"),
-    ("--audit-key-file", None, r"absent\.json"),
-])
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str], flag: str,
-                                              content: Any, message: str) -> None:
+@pytest.mark.parametrize(
+    ("flag", "content", "message"),
+    [
+        ("--probe", None, r"absent\.json: no such file"),
+        ("--probe", db_matrix(), r"expected a tenancy\.probe document, found 'tenancy\.db-matrix'"),
+        ("--db-matrix", probe(), r"expected a tenancy\.db-matrix document, found 'tenancy\.probe'"),
+        ("--db-matrix", "{not json", r"not JSON"),
+        ("--audit-key-file", None, r"absent\.json"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, content: Any, message: str
+) -> None:
     path = tmp_path / "absent.json"
     if isinstance(content, str):
         path.write_text(content)
@@ -407,14 +500,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path,
 
 
 @pytest.mark.usefixtures("cli_env")
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--probe-config", "{path}"], r"probe\.toml is not valid TOML"),
-    (["--db-url", "postgresql+psycopg://nobody@127.0.0.1:9/none"], r"127\.0\.0\.1"),
-    (["--db-url", "not a url"], r"."),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--probe-config", "{path}"], r"probe\.toml is not valid TOML"),
+        (["--db-url", "postgresql+psycopg://nobody@127.0.0.1:9/none"], r"127\.0\.0\.1"),
+        (["--db-url", "not a url"], r"."),
+    ],
+)
 def test_cli_running_the_probe_or_matrix_itself_refuses_bad_input(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
-        message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     (tmp_path / "probe.toml").write_text("target = [")
     argv = [a.replace("{path}", str(tmp_path / "probe.toml")) for a in argv]
     code, out, err = pack(capsys, tmp_path, *argv, "--data-dir", str(tmp_path))

@@ -36,8 +36,7 @@ def token(dev: DevIssuer) -> str:
 
 def verify(dev: DevIssuer, token: str, audience: str = "edge") -> dict[str, object]:
     key = jwt.PyJWK(dev.public_jwk).key
-    decoded: dict[str, object] = jwt.decode(token, key, algorithms=["EdDSA"],
-                                            audience=audience)
+    decoded: dict[str, object] = jwt.decode(token, key, algorithms=["EdDSA"], audience=audience)
     return decoded
 
 
@@ -45,22 +44,43 @@ def test_every_source_yields_the_token(tmp_path: Path, token: str, dev: DevIssue
     (tmp_path / "t.jwt").write_text(token + "\n")
     assert obtain(TokenSource(value=token), name="v") == token
     assert obtain(TokenSource(file=tmp_path / "t.jwt"), name="f") == token
-    assert obtain(TokenSource(command=(sys.executable, "-c", f"print({token!r})")),
-                  name="c") == token
-    minted = obtain(TokenSource(dev_issuer={"data_dir": str(tmp_path / "issuer"),
-                                            "tenant_id": "t-acme", "sub": "bob",
-                                            "audience": "edge", "scopes": ["r"]}), name="d")
+    assert (
+        obtain(TokenSource(command=(sys.executable, "-c", f"print({token!r})")), name="c") == token
+    )
+    minted = obtain(
+        TokenSource(
+            dev_issuer={
+                "data_dir": str(tmp_path / "issuer"),
+                "tenant_id": "t-acme",
+                "sub": "bob",
+                "audience": "edge",
+                "scopes": ["r"],
+            }
+        ),
+        name="d",
+    )
     assert verify(dev, minted)["sub"] == "bob"
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    (TokenSource(value="not-a-jwt"), "did not yield a JWT"),
-    (TokenSource(file=Path("/nonexistent/t.jwt")), "cannot read token file"),
-    (TokenSource(command=(sys.executable, "-c", "import sys; print('boom', file=sys.stderr);"
-                                                " sys.exit(3)")), "exited 3: boom"),
-    (TokenSource(command=("/nonexistent/tool",)), "token command failed"),
-    (TokenSource(dev_issuer={"data_dir": "/nonexistent"}), "no dev issuer key"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (TokenSource(value="not-a-jwt"), "did not yield a JWT"),
+        (TokenSource(file=Path("/nonexistent/t.jwt")), "cannot read token file"),
+        (
+            TokenSource(
+                command=(
+                    sys.executable,
+                    "-c",
+                    "import sys; print('boom', file=sys.stderr); sys.exit(3)",
+                )
+            ),
+            "exited 3: boom",
+        ),
+        (TokenSource(command=("/nonexistent/tool",)), "token command failed"),
+        (TokenSource(dev_issuer={"data_dir": "/nonexistent"}), "no dev issuer key"),
+    ],
+)
 def test_a_source_that_fails_names_the_identity(source: TokenSource, message: str) -> None:
     with pytest.raises(ProbeConfigError, match=f"alice: .*{message}"):
         obtain(source, name="alice")
@@ -83,7 +103,8 @@ def test_a_forged_signature_keeps_header_and_claims(token: str, dev: DevIssuer) 
 
 
 def test_the_issuers_key_resigns_expired_and_for_another_audience(
-        tmp_path: Path, token: str, dev: DevIssuer) -> None:
+    tmp_path: Path, token: str, dev: DevIssuer
+) -> None:
     resigner = Resigner(Issuer(dev_data_dir=tmp_path / "issuer"))
     expired = resigner.expired(token)
     with pytest.raises(jwt.ExpiredSignatureError):
@@ -99,7 +120,9 @@ def test_the_issuers_key_resigns_expired_and_for_another_audience(
 
 def test_an_unusable_issuer_key_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "k.pem").write_text("not a key")
-    for issuer in (Issuer(private_key=tmp_path / "k.pem"),
-                   Issuer(private_key=tmp_path / "missing.pem")):
+    for issuer in (
+        Issuer(private_key=tmp_path / "k.pem"),
+        Issuer(private_key=tmp_path / "missing.pem"),
+    ):
         with pytest.raises(ProbeConfigError, match="cannot load the private key"):
             Resigner(issuer)

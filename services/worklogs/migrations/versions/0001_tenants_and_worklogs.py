@@ -26,8 +26,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("status IN ('active', 'suspended', 'offboarded')",
-                           name="tenancy_tenants_status"),
+        sa.CheckConstraint(
+            "status IN ('active', 'suspended', 'offboarded')", name="tenancy_tenants_status"
+        ),
     )
     worklogs = op.create_table(
         "worklogs",

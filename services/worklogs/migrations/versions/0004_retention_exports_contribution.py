@@ -31,8 +31,7 @@ def upgrade() -> None:
         sa.Column("content", sa.LargeBinary, nullable=False),  # sealed (tenancy.keys)
         sa.PrimaryKeyConstraint("tenant_id", "id"),
     )
-    op.create_index("ix_tenancy_exports_created", "tenancy_exports",
-                    ["tenant_id", "created_at"])
+    op.create_index("ix_tenancy_exports_created", "tenancy_exports", ["tenant_id", "created_at"])
     mappings = op.create_table(
         "tenancy_identity_mappings",
         sa.Column("tenant_id", sa.String(36), nullable=False),
@@ -42,11 +41,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("first_notified_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
-        sa.UniqueConstraint("tenant_id", "external_id",
-                            name="uq_tenancy_identity_mappings_external"),
+        sa.UniqueConstraint(
+            "tenant_id", "external_id", name="uq_tenancy_identity_mappings_external"
+        ),
     )
-    op.create_index("ix_tenancy_identity_mappings_notified", "tenancy_identity_mappings",
-                    ["tenant_id", "first_notified_at"])
+    op.create_index(
+        "ix_tenancy_identity_mappings_notified",
+        "tenancy_identity_mappings",
+        ["tenant_id", "first_notified_at"],
+    )
     contribution = op.create_table(
         "tenancy_contribution_settings",
         sa.Column("tenant_id", sa.String(36), primary_key=True),
@@ -55,8 +58,9 @@ def upgrade() -> None:
         sa.Column("changed_by", sa.String(255), nullable=False),
     )
     app_role = context.config.attributes.get("app_role")
-    for statement in migration_statements((exports, mappings, contribution),
-                                          op.get_context().dialect, app_role):
+    for statement in migration_statements(
+        (exports, mappings, contribution), op.get_context().dialect, app_role
+    ):
         op.execute(statement)
 
 

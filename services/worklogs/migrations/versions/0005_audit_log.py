@@ -50,10 +50,12 @@ def upgrade() -> None:
     app_role = context.config.attributes.get("app_role")
     if not app_role:
         raise RuntimeError("PostgreSQL migrations need the application role name (app_role)")
-    statements = [*rls_statements(events, dialect), *rls_statements(heads, dialect),
-                  *grant_statements(app_role, [events], dialect, privileges="SELECT, INSERT"),
-                  *grant_statements(app_role, [heads], dialect,
-                                    privileges="SELECT, INSERT, UPDATE")]
+    statements = [
+        *rls_statements(events, dialect),
+        *rls_statements(heads, dialect),
+        *grant_statements(app_role, [events], dialect, privileges="SELECT, INSERT"),
+        *grant_statements(app_role, [heads], dialect, privileges="SELECT, INSERT, UPDATE"),
+    ]
     for statement in statements:
         op.execute(statement)
 
