@@ -34,7 +34,7 @@ direct|edge|backend``) under uvicorn (uvloop + httptools, one worker, log level 
 pinned to CPU 0 -- in (b) *both* the edge and the backend share CPU 0, so (a) and (b) get
 the same CPU budget and the ratio is the price of the hop; ``wrk --latency`` is pinned to
 CPU 1. State is a throw-away data directory prepared like the demo
-(``services.demo_state.prepare``: SQLite, dev issuer, edge keyring); the tenant registry
+(``tenancy_examples.demo_state.prepare``: SQLite, dev issuer, edge keyring); the tenant registry
 is built with ``cache_ttl=3600`` so no database read is on the hot path. Before
 measuring, sanity requests must return 200 for tenant ``acme`` (and ``"caller": "edge"``
 through the edge), 401 without a token, and the backend must refuse the user's token.
@@ -97,16 +97,17 @@ def bench_settings(data_dir: Path) -> Settings:
 
 def build_server(kind: str, data_dir: Path, algorithm: str, upstream: str | None) -> ASGIApp:
     """One of the three servers, over the state ``prepare_state`` wrote in ``data_dir``."""
-    from services.demo_state import edge_jwks_path, edge_keyring_dir, open_engine
-    from services.edge.app import create_app as create_edge
-    from services.worklogs.app import READ, WRITE
-    from services.worklogs.app import create_app as create_worklogs
-    from services.worklogs.store import WorklogStore
     from tenancy.authn import Authenticator
+    from tenancy.deployment import open_engine
     from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
     from tenancy.identity.dev import JWKS_FILE
     from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
     from tenancy.tenants import TenantRegistry
+    from tenancy_examples.demo_state import edge_jwks_path, edge_keyring_dir
+    from tenancy_examples.edge.app import create_app as create_edge
+    from tenancy_examples.worklogs.app import READ, WRITE
+    from tenancy_examples.worklogs.app import create_app as create_worklogs
+    from tenancy_examples.worklogs.store import WorklogStore
 
     settings = bench_settings(data_dir)
     engine = open_engine(settings)
@@ -271,10 +272,10 @@ def micro(algorithm: str, batches: int, size: int) -> dict[str, Any]:
 
 def prepare_state(data_dir: Path, algorithm: str) -> tuple[str, str]:
     """Prepare the demo state; return a user token for ``acme`` and the edge's algorithm."""
-    from services.demo_state import EDGE as DEMO_EDGE
-    from services.demo_state import edge_keyring_dir, prepare
     from tenancy.identity import DevIssuer
     from tenancy.propagation import ServiceKeyring
+    from tenancy_examples.demo_state import EDGE as DEMO_EDGE
+    from tenancy_examples.demo_state import edge_keyring_dir, prepare
 
     logging.getLogger("tenancy.demo").setLevel(logging.ERROR)  # the "SQLite" warning
     settings = bench_settings(data_dir)

@@ -19,10 +19,12 @@ class Authentication(Protocol):
     """A verified credential: who, until when, and what a forwarding service added."""
 
     @property
-    def principal(self) -> Principal: ...
+    def principal(self) -> Principal:
+        """Who the credential proves: issuer, tenant, subject, roles, scopes, assurance."""
 
     @property
-    def expires_at(self) -> float: ...
+    def expires_at(self) -> float:
+        """When the credential stops being valid (seconds since the epoch)."""
 
     @property
     def request_id(self) -> str | None:
@@ -33,7 +35,9 @@ class Authentication(Protocol):
         """The service that forwarded the context, if it came in a context token."""
 
     @property
-    def support_grant_id(self) -> str | None: ...
+    def support_grant_id(self) -> str | None:
+        """The support grant a support principal acts under, if the credential names one.
+        Naming it proves nothing: the grant itself is checked, never taken on trust."""
 
     @property
     def region(self) -> str | None:

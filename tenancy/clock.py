@@ -13,7 +13,8 @@ from tenancy.errors import ConfigurationError
 class Clock(Protocol):
     """A source of the current time, always timezone-aware UTC."""
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
 
     def timestamp(self) -> float:
         """Seconds since the epoch; the hot path's cheaper reading of ``now()``."""
@@ -23,9 +24,11 @@ class SystemClock:
     """The real wall clock."""
 
     def now(self) -> datetime:
+        """The wall-clock time now, in UTC."""
         return datetime.now(UTC)
 
     def timestamp(self) -> float:
+        """``time.time()``: seconds since the epoch."""
         return time.time()
 
 
@@ -39,10 +42,12 @@ class FrozenClock:
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
+        """The frozen time (moved only by ``advance``)."""
         with self._lock:
             return self._at
 
     def timestamp(self) -> float:
+        """The frozen time as seconds since the epoch."""
         return self.now().timestamp()
 
     def advance(self, seconds: float) -> datetime:

@@ -120,6 +120,9 @@ def enter(check: LayerCheck) -> contextvars.Token[LayerCheck | None]:
 
 
 def leave(token: contextvars.Token[LayerCheck | None]) -> None:
+    """Unbind the check that :func:`enter` bound (``token`` is what it returned); call it in
+    ``finally`` so no later work in this context is checked against another request's
+    tenant."""
     _check.reset(token)
 
 

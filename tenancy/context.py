@@ -44,6 +44,7 @@ class Assurance(IntEnum):
 
     @property
     def is_mfa(self) -> bool:
+        """Whether this level counts as multi-factor (``MULTI_FACTOR`` or stronger)."""
         return self >= Assurance.MULTI_FACTOR
 
 
@@ -94,6 +95,7 @@ class Principal:
 
     @property
     def mfa(self) -> bool:
+        """Whether the principal signed in with more than one factor (``assurance.is_mfa``)."""
         return self.assurance.is_mfa
 
 
@@ -115,6 +117,8 @@ class TenantContext:
     support_grant_id: str | None = None
 
     def has_scope(self, scope: str) -> bool:
+        """Whether the principal holds ``scope``. To enforce, call ``require_scope``, which
+        raises: a forgotten check on this boolean grants access."""
         return scope in self.principal.scopes
 
     def require_scope(self, scope: str) -> None:

@@ -36,13 +36,17 @@ class SecurityEvent:
 class EventSink(Protocol):
     """Receives security events. Implementations must be thread-safe."""
 
-    def emit(self, event: SecurityEvent) -> None: ...
+    def emit(self, event: SecurityEvent) -> None:
+        """Record ``event``. Must not raise into the caller's request path, and must be
+        safe to call from several threads at once."""
 
 
 class LoggingSink:
     """Writes events to the ``tenancy.events`` logger; the default when nothing is given."""
 
     def emit(self, event: SecurityEvent) -> None:
+        """Log the event at INFO: action, tenant, actor, reason and request id (``details``
+        are left out)."""
         logger.info(
             "%s tenant=%s actor=%s reason=%s request=%s",
             event.action,
@@ -61,13 +65,17 @@ class MemorySink:
         self._lock = threading.Lock()
 
     def emit(self, event: SecurityEvent) -> None:
+        """Append the event (thread-safe)."""
         with self._lock:
             self._events.append(event)
 
     @property
     def events(self) -> list[SecurityEvent]:
+        """A copy of every event emitted so far, in order."""
         with self._lock:
             return list(self._events)
 
     def actions(self) -> list[str]:
+        """The ``action`` of every event emitted so far, in order (what tests usually
+        assert)."""
         return [e.action for e in self.events]

@@ -25,6 +25,10 @@ TYPE_PREFIX = "urn:tenancy:problem:"
 
 @dataclass(frozen=True, slots=True)
 class ProblemSpec:
+    """How one error class is answered over HTTP: its status, a fixed title, and whether the
+    exception's message may be shown as ``detail`` (off unless the message is known to be
+    safe for the client)."""
+
     status: int
     title: str
     show_detail: bool = False
@@ -68,6 +72,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
 
 
 def spec_for(exc: errors.TenancyError) -> ProblemSpec:
+    """The ``ProblemSpec`` of the most specific class of ``exc`` listed in ``PROBLEMS`` (500
+    "Internal error" for any ``TenancyError`` not listed more specifically)."""
     for cls in type(exc).__mro__:
         spec = PROBLEMS.get(cls)
         if spec is not None:
@@ -76,6 +82,10 @@ def spec_for(exc: errors.TenancyError) -> ProblemSpec:
 
 
 def problem_body(exc: errors.TenancyError, *, instance: str | None = None) -> dict[str, Any]:
+    """The RFC 9457 body for ``exc``: ``type``, ``title``, ``status`` and the stable
+    ``code``; ``detail`` only where ``show_detail`` allows it (never for token failures or
+    anything that could reveal another tenant's data), field ``errors`` for
+    ``InvalidRequest``, and ``instance`` if given."""
     spec = spec_for(exc)
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + exc.code,

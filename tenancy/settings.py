@@ -55,6 +55,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: ``os.environ``), then ``overrides`` (keyword per
+        field; None values are ignored). The region and the consistency flag are validated
+        here, so a bad value stops the process at start-up; the database URL is not checked
+        until it is used.
+
+        Raises:
+            InvalidTenantField: the region is not shaped like one (``eu-central-1``).
+            ConfigurationError: ``TENANCY_CONSISTENCY_CHECKS`` is not a recognisable
+                boolean.
+        """
         source = os.environ if env is None else env
         data_dir = Path(
             overrides.pop("data_dir", None) or source.get("TENANCY_DATA_DIR") or DEFAULT_DATA_DIR
@@ -75,4 +85,6 @@ class Settings:
 
     @property
     def uses_sqlite(self) -> bool:
+        """Whether the database URL names SQLite, which has no row-level security: isolation
+        there rests on query scoping alone."""
         return self.database_url.startswith("sqlite")

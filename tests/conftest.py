@@ -1,4 +1,6 @@
-"""Shared fixtures: a dev issuer, a tenant registry, the worklogs app, and clients."""
+"""Shared fixtures: a dev issuer, a tenant registry, a small tenant-isolated app
+(``tests/support/tenant_app.py``), and clients. The examples' tests
+(``examples/tests/conftest.py``) reuse the ones that name no app."""
 
 from __future__ import annotations
 
@@ -11,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from services.worklogs.app import create_app
-from services.worklogs.store import WorklogStore
 from tenancy.clock import FrozenClock
 from tenancy.events import MemorySink
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.tenants import Tenant, TenantRegistry
+from tests.support.tenant_app import EntryStore, create_app
 
 REGION = "eu-central-1"
 AUDIENCE = "worklogs"
@@ -87,15 +88,15 @@ def globex(registry: TenantRegistry) -> Tenant:
 
 
 @pytest.fixture
-def store(engine: Engine) -> WorklogStore:
-    s = WorklogStore(engine)
+def store(engine: Engine) -> EntryStore:
+    s = EntryStore(engine)
     s.create_schema()
     return s
 
 
 @pytest.fixture
 def app(
-    store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
+    store: EntryStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
 ) -> Any:
     return create_app(
         store=store, verifier=verifier, tenants=registry, region=REGION, events=events

@@ -129,6 +129,8 @@ class AuditLog:
     # -- schema and reading -----------------------------------------------------------
 
     def create_schema(self) -> None:
+        """Create the audit tables where missing, without RLS policies: on PostgreSQL those
+        come from a migration (``tenancy.scoping.rls.migration_statements``)."""
         metadata.create_all(self._engine)
 
     def events(self, tenant_id: str) -> list[AuditRecord]:

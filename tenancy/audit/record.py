@@ -33,6 +33,8 @@ _HEAD_CONTEXT = b"tenancy-audit-head/v1"
 
 
 def canonical_json(value: Any) -> str:
+    """The canonical encoding records are hashed in: sorted keys, no whitespace, ASCII only,
+    so equal records always hash alike."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -75,6 +77,9 @@ class AuditRecord:
         }
 
     def computed_hash(self, *, seq: int | None = None) -> str:
+        """The SHA-256 (hex) of the record's canonical body, which ``hash`` must equal. With
+        ``seq``, the hash the record would have at that position instead (how the verifier
+        finds where a moved record was written)."""
         body = self.body()
         if seq is not None:
             body["seq"] = seq
@@ -106,9 +111,13 @@ def _fields(record: AuditRecord) -> dict[str, Any]:
 
 
 def head_mac(key: bytes, tenant_id: str, seq: int, last_hash: str) -> str:
+    """The HMAC-SHA256 (hex) that authenticates a chain head: ``key`` over the version
+    label, ``tenant_id``, the last ``seq`` and its hash. Without the key, which the database
+    never holds, no one can make a head that verifies."""
     message = b"|".join((_HEAD_CONTEXT, tenant_id.encode(), str(seq).encode(), last_hash.encode()))
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def head_mac_ok(key: bytes, tenant_id: str, seq: int, last_hash: str, mac: str) -> bool:
+    """Whether ``mac`` is the head MAC of these values (compared in constant time)."""
     return hmac.compare_digest(head_mac(key, tenant_id, seq, last_hash), mac)

@@ -68,6 +68,9 @@ TABLES = (audit_events, audit_heads)
 
 @dataclass(frozen=True, slots=True)
 class Head:
+    """The stored head of one tenant's chain: the last ``seq``, that record's ``hash``, and
+    the HMAC over them that proves the head was written by a holder of the audit key."""
+
     tenant_id: str
     seq: int
     hash: str
@@ -86,11 +89,16 @@ def lock_head(conn: Connection, tenant_id: str) -> Head | None:
 
 
 def read_head(conn: Connection, tenant_id: str) -> Head | None:
+    """The tenant's chain head as stored, without locking it, or None if the tenant has no
+    records yet. Its MAC is not checked here."""
     row = conn.execute(select(audit_heads).where(audit_heads.c.tenant_id == tenant_id)).first()
     return None if row is None else Head(row.tenant_id, int(row.seq), row.hash, row.mac)
 
 
 def put_head(conn: Connection, head: Head, now: datetime, *, exists: bool) -> None:
+    """Write the chain head: update the row if ``exists``, else insert it. Two first writers
+    of one tenant racing both find no row to lock, and the second insert fails on the
+    primary key (a conflict the writer retries), never two heads."""
     values = {"seq": head.seq, "hash": head.hash, "mac": head.mac, "updated_at": now}
     if exists:
         conn.execute(
@@ -101,11 +109,15 @@ def put_head(conn: Connection, head: Head, now: datetime, *, exists: bool) -> No
 
 
 def insert_records(conn: Connection, records: Sequence[AuditRecord]) -> None:
+    """Insert already chained records (nothing for an empty sequence). A record at a ``seq``
+    the tenant already has fails on the primary key: records are never overwritten."""
     if records:
         conn.execute(insert(audit_events), [_row(r) for r in records])
 
 
 def read_records(conn: Connection, tenant_id: str) -> list[AuditRecord]:
+    """Every record of the tenant, in ``seq`` order, as stored: nothing is verified here
+    (see ``verify_chain``)."""
     rows = conn.execute(
         select(audit_events)
         .where(audit_events.c.tenant_id == tenant_id)

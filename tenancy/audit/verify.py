@@ -26,6 +26,9 @@ from tenancy.audit.store import Head
 
 
 class Damage(StrEnum):
+    """The kind of damage found at the first bad position of a chain (see the module
+    docstring for what each means)."""
+
     CHANGED = "changed"
     DELETED = "deleted"
     INSERTED = "inserted"
@@ -48,6 +51,8 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the chain verified: every record in place and linked, and a head whose
+        MAC verifies and names the last record."""
         return self.damage is None
 
     def __str__(self) -> str:
@@ -61,6 +66,21 @@ class VerifyResult:
 def verify_chain(
     key: bytes, tenant_id: str, records: Sequence[AuditRecord], head: Head | None
 ) -> VerifyResult:
+    """Recompute the tenant's chain from ``seq`` 1 and check it against the signed head.
+
+    It reports, never raises: a broken chain is a result with the first bad position and its
+    damage. A tenant with neither records nor a head verifies as an empty chain, so deleting
+    a whole chain *and* its head is not detected here.
+
+    Args:
+        key: the audit HMAC key the head was signed with.
+        tenant_id: the chain's tenant; a record naming another tenant is damage.
+        records: the chain's records, in ``seq`` order, as read from the store.
+        head: the stored head, or None if there is none.
+
+    Returns:
+        ``VerifyResult``: ``ok``, or the first bad position and its ``Damage``.
+    """
     count = len(records)
     head_seq = None if head is None else head.seq
     authentic = head is not None and head_mac_ok(key, tenant_id, head.seq, head.hash, head.mac)

@@ -41,7 +41,9 @@ class RepeatingDecisionLog(DecisionLogSink, Protocol):
     """A decision log that takes cache hits as repeats of a logged decision (counted,
     written once per cycle, like ``JsonLinesDecisionLog``) instead of one record each."""
 
-    def repeat(self, decision: Decision, at: float, service: str) -> None: ...
+    def repeat(self, decision: Decision, at: float, service: str) -> None:
+        """Count a cache hit of ``decision`` (already logged under its ``decision_id``)
+        at ``at``; like ``record``, it must return at once and never raise."""
 
 
 class Authorizer:
@@ -317,6 +319,8 @@ def bind_authorizer(
 
 
 def unbind_authorizer(token: contextvars.Token[_Bound | None]) -> None:
+    """Undo the :func:`bind_authorizer` that returned ``token``; call it in ``finally``,
+    so no later request in this context authorizes with a stale authorizer or grant."""
     _authorizer.reset(token)
 
 

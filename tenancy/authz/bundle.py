@@ -60,10 +60,14 @@ class PolicyBundle:
 
     @property
     def modules(self) -> dict[str, str]:
+        """A copy of the Rego modules, path -> source. Fixed at construction: only the data
+        document changes."""
         return dict(self._modules)
 
     @property
     def revision(self) -> int:
+        """The current revision: 1 at load, one more after every ``set``. Decisions carry
+        it, so a decision can be traced to the data it was made under."""
         return self._revision
 
     def data(self) -> dict[str, Any]:
@@ -79,6 +83,8 @@ class PolicyBundle:
             return self._revision, copy.deepcopy(self._data)
 
     def get(self, path: Sequence[str]) -> Any:
+        """A deep copy of the data at ``path`` (a sequence of keys), or None if there is
+        nothing there."""
         with self._lock:
             node: Any = self._data
             for key in path:

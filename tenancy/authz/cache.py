@@ -30,6 +30,8 @@ class DecisionCache:
         self._revision = 0
 
     def get(self, key: Hashable, now: float) -> Decision | None:
+        """The cached decision for ``key``, or None if there is none or it has expired at
+        ``now`` (then it is dropped). Takes no lock on a hit."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -40,6 +42,10 @@ class DecisionCache:
         return entry[1]
 
     def put(self, key: Hashable, decision: Decision, now: float) -> None:
+        """Remember ``decision`` until the earliest of ``now + max_age`` and its
+        ``valid_until``. Not stored if that is already past, or if the decision was made
+        under a revision older than the cache's latest invalidation (a decision that raced a
+        policy change). The oldest entries are evicted beyond ``max_entries``."""
         until = now + self._max_age
         if decision.valid_until is not None:
             until = min(until, decision.valid_until)

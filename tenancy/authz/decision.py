@@ -28,13 +28,20 @@ class Action:
 
     @classmethod
     def http(cls, method: str, route: str) -> Action:
+        """The action of serving ``method`` on ``route``, the route *template*
+        (``/notes/{id}``), not the concrete path, so that policies and the decision cache
+        see one action per route."""
         return cls(method=method, route=route)
 
     @classmethod
     def named(cls, name: str) -> Action:
+        """A named action, one the policy lists in ``data.tenancy.actions``, for decisions
+        that are not about an HTTP route."""
         return cls(name=name)
 
     def as_input(self) -> dict[str, str]:
+        """The ``action`` part of the policy input: ``{"name": ...}`` for a named action,
+        else ``{"method": ..., "route": ...}`` (empty strings where unset)."""
         if self.name is not None:
             return {"name": self.name}
         return {"method": self.method or "", "route": self.route or ""}
@@ -50,6 +57,8 @@ class Resource:
     attributes: tuple[tuple[str, str], ...] = field(default=())
 
     def as_input(self) -> dict[str, Any]:
+        """The ``resource`` part of the policy input; unset fields are left out,
+        ``tenant_id`` always present."""
         doc: dict[str, Any] = {"tenant_id": self.tenant_id}
         if self.type is not None:
             doc["type"] = self.type
@@ -71,6 +80,8 @@ class GrantFacts:
     active: bool
 
     def as_input(self) -> dict[str, Any]:
+        """The ``support_grant`` part of the policy input; scopes sorted and ``expires_at``
+        in whole seconds, so equal facts give equal input."""
         return {
             "id": self.id,
             "tenant_id": self.tenant_id,

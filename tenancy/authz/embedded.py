@@ -49,6 +49,8 @@ class EmbeddedRego:
 
     @property
     def revision(self) -> int:
+        """The bundle revision the loaded policy data came from: decisions report it, and
+        the decision cache refuses decisions older than its latest invalidation."""
         return self._revision
 
     def _load(self, bundle: PolicyBundle) -> None:

@@ -56,6 +56,10 @@ class DecisionRecord:
     input: Callable[[], Mapping[str, Any]]
 
     def as_json(self) -> dict[str, Any]:
+        """The record as one JSON-ready log entry: time, service, result, revision, engine,
+        latency. An engine decision adds its ``decision_id`` and the input, with the values
+        of secret-looking keys masked; a cached repeat adds ``cached_from`` instead (its
+        input was logged with the original)."""
         decision = self.decision
         record: dict[str, Any] = {
             "timestamp": _iso(self.at),
@@ -81,7 +85,9 @@ class DecisionLogSink(Protocol):
     hits through it instead of building a record per request.
     """
 
-    def record(self, record: DecisionRecord) -> None: ...
+    def record(self, record: DecisionRecord) -> None:
+        """Take one decision record; called on the request path, so it must return at
+        once and never raise."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,6 +113,7 @@ class MemoryDecisionLog:
         self.records: list[DecisionRecord] = []
 
     def record(self, record: DecisionRecord) -> None:
+        """Append the record to ``records``."""
         self.records.append(record)
 
 
@@ -138,9 +145,15 @@ class JsonLinesDecisionLog:
 
     @property
     def dropped(self) -> int:
+        """How many records and repeats were dropped because the queue was full and are not
+        yet reported in the log: the writer resets it to 0 when it writes the count. Updated
+        without a lock, so under contention it can undercount."""
         return self._dropped
 
     def record(self, record: DecisionRecord) -> None:
+        """Queue the record for the writer thread (never blocks, never raises). With
+        ``max_pending`` records already waiting, it is counted as dropped instead. A record
+        queued after ``close`` is never written."""
         if len(self._pending) >= self._max:
             self._dropped += 1
             return

@@ -5,6 +5,10 @@ Only fixed, configured paths are ever queried: the request's facts travel in the
 which rule answers: Rego injection, CVE-2025-46569). OPA answers an undefined decision
 with 200 and no ``result``; that, any HTTP error, a timeout, or a malformed result is
 ``DecisionUnavailable``, which the middleware turns into a 503 and never into an allow.
+
+The client comes with the ``opa`` extra (``pip install 'tenancy[opa]'``): it pulls in
+aiohttp, which the library does not otherwise need. Without it, :class:`OPAServer`
+refuses to construct (``ConfigurationError``); the embedded engine needs nothing more.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ class OPAServer:
         timeout: seconds for each HTTP call; the session keeps connections alive.
         retries: retries of the policy and data pushes on connection errors and
             500/502/504. Decisions are never retried: a failed one is refused at once.
+
+    Raises:
+        ConfigurationError: a malformed URL, decision path or timeout; the policies
+            cannot be pushed; or opa-python-client is not installed (the ``opa`` extra).
     """
 
     name = "opa-server"
@@ -53,7 +61,12 @@ class OPAServer:
         package: str = DECISION_PACKAGE,
         rule: str = DECISION_RULE,
     ) -> None:
-        from opa_client.opa import OpaClient
+        try:
+            from opa_client.opa import OpaClient
+        except ImportError as exc:  # the client (and its aiohttp) is an extra, not core
+            raise ConfigurationError(
+                "an OPA server needs opa-python-client: pip install 'tenancy[opa]'"
+            ) from exc
 
         parts = urlsplit(url)
         try:

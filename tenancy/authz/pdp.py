@@ -23,4 +23,10 @@ class PolicyDecisionPoint(Protocol):
     def revision(self) -> int:
         """The policy data revision decisions are currently made under."""
 
-    def decide(self, input: Mapping[str, Any]) -> Decision: ...
+    def decide(self, input: Mapping[str, Any]) -> Decision:
+        """Evaluate the policy for ``input``; may block, so run it off the event loop.
+
+        Raises:
+            DecisionUnavailable: the engine failed, or its answer is undefined or
+                malformed (it never turns into an allow).
+        """

@@ -39,6 +39,9 @@ GO_MISSING = (
 
 
 class Status(StrEnum):
+    """How a policy test ended. ``NOT_RUN`` means the engine was not available (e.g. the Go
+    bindings are not installed): neither a pass nor a failure."""
+
     PASSED = "passed"
     FAILED = "failed"
     NOT_RUN = "not run"
@@ -55,6 +58,7 @@ class PolicyTestResult:
     detail: str = ""
 
     def to_json(self) -> dict[str, str]:
+        """The result as a JSON object of strings (status as its value)."""
         return {
             "suite": self.suite,
             "name": self.name,

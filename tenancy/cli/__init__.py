@@ -1,5 +1,6 @@
-"""``tenancy``: run the demo, mint dev tokens; manage tenants, keys, support access,
-audit trails, retention and exports; test isolation (probe, db matrix, evidence pack).
+"""``tenancy``: manage tenants, keys, support access, audit trails, retention and exports
+of a deployment described by settings; test isolation (probe, db matrix, evidence pack).
+Installed plugins add their own commands (:mod:`tenancy.cli.plugins`).
 
 Errors print one line to stderr and exit non-zero; nothing is half-done.
 """

@@ -1,4 +1,4 @@
-"""``tenancy db``: audit and migrate a live PostgreSQL database."""
+"""``tenancy db``: audit a live PostgreSQL database and prove its RLS cell by cell."""
 
 from __future__ import annotations
 
@@ -33,13 +33,6 @@ def db_audit_command(args: argparse.Namespace) -> int:
         "OK: every scoped table is under forced RLS on the tenant setting; "
         "the application role cannot bypass it"
     )
-    return 0
-
-
-def db_migrate_command(args: argparse.Namespace) -> int:
-    from services.worklogs.migrate import upgrade
-
-    upgrade(args.url, app_role=args.app_role, sql=args.sql)
     return 0
 
 

@@ -19,8 +19,10 @@ EXIT_INCOMPLETE = 3  # evidence pack: nothing failed, but some evidence is missi
 
 
 def retention_command(args: argparse.Namespace) -> int:
-    from services.demo_state import open_audit, open_engine, open_keys, open_registry
-    from services.worklogs.store import Worklog
+    from sqlalchemy import MetaData, Table
+
+    from tenancy.cli.plugins import erasure_tables
+    from tenancy.deployment import open_audit, open_engine, open_keys, open_registry
     from tenancy.exports import create_schema as create_exports_schema
     from tenancy.retention import (
         DEFAULT_ERASURE_TABLES,
@@ -50,11 +52,16 @@ def retention_command(args: argparse.Namespace) -> int:
         tenant = registry.get_by_slug(args.tenant)
         if args.confirm != tenant.slug:
             raise ValueError(f"erasure is irreversible: pass --confirm {tenant.slug}")
+        # The library's own tables, those installed plugins declare, and those named here.
+        tables = [*DEFAULT_ERASURE_TABLES, *erasure_tables()]
+        for name in args.table or ():
+            if name not in {t.name for t in tables}:
+                tables.append(Table(name, MetaData(), autoload_with=engine))
         erased = erase_tenant_personal_data(
             tenant.id,
             engine=engine,
             keys=open_keys(settings, engine=engine),
-            tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
+            tables=tables,
             requested_by=args.requested_by,
             events=audit,
         )
@@ -71,13 +78,22 @@ def retention_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.demo_state import open_audit, open_exports, open_registry
+    from tenancy.cli.plugins import export_source
     from tenancy.context import Principal, PrincipalKind, TenantContext, bind
+    from tenancy.deployment import open_audit, open_engine, open_exports, open_keys, open_registry
+    from tenancy.exports import ExportSource
 
     settings = _settings(args)
     tenant = open_registry(settings).get_by_slug(args.tenant)
-    audit = open_audit(settings)
-    exports = open_exports(settings, events=audit)
+    engine = open_engine(settings)
+    keys = open_keys(settings, engine=engine)
+    if args.action == "create":
+        source = export_source(settings, name=args.source, engine=engine, keys=keys)
+    else:
+        # A download reads the sealed snapshot only: no source is asked for rows.
+        source = ExportSource(rows=tuple, fields=("id",))
+    audit = open_audit(settings, engine=engine)
+    exports = open_exports(settings, source=source, engine=engine, keys=keys, events=audit)
     ctx = TenantContext(
         tenant.id,
         tenant.slug,
@@ -110,8 +126,8 @@ def export_command(args: argparse.Namespace) -> int:
 def audit_command(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from services.demo_state import audit_key_file, open_engine, open_registry
     from tenancy.audit import PLATFORM_CHAIN, AuditLog
+    from tenancy.deployment import audit_key_file, open_engine, open_registry
     from tenancy.events import SecurityEvent
 
     settings = _settings(args)
@@ -163,8 +179,10 @@ def evidence_command(args: argparse.Namespace) -> int:
         load_input,
         write_pack,
     )
+    from tenancy.testing.report import ensure_renderer
 
     try:
+        ensure_renderer()  # a pack that cannot be written is refused before any work
         probe = load_input(args.probe, kind=PROBE_KIND) if args.probe else None
         db = load_input(args.db_matrix, kind=DB_MATRIX_KIND) if args.db_matrix else None
         if args.probe_config:
@@ -248,7 +266,7 @@ def _audit_chains(
         )
     url = make_url(settings.database_url)
     if settings.uses_sqlite and not (url.database and os.path.isfile(url.database)):
-        return None, f"no demo database at {url.database}"
+        return None, f"no database at {url.database}"
     engine = create_engine(url)
     try:
         tables = set(inspect(engine).get_table_names())

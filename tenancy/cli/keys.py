@@ -39,7 +39,7 @@ def provision_keys(
 
 
 def keys_command(args: argparse.Namespace) -> int:
-    from services.demo_state import open_keys, open_registry
+    from tenancy.deployment import open_keys, open_registry
     from tenancy.keys import KeyRef
 
     settings = _settings(args)

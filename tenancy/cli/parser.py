@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tenancy.cli.database import db_audit_command, db_matrix_command, db_migrate_command
+from tenancy.cli.database import db_audit_command, db_matrix_command
 from tenancy.cli.evidence import (
     audit_command,
     evidence_command,
@@ -12,66 +12,22 @@ from tenancy.cli.evidence import (
     retention_command,
 )
 from tenancy.cli.keys import keys_command
+from tenancy.cli.plugins import CommandLine, register_plugins
 from tenancy.cli.probe import probe_command
-from tenancy.cli.services import demo_command, dev_token_command, serve_command, tenants_command
 from tenancy.cli.support import support_command
+from tenancy.cli.tenants import tenants_command
 
-DESCRIPTION = "tenancy: multi-tenant isolation: demo, tenants, keys, support access, evidence"
+DESCRIPTION = (
+    "tenancy: multi-tenant isolation: tenants, keys, support access, audit, retention, "
+    "exports, evidence (installed plugins add their own commands)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenancy", description=DESCRIPTION)
     commands = parser.add_subparsers(title="commands")
 
-    def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--data-dir", help="state directory (default: $TENANCY_DATA_DIR or ./.tenancy-demo)"
-        )
-
-    demo = commands.add_parser(
-        "demo", help="run the edge and worklogs services on embedded defaults"
-    )
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000, help="the edge's public port")
-    demo.add_argument(
-        "--backend-port", type=int, default=8001, help="the worklogs backend's loopback port"
-    )
-    demo.add_argument(
-        "--console-port", type=int, default=8002, help="the tenant admin console's loopback port"
-    )
-    data_dir(demo)
-    demo.set_defaults(handler=demo_command)
-
-    serve = commands.add_parser("serve", help="run one demo service (started by `demo`)")
-    serve.add_argument("service", choices=["worklogs", "console"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--parent-pid", type=int, help="exit when this process is gone")
-    data_dir(serve)
-    serve.set_defaults(handler=serve_command)
-
-    token = commands.add_parser("dev-token", help="print an access token from the dev issuer")
-    token.add_argument("--tenant", help="tenant slug (users)")
-    token.add_argument(
-        "--kind",
-        choices=["user", "support"],
-        default="user",
-        help="support: platform staff, who reach a tenant only under a grant",
-    )
-    token.add_argument(
-        "--trusted-device",
-        action="store_true",
-        help="claim a managed device (support staff need it)",
-    )
-    token.add_argument("--sub", required=True, help="subject (user id)")
-    token.add_argument("--roles", default="member", help="comma-separated roles")
-    token.add_argument(
-        "--scopes", default="worklogs:read worklogs:write", help="space-separated scopes"
-    )
-    token.add_argument("--mfa", action=argparse.BooleanOptionalAction, default=False)
-    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds")
-    data_dir(token)
-    token.set_defaults(handler=dev_token_command)
+    data_dir = CommandLine.data_dir
 
     tenants = commands.add_parser("tenants", help="manage the tenant registry")
     actions = tenants.add_subparsers(dest="action", required=True)
@@ -172,15 +128,28 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--tenant", required=True, help="tenant slug")
     erase.add_argument("--confirm", required=True, metavar="SLUG", help="repeat the tenant slug")
     erase.add_argument("--requested-by", help="who asked (recorded in the audit log)")
+    erase.add_argument(
+        "--table",
+        action="append",
+        metavar="NAME",
+        help="also empty this tenant-owned table (repeatable; besides the library's and "
+        "those installed plugins declare)",
+    )
     data_dir(erase)
     retention.set_defaults(handler=retention_command)
 
-    export = commands.add_parser("export", help="a tenant's worklogs export and its link")
+    export = commands.add_parser("export", help="a tenant's data export and its link")
     export_actions = export.add_subparsers(dest="action", required=True)
     create_export = export_actions.add_parser(
-        "create", help="snapshot the worklogs; print the link"
+        "create", help="snapshot the tenant's rows of an export source; print the link"
     )
     create_export.add_argument("--format", choices=("json", "csv"), default="json")
+    create_export.add_argument(
+        "--source",
+        metavar="NAME",
+        help="installed export source (entry point group tenancy.export_sources; "
+        "default: the only one installed)",
+    )
     download = export_actions.add_parser("download", help="fetch an export by its link token")
     download.add_argument("--token", required=True, help="the token `export create` printed")
     download.add_argument("--out", help="file to write (default: export-<id>.<format>; - = stdout)")
@@ -207,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         audit_action.add_argument(
             "--key-file",
-            help="0600 file holding the hex audit key (default: the demo's, or $TENANCY_AUDIT_KEY)",
+            help="0600 file holding the hex audit key "
+            "(default: $TENANCY_AUDIT_KEY, else <data-dir>/keys/audit.key)",
         )
         data_dir(audit_action)
         if name == "export":
@@ -259,16 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_matrix.add_argument("--quiet", action="store_true", help="print the summary only")
     db_matrix.set_defaults(handler=db_matrix_command)
-    db_migrate = db_actions.add_parser("migrate", help="apply the worklogs migrations")
-    db_migrate.add_argument("--url", required=True, help="the OWNER's SQLAlchemy URL")
-    db_migrate.add_argument(
-        "--app-role", required=True, help="application role to grant DML (NOSUPERUSER NOBYPASSRLS)"
-    )
-    db_migrate.add_argument(
-        "--sql", action="store_true", help="print the SQL instead of running it"
-    )
-    db_migrate.set_defaults(handler=db_migrate_command)
-
     evidence = commands.add_parser("evidence", help="the isolation evidence pack")
     evidence_actions = evidence.add_subparsers(dest="action", required=True)
     pack = evidence_actions.add_parser(
@@ -294,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument(
         "--audit-key-file",
-        help="0600 file holding the hex audit key (default: the demo's, or $TENANCY_AUDIT_KEY)",
+        help="0600 file holding the hex audit key "
+        "(default: $TENANCY_AUDIT_KEY, else <data-dir>/keys/audit.key)",
     )
     data_dir(pack)
     pack.set_defaults(handler=evidence_command)
@@ -375,4 +336,5 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (req, grant_list, close):
         data_dir(action)
     support.set_defaults(handler=support_command)
+    register_plugins(CommandLine(commands, groups={"db": db_actions}))
     return parser

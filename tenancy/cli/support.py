@@ -10,9 +10,9 @@ from tenancy.cli.common import settings_of as _settings
 def support_command(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from services.demo_state import STAFF_TENANT_ID, open_registry, open_support
     from tenancy.clock import SYSTEM_CLOCK
     from tenancy.context import Assurance, Principal, PrincipalKind
+    from tenancy.deployment import STAFF_TENANT_ID, open_registry, open_support
     from tenancy.identity import DEV_ISSUER
     from tenancy.support import Grant
 

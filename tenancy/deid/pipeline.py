@@ -68,6 +68,7 @@ class Deidentifier:
 
     @property
     def schema(self) -> RecordSchema:
+        """The record schema this de-identifier enforces (fixed at construction)."""
         return self._schema
 
     def deidentify(

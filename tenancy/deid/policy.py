@@ -26,11 +26,16 @@ SETTINGS_TABLE = "tenancy_contribution_settings"
 class ContributionPolicy(Protocol):
     """Says whether a tenant allows its data to be contributed. Unknown => False."""
 
-    def allows(self, tenant_id: str) -> bool: ...
+    def allows(self, tenant_id: str) -> bool:
+        """True only if ``tenant_id`` explicitly allowed contribution; False for a tenant
+        never seen or one that turned it off."""
 
 
 @dataclass(frozen=True, slots=True)
 class ContributionSetting:
+    """A tenant's recorded choice about contributing its data: ``allowed``, when it last
+    changed and who changed it."""
+
     tenant_id: str
     allowed: bool
     changed_at: datetime
@@ -66,6 +71,9 @@ class MemoryContributionPolicy:
         }
 
     def set(self, tenant_id: str, allowed: bool, *, by: str) -> ContributionSetting:
+        """Record the tenant's choice (replacing any earlier one) and emit
+        ``deid.setting_changed``; returns what was stored. It takes effect for the next
+        ``allows`` call."""
         setting = ContributionSetting(tenant_id, allowed, self._clock.now(), by)
         with self._lock:
             self._settings[tenant_id] = setting
@@ -73,10 +81,13 @@ class MemoryContributionPolicy:
         return setting
 
     def setting(self, tenant_id: str) -> ContributionSetting | None:
+        """The tenant's current setting, or None if it never set one."""
         with self._lock:
             return self._settings.get(tenant_id)
 
     def allows(self, tenant_id: str) -> bool:
+        """True only if the tenant explicitly allowed contribution; unknown tenants and
+        tenants that turned it off are refused (fail closed)."""
         setting = self.setting(tenant_id)
         return setting is not None and setting.allowed is True
 
@@ -108,6 +119,9 @@ class SqlContributionPolicy:
         metadata.create_all(self._engine)
 
     def set(self, tenant_id: str, allowed: bool, *, by: str) -> ContributionSetting:
+        """Store the tenant's choice in its own RLS-scoped transaction (insert or replace),
+        then emit ``deid.setting_changed``; returns what was stored. The event is emitted
+        only after the commit, so a failed write emits nothing."""
         setting = ContributionSetting(tenant_id, allowed, self._clock.now(), by)
         values = {"allowed": allowed, "changed_at": setting.changed_at, "changed_by": by}
         with tenant_transaction(self._engine, tenant_id) as conn:
@@ -122,6 +136,8 @@ class SqlContributionPolicy:
         return setting
 
     def setting(self, tenant_id: str) -> ContributionSetting | None:
+        """The tenant's current setting read from the database (no cache), or None if it
+        never set one. On SQLite ``changed_at`` comes back without a time zone."""
         with tenant_transaction(self._engine, tenant_id) as conn:
             row = conn.execute(
                 select(contribution_settings).where(contribution_settings.c.tenant_id == tenant_id)
@@ -131,5 +147,7 @@ class SqlContributionPolicy:
         return ContributionSetting(row.tenant_id, bool(row.allowed), row.changed_at, row.changed_by)
 
     def allows(self, tenant_id: str) -> bool:
+        """True only if the stored setting explicitly allows contribution; a tenant without
+        a row is refused (fail closed). Reads the database on every call."""
         setting = self.setting(tenant_id)
         return setting is not None and setting.allowed is True

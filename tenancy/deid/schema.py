@@ -73,4 +73,6 @@ class RecordSchema:
 
     @property
     def fields(self) -> frozenset[str]:
+        """Every declared field name (identifiers, text and keep); a record holding any
+        other field is rejected."""
         return self._fields

@@ -12,16 +12,15 @@ from tenancy.errors import (
 from tenancy.exports.model import EXPORTS_TABLE, ExportRecord, create_schema
 from tenancy.exports.service import (
     FORMATS,
-    WORKLOG_FIELDS,
     ExportDownload,
     ExportLink,
     ExportService,
+    ExportSource,
 )
 
 __all__ = [
     "EXPORTS_TABLE",
     "FORMATS",
-    "WORKLOG_FIELDS",
     "ExportDownload",
     "ExportError",
     "ExportGone",
@@ -30,6 +29,7 @@ __all__ = [
     "ExportLinkInvalid",
     "ExportRecord",
     "ExportService",
+    "ExportSource",
     "ExportTenantMismatch",
     "create_schema",
 ]

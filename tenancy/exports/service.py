@@ -1,9 +1,11 @@
 """Per-tenant exports with an access window: a snapshot, then a signed, expiring link.
 
 ``ExportService.create`` runs inside the caller's tenant context: it reads the tenant's
-rows through ``source`` (e.g. ``functools.partial(WorklogStore.list, limit=...)``, which
-is itself tenant-scoped), renders them as JSON or CSV, seals the content under the
-tenant's data key into ``tenancy_exports`` and returns a link token.
+rows through ``source`` (a callable that is itself tenant-scoped, e.g. a store's listing
+through a ``TenantSession``), renders them as JSON or CSV (the ``fields`` it is given, in
+order), seals the content under the tenant's data key into ``tenancy_exports`` and
+returns a link token. What a deployment exports is its own: an :class:`ExportSource`
+names the rows and the fields together.
 
 The token is itsdangerous' URL-safe signed JSON (``URLSafeSerializer``): the payload
 ``{"v": 1, "x": export id, "t": tenant id, "e": expiry (epoch seconds)}`` and an
@@ -56,8 +58,6 @@ from tenancy.keys.columns import SESSION_KEYS
 from tenancy.scoping import TenantSession
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
-# The worklogs' public fields (services.worklogs.store), in CSV column order.
-WORKLOG_FIELDS = ("id", "author", "description", "minutes", "day", "comment", "created_at")
 MIN_KEY_BYTES = 32
 LINK_SALT = "tenancy.exports.link/v1"
 _VERSION = 1
@@ -65,6 +65,15 @@ _VERSION = 1
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Source = Callable[[], Sequence[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSource:
+    """What a deployment exports: the bound tenant's rows (``rows()`` is called inside
+    its context and must be tenant-scoped) and the CSV columns, in order."""
+
+    rows: Source
+    fields: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,10 @@ class ExportService:
         previous_keys: retired signing keys that still verify links (rotation).
         window: how long a link is valid after creation.
         fields: CSV columns, in order (JSON carries every field of every row).
+
+    Raises:
+        ConfigurationError: a signing key shorter than 32 bytes, a window that is not
+            positive, or no fields.
     """
 
     def __init__(
@@ -109,19 +122,21 @@ class ExportService:
         engine: Engine,
         *,
         source: Source,
+        fields: Sequence[str],
         keys: TenantKeys,
         signing_key: bytes,
         previous_keys: Sequence[bytes] = (),
         clock: Clock = SYSTEM_CLOCK,
         events: EventSink | None = None,
         window: timedelta = timedelta(hours=24),
-        fields: Sequence[str] = WORKLOG_FIELDS,
     ) -> None:
         for key in (signing_key, *previous_keys):
             if len(key) < MIN_KEY_BYTES:
                 raise ConfigurationError(f"export signing keys need >= {MIN_KEY_BYTES} bytes")
         if window <= timedelta(0):
             raise ConfigurationError("the export access window must be positive")
+        if isinstance(fields, str) or not fields:
+            raise ConfigurationError("an export needs its fields (the CSV columns, in order)")
         self._engine = engine
         self._source = source
         # itsdangerous signs with the last key and verifies with any of them.

@@ -30,10 +30,14 @@ class VerifiedTokenCache(Generic[V]):
 
     @staticmethod
     def digest(token: bytes | str) -> bytes:
+        """The cache key of ``token``: its BLAKE2b-256 digest, so the cache never holds the
+        token itself."""
         raw = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
         return hashlib.blake2b(raw, digest_size=32).digest()
 
     def get(self, digest: bytes, now: float) -> V | None:
+        """The cached result for ``digest``, or None if there is none or its ``expires_at``
+        is at or before ``now`` (then the entry is dropped too). Takes no lock."""
         entry = self._entries.get(digest)
         if entry is None:
             return None
@@ -43,6 +47,9 @@ class VerifiedTokenCache(Generic[V]):
         return entry[1]
 
     def put(self, digest: bytes, value: V, *, expires_at: float) -> None:
+        """Cache ``value`` until ``expires_at`` (the token's ``exp``, never later),
+        replacing any entry for the digest; the oldest entries are evicted beyond
+        ``max_entries``."""
         with self._lock:
             self._entries.pop(digest, None)
             self._entries[digest] = (expires_at, value)
@@ -58,10 +65,12 @@ class VerifiedTokenCache(Generic[V]):
         return len(doomed)
 
     def discard(self, digest: bytes) -> None:
+        """Drop the entry for ``digest``, if any."""
         with self._lock:
             self._entries.pop(digest, None)
 
     def clear(self) -> None:
+        """Drop every entry: the next use of each token is verified in full again."""
         with self._lock:
             self._entries.clear()
 

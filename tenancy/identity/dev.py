@@ -48,6 +48,8 @@ class DevIssuer:
 
     @classmethod
     def generate(cls, **kwargs: Any) -> DevIssuer:
+        """A development issuer with a new random Ed25519 key held only in memory (its
+        tokens stop verifying once the process ends)."""
         return cls(Ed25519PrivateKey.generate(), **kwargs)
 
     @classmethod
@@ -75,6 +77,7 @@ class DevIssuer:
         return issuer
 
     def jwks(self) -> dict[str, Any]:
+        """The JWKS holding the issuer's public key, for a verifier configured to trust it."""
         return {"keys": [dict(self.public_jwk)]}
 
     def write_jwks(self, path: str | Path) -> Path:

@@ -261,6 +261,12 @@ class TokenVerifier:
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    """The claim ``name`` as a JWT NumericDate (seconds since the epoch).
+
+    Raises:
+        InvalidToken: the claim is missing, not a number (booleans included), not finite, or
+            outside ``0 <= value < 2**40``.
+    """
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"{name} claim is not a NumericDate")

@@ -113,6 +113,15 @@ class AwsKmsKeyProvider:
         return cls(client, region=region)
 
     def create_key(self, *, tenant_id: str) -> KeyRef:
+        """Create a symmetric customer-managed KMS key for ``tenant_id`` (tagged
+        ``tenancy:tenant-id``); returns its ARN as the ref, with ``version=None``. The key
+        is created in the client's own account; its key policy is KMS's default.
+
+        Raises:
+            KeyManagementError: ``tenant_id`` is empty, or KMS refused (a limit,
+                validation).
+            ProviderUnavailable: KMS did not answer or is throttling.
+        """
         if not isinstance(tenant_id, str) or not tenant_id:
             raise KeyManagementError("a key needs a tenant id")
         with self._calling("create a key"):
@@ -128,6 +137,19 @@ class AwsKmsKeyProvider:
         return KeyRef(NAME, metadata.get("Arn") or metadata["KeyId"], None)
 
     def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+        """``Encrypt`` ``dek`` under the key with ``context`` as the KMS encryption context
+        (logged in CloudTrail in the clear: names only). For an alias, the ref returned
+        names the key KMS actually used, so moving the alias later does not change what
+        unwraps the blob.
+
+        Raises:
+            KeyManagementError: ``dek`` is not 1 to 4096 bytes, or the context does not map
+                strings to strings.
+            KeyUnavailable: not an AWS KMS ref, a key of another region, disabled, or access
+                denied.
+            KeyDestroyed: the key is pending deletion or deleted.
+            ProviderUnavailable: KMS did not answer, is throttling or failed.
+        """
         key_id = self._checked(key)
         if not isinstance(dek, bytes) or not 1 <= len(dek) <= MAX_DEK_BYTES:
             raise KeyManagementError(f"a data key is 1 to {MAX_DEK_BYTES} bytes")
@@ -142,6 +164,18 @@ class AwsKmsKeyProvider:
         return response["CiphertextBlob"], KeyRef(NAME, key_id, None)
 
     def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes:
+        """``Decrypt`` the blob naming the key id and ``context``, so a blob made under
+        another key (another tenant's) or with another context is refused by KMS. For an ARN
+        ref, a response naming another key is refused here too.
+
+        Raises:
+            DecryptionFailed: the blob is empty or over 6144 bytes, was altered, was made
+                under another key, or ``context`` differs.
+            KeyUnavailable: not an AWS KMS ref, a key of another region, disabled, or access
+                denied.
+            KeyDestroyed: the key is pending deletion or deleted.
+            ProviderUnavailable: KMS did not answer, is throttling or failed.
+        """
         key_id = self._checked(key)
         encryption_context = _encryption_context(context)
         if not isinstance(wrapped, bytes) or not 1 <= len(wrapped) <= MAX_BLOB_BYTES:
@@ -180,6 +214,14 @@ class AwsKmsKeyProvider:
         return KeyRef(NAME, key_id, None)
 
     def describe(self, key: KeyRef) -> KeyInfo:
+        """The key's ref and whether it is enabled (KMS state ``Enabled``); ``versions`` is
+        empty, since KMS versions key material itself.
+
+        Raises:
+            KeyUnavailable: not an AWS KMS ref, a key of another region, or access denied.
+            KeyDestroyed: the key no longer exists.
+            ProviderUnavailable: KMS did not answer.
+        """
         key_id = self._checked(key)
         with self._calling("describe the key", key):
             metadata = self._client.describe_key(KeyId=key_id)["KeyMetadata"]
@@ -192,11 +234,27 @@ class AwsKmsKeyProvider:
         )
 
     def disable(self, key: KeyRef) -> None:
+        """Disable the key in KMS (reversible): every ``Encrypt`` and ``Decrypt`` under it
+        fails from then on, in every process. Only works on keys in the caller's own
+        account.
+
+        Raises:
+            KeyUnavailable: not an AWS KMS ref, a key of another region, or access denied.
+            KeyDestroyed: the key is pending deletion or deleted.
+            ProviderUnavailable: KMS did not answer.
+        """
         key_id = self._checked(key)
         with self._calling("disable the key", key):
             self._client.disable_key(KeyId=_own_key_id(key_id))
 
     def enable(self, key: KeyRef) -> None:
+        """Re-enable the key in KMS. A key pending deletion is not brought back by this.
+
+        Raises:
+            KeyUnavailable: not an AWS KMS ref, a key of another region, or access denied.
+            KeyDestroyed: the key is pending deletion or deleted.
+            ProviderUnavailable: KMS did not answer.
+        """
         key_id = self._checked(key)
         with self._calling("enable the key", key):
             self._client.enable_key(KeyId=_own_key_id(key_id))

@@ -75,6 +75,8 @@ class DataKeyCache:
                 del self._entries[next(iter(self._entries))]
 
     def forget(self, tenant_id: str) -> None:
+        """Drop every cached data key of ``tenant_id`` in this process (other processes
+        learn of a change through the key-state signal, not through this)."""
         with self._lock:
             for key in [k for k in self._entries if isinstance(k, tuple) and k[0] == tenant_id]:
                 del self._entries[key]

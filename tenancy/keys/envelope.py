@@ -51,6 +51,13 @@ class Binding:
     row_key: str
 
     def aad(self, header: bytes) -> bytes:
+        """The associated data for a ciphertext with ``header``: ``tenancy/v1``, then tenant
+        id, table, column and row key each UTF-8 with a 2-byte length prefix (so no two
+        bindings encode alike), then the header.
+
+        Raises:
+            KeyManagementError: a field is longer than 65,535 bytes.
+        """
         fields = [
             v.encode("utf-8") for v in (self.tenant_id, self.table, self.column, self.row_key)
         ]
@@ -83,6 +90,13 @@ class DataKey:
 
     @classmethod
     def from_material(cls, material: bytes, version: int) -> DataKey:
+        """Derive the encryption key and the key commitment from a 32-byte DEK (HKDF-SHA256,
+        one label each); the raw DEK is not kept in the result.
+
+        Raises:
+            KeyManagementError: ``material`` is not 32 bytes, or ``version`` is not a
+                positive 32-bit integer.
+        """
         if len(material) != DEK_BYTES:
             raise KeyManagementError("a data key is 32 bytes")
         if not 0 < version <= 0xFFFFFFFF:

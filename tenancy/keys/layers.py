@@ -163,6 +163,9 @@ class KeyLayers:
         return done
 
     def emit(self, action: str, tenant_id: str, key: KeyRef | None, **details: str) -> None:
+        """Emit the key-management event ``action`` for ``tenant_id``, naming ``key``
+        (provider, id, version) but never key material, with the actor, request id and
+        support grant of the bound context, if any."""
         ctx = current_or_none()
         info: dict[str, str] = dict(details)
         if key is not None:

@@ -1,10 +1,14 @@
 """A tenant's keys over their life: provision, switch to the customer's key, rotate,
 retire replaced versions, change the cache TTL, suspend, shred.
 
-Each change commits in the database first, then reaches the providers' irreversible
-side (destroying KEK versions) only once nothing refers to what it destroys, and ends
-with :meth:`_changed`, which tells every process (``state.py``) so that none uses what
-it cached about the tenant after the change returns. :class:`TenantKeys` mixes this in.
+A rotation or switch commits its re-wrapped data keys first and destroys replaced KEK
+versions only once nothing stored refers to them. A shred is the one change that goes the
+other way: it destroys the KEK inside its transaction, before the commit, so the database
+never says "destroyed" while the key still exists (should the commit then fail, the data
+is unreadable and the record still says active: the next shred finishes the job). Every
+change ends with :meth:`_changed`, which tells every process (``state.py``) so that none
+uses what it cached about the tenant after the change returns. :class:`TenantKeys` mixes
+this in.
 """
 
 from __future__ import annotations
@@ -187,6 +191,10 @@ class KeyLifecycle:
         return version
 
     def retire_data_key(self, tenant_id: str, purpose: str, version: int) -> None:
+        """Retire one data key version: it stops encrypting (the next encryption for
+        ``purpose`` uses or creates another active version) and keeps decrypting what it
+        sealed. Every process drops its cached keys of the tenant. A version that does not
+        exist is ignored."""
         with self.store.transaction(tenant_id) as conn:
             self.store.retire(conn, tenant_id, purpose, version)
         self._changed(tenant_id)
@@ -213,6 +221,13 @@ class KeyLifecycle:
         self._set_enabled(tenant_id, False)
 
     def enable_kek(self, tenant_id: str) -> None:
+        """Platform-side: re-enable the tenant's platform KEK after ``disable_kek``; every
+        process re-reads the key state on its next use.
+
+        Raises:
+            KeyUnavailable: the tenant has no key.
+            KeyDestroyed: the tenant's keys were shredded (that is not reversible).
+        """
         self._set_enabled(tenant_id, True)
 
     def shred(self, tenant_id: str) -> None:
@@ -234,6 +249,10 @@ class KeyLifecycle:
         self._changed(tenant_id)
 
     def status(self, tenant_id: str) -> KeyStatus:
+        """The tenant's key records and every data key version (wrapped, never in the
+        clear), with what the providers say about the platform KEK (unless shredded) and
+        the customer's key; an unavailable provider leaves its part None. A tenant without
+        keys gets a status with ``kek=None``."""
         with self.store.transaction(tenant_id) as conn:
             kek = self.store.kek(conn, tenant_id)
             records = tuple(self.store.data_keys_of(conn, tenant_id))

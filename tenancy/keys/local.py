@@ -45,6 +45,12 @@ class RootKey:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RootKey:
+        """The root key from ``TENANCY_ROOT_KEY`` (base64 of 32 bytes) in ``env`` (default:
+        ``os.environ``).
+
+        Raises:
+            ConfigurationError: the variable is unset or empty, not base64, or not 32 bytes.
+        """
         value = (os.environ if env is None else env).get(ROOT_KEY_ENV)
         if not value:
             raise ConfigurationError(f"{ROOT_KEY_ENV} is not set")
@@ -59,10 +65,20 @@ class RootKey:
         return cls(load_or_create_secret(path))
 
     def seal(self, material: bytes, aad: bytes) -> bytes:
+        """Encrypt ``material`` with AES-256-GCM under a fresh random nonce (returned in
+        front), bound to ``aad``: the sealed bytes open only with the same associated data."""
         nonce = os.urandom(12)
         return nonce + self._aead.encrypt(nonce, material, aad)
 
     def open(self, sealed: bytes, aad: bytes) -> bytes:
+        """Decrypt what ``seal`` produced with the same ``aad``.
+
+        Raises:
+            ConfigurationError: the bytes do not open: another root key, another ``aad`` (a
+                KEK entry moved to another key id or version) or tampering.
+        """
+        if len(sealed) < 12 + 16:
+            raise ConfigurationError("a stored KEK is truncated")
         try:
             return self._aead.decrypt(sealed[:12], sealed[12:], aad)
         except InvalidTag as exc:
@@ -92,6 +108,8 @@ class LocalKeyProvider:
         self._read()  # fail at construction on an unreadable file
 
     def create_key(self, *, tenant_id: str) -> KeyRef:
+        """Generate a new KEK (version 1) for ``tenant_id`` under a fresh random key id,
+        write it sealed by the root key and return its ref."""
         key_id = f"kek-{tenant_id}-{os.urandom(4).hex()}"
         with self._changing() as keys:
             keys[key_id] = {
@@ -104,6 +122,15 @@ class LocalKeyProvider:
         return KeyRef(self.name, key_id, "1")
 
     def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+        """Wrap ``dek`` under the KEK's current version (AES-256-GCM, the canonical
+        ``context`` as associated data); ``key.version`` is ignored. Returns the blob and
+        the versioned ref.
+
+        Raises:
+            KeyUnavailable: the key is unknown, belongs to another provider name, or is
+                disabled.
+            KeyDestroyed: the key was destroyed.
+        """
         entry = self._usable(key)
         version = entry["current"]
         kek = self._open(key.key_id, version, entry["versions"][version])
@@ -112,6 +139,15 @@ class LocalKeyProvider:
         return blob, KeyRef(self.name, key.key_id, version)
 
     def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes:
+        """Unwrap a data key under ``key.version`` (the current version if None), re-reading
+        the key file first so a key disabled or destroyed by another process is refused.
+
+        Raises:
+            KeyUnavailable: the key is unknown, disabled, or the version never existed.
+            KeyDestroyed: the key, or that version, was destroyed.
+            DecryptionFailed: ``context`` differs from the one it was wrapped with, or the
+                blob was altered.
+        """
         entry = self._usable(key)
         version = key.version or entry["current"]
         sealed = entry["versions"].get(version)
@@ -122,12 +158,22 @@ class LocalKeyProvider:
                 else KeyUnavailable("KEK version does not exist")
             )
         kek = self._open(key.key_id, version, sealed)
+        if len(wrapped) < 12 + 16:
+            raise DecryptionFailed("wrapped data key is too short")
         try:
             return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], context_bytes(context))
         except InvalidTag as exc:
             raise DecryptionFailed("wrapped data key does not open in this context") from exc
 
     def rotate(self, key: KeyRef) -> KeyRef:
+        """Add a new current KEK version (one past the highest ever issued, destroyed ones
+        included, so a number is never reused); older versions still unwrap. A disabled key
+        can be rotated.
+
+        Raises:
+            KeyUnavailable: the key is unknown.
+            KeyDestroyed: the key was destroyed.
+        """
         with self._changing() as keys:
             entry = self._entry_in(keys, key)
             if entry["destroyed"]:
@@ -139,6 +185,13 @@ class LocalKeyProvider:
         return KeyRef(self.name, key.key_id, version)
 
     def describe(self, key: KeyRef) -> KeyInfo:
+        """The key's current version, live versions and state, read fresh from the file;
+        enabled is False once destroyed. ``managed_by`` is "platform" under the default
+        provider name, "customer" under any other.
+
+        Raises:
+            KeyUnavailable: the key is unknown.
+        """
         entry = self._entry(key)
         return KeyInfo(
             KeyRef(self.name, key.key_id, entry["current"]),
@@ -149,12 +202,32 @@ class LocalKeyProvider:
         )
 
     def disable(self, key: KeyRef) -> None:
+        """Disable the key (reversible): wrap and unwrap refuse it in every process from
+        their next read of the file.
+
+        Raises:
+            KeyUnavailable: the key is unknown.
+            KeyDestroyed: the key was destroyed.
+        """
         self._set(key, enabled=False)
 
     def enable(self, key: KeyRef) -> None:
+        """Re-enable a disabled key.
+
+        Raises:
+            KeyUnavailable: the key is unknown.
+            KeyDestroyed: the key was destroyed (that cannot be undone).
+        """
         self._set(key, enabled=True)
 
     def destroy(self, key: KeyRef) -> None:
+        """Crypto-shred: delete every sealed version of the key from the file
+        (irreversible), remembering only their numbers so later unwraps raise
+        ``KeyDestroyed``. Destroying a destroyed key again is a no-op.
+
+        Raises:
+            KeyUnavailable: the key is unknown.
+        """
         with self._changing() as keys:
             entry = self._entry_in(keys, key)
             gone = [*entry.get("destroyed_versions", ()), *entry["versions"]]
@@ -237,7 +310,7 @@ class LocalKeyProvider:
         except (OSError, ValueError) as exc:
             raise ConfigurationError(f"cannot read key file {self._path}: {exc}") from exc
         keys = document.get("keys") if isinstance(document, dict) else None
-        if document.get("version") != 1 or not isinstance(keys, dict):
+        if not isinstance(keys, dict) or document.get("version") != 1:
             raise ConfigurationError(f"{self._path} is not a tenancy key file")
         return keys
 

@@ -280,12 +280,29 @@ class Pkcs11KeyProvider:
     # -- KeyProvider ---------------------------------------------------------------------
 
     def create_key(self, *, tenant_id: str) -> KeyRef:
+        """Generate version 1 of a new KEK for ``tenant_id`` on the token (non-extractable,
+        sensitive) under a fresh random key id; returns its ref.
+
+        Raises:
+            ProviderUnavailable: the token failed or refused to generate the key.
+        """
         key_id = f"kek-{tenant_id}-{os.urandom(4).hex()}"
         with _admin_lock, self._using() as session:
             self._generate(session, key_id, "1", usable=True)
         return KeyRef(self.name, key_id, "1")
 
     def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
+        """Wrap ``dek`` inside the HSM with AES-GCM under the KEK's current version (a fresh
+        random IV, the canonical ``context`` as associated data); ``key.version`` is
+        ignored. Returns ``iv || ciphertext || tag`` and the versioned ref. The key's state
+        is read from the token first, never from memory.
+
+        Raises:
+            KeyUnavailable: the key is unknown, not this provider's, or disabled.
+            KeyDestroyed: the key was destroyed.
+            ProviderUnavailable: the session or device failed, or the HSM refused to
+                encrypt.
+        """
         aad = context_bytes(context)
         with self._using() as session:
             state = self._usable_state(session, key)
@@ -310,6 +327,17 @@ class Pkcs11KeyProvider:
             return iv + sealed, KeyRef(self.name, key.key_id, version)
 
     def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes:
+        """Unwrap a data key inside the HSM under ``key.version`` (the current version if
+        None).
+
+        Raises:
+            KeyUnavailable: the key is unknown, not this provider's, disabled, or the
+                version does not exist (a version destroyed alone reads like this too).
+            KeyDestroyed: the key was destroyed.
+            DecryptionFailed: the blob is too short, was altered, or ``context`` differs
+                from the one it was wrapped with.
+            ProviderUnavailable: the session or device failed, or the HSM refused otherwise.
+        """
         aad = context_bytes(context)
         with self._using() as session:
             state = self._usable_state(session, key)
@@ -341,6 +369,15 @@ class Pkcs11KeyProvider:
             return dek
 
     def rotate(self, key: KeyRef) -> KeyRef:
+        """Generate a new current version (the highest plus one); older versions still
+        unwrap. A key disabled through its attributes gets a new version that is disabled
+        too. Rotations are serialised within this process only: two processes rotating one
+        key at once are not coordinated.
+
+        Raises:
+            KeyUnavailable: the key is unknown or not this provider's.
+            KeyDestroyed: the key was destroyed.
+        """
         with _admin_lock, self._using() as session:
             state = self._state(session, key)
             version = str(int(state.current) + 1)
@@ -350,6 +387,13 @@ class Pkcs11KeyProvider:
         return KeyRef(self.name, key.key_id, version)
 
     def describe(self, key: KeyRef) -> KeyInfo:
+        """The key's current version, versions and whether it is enabled, read from the
+        token. A destroyed key is described (disabled, no versions, the last current version
+        in its ref) rather than refused. ``managed_by`` is always "customer".
+
+        Raises:
+            KeyUnavailable: the key is unknown or not this provider's.
+        """
         self._check_provider(key)
         with self._using() as session:
             destroyed = self._marker(session, key, "destroyed")
@@ -372,12 +416,28 @@ class Pkcs11KeyProvider:
             )
 
     def disable(self, key: KeyRef) -> None:
+        """Disable the key (reversible) by clearing ENCRYPT/DECRYPT on every version, so the
+        HSM itself refuses it; on a token that will not change those attributes, by leaving
+        a private ``disabled`` marker that every use checks first.
+
+        Raises:
+            KeyUnavailable: the key is unknown or not this provider's.
+            KeyDestroyed: the key was destroyed.
+        """
         with _admin_lock, self._using() as session:
             state = self._state(session, key)
             if not self._set_usable(state, False) and not state.disabled_marker:
                 self._create_marker(session, key, "disabled")
 
     def enable(self, key: KeyRef) -> None:
+        """Re-enable the key: set ENCRYPT/DECRYPT on every version again, then remove any
+        ``disabled`` marker.
+
+        Raises:
+            KeyUnavailable: the key is unknown or not this provider's, or the token refuses
+                to change the attributes back.
+            KeyDestroyed: the key was destroyed.
+        """
         with _admin_lock, self._using() as session:
             state = self._state(session, key)
             if not self._set_usable(state, True):
@@ -388,6 +448,13 @@ class Pkcs11KeyProvider:
                 marker.destroy()
 
     def destroy(self, key: KeyRef) -> None:
+        """Crypto-shred: leave a private ``destroyed`` marker, then destroy every version on
+        the token (irreversible). Interrupted half-way, the key already reads as destroyed,
+        and calling again finishes the job; on a destroyed key it is otherwise a no-op.
+
+        Raises:
+            KeyUnavailable: the key is unknown or not this provider's.
+        """
         self._check_provider(key)
         with _admin_lock, self._using() as session:
             state = self._versions(session, key)

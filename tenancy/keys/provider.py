@@ -61,23 +61,30 @@ class KeyProvider(Protocol):
 
     name: str
 
-    def create_key(self, *, tenant_id: str) -> KeyRef: ...
+    def create_key(self, *, tenant_id: str) -> KeyRef:
+        """Create a new KEK for ``tenant_id`` inside the provider's boundary; returns its
+        ref (the material never leaves the provider)."""
 
     def wrap(self, key: KeyRef, dek: bytes, *, context: Mapping[str, str]) -> tuple[bytes, KeyRef]:
         """Encrypt ``dek`` under the KEK's current version; returns the blob and the exact
         version that wrapped it (store both)."""
 
-    def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes: ...
+    def unwrap(self, key: KeyRef, wrapped: bytes, *, context: Mapping[str, str]) -> bytes:
+        """Decrypt a data key wrapped under ``key`` (the exact version stored with it).
+        ``context`` must equal the one given to ``wrap``: another tenant's or purpose's
+        context raises ``DecryptionFailed``, never returns other bytes."""
 
     def rotate(self, key: KeyRef) -> KeyRef:
         """Make a new current version; old versions still unwrap. Returns the new ref."""
 
-    def describe(self, key: KeyRef) -> KeyInfo: ...
+    def describe(self, key: KeyRef) -> KeyInfo:
+        """State and versions of a KEK, without its material."""
 
     def disable(self, key: KeyRef) -> None:
         """What a customer does in its KMS to revoke access (reversible)."""
 
-    def enable(self, key: KeyRef) -> None: ...
+    def enable(self, key: KeyRef) -> None:
+        """Undo ``disable``; a destroyed key stays destroyed."""
 
     def destroy(self, key: KeyRef) -> None:
         """Destroy every version (crypto-shredding); irreversible."""

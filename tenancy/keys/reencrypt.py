@@ -26,11 +26,15 @@ _ENCRYPTED_TYPES = (EncryptedString, EncryptedBytes, EncryptedJSON)
 
 @dataclass(frozen=True, slots=True)
 class Progress:
+    """How far a re-encryption got: ``done`` rows re-sealed of the ``total`` counted at the
+    start (rows added meanwhile can make ``done`` exceed it)."""
+
     done: int
     total: int
 
     @property
     def fraction(self) -> float:
+        """``done / total``, and 1.0 for a tenant with no rows."""
         return 1.0 if self.total == 0 else self.done / self.total
 
 
@@ -59,6 +63,15 @@ class ReencryptionJob:
         self._progress = progress or (lambda _: None)
 
     def run(self) -> Progress:
+        """Re-seal every row of the tenant under the current data key, in primary-key order,
+        one committed batch at a time, reporting progress after each. Returns the final
+        progress. Stopped half-way, the committed batches stay done; running again starts
+        from the first row.
+
+        Raises:
+            KeyManagementError: a row cannot be opened or sealed (its key unavailable or
+                destroyed, or its ciphertext refused); the batch in progress is rolled back.
+        """
         with bind(self._ctx), self._sessions() as session:
             total = int(session.scalar(select(func.count()).select_from(self._model)) or 0)
             done = 0
@@ -99,6 +112,7 @@ def _encrypted_attributes(mapper: Mapper[Any]) -> list[str]:
 
 
 def object_mapper_of(model: type[Any]) -> Any:
+    """The SQLAlchemy mapper of ``model`` (``sqlalchemy.inspect``), imported late."""
     from sqlalchemy import inspect
 
     return inspect(model)

@@ -98,9 +98,11 @@ class TenantKeys(KeyLifecycle):
             only; ``SharedKeyState`` for one host, ``RedisKeyState`` for several).
         kek_grace: how long a replaced KEK version survives a rotation (0: destroyed at
             once); due versions are destroyed by ``destroy_retired`` and every rotation.
-        dek_max_age / dek_max_messages: when a data key is replaced by a new version.
-        retries / backoff: transient provider outages are retried ``retries`` times,
-            waiting ``backoff * 2**attempt`` seconds, then ``KeyUnavailable``.
+        dek_max_age: a data key older than this is replaced by a new version.
+        dek_max_messages: so is one that sealed this many messages.
+        retries: transient provider outages are retried ``retries`` times, waiting
+            ``backoff * 2**attempt`` seconds, then ``KeyUnavailable``.
+        backoff: the first wait, in seconds (see ``retries``).
     """
 
     def __init__(

@@ -57,9 +57,11 @@ class ProcessKeyState:
         self._lock = threading.Lock()
 
     def generation(self, tenant_id: str) -> int:
+        """The tenant's generation in this process (0 until its first change)."""
         return self._generations.get(tenant_id, 0)
 
     def changed(self, tenant_id: str) -> None:
+        """Bump the tenant's generation; only this process's caches see it."""
         with self._lock:
             self._generations[tenant_id] = self._generations.get(tenant_id, 0) + 1
 
@@ -88,12 +90,17 @@ class SharedKeyState:
         self._offsets: dict[str, int] = {}
 
     def generation(self, tenant_id: str) -> int:
+        """The counter of the tenant's slot, read without a lock. Tenants sharing a slot
+        share the generation: one's change also invalidates the other's cache (an extra
+        unwrap, never a stale key)."""
         offset = self._offsets.get(tenant_id)
         if offset is None:
             offset = self._offsets[tenant_id] = _slot(tenant_id) * _COUNTER.size
         return int(_COUNTER.unpack_from(self._map, offset)[0])
 
     def changed(self, tenant_id: str) -> None:
+        """Increment the tenant's slot under an exclusive ``flock``; every process mapping
+        the file sees it on its next use. Wraps around at 2**64."""
         offset = _slot(tenant_id) * _COUNTER.size
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
@@ -103,6 +110,8 @@ class SharedKeyState:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """Unmap the file and close it; this object cannot be used afterwards (other
+        processes and the file are unaffected)."""
         self._map.close()
         os.close(self._fd)
 

@@ -96,6 +96,11 @@ class KekRecord:
 
 @dataclass(frozen=True, slots=True)
 class DataKeyRecord:
+    """One row of ``tenancy_data_keys``: a data key version as stored, wrapped (never in the
+    clear), with the exact KEK version (``kek``) and, for CMK tenants, the customer key
+    version (``cmk``) that wrapped it. ``messages`` is an approximate count of what it
+    encrypted."""
+
     tenant_id: str
     purpose: str
     version: int
@@ -114,12 +119,21 @@ class DataKeyStore:
         self._engine = engine
 
     def create_schema(self) -> None:
+        """Create both tables where missing, without RLS policies: on PostgreSQL those come
+        from a migration (``tenancy.scoping.rls.migration_statements``)."""
         metadata.create_all(self._engine)
 
     def transaction(self, tenant_id: str) -> AbstractContextManager[Connection]:
+        """A transaction scoped to ``tenant_id`` (on PostgreSQL the RLS setting is applied
+        first); every method below expects a connection from here."""
         return tenant_transaction(self._engine, tenant_id)
 
     def kek(self, conn: Connection, tenant_id: str) -> KekRecord | None:
+        """The tenant's KEK record, or None if the tenant has no key yet.
+
+        The ``WHERE tenant_id`` clause is the only isolation on databases without RLS, so
+        ``tenant_id`` must be the tenant the transaction was opened for.
+        """
         row = conn.execute(select(tenant_keks).where(tenant_keks.c.tenant_id == tenant_id)).first()
         if row is None:
             return None
@@ -139,6 +153,9 @@ class DataKeyStore:
         )
 
     def put_kek(self, conn: Connection, record: KekRecord, now: datetime) -> None:
+        """Insert or replace the tenant's KEK record, stamped ``updated_at=now``. An update
+        followed by an insert when no row matched: two first writes racing for one tenant
+        end with a primary-key violation, not with two records."""
         values = {
             "provider": record.ref.provider,
             "key_id": record.ref.key_id,
@@ -175,6 +192,7 @@ class DataKeyStore:
         return None if row is None else _record(row)
 
     def data_keys_of(self, conn: Connection, tenant_id: str) -> list[DataKeyRecord]:
+        """Every data key version of the tenant, any state, ordered by purpose and version."""
         rows = conn.execute(
             select(data_keys)
             .where(data_keys.c.tenant_id == tenant_id)
@@ -183,6 +201,9 @@ class DataKeyStore:
         return [_record(row) for row in rows]
 
     def next_version(self, conn: Connection, tenant_id: str, purpose: str) -> int:
+        """The next data key version for ``purpose`` (1 for the first). Two transactions
+        racing get the same number; the second insert then fails on the primary key instead
+        of replacing the first key."""
         current = conn.execute(
             select(func.max(data_keys.c.version)).where(
                 data_keys.c.tenant_id == tenant_id, data_keys.c.purpose == purpose
@@ -191,6 +212,12 @@ class DataKeyStore:
         return int(current or 0) + 1
 
     def add_data_key(self, conn: Connection, record: DataKeyRecord) -> None:
+        """Insert a new data key version. The caller wraps it first: the store never sees
+        key material in the clear.
+
+        Raises:
+            sqlalchemy.exc.IntegrityError: the (tenant, purpose, version) already exists.
+        """
         conn.execute(
             data_keys.insert().values(
                 tenant_id=record.tenant_id,
@@ -215,6 +242,10 @@ class DataKeyStore:
         kek: KeyRef,
         cmk: KeyRef | None,
     ) -> None:
+        """Replace the wrapped bytes of one data key version and record the KEK (and
+        customer key) version that now wraps it. The data key itself is unchanged, so
+        ciphertexts under it stay readable; a version that does not exist is silently left
+        alone."""
         conn.execute(
             update(data_keys)
             .where(
@@ -232,6 +263,8 @@ class DataKeyStore:
         )
 
     def retire(self, conn: Connection, tenant_id: str, purpose: str, version: int) -> None:
+        """Mark one data key version ``retired``: it stops being chosen for new encryptions,
+        and stays readable for existing ciphertexts. A missing version is a silent no-op."""
         conn.execute(
             update(data_keys)
             .where(
@@ -245,6 +278,8 @@ class DataKeyStore:
     def count_messages(
         self, conn: Connection, tenant_id: str, purpose: str, version: int, messages: int
     ) -> None:
+        """Add ``messages`` to a data key version's message count (an increment in SQL, so
+        concurrent processes do not lose each other's counts)."""
         conn.execute(
             update(data_keys)
             .where(
@@ -256,6 +291,9 @@ class DataKeyStore:
         )
 
     def forget_data_keys(self, conn: Connection, tenant_id: str) -> int:
+        """Delete every wrapped data key of the tenant (crypto-shredding) and return how
+        many rows went. Irreversible: whatever they encrypted cannot be decrypted
+        afterwards."""
         return int(
             conn.execute(data_keys.delete().where(data_keys.c.tenant_id == tenant_id)).rowcount
         )

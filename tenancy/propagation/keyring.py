@@ -45,10 +45,13 @@ class SigningKey:
 
     @property
     def kid(self) -> str:
+        """The key's ``kid``, derived from its public key (see ``public_jwk``), as published
+        in the JWKS and stamped on the tokens it signs."""
         return str(self.jwk["kid"])
 
     @property
     def algorithm(self) -> str:
+        """The JWS algorithm this key signs with, fixed by its type."""
         return algorithm_of(self.private_key)
 
 
@@ -107,16 +110,18 @@ class ServiceKeyring:
             fresh._path = path
             if fresh._publish(create=True):
                 return fresh
-        ring = cls(service, _read_keys(path), **kwargs)
+        ring = cls(service, _read_keys(path, service), **kwargs)
         ring._path = path
         return ring
 
     @property
     def active(self) -> SigningKey:
+        """The one key that signs new tokens now."""
         return next(k for k in self._keys if k.state == "active")
 
     @property
     def algorithm(self) -> str:
+        """The JWS algorithm of every key in the ring (construction refuses a mix)."""
         return self.active.algorithm
 
     def jwks(self, *, now: float | None = None) -> dict[str, Any]:
@@ -180,6 +185,8 @@ class ServiceKeyring:
 
     @property
     def jwks_path(self) -> Path | None:
+        """Where the public ``jwks.json`` is written, or None for a keyring held only in
+        memory."""
         return None if self._path is None else self._path.with_name(JWKS_FILE)
 
     def _forget_expired(self, now: float) -> None:
@@ -192,11 +199,14 @@ class ServiceKeyring:
         return f"ServiceKeyring({self.service!r}, [{kids}], private keys=***)"
 
 
-def _read_keys(path: Path) -> list[SigningKey]:
+def _read_keys(path: Path, service: str) -> list[SigningKey]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("version") != FORMAT_VERSION:
+        if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
             raise ConfigurationError(f"{path}: unsupported keyring format")
+        # Another service's keyring must never sign this service's tokens.
+        if document.get("service") != service:
+            raise ConfigurationError(f"{path} is the keyring of another service, not {service!r}")
         keys = []
         for entry in document["keys"]:
             loaded = serialization.load_pem_private_key(entry["pem"].encode(), password=None)

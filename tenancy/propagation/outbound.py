@@ -90,6 +90,15 @@ class ContextAuth(httpx.Auth):
         return auth
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's hook, run per request in the caller's task or thread: mint a fresh
+        context token from the context bound there, remove tenant-naming headers (unless
+        ``strip_tenant_headers`` is off, which skips ``strip_headers`` too) and set
+        ``Authorization``.
+
+        Raises:
+            NoTenantContext: no tenant context is bound; nothing is sent.
+            InsufficientScope: the caller lacks one of the scopes; nothing is sent.
+        """
         # Runs in the caller's task or thread, so the caller's context is the one bound.
         token = self._minter.mint(audience=self._audience, scopes=self._scopes)
         if self._strip:

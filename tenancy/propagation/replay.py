@@ -43,6 +43,10 @@ class MemoryReplayGuard:
         self._lock = threading.Lock()
 
     def first_use(self, jti: str, *, expires_at: float, now: float) -> bool:
+        """Record ``jti`` until ``expires_at`` and return True, or return False if it is
+        already recorded and unexpired, or if ``max_entries`` unexpired ids are held (fail
+        closed: no id is evicted early). Only this process's tokens are seen: replicas need
+        a shared guard."""
         with self._lock:
             self._forget_expired(now)
             if jti in self._seen:

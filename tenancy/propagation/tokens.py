@@ -88,6 +88,8 @@ class ContextTokenMinter:
 
     @property
     def service(self) -> str:
+        """This service's name, the ``iss`` of every token it mints (the keyring's
+        ``service``)."""
         return self._keyring.service
 
     def mint(

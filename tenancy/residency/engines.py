@@ -92,10 +92,12 @@ class RegionalEngines(Mapping[str, Engine]):
 
     @property
     def events(self) -> EventSink:
+        """Where ``residency.refused`` events go."""
         return self._events
 
     @property
     def clock(self) -> Clock:
+        """The clock that stamps ``residency.refused`` events."""
         return self._clock
 
     def __getitem__(self, region: str) -> Engine:
@@ -175,6 +177,8 @@ class RegionalEngines(Mapping[str, Engine]):
         )
 
     def dispose(self) -> None:
+        """Dispose every region's engine (close their pooled connections); engines are
+        usable again afterwards, opening new connections on demand."""
         for engine in self._engines.values():
             engine.dispose()
 

@@ -60,6 +60,7 @@ class ErasureReport:
 
     @property
     def total(self) -> int:
+        """The number of rows deleted across every table."""
         return sum(self.deleted.values())
 
 

@@ -48,9 +48,12 @@ class RetentionReport:
 
     @property
     def total(self) -> int:
+        """The number of rows deleted in the run, across tenants and data classes."""
         return sum(self.counts.values())
 
     def deleted(self, data_class: str, tenant_id: str | None = None) -> int:
+        """The rows of ``data_class`` deleted in the run, for one tenant or (``tenant_id``
+        None) for all."""
         return sum(
             n
             for (tenant, cls), n in self.counts.items()

@@ -20,7 +20,8 @@ MAPPINGS_TABLE = "tenancy_identity_mappings"
 
 
 class RetentionBase(DeclarativeBase):
-    pass
+    """The declarative base of the retention tables: metadata of their own, which
+    ``create_schema`` creates apart from the application's tables."""
 
 
 class IdentityMapping(TenantScoped, RetentionBase):

@@ -50,6 +50,7 @@ class RetentionRule:
 
     @property
     def timestamp(self) -> Column[datetime]:
+        """The column whose value decides when a row is due (see ``cutoff``)."""
         column: Column[datetime] = self.table.c[self.timestamp_column]
         return column
 

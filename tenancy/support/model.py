@@ -15,6 +15,9 @@ TICKET_GRACE = timedelta(hours=24)
 
 
 class GrantState(StrEnum):
+    """Where a request stands. ``APPROVED`` stays the state after the window ends: whether a
+    grant is usable is ``Grant.active_at``, never the state alone."""
+
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
@@ -59,6 +62,8 @@ class Grant:
         return min(ends)
 
     def active_at(self, now: datetime) -> bool:
+        """Whether the grant gives access at ``now``: approved, and ``now`` lies in
+        [approval, ``expires_at()``). Revoked, denied, pending and expired grants never do."""
         expires = self.expires_at()
         return (
             self.state is GrantState.APPROVED
@@ -76,7 +81,11 @@ class Grant:
         return self.state.value
 
     def covers(self, scopes: frozenset[str] | set[str]) -> bool:
+        """Whether the consented ``scopes`` include every scope asked for (an empty ask is
+        covered). Says nothing about time: check ``active_at`` too."""
         return set(scopes) <= self.scopes
 
     def with_changes(self, **changes: object) -> Grant:
+        """A copy with the named fields replaced (the grant is immutable). Checks no
+        transition; an unknown field name raises ``TypeError``."""
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -72,6 +72,8 @@ class SupportAccess:
         return self._admin_role
 
     def create_schema(self) -> None:
+        """Create the grant and trail tables where missing (see
+        ``GrantStore.create_schema``)."""
         self.store.create_schema()
 
     # -- the workflow ------------------------------------------------------------------
@@ -86,6 +88,24 @@ class SupportAccess:
         scopes: Collection[str],
         duration: timedelta,
     ) -> Grant:
+        """Open a pending request for support access to ``tenant_id``; it expires unless an
+        admin of the tenant decides it within ``pending_ttl``. Stored with its trail entry,
+        emitted as ``support.requested`` and sent to the tenant's admins. It grants nothing
+        by itself.
+
+        Args:
+            tenant_id: the tenant whose data the engineer wants to see.
+            engineer: the requester; must be a support principal.
+            ticket_id: the ticket the access is for; its closure ends the grant.
+            justification: why, in words, for the admin and the trail.
+            scopes: the scopes asked for (a collection, not one string).
+            duration: how long, counted from approval; at most ``max_duration``.
+
+        Raises:
+            ConsentRefused: ``engineer`` is not support staff, or ``duration`` is not
+                positive or exceeds ``max_duration``.
+            InvalidRequest: the ticket id or justification is blank, or no scopes are named.
+        """
         if engineer.kind is not PrincipalKind.SUPPORT:
             raise ConsentRefused("only support staff request support access")
         if not ticket_id.strip() or not justification.strip():
@@ -135,6 +155,23 @@ class SupportAccess:
         scopes: Collection[str] | None = None,
         allow_write: bool = False,
     ) -> Grant:
+        """An admin of the tenant consents: the pending request becomes an approved grant,
+        active from now for ``duration``. The admin may narrow scopes and duration, never
+        widen them; without ``allow_write`` write scopes are dropped from what is granted.
+
+        Args:
+            duration: the approved window (default: the one requested).
+            scopes: the scopes granted, a non-empty subset of those requested (default:
+                all).
+            allow_write: explicit consent to write scopes.
+
+        Raises:
+            NotFound: the tenant has no such grant.
+            ConsentRefused: the request is not pending or has expired; the approver is the
+                requester, not an admin of this tenant, or has no MFA; the scopes are not a
+                non-empty subset of those requested, or only write scopes remain without
+                ``allow_write``; the duration is longer than requested or ``max_duration``.
+        """
         grant = self._pending(tenant_id, grant_id)
         self._check_approver(grant, approver)
         granted = grant.requested_scopes if scopes is None else frozenset(scopes)
@@ -174,6 +211,13 @@ class SupportAccess:
         return decided
 
     def deny(self, tenant_id: str, grant_id: str, approver: Principal, *, reason: str) -> Grant:
+        """An admin of the tenant refuses the pending request; ``reason`` goes to the trail.
+
+        Raises:
+            NotFound: the tenant has no such grant.
+            ConsentRefused: the request is not pending or has expired, or the approver is
+                the requester, not an admin of this tenant, or has no MFA.
+        """
         grant = self._pending(tenant_id, grant_id)
         self._check_approver(grant, approver)
         denied = grant.with_changes(
@@ -274,6 +318,8 @@ class SupportAccess:
         return ended
 
     def now(self) -> datetime:
+        """The current time on this service's clock (the time its grants are judged
+        against)."""
         return self._clock.now()
 
     def record_break_glass(
@@ -290,6 +336,12 @@ class SupportAccess:
     # -- reading -------------------------------------------------------------------------
 
     def get(self, tenant_id: str, grant_id: str) -> Grant:
+        """The tenant's grant ``grant_id``, in any state.
+
+        Raises:
+            NotFound: this tenant has no such grant (another tenant's grant is never
+                returned).
+        """
         with self.store.transaction(tenant_id) as conn:
             grant = self.store.get(conn, tenant_id, grant_id)
         if grant is None:
@@ -297,6 +349,7 @@ class SupportAccess:
         return grant
 
     def grants(self, tenant_id: str) -> list[Grant]:
+        """Every grant of the tenant, any state, newest request first."""
         with self.store.transaction(tenant_id) as conn:
             return self.store.of_tenant(conn, tenant_id)
 

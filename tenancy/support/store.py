@@ -72,16 +72,26 @@ trail = Table(
 
 
 class GrantStore:
+    """Reads and writes grants and their trail, one tenant per transaction. Every query
+    names the tenant except ``by_ticket``, which relies on the transaction's tenant (RLS on
+    PostgreSQL) or on its caller's filter."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def create_schema(self) -> None:
+        """Create both tables where missing, without RLS policies: on PostgreSQL those come
+        from a migration (``tenancy.scoping.rls.migration_statements``)."""
         metadata.create_all(self._engine)
 
     def transaction(self, tenant_id: str) -> AbstractContextManager[Connection]:
+        """A transaction scoped to ``tenant_id`` (on PostgreSQL the RLS setting is applied
+        first); every method below expects a connection from here."""
         return tenant_transaction(self._engine, tenant_id)
 
     def put(self, conn: Connection, grant: Grant) -> None:
+        """Insert the grant, or replace every stored field of the grant with the same tenant
+        and id. It checks no state transition: ``SupportAccess`` does that before calling."""
         values = _values(grant)
         done = conn.execute(
             update(grants)
@@ -92,12 +102,15 @@ class GrantStore:
             conn.execute(grants.insert().values(tenant_id=grant.tenant_id, id=grant.id, **values))
 
     def get(self, conn: Connection, tenant_id: str, grant_id: str) -> Grant | None:
+        """The tenant's grant ``grant_id``, or None; another tenant's grant with that id is
+        never returned."""
         row = conn.execute(
             select(grants).where(grants.c.tenant_id == tenant_id, grants.c.id == grant_id)
         ).first()
         return None if row is None else _grant(row)
 
     def of_tenant(self, conn: Connection, tenant_id: str) -> list[Grant]:
+        """Every grant of the tenant, any state, newest request first."""
         rows = conn.execute(
             select(grants)
             .where(grants.c.tenant_id == tenant_id)
@@ -108,6 +121,9 @@ class GrantStore:
     def of_engineer(
         self, conn: Connection, tenant_id: str, engineer: str, issuer: str
     ) -> list[Grant]:
+        """The tenant's approved grants of one engineer, matched on subject *and* issuer
+        (the same subject from another identity provider is someone else). Approved is not
+        active: the caller checks the time window."""
         rows = conn.execute(
             select(grants).where(
                 grants.c.tenant_id == tenant_id,
@@ -119,6 +135,10 @@ class GrantStore:
         return [_grant(r) for r in rows]
 
     def by_ticket(self, conn: Connection, ticket_id: str) -> list[Grant]:
+        """The grants that name ``ticket_id``. The query has no tenant filter: on PostgreSQL
+        RLS limits it to the transaction's tenant, on other databases it returns every
+        tenant's, so the caller must drop the grants of other tenants
+        (``SupportAccess.close_ticket`` does)."""
         rows = conn.execute(select(grants).where(grants.c.ticket_id == ticket_id))
         return [_grant(r) for r in rows]
 
@@ -181,6 +201,7 @@ class GrantStore:
         return None if found is None else int(found)
 
     def trail_of(self, conn: Connection, tenant_id: str, grant_id: str) -> list[dict[str, Any]]:
+        """The grant's trail entries in ``seq`` order, each with its decoded ``detail``."""
         rows = conn.execute(
             select(trail)
             .where(trail.c.tenant_id == tenant_id, trail.c.grant_id == grant_id)

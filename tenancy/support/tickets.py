@@ -96,7 +96,9 @@ class TicketSink(Protocol):
 
     def close_ticket(
         self, ticket_id: str, *, tenant_id: str, at: datetime | None = None
-    ) -> list[Grant]: ...
+    ) -> list[Grant]:
+        """Record that ``tenant_id``'s ticket closed at ``at`` (default now): its grants end
+        24 hours later at the latest. Returns the grants changed; never another tenant's."""
 
 
 def apply(support: TicketSink, event: TicketEvent) -> list[Grant]:

@@ -69,11 +69,23 @@ class Tenant:
 
 
 def check_transition(current: TenantStatus, target: TenantStatus) -> None:
+    """Refuse a lifecycle move that ``ALLOWED_TRANSITIONS`` does not list: nothing leaves
+    ``offboarded``, and moving to the current status is refused too.
+
+    Raises:
+        InvalidTransition: the move is not allowed.
+    """
     if target not in ALLOWED_TRANSITIONS[current]:
         raise InvalidTransition(f"cannot move a tenant from {current.value} to {target.value}")
 
 
 def validate_slug(slug: str) -> str:
+    """``slug`` if it is 1-32 characters of a-z, 0-9 and ``-``, starts with a letter, does
+    not end with ``-`` and is not reserved (``admin``, ``api``, ``support``, ...).
+
+    Raises:
+        InvalidTenantField: it is not.
+    """
     if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
         raise InvalidTenantField(
             "slug must be 1-32 characters of a-z, 0-9 and '-', starting with a letter "
@@ -85,12 +97,24 @@ def validate_slug(slug: str) -> str:
 
 
 def validate_region(region: str) -> str:
+    """``region`` if it is shaped like a cloud region (``eu-central-1``). Only the shape is
+    checked, not that the region exists.
+
+    Raises:
+        InvalidTenantField: it is not.
+    """
     if not isinstance(region, str) or not REGION_PATTERN.fullmatch(region):
         raise InvalidTenantField("region must look like 'eu-central-1'")
     return region
 
 
 def validate_display_name(name: str) -> str:
+    """``name`` with runs of whitespace collapsed to one space and the ends trimmed.
+
+    Raises:
+        InvalidTenantField: not a string, empty after cleaning, longer than 120 characters,
+            or holding non-printable characters.
+    """
     if not isinstance(name, str):
         raise InvalidTenantField("display name must be a string")
     cleaned = " ".join(name.split())

@@ -122,6 +122,8 @@ class TenantRegistry:
         return self._load(tenants_table.c.slug == slug)
 
     def list(self, *, status: TenantStatus | None = None) -> list[Tenant]:
+        """Every tenant, or those with ``status``, ordered by slug; read from the database
+        (not the cache)."""
         query = select(tenants_table).order_by(tenants_table.c.slug)
         if status is not None:
             query = query.where(tenants_table.c.status == status.value)
@@ -175,12 +177,38 @@ class TenantRegistry:
             return self.provision(slug, region=region, display_name=display_name)
 
     def suspend(self, tenant_id: str, *, actor: str, reason: str) -> Tenant:
+        """Suspend the tenant: its requests are refused (``TenantSuspended``) in this
+        process at once, in others once their cache entry expires (``cache_ttl``).
+        Reversible with ``activate``. Emits ``tenant.suspended`` with ``actor`` and
+        ``reason``.
+
+        Raises:
+            UnknownTenant: no such tenant.
+            InvalidTransition: the tenant is not active.
+            ValueError: ``reason`` is blank.
+        """
         return self._move(tenant_id, TenantStatus.SUSPENDED, actor=actor, reason=reason)
 
     def activate(self, tenant_id: str, *, actor: str, reason: str) -> Tenant:
+        """Make a suspended tenant active again; emits ``tenant.activated``.
+
+        Raises:
+            UnknownTenant: no such tenant.
+            InvalidTransition: the tenant is not suspended (an offboarded tenant stays so).
+            ValueError: ``reason`` is blank.
+        """
         return self._move(tenant_id, TenantStatus.ACTIVE, actor=actor, reason=reason)
 
     def offboard(self, tenant_id: str, *, actor: str, reason: str) -> Tenant:
+        """Offboard the tenant, for good: no move leaves ``offboarded``. Emits
+        ``tenant.offboarded``. It changes the status only; erasing the tenant's data and
+        keys is done elsewhere.
+
+        Raises:
+            UnknownTenant: no such tenant.
+            InvalidTransition: the tenant is already offboarded.
+            ValueError: ``reason`` is blank.
+        """
         return self._move(tenant_id, TenantStatus.OFFBOARDED, actor=actor, reason=reason)
 
     def _move(self, tenant_id: str, target: TenantStatus, *, actor: str, reason: str) -> Tenant:

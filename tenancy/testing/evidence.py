@@ -247,7 +247,7 @@ def build_evidence(
     not_provided: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``tenancy.evidence`` document, judged. ``None`` marks an input not provided;
-    ``not_provided`` may say why (``{"audit": "no demo database at ..."}``)."""
+    ``not_provided`` may say why (``{"audit": "no database at ..."}``)."""
     given = {"probe": probe, "db_matrix": db_matrix, "audit": audit, "policy_tests": policy_tests}
     tests = (
         None
@@ -384,11 +384,16 @@ def _named(
 
 def write_pack(evidence: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``evidence.json`` and ``evidence.html`` (rendered from that JSON's text)
-    into ``out_dir``, created if needed; returns both paths."""
+    into ``out_dir``, created if needed; returns both paths.
+
+    Raises:
+        ConfigurationError: Jinja2 is not installed (``tenancy[kit]``); nothing is written.
+    """
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(evidence, indent=2, ensure_ascii=False) + "\n"
+    page = render_html(json.loads(text))  # before anything is written: all or nothing
+    folder.mkdir(parents=True, exist_ok=True)
     json_path, html_path = folder / "evidence.json", folder / "evidence.html"
     json_path.write_text(text, encoding="utf-8")
-    html_path.write_text(render_html(json.loads(text)), encoding="utf-8")
+    html_path.write_text(page, encoding="utf-8")
     return json_path, html_path

@@ -64,6 +64,9 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class TestIdentity:
+    """One signed-in test user: ``name`` (``<tenant>-<role>``), its tenant, its role and a
+    bearer token the test issuer minted for it."""
+
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     name: str
@@ -160,21 +163,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def tenancy_region() -> str:
+    """The region test tenants are provisioned in (override to test residency)."""
     return "eu-central-1"
 
 
 @pytest.fixture
 def tenancy_audience() -> str:
+    """The audience test tokens carry and ``tenancy_verifier`` requires."""
     return "tenancy-tests"
 
 
 @pytest.fixture
 def tenancy_issuer(tmp_path: Path) -> DevIssuer:
+    """A development issuer whose signing key lives in the test's temporary directory: its
+    tokens are trusted by ``tenancy_verifier`` only, never by a real deployment."""
     return DevIssuer.load_or_create(tmp_path / "tenancy-issuer")
 
 
 @pytest.fixture
 def tenancy_verifier(tenancy_issuer: DevIssuer, tenancy_audience: str) -> TokenVerifier:
+    """A verifier that trusts only ``tenancy_issuer`` for ``tenancy_audience``, with EdDSA
+    as the sole allowed algorithm."""
     keys = JWKSKeySource(tenancy_issuer.jwks, algorithms=["EdDSA"])
     return TokenVerifier(
         [
@@ -187,6 +196,8 @@ def tenancy_verifier(tenancy_issuer: DevIssuer, tenancy_audience: str) -> TokenV
 
 @pytest.fixture
 def tenancy_registry(tmp_path: Path) -> Iterator[TenantRegistry]:
+    """A tenant registry on a fresh SQLite file in the test's temporary directory; its
+    engine is disposed after the test."""
     engine = create_engine(f"sqlite:///{tmp_path / 'tenancy-registry.db'}")
     registry = TenantRegistry(engine)
     registry.create_schema()
@@ -196,6 +207,8 @@ def tenancy_registry(tmp_path: Path) -> Iterator[TenantRegistry]:
 
 @pytest.fixture
 def tenancy_tenant_slugs() -> tuple[str, ...]:
+    """The slugs of the tenants provisioned for each test: two, so every isolation check has
+    a victim and an attacker."""
     return ("acme", "globex")
 
 
@@ -209,6 +222,7 @@ def tenancy_roles() -> Mapping[str, Role]:
 def tenancy_tenants(
     tenancy_registry: TenantRegistry, tenancy_tenant_slugs: Sequence[str], tenancy_region: str
 ) -> dict[str, Tenant]:
+    """Provision each of ``tenancy_tenant_slugs`` in ``tenancy_region``; slug -> tenant."""
     return {
         slug: tenancy_registry.provision(slug, region=tenancy_region)
         for slug in tenancy_tenant_slugs

@@ -2,7 +2,9 @@
 
 The page has inline CSS, an inline SVG chart and no script or external resource, so it
 can be archived and opened anywhere. Every value goes through Jinja2's autoescaping:
-a route, a detail or a tenant name holding markup shows as text.
+a route, a detail or a tenant name holding markup shows as text. Jinja2 comes with the
+isolation kit's extra (``pip install 'tenancy[kit]'``); without it rendering refuses
+with a :class:`~tenancy.errors.ConfigurationError` naming that extra.
 """
 
 from __future__ import annotations
@@ -10,19 +12,36 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader
-
+from tenancy.errors import ConfigurationError
 from tenancy.testing.outcomes import DB_OUTCOMES, PROBE_OUTCOMES
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 _OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 _SEVERITY = {"leaked": 0, "error": 1, "vacuous": 2, "skipped": 3, "denied": 4, "enforced": 5}
 _CHART_WIDTH, _LABEL_WIDTH, _BAR_WIDTH, _ROW, _GAP = 640, 120, 420, 24, 30
 
 
+def ensure_renderer() -> None:
+    """Check that the report can be rendered, before any work is done for it.
+
+    Raises:
+        ConfigurationError: Jinja2 is not installed (the ``kit`` extra).
+    """
+    _environment()
+
+
 @functools.cache
 def _environment() -> Environment:
+    try:
+        from jinja2 import Environment, PackageLoader
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the evidence report needs Jinja2: pip install 'tenancy[kit]'"
+        ) from exc
     # Autoescaping is on for every value; ``None`` (a cell without a victim) shows empty.
     return Environment(
         loader=PackageLoader("tenancy.testing", "templates"),
@@ -39,7 +58,11 @@ def _blank_none(value: Any) -> Any:
 
 
 def render_html(evidence: Mapping[str, Any]) -> str:
-    """The report of a ``tenancy.evidence`` document (as written to ``evidence.json``)."""
+    """The report of a ``tenancy.evidence`` document (as written to ``evidence.json``).
+
+    Raises:
+        ConfigurationError: Jinja2 is not installed (the ``kit`` extra).
+    """
     probe, db = evidence.get("probe"), evidence.get("db_matrix")
     return (
         _environment()

@@ -1,4 +1,4 @@
-"""The tenant registry and worklogs store on real PostgreSQL (local, or a container)."""
+"""The tenant registry and a tenant-scoped store on real PostgreSQL (local, or a container)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from services.worklogs.store import WorklogStore
 from tenancy.context import Principal, TenantContext, bind
 from tenancy.errors import DuplicateSlug, InvalidTransition, NotFound
 from tenancy.events import MemorySink
 from tenancy.tenants import TenantRegistry, TenantStatus
 from tests.support.postgres import LOCAL_ADMIN_URL, container_database, scratch_database
+from tests.support.tenant_app import EntryStore
 
 pytestmark = pytest.mark.postgres
 REGION = "eu-central-1"
@@ -69,10 +69,10 @@ def test_concurrent_moves_from_the_same_state_cannot_both_win(pg_engine: Engine)
     assert registry.get(tenant.id).status is TenantStatus.OFFBOARDED
 
 
-def test_worklogs_store_isolates_tenants_on_postgres(pg_engine: Engine) -> None:
+def test_a_scoped_store_isolates_tenants_on_postgres(pg_engine: Engine) -> None:
     registry = TenantRegistry(pg_engine, events=MemorySink())
     registry.create_schema()
-    store = WorklogStore(pg_engine)
+    store = EntryStore(pg_engine)
     store.create_schema()
     contexts = {}
     for slug in ("acme", "globex"):
@@ -84,10 +84,8 @@ def test_worklogs_store_isolates_tenants_on_postgres(pg_engine: Engine) -> None:
             principal=Principal(issuer="i", tenant_id=t.id, subject="u"),
             request_id="r",
         )
-    from datetime import date
-
     with bind(contexts["globex"]):
-        secret = store.create(description="globex only", minutes=5, day=date(2026, 11, 1))
+        secret = store.create(description="globex only", minutes=5)
     with bind(contexts["acme"]):
         assert store.list() == []
         with pytest.raises(NotFound):

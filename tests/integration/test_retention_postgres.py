@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, MetaData, func, select
 
-from services.worklogs.store import Base as WorklogBase
-from services.worklogs.store import Worklog, WorklogStore
 from tenancy.clock import FrozenClock
 from tenancy.context import Principal, TenantContext, bind
 from tenancy.events import MemorySink
@@ -29,13 +26,15 @@ from tenancy.retention import (
 from tenancy.retention.model import RetentionBase
 from tenancy.scoping.rls import enable_rls, grant_app_role, tenant_transaction
 from tests.support.postgres import app_role_database
+from tests.unit.exports.conftest import FIELDS, Note, Notes
+from tests.unit.exports.conftest import Base as NotesBase
 
 pytestmark = pytest.mark.postgres
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 METADATA: tuple[MetaData, ...] = (
     ExportBase.metadata,
     RetentionBase.metadata,
-    WorklogBase.metadata,
+    NotesBase.metadata,
     key_metadata,
 )
 
@@ -82,10 +81,11 @@ def test_retention_and_erasure_work_as_the_app_role_under_rls(
     keys = TenantKeys(
         app, [LocalKeyProvider(tmp_path / "keks.json", root=root)], clock=clock, events=events
     )
-    store = WorklogStore(app, keys=keys, clock=clock)
+    notes = Notes(app, keys=keys)
     exports = ExportService(
         app,
-        source=functools.partial(store.list, limit=1000),
+        source=notes.list,
+        fields=FIELDS,
         keys=keys,
         signing_key=b"s" * 32,
         clock=clock,
@@ -94,7 +94,7 @@ def test_retention_and_erasure_work_as_the_app_role_under_rls(
     for tenant in (A, B):
         keys.provision(tenant)
         with bind(ctx(tenant)):
-            store.create(description="d", minutes=5, day=date(2026, 11, 1), comment="c")
+            notes.add("d", comment="c")
             exports.create("csv")
         with tenant_transaction(app, tenant) as conn:
             conn.execute(
@@ -121,9 +121,9 @@ def test_retention_and_erasure_work_as_the_app_role_under_rls(
         A,
         engine=app,
         keys=keys,
-        tables=(*DEFAULT_ERASURE_TABLES, Worklog.__table__),  # type: ignore[arg-type]
+        tables=(*DEFAULT_ERASURE_TABLES, Note.__table__),  # type: ignore[arg-type]
         events=events,
         clock=clock,
     )
-    assert erased.deleted["worklogs"] == 1 and erased.keys == "shredded"
-    assert rows(owner, Worklog, A) == 0 and rows(owner, Worklog, B) == 1
+    assert erased.deleted["notes"] == 1 and erased.keys == "shredded"
+    assert rows(owner, Note, A) == 0 and rows(owner, Note, B) == 1

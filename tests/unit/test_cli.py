@@ -1,20 +1,24 @@
-"""The CLI: tenants and dev tokens; errors are one line on stderr and a non-zero exit."""
+"""The CLI: tenants and keys; errors are one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tenancy.cli import main
-from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def two_tenants(capsys: pytest.CaptureFixture[str], data_dir: str) -> None:
+    """acme and globex, each with its platform key, as `tenancy tenants create` makes them."""
+    for slug in ("acme", "globex"):
+        assert run(capsys, "tenants", "create", slug, "--data-dir", data_dir)[0] == 0
 
 
 def test_tenants_lifecycle_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,7 +42,7 @@ def test_tenants_lifecycle_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     [
         ("tenants", "create", "Not_A_Slug"),
         ("tenants", "suspend", "nosuch", "--reason", "r"),
-        ("dev-token", "--tenant", "nosuch", "--sub", "a"),
+        ("keys", "status", "--tenant", "nosuch"),
     ],
 )
 def test_errors_are_one_line_and_non_zero(
@@ -59,34 +63,6 @@ def test_duplicate_create_changes_nothing(
     assert len(run(capsys, "tenants", "list", "--data-dir", d)[1].splitlines()) == 1
 
 
-def test_dev_token_verifies_with_the_dev_issuer_jwks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    d = str(tmp_path)
-    tenant_id = run(capsys, "tenants", "create", "acme", "--data-dir", d)[1].split("\t")[1]
-    code, token, _ = run(
-        capsys,
-        "dev-token",
-        "--tenant",
-        "acme",
-        "--sub",
-        "alice",
-        "--mfa",
-        "--scopes",
-        "worklogs:read",
-        "--data-dir",
-        d,
-    )
-    assert code == 0
-    keys = JWKSKeySource.from_file(tmp_path / "dev-issuer-jwks.json", algorithms=["EdDSA"])
-    verifier = TokenVerifier(
-        [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
-    )
-    principal = verifier.verify(token.strip()).principal
-    assert (principal.tenant_id, principal.subject, principal.mfa) == (tenant_id, "alice", True)
-    assert principal.scopes == {"worklogs:read"}
-
-
 def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
 
@@ -94,11 +70,8 @@ def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
 def test_keys_commands_show_rotate_revoke_and_shred(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.demo_state import prepare
-    from tenancy.settings import Settings
-
     d = str(tmp_path)
-    prepare(Settings.from_env({}, data_dir=d))
+    two_tenants(capsys, d)
     code, out, _ = run(capsys, "keys", "status", "--tenant", "acme", "--data-dir", d)
     assert code == 0 and "\tkek\tlocal:" in out and "\tenabled\t" in out
     assert run(capsys, "keys", "rotate", "--tenant", "acme", "--data-dir", d)[0] == 0
@@ -130,11 +103,8 @@ def test_keys_commands_show_rotate_revoke_and_shred(
 def test_offboarding_shreds_the_tenants_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.demo_state import prepare
-    from tenancy.settings import Settings
-
     d = str(tmp_path)
-    prepare(Settings.from_env({}, data_dir=d))
+    two_tenants(capsys, d)
     code, out, _ = run(
         capsys, "tenants", "offboard", "globex", "--reason", "ended", "--data-dir", d
     )
@@ -198,58 +168,3 @@ def test_tenant_create_provisions_a_key_unless_told_not_to(
     )
     assert code == 1 and "exclude each other" in err
     assert "contradiction" not in run(capsys, "tenants", "list", "--data-dir", d)[1]
-
-
-def test_export_retention_and_audit_commands(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from services.demo_state import prepare
-    from tenancy.settings import Settings
-
-    d = str(tmp_path)
-    prepare(Settings.from_env({}, data_dir=d))
-    code, out, _ = run(
-        capsys, "export", "create", "--tenant", "acme", "--format", "csv", "--data-dir", d
-    )
-    assert code == 0
-    token = out.strip().splitlines()[-1]
-    target = tmp_path / "acme.csv"
-    assert (
-        run(
-            capsys,
-            "export",
-            "download",
-            "--tenant",
-            "acme",
-            "--token",
-            token,
-            "--out",
-            str(target),
-            "--data-dir",
-            d,
-        )[0]
-        == 0
-    )
-    assert target.read_text().startswith("id,")
-    code, _, err = run(
-        capsys,
-        "export",
-        "download",
-        "--tenant",
-        "globex",
-        "--token",
-        token,
-        "--out",
-        str(tmp_path / "x.csv"),
-        "--data-dir",
-        d,
-    )
-    assert code == 1 and err.startswith("tenancy: error: ")  # another tenant's link
-    code, out, _ = run(capsys, "retention", "run", "--data-dir", d)
-    assert code == 0 and "0 row(s) deleted" in out
-    code, out, _ = run(capsys, "audit", "verify", "--tenant", "acme", "--data-dir", d)
-    assert code == 0, out
-    code, out, _ = run(capsys, "audit", "export", "--tenant", "acme", "--data-dir", d)
-    actions = [json.loads(line)["action"] for line in out.splitlines()]
-    assert "export.created" in actions and "export.downloaded" in actions
-    assert "retention.purged" in actions

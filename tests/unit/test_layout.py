@@ -73,3 +73,23 @@ def test_one_retry_policy() -> None:
         if re.search(r"for attempt in range\(.*\):\n(\s+)try:", p.read_text())
     ]
     assert loops == [], loops
+
+
+def test_no_library_module_imports_the_examples() -> None:
+    # The examples plug into the library (entry points), never the other way round.
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [
+                f"{path.relative_to(ROOT)}: {name}"
+                for name in names
+                if name.split(".")[0] in ("tenancy_examples", "services", "examples")
+            ]
+    assert not found

@@ -1,4 +1,4 @@
-"""The edge middleware through the worklogs app: the tenant comes from the token only."""
+"""The middleware through a small tenant-isolated app: the tenant comes from the token only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from services.worklogs.store import WorklogStore
 from tenancy.authz import Authorizer, Decision, DecisionCache
 from tenancy.context import current, current_or_none
 from tenancy.events import MemorySink
@@ -23,10 +22,11 @@ from tenancy.identity.verifier import VerifiedToken
 from tenancy.middleware import TenancyMiddleware, context_of
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import AUDIENCE, REGION, TokenFactory, bearer
+from tests.support.tenant_app import EntryStore
 
 pytestmark = pytest.mark.anyio
 
-ENTRY = {"description": "review", "minutes": 30, "day": "2026-11-20"}
+ENTRY = {"description": "review", "minutes": 30}
 
 
 async def create(client: httpx.AsyncClient, token: str, **fields: Any) -> dict[str, Any]:
@@ -135,20 +135,7 @@ async def test_tenant_in_query_subdomain_or_baggage_changes_nothing(
     assert response.json()["items"] == []
 
 
-async def test_tenant_in_body_is_refused_and_nothing_is_written(
-    client: httpx.AsyncClient, acme: Tenant, globex: Tenant, token_for: TokenFactory
-) -> None:
-    response = await client.post(
-        "/worklogs", json={**ENTRY, "tenant_id": globex.id}, headers=bearer(token_for(acme))
-    )
-    assert response.status_code == 422
-    assert response.json()["errors"] == {"tenant_id": "unknown field"}
-    for tenant in (acme, globex):
-        listing = await client.get("/worklogs", headers=bearer(token_for(tenant)))
-        assert listing.json()["items"] == []
-
-
-async def test_other_tenants_worklog_is_404_and_unchanged(
+async def test_other_tenants_row_is_404_and_unchanged(
     client: httpx.AsyncClient, acme: Tenant, globex: Tenant, token_for: TokenFactory
 ) -> None:
     theirs = await create(client, token_for(globex), description="globex only")
@@ -363,7 +350,7 @@ def test_middleware_refuses_a_bad_configuration(
         )
 
 
-async def test_store_refuses_to_run_without_a_context(store: WorklogStore) -> None:
+async def test_store_refuses_to_run_without_a_context(store: EntryStore) -> None:
     from tenancy.errors import NoTenantContext
 
     with pytest.raises(NoTenantContext):

@@ -51,6 +51,8 @@ class Cell:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
+        """The cell as a JSON object of the ``tenancy.db-matrix`` document (outcome as its
+        string value)."""
         return {
             "table": self.table,
             "operation": self.operation,
@@ -77,6 +79,8 @@ class DatabaseMatrix:
 
     @property
     def summary(self) -> dict[str, int]:
+        """The number of cells per outcome (every outcome present, zero included) and the
+        number of audit findings."""
         counts = Counter(cell.outcome for cell in self.cells)
         return {**{str(o): counts[o] for o in Outcome}, "findings": len(self.findings)}
 
@@ -87,6 +91,8 @@ class DatabaseMatrix:
         return not (summary["leaked"] or summary["error"] or summary["findings"])
 
     def to_json(self) -> dict[str, Any]:
+        """The versioned JSON document (``kind: tenancy.db-matrix``, version 1) for evidence
+        packs, with the summary computed."""
         return {
             "kind": KIND,
             "version": VERSION,

@@ -26,6 +26,9 @@ EXIT_ERRORS = 4
 
 
 class Outcome(StrEnum):
+    """How one attack request ended. Only ``ENFORCED`` shows isolation; ``ERROR`` shows
+    nothing either way, and ``SKIPPED`` was not tried."""
+
     ENFORCED = "enforced"  # refused, or served only the caller's own data
     LEAKED = "leaked"  # another tenant's data seen or changed, or a bad credential served
     ERROR = "error"  # the service failed (5xx, no answer): isolation not shown either way
@@ -33,6 +36,12 @@ class Outcome(StrEnum):
 
 
 class Attack(StrEnum):
+    """The kinds of attack request the probe sends (the value is what reports and the JSON
+    form carry): another tenant's identity (plain, with a tenant header or query parameter,
+    with the victim's ids in the body), a tampered credential (none, ``alg=none``, a forged
+    signature, expired, another audience) and support staff without a valid grant for the
+    victim (none, expired, a grant for another tenant)."""
+
     CROSS_IDENTITY = "cross-identity"
     TENANT_HEADER = "tenant-header"
     TENANT_QUERY = "tenant-query"
@@ -73,6 +82,9 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class ProbeReport:
+    """The whole result of one probe run: who and what was probed, the positive controls,
+    one cell per attack request and why the run is void, if it is."""
+
     target: str
     started_at: str
     finished_at: str
@@ -93,15 +105,19 @@ class ProbeReport:
 
     @property
     def summary(self) -> dict[str, int]:
+        """The number of cells per outcome, every outcome present (zero included)."""
         counts = Counter(c.outcome for c in self.cells)
         return {o.value: counts.get(o, 0) for o in Outcome}
 
     @property
     def leaks(self) -> list[Cell]:
+        """The cells where isolation failed."""
         return [c for c in self.cells if c.outcome is Outcome.LEAKED]
 
     @property
     def exit_code(self) -> int:
+        """The exit code of ``tenancy probe``: a leak (1) outranks a void run (3), which
+        outranks errors (4); 0 only when none of them happened."""
         if self.leaks:
             return EXIT_LEAKED
         if self.void:
@@ -111,6 +127,8 @@ class ProbeReport:
         return EXIT_CLEAN
 
     def to_json(self) -> dict[str, Any]:
+        """The versioned JSON form (``kind: tenancy.probe``, version 1), with the summary
+        and the void flag computed. ``extra`` is not written."""
         return {
             "kind": KIND,
             "version": VERSION,
@@ -131,6 +149,12 @@ class ProbeReport:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProbeReport:
+        """Read a report written by ``to_json`` (``extra`` comes back empty).
+
+        Raises:
+            ValueError: the document is not ``tenancy.probe`` version 1.
+            KeyError: a required field is missing.
+        """
         if data.get("kind") != KIND or data.get("version") != VERSION:
             raise ValueError(f"not a {KIND} version {VERSION} document")
         return cls(

@@ -36,6 +36,12 @@ def routes_from_openapi(document: Mapping[str, Any]) -> list[Route]:
 
 
 def load_openapi(text: str, *, where: str) -> list[Route]:
+    """The probe routes of an OpenAPI document given as JSON text (``where`` names it in
+    errors); operations declaring ``security: []`` (public) are left out.
+
+    Raises:
+        ProbeConfigError: the text is not JSON, or not an OpenAPI document with paths.
+    """
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -46,6 +52,11 @@ def load_openapi(text: str, *, where: str) -> list[Route]:
 
 
 def read_openapi_file(path: str | Path) -> list[Route]:
+    """The probe routes of the OpenAPI JSON document at ``path`` (see ``load_openapi``).
+
+    Raises:
+        ProbeConfigError: the file cannot be read or is not an OpenAPI JSON document.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -125,6 +125,15 @@ class Probe:
                 )
 
     async def run(self, client: httpx.AsyncClient) -> ProbeReport:
+        """Run the probe against ``client`` (obtaining tokens first if ``prepare`` was not
+        called): seed, snapshot, positive controls, then the attacks, reads concurrently and
+        writes one at a time with deletes last. A void run sends no attack at all. Returns
+        the report; a leak is a cell in it, never an exception.
+
+        Raises:
+            ProbeConfigError: a token cannot be obtained, or tokens disagree about a tenant
+                id.
+        """
         if not self._tokens:
             await asyncio.to_thread(self.prepare)
         started, clock = datetime.now(UTC), time.perf_counter()

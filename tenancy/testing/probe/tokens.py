@@ -54,6 +54,7 @@ def claims(token: str) -> dict[str, Any]:
 
 
 def header(token: str) -> dict[str, Any]:
+    """The token's JOSE header, unverified (kept, ``alg`` aside, on the tampered tokens)."""
     found: dict[str, Any] = jwt.get_unverified_header(token)
     return found
 
@@ -109,10 +110,15 @@ class Resigner:
             raise ProbeConfigError(f"issuer: unsupported key type in {path}")
 
     def expired(self, token: str) -> str:
+        """The same claims, validly signed by the issuer's key, with ``exp`` an hour in the
+        past (``iat`` and ``nbf`` two hours back): a service that serves it does not check
+        expiry."""
         now = int(time.time())
         return self._sign(token, iat=now - 7200, nbf=now - 7200, exp=now - 3600)
 
     def wrong_audience(self, token: str) -> str:
+        """The same claims, validly signed by the issuer's key, with ``aud`` set to an
+        audience no service has: a service that serves it does not check the audience."""
         return self._sign(token, aud=WRONG_AUDIENCE)
 
     def _sign(self, token: str, **changes: Any) -> str:

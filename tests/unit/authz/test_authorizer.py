@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from services.worklogs.app import create_app
-from services.worklogs.store import WorklogStore
 from tenancy.authz import (
     Action,
     Authorizer,
@@ -38,6 +36,7 @@ from tenancy.events import MemorySink
 from tenancy.identity import DEV_ISSUER, TokenVerifier
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import REGION, TokenFactory, bearer
+from tests.support.tenant_app import EntryStore, create_app
 
 pytestmark = pytest.mark.anyio
 GET_WORKLOGS = Action.http("GET", "/worklogs")
@@ -99,7 +98,7 @@ def bundle() -> PolicyBundle:
 
 def app_with(
     authorizer: Authorizer,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,
@@ -137,7 +136,7 @@ async def serve() -> AsyncIterator[Any]:
 async def test_engine_failure_is_a_503_and_the_handler_never_runs(
     how: str,
     serve: Any,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,
@@ -187,7 +186,7 @@ async def test_policy_that_does_not_compile_refuses_to_start() -> None:
 async def test_deny_is_access_denied_with_reasons_for_the_log_only(
     serve: Any,
     bundle: PolicyBundle,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,
@@ -212,7 +211,7 @@ async def test_deny_is_access_denied_with_reasons_for_the_log_only(
 
 async def test_unknown_path_is_404_before_any_decision(
     serve: Any,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,
@@ -248,7 +247,7 @@ async def test_authorizer_needs_routes_in_the_middleware(
 async def test_removed_role_takes_effect_on_the_very_next_request(
     serve: Any,
     bundle: PolicyBundle,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,
@@ -355,7 +354,7 @@ def test_decision_made_under_old_data_is_not_cached() -> None:
 async def test_handler_decision_refuses_and_nothing_is_deleted(
     serve: Any,
     bundle: PolicyBundle,
-    store: WorklogStore,
+    store: EntryStore,
     verifier: TokenVerifier,
     registry: TenantRegistry,
     events: MemorySink,

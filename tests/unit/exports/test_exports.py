@@ -1,4 +1,4 @@
-"""Exports: JSON/CSV snapshots of the tenant's worklogs behind a signed, expiring link."""
+"""Exports: JSON/CSV snapshots of the tenant's rows behind a signed, expiring link."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import zlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 from sqlalchemy import Engine, text
 
-from services.worklogs.store import WorklogStore
 from tenancy.clock import FrozenClock
 from tenancy.context import bind
 from tenancy.errors import ConfigurationError, InvalidRequest, NoTenantContext
@@ -31,7 +30,7 @@ from tenancy.exports.service import LINK_SALT
 from tenancy.keys import TenantKeys
 from tenancy.problems import spec_for
 from tenancy.tenants import Tenant
-from tests.unit.exports.conftest import SIGNING_KEY, ctx_of, export_service
+from tests.unit.exports.conftest import FIELDS, SIGNING_KEY, Notes, ctx_of, export_service
 
 SECRET = "plaintext-marker: the customer's secret plan"
 
@@ -61,19 +60,16 @@ def with_claims(token: str, **changes: Any) -> str:
     return f"{base64_encode(edited.encode()).decode()}.{signature}"
 
 
-def add_worklogs(store: WorklogStore, tenant: Tenant, *descriptions: str) -> list[str]:
+def add_notes(notes: Notes, tenant: Tenant, *descriptions: str) -> list[str]:
     with bind(ctx_of(tenant)):
-        return [
-            store.create(description=d, minutes=30, day=date(2026, 11, 20), comment=SECRET)["id"]
-            for d in descriptions
-        ]
+        return [notes.add(d, comment=SECRET) for d in descriptions]
 
 
-def test_json_export_holds_the_tenants_worklogs_only(
-    exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant, events: MemorySink
+def test_json_export_holds_the_tenants_rows_only(
+    exports: ExportService, notes: Notes, acme: Tenant, globex: Tenant, events: MemorySink
 ) -> None:
-    mine = add_worklogs(worklogs, acme, "design review", "standup")
-    add_worklogs(worklogs, globex, "globex only")
+    mine = add_notes(notes, acme, "design review", "standup")
+    add_notes(notes, globex, "globex only")
     with bind(ctx_of(acme)):
         link = exports.create("json")
         got = exports.download(link.token)
@@ -90,25 +86,25 @@ def test_json_export_holds_the_tenants_worklogs_only(
     assert len(downloaded) == 1 and downloaded[0].details["export_id"] == link.export_id
 
 
-def test_csv_export_has_a_header_row_per_worklog_and_defuses_formulas(
-    exports: ExportService, worklogs: WorklogStore, acme: Tenant
+def test_csv_export_has_a_header_row_per_row_and_defuses_formulas(
+    exports: ExportService, notes: Notes, acme: Tenant
 ) -> None:
-    add_worklogs(worklogs, acme, '=HYPERLINK("http://evil.test")', "plain")
+    add_notes(notes, acme, '=HYPERLINK("http://evil.test")', "plain")
     with bind(ctx_of(acme)):
         got = exports.download(exports.create("csv").token)
     assert got.media_type.startswith("text/csv")
     rows = list(csv.reader(io.StringIO(got.content.decode("utf-8"))))
-    assert rows[0] == ["id", "author", "description", "minutes", "day", "comment", "created_at"]
+    assert rows[0] == list(FIELDS)  # the columns the service is given, in order
     assert len(rows) == 3
     descriptions = sorted(r[2] for r in rows[1:])
     assert descriptions == ['\'=HYPERLINK("http://evil.test")', "plain"]
-    assert all(r[1] == "alice" and r[3] == "30" and r[5] == SECRET for r in rows[1:])
+    assert all(r[1] == "alice" and r[3] == "30" and r[4] == SECRET for r in rows[1:])
 
 
 def test_content_is_ciphertext_at_rest(
-    exports: ExportService, worklogs: WorklogStore, acme: Tenant, engine: Engine
+    exports: ExportService, notes: Notes, acme: Tenant, engine: Engine
 ) -> None:
-    add_worklogs(worklogs, acme, "x")
+    add_notes(notes, acme, "x")
     with bind(ctx_of(acme)):
         exports.create("json")
     with engine.connect() as conn:
@@ -175,14 +171,14 @@ def test_a_link_whose_payload_is_edited_is_refused(
 
 def test_a_link_signed_with_another_key_is_refused(
     engine: Engine,
-    worklogs: WorklogStore,
+    notes: Notes,
     tenant_keys: TenantKeys,
     clock: FrozenClock,
     events: MemorySink,
     exports: ExportService,
     acme: Tenant,
 ) -> None:
-    other = export_service(engine, worklogs, tenant_keys, clock, events, signing_key=b"o" * 32)
+    other = export_service(engine, notes, tenant_keys, clock, events, signing_key=b"o" * 32)
     with bind(ctx_of(acme)):
         link = other.create("json")
         forged = serializer(b"o" * 32).dumps(claims_of(link.token))  # same claims, other key
@@ -205,7 +201,7 @@ def test_the_signing_key_used_for_another_purpose_makes_no_link(
 
 def test_a_retired_signing_key_still_verifies_during_rotation(
     engine: Engine,
-    worklogs: WorklogStore,
+    notes: Notes,
     tenant_keys: TenantKeys,
     clock: FrozenClock,
     events: MemorySink,
@@ -214,7 +210,7 @@ def test_a_retired_signing_key_still_verifies_during_rotation(
 ) -> None:
     rotated = export_service(
         engine,
-        worklogs,
+        notes,
         tenant_keys,
         clock,
         events,
@@ -245,14 +241,14 @@ def test_an_expired_link_is_refused(
 
 def test_a_link_keeps_the_expiry_it_was_made_with(
     engine: Engine,
-    worklogs: WorklogStore,
+    notes: Notes,
     tenant_keys: TenantKeys,
     clock: FrozenClock,
     events: MemorySink,
     exports: ExportService,
     acme: Tenant,
 ) -> None:
-    longer = export_service(engine, worklogs, tenant_keys, clock, events, window=timedelta(days=7))
+    longer = export_service(engine, notes, tenant_keys, clock, events, window=timedelta(days=7))
     with bind(ctx_of(acme)):
         token = exports.create("json").token  # a 24 h link
         clock.advance(timedelta(hours=25).total_seconds())
@@ -261,9 +257,9 @@ def test_a_link_keeps_the_expiry_it_was_made_with(
 
 
 def test_another_tenants_link_is_refused(
-    exports: ExportService, worklogs: WorklogStore, acme: Tenant, globex: Tenant, events: MemorySink
+    exports: ExportService, notes: Notes, acme: Tenant, globex: Tenant, events: MemorySink
 ) -> None:
-    add_worklogs(worklogs, acme, "acme secret")
+    add_notes(notes, acme, "acme secret")
     with bind(ctx_of(acme)):
         token = exports.create("json").token
     with bind(ctx_of(globex, sub="mallory")), pytest.raises(ExportTenantMismatch) as refused:
@@ -309,7 +305,7 @@ def test_an_unknown_format_is_an_invalid_request(exports: ExportService, acme: T
 )
 def test_weak_settings_are_refused(
     engine: Engine,
-    worklogs: WorklogStore,
+    notes: Notes,
     tenant_keys: TenantKeys,
     clock: FrozenClock,
     events: MemorySink,
@@ -317,4 +313,21 @@ def test_weak_settings_are_refused(
     window: timedelta,
 ) -> None:
     with pytest.raises(ConfigurationError):
-        export_service(engine, worklogs, tenant_keys, clock, events, signing_key=key, window=window)
+        export_service(engine, notes, tenant_keys, clock, events, signing_key=key, window=window)
+
+
+@pytest.mark.parametrize("fields", [(), "id,author"], ids=["none", "a-string"])
+def test_an_export_without_its_fields_is_refused(
+    engine: Engine,
+    notes: Notes,
+    tenant_keys: TenantKeys,
+    clock: FrozenClock,
+    events: MemorySink,
+    fields: object,
+) -> None:
+    # The library names no application's fields: every service says what it exports.
+    import tenancy.exports
+
+    assert not hasattr(tenancy.exports, "WORKLOG_FIELDS")
+    with pytest.raises(ConfigurationError):
+        export_service(engine, notes, tenant_keys, clock, events, fields=fields)

@@ -314,3 +314,16 @@ def test_a_change_that_cannot_be_announced_is_recorded_and_can_be_announced_agai
     signal.working = True
     keys.announce(acme.id)
     assert signal.announced[-1] == acme.id
+
+
+def test_malformed_key_material_is_a_typed_error(tmp_path: Path, root: RootKey) -> None:
+    provider = LocalKeyProvider(tmp_path / "keys" / "keks.json", root=root)
+    ref = provider.create_key(tenant_id="t")
+    with pytest.raises(DecryptionFailed):
+        provider.unwrap(ref, b"short", context={"t": "x"})  # not a bare ValueError
+    with pytest.raises(ConfigurationError):
+        root.open(b"short", b"aad")
+    listing = tmp_path / "list.json"
+    listing.write_text("[]")
+    with pytest.raises(ConfigurationError):
+        LocalKeyProvider(listing, root=root)  # not an AttributeError

@@ -139,3 +139,17 @@ def test_concurrent_opens_agree_on_one_keyring(tmp_path: Path) -> None:
         "jwks.json",
         "signing-keys.json",
     ]
+
+
+def test_another_services_keyring_is_refused(tmp_path: Path) -> None:
+    ServiceKeyring.load_or_create(tmp_path / "billing", "billing")
+    with pytest.raises(ConfigurationError, match="another service"):
+        ServiceKeyring.load_or_create(tmp_path / "billing", "orders")
+
+
+def test_a_keyring_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    (folder / "signing-keys.json").write_text("[]")
+    with pytest.raises(ConfigurationError):
+        ServiceKeyring.load_or_create(folder, EDGE)

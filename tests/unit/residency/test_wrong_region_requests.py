@@ -1,5 +1,5 @@
 """The issue's test: a tenant homed in ``eu`` served by a ``us`` instance is refused and
-audited, at the edge (the existing middleware, through the worklogs app)."""
+audited, at the edge (the middleware, in front of a small tenant-isolated app)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from services.worklogs.app import create_app
-from services.worklogs.store import WorklogStore
 from tenancy.events import MemorySink
 from tenancy.identity import TokenVerifier
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import TokenFactory, bearer
+from tests.support.tenant_app import EntryStore, create_app
 from tests.unit.residency.conftest import EU, US
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +25,7 @@ def eu_customer(registry: TenantRegistry) -> Tenant:
 
 @pytest.fixture
 async def us_instance(
-    store: WorklogStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
+    store: EntryStore, verifier: TokenVerifier, registry: TenantRegistry, events: MemorySink
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(store=store, verifier=verifier, tenants=registry, region=US, events=events)
     transport = httpx.ASGITransport(app=app)

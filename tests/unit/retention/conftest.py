@@ -11,8 +11,8 @@ from sqlalchemy import Engine, func, insert, select
 from tenancy.retention import IdentityMapping, create_schema
 from tests.unit.exports.conftest import (  # noqa: F401  (fixtures)
     exports,
+    notes,
     tenant_keys,
-    worklogs,
 )
 
 

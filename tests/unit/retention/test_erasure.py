@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from sqlalchemy import Engine, Table
 
-from services.worklogs.store import Worklog, WorklogStore
 from tenancy.clock import FrozenClock
 from tenancy.context import bind
 from tenancy.errors import KeyDestroyed, TenantContextConflict
@@ -16,33 +13,31 @@ from tenancy.exports import ExportRecord, ExportService
 from tenancy.keys import TenantKeys
 from tenancy.retention import DEFAULT_ERASURE_TABLES, IdentityMapping, erase_tenant_personal_data
 from tenancy.tenants import Tenant, TenantRegistry
-from tests.unit.exports.conftest import ctx_of
+from tests.unit.exports.conftest import Note, Notes, ctx_of
 from tests.unit.retention.conftest import add_mapping, count
 
-WORKLOGS = Worklog.__table__
-assert isinstance(WORKLOGS, Table)
-TABLES = (*DEFAULT_ERASURE_TABLES, WORKLOGS)
+NOTES = Note.__table__
+assert isinstance(NOTES, Table)
+TABLES = (*DEFAULT_ERASURE_TABLES, NOTES)  # the library's, and the application's own
 
 
 def fill(
     tenant: Tenant,
-    worklogs: WorklogStore,
+    notes: Notes,
     exports: ExportService,
     engine: Engine,
     clock: FrozenClock,
 ) -> None:
     with bind(ctx_of(tenant)):
         for n in range(2):
-            worklogs.create(
-                description=f"entry {n}", minutes=15, day=date(2026, 11, 2), comment="personal"
-            )
+            notes.add(f"entry {n}", comment="personal")
         exports.create("json")
     add_mapping(engine, tenant.id, notified=clock.now(), created=clock.now())
 
 
 @pytest.fixture
 def filled(
-    worklogs: WorklogStore,
+    notes: Notes,
     exports: ExportService,
     mappings: Engine,
     engine: Engine,
@@ -50,15 +45,15 @@ def filled(
     globex: Tenant,
     clock: FrozenClock,
 ) -> None:
-    fill(acme, worklogs, exports, engine, clock)
-    fill(globex, worklogs, exports, engine, clock)
+    fill(acme, notes, exports, engine, clock)
+    fill(globex, notes, exports, engine, clock)
 
 
 @pytest.mark.usefixtures("filled")
 def test_erasure_deletes_the_tenants_rows_only_and_shreds_its_keys(
     engine: Engine,
     tenant_keys: TenantKeys,
-    worklogs: WorklogStore,
+    notes: Notes,
     acme: Tenant,
     globex: Tenant,
     events: MemorySink,
@@ -73,20 +68,20 @@ def test_erasure_deletes_the_tenants_rows_only_and_shreds_its_keys(
         clock=clock,
         requested_by="dpo@acme",
     )
-    assert report.deleted == {"tenancy_identity_mappings": 1, "tenancy_exports": 1, "worklogs": 2}
+    assert report.deleted == {"tenancy_identity_mappings": 1, "tenancy_exports": 1, "notes": 2}
     assert report.keys == "shredded"
-    for model in (Worklog, IdentityMapping, ExportRecord):
+    for model in (Note, IdentityMapping, ExportRecord):
         assert count(engine, model, acme.id) == 0
-    assert count(engine, Worklog, globex.id) == 2
+    assert count(engine, Note, globex.id) == 2
     assert count(engine, IdentityMapping, globex.id) == 1
     assert count(engine, ExportRecord, globex.id) == 1
 
     kek = tenant_keys.status(acme.id).kek
     assert kek is not None and kek.state == "destroyed"
     with bind(ctx_of(acme)), pytest.raises(KeyDestroyed):
-        worklogs.create(description="after", minutes=1, day=date(2026, 11, 3), comment="x")
+        notes.add("after", comment="x")
     with bind(ctx_of(globex)):  # the other tenant still reads its encrypted data
-        assert {w["comment"] for w in worklogs.list()} == {"personal"}
+        assert {n["comment"] for n in notes.list()} == {"personal"}
 
     done = [e for e in events.events if e.action == "erasure.completed"]
     assert len(done) == 1
@@ -94,7 +89,7 @@ def test_erasure_deletes_the_tenants_rows_only_and_shreds_its_keys(
     assert done[0].details == {
         "deleted.tenancy_identity_mappings": "1",
         "deleted.tenancy_exports": "1",
-        "deleted.worklogs": "2",
+        "deleted.notes": "2",
         "keys": "shredded",
     }
     assert "key.destroy" in events.actions()
@@ -134,4 +129,4 @@ def test_erasure_refuses_to_run_for_another_tenant_than_the_bound_one(
 ) -> None:
     with bind(ctx_of(globex)), pytest.raises(TenantContextConflict):
         erase_tenant_personal_data(acme.id, engine=engine, keys=tenant_keys, tables=TABLES)
-    assert count(engine, Worklog, acme.id) == 2
+    assert count(engine, Note, acme.id) == 2

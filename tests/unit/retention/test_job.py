@@ -65,7 +65,7 @@ def test_exports_are_kept_on_day_11_and_deleted_on_day_12(
 
 def test_a_link_still_in_its_window_finds_the_export_gone_after_retention(
     engine: Engine,
-    worklogs: object,
+    notes: object,
     tenant_keys: object,
     mappings: Engine,
     acme: Tenant,
@@ -76,7 +76,7 @@ def test_a_link_still_in_its_window_finds_the_export_gone_after_retention(
 
     long_window = export_service(
         engine,
-        worklogs,
+        notes,
         tenant_keys,
         clock,
         events,  # type: ignore[arg-type]

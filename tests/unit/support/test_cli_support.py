@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.demo_state import prepare
 from tenancy.cli import main
+from tenancy.deployment import open_registry
 from tenancy.settings import Settings
 
 READ = "worklogs:read"
@@ -19,7 +19,10 @@ READ = "worklogs:read"
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("TENANCY_DATABASE_URL", "DATABASE_URL", "TENANCY_DATA_DIR", "TENANCY_REGION"):
         monkeypatch.delenv(name, raising=False)
-    prepare(Settings.from_env({}, data_dir=tmp_path))
+    settings = Settings.from_env({}, data_dir=tmp_path)
+    registry = open_registry(settings)
+    for slug in ("acme", "globex"):
+        registry.provision(slug, region=settings.region)
     return str(tmp_path)
 
 

@@ -10,20 +10,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from services.edge.app import create_app as create_edge
-from services.worklogs.app import create_app as create_worklogs
-from services.worklogs.store import WorklogStore
 from tenancy.authz import Authorizer, EmbeddedRego, MemoryDecisionLog, PolicyBundle
 from tenancy.clock import FrozenClock
 from tenancy.context import PrincipalKind
 from tenancy.events import MemorySink
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.cache import VerifiedTokenCache
-from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
 from tenancy.support import SupportAccess
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import REGION
-from tests.unit.propagation.conftest import keys_of
+from tests.support.tenant_app import EntryStore, create_app
 from tests.unit.support.conftest import STAFF, admin, engineer
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +43,7 @@ def app(
     events: MemorySink,
     decisions: MemoryDecisionLog,
 ) -> Any:
-    store = WorklogStore(engine)
+    store = EntryStore(engine)
     store.create_schema()
     bundle = PolicyBundle.from_directory()
     verifier = TokenVerifier(
@@ -61,7 +57,7 @@ def app(
     authorizer = Authorizer(
         EmbeddedRego(bundle), service="worklogs", bundle=bundle, clock=clock, log=decisions
     )
-    app = create_worklogs(
+    return create_app(
         store=store,
         verifier=verifier,
         tenants=registry,
@@ -69,10 +65,8 @@ def app(
         events=events,
         authorizer=authorizer,
         support=support,
+        clock=clock,
     )
-    for middleware in app.user_middleware:
-        middleware.kwargs["clock"] = clock
-    return app
 
 
 @pytest.fixture
@@ -246,70 +240,6 @@ async def test_grant_ends_24_hours_after_the_ticket_closes(
     clock.advance(60)
     token = staff_token(issuer, clock)
     assert (await client.get("/worklogs", headers=as_staff(token, "acme"))).status_code == 403
-
-
-async def test_support_reaches_the_backend_through_the_edge_under_its_grant(
-    engine: Engine,
-    keys: JWKSKeySource,
-    registry: TenantRegistry,
-    support: SupportAccess,
-    issuer: DevIssuer,
-    clock: FrozenClock,
-    acme: Tenant,
-) -> None:
-    ring = ServiceKeyring.generate("edge")
-    store = WorklogStore(engine)
-    store.create_schema()
-    backend = create_worklogs(
-        store=store,
-        tenants=registry,
-        region=REGION,
-        support=support,
-        verifier=ContextTokenVerifier(
-            audience="worklogs",
-            services=[
-                trusted_service(
-                    "edge",
-                    keys=keys_of(ring),
-                    scopes=["worklogs:read", "worklogs:write"],
-                    kinds=KINDS,
-                )
-            ],
-        ),
-    )
-    edge = create_edge(
-        verifier=TokenVerifier(
-            [
-                trusted_issuer(
-                    DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"], kinds=KINDS
-                )
-            ]
-        ),
-        tenants=registry,
-        region=REGION,
-        keyring=ring,
-        worklogs_url="http://worklogs",
-        transport=httpx.ASGITransport(app=backend),
-        support=support,
-    )
-    grant_id = grant(support, acme)
-    token = issuer.mint(
-        tenant_id=STAFF,
-        subject="sam",
-        audience="edge",
-        mfa=True,
-        scopes=("worklogs:read",),
-        kind=PrincipalKind.SUPPORT,
-        extra_claims={"trusted_device": True},
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
-    ) as c:
-        me = await c.get("/whoami", headers=as_staff(token, "acme"))
-        assert me.status_code == 200, me.text
-        assert (me.json()["tenant"], me.json()["caller"]) == ("acme", "edge")
-        support.revoke(acme.id, grant_id, admin(acme), reason="done")
-        assert (await c.get("/whoami", headers=as_staff(token, "acme"))).status_code == 403
 
 
 async def test_finer_decisions_in_handlers_see_the_grant(

@@ -1,0 +1,248 @@
+"""The components of a deployment described by :class:`~tenancy.settings.Settings`.
+
+What the ``tenancy`` command line works on, and what a service's ``main`` can build its
+parts from: one database (``settings.database_url``; by default a SQLite file in the data
+directory), the tenant registry, the tenants' keys, support access, the audit log, the
+export links' signing key and the policy decisions. Everything else lives in the data
+directory:
+
+==========================  =============================================================
+``keys/root.key``           root key sealing the local KEKs (unless ``TENANCY_ROOT_KEY``)
+``keys/keks.json``          platform-managed KEKs (provider ``local``)
+``keys/customer-keks.json`` a local stand-in for a customer's KMS (``customer-local``)
+``keys/key-state``          key-state changes shared by every process on the host
+``keys/audit.key``          the audit chain's HMAC key (unless ``TENANCY_AUDIT_KEY``)
+``keys/export-signing.key`` export links' HMAC key (unless ``TENANCY_EXPORT_SIGNING_KEY``)
+``outbox/``                 support-access notices, as JSON files
+``decision-log/``           policy decisions, one JSON-lines file per service
+==========================  =============================================================
+
+Secrets are created 0600 on first use, and a group- or world-readable one is refused.
+On SQLite each ``open_*`` creates its tables; on PostgreSQL the owner's migrations do
+(the registry's table alone is created if missing).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, create_engine, event
+
+from tenancy.settings import Settings
+from tenancy.tenants import TenantRegistry
+
+if TYPE_CHECKING:
+    from tenancy.audit import AuditLog
+    from tenancy.authz import Authorizer
+    from tenancy.events import EventSink
+    from tenancy.exports import ExportService, ExportSource
+    from tenancy.keys import TenantKeys
+    from tenancy.support import SupportAccess
+
+# Support staff's tokens name the platform's own tenant, which holds no customer data:
+# staff reach a customer's tenant only under a grant (tenancy.support).
+STAFF_TENANT_ID = "00000000-0000-4000-8000-000000000001"
+EXPORT_KEY_ENV = "TENANCY_EXPORT_SIGNING_KEY"  # base64url of >= 32 random bytes
+AUDIT_KEY_ENV = "TENANCY_AUDIT_KEY"
+
+__all__ = [
+    "AUDIT_KEY_ENV",
+    "EXPORT_KEY_ENV",
+    "STAFF_TENANT_ID",
+    "audit_key_file",
+    "authorizer_for",
+    "export_signing_key",
+    "open_audit",
+    "open_engine",
+    "open_exports",
+    "open_keys",
+    "open_registry",
+    "open_support",
+]
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The settings' database; SQLite gets WAL and a busy timeout for concurrent access."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.uses_sqlite:
+        return create_engine(settings.database_url, pool_pre_ping=True)
+    engine = create_engine(settings.database_url, connect_args={"timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def open_registry(settings: Settings) -> TenantRegistry:
+    """The tenant registry (its table created if missing)."""
+    registry = TenantRegistry(open_engine(settings))
+    registry.create_schema()
+    return registry
+
+
+def open_keys(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> TenantKeys:
+    """The tenants' keys: platform-managed KEKs in ``keys/keks.json`` sealed by the root
+    key (``TENANCY_ROOT_KEY``, else ``keys/root.key``, created 0600), data keys in the
+    database. A second local provider, ``customer-local``, stands in for a customer's own
+    KMS so ``tenancy keys use-cmk`` and ``revoke-test`` can be tried without one.
+    ``TENANCY_PKCS11_LIBRARY``/``_TOKEN``/``_PIN`` add an HSM (provider ``pkcs11``) and
+    ``TENANCY_AWS_KMS_REGION`` (optional ``_ENDPOINT``) AWS KMS (provider ``aws-kms``).
+
+    Raises:
+        ConfigurationError: the root key is malformed or readable by others.
+    """
+    from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
+    from tenancy.keys.local import ROOT_KEY_ENV
+    from tenancy.keys.state import SharedKeyState
+
+    folder = settings.data_dir / "keys"
+    root = (
+        RootKey.from_env()
+        if os.environ.get(ROOT_KEY_ENV)
+        else RootKey.load_or_create(folder / "root.key")
+    )
+    providers: list[KeyProvider] = [
+        LocalKeyProvider(folder / "keks.json", root=root),
+        LocalKeyProvider(folder / "customer-keks.json", root=root, name="customer-local"),
+    ]
+    env = os.environ
+    if env.get("TENANCY_PKCS11_LIBRARY"):  # an HSM, e.g. /usr/lib/softhsm/libsofthsm2.so
+        from tenancy.keys.pkcs11 import Pkcs11KeyProvider
+
+        providers.append(
+            Pkcs11KeyProvider(
+                env["TENANCY_PKCS11_LIBRARY"],
+                token_label=env.get("TENANCY_PKCS11_TOKEN", ""),
+                user_pin=env.get("TENANCY_PKCS11_PIN", ""),
+            )
+        )
+    if env.get("TENANCY_AWS_KMS_REGION"):  # customer keys in AWS KMS (boto3 credentials)
+        from tenancy.keys.aws import AwsKmsKeyProvider
+
+        endpoint = env.get("TENANCY_AWS_KMS_ENDPOINT")
+        providers.append(
+            AwsKmsKeyProvider.from_region(
+                env["TENANCY_AWS_KMS_REGION"], **({"endpoint_url": endpoint} if endpoint else {})
+            )
+        )
+    # Every process on the host (services, replicas, the CLI) maps the same key-state
+    # file, so a shred or rotation made by the CLI is seen by running services on their
+    # next use. Several hosts announce changes through Redis (tenancy.keys.redis_state).
+    keys = TenantKeys(
+        engine or open_engine(settings),
+        providers,
+        default_provider="local",
+        events=events,
+        state=SharedKeyState(folder / "key-state"),
+    )
+    if settings.uses_sqlite:
+        keys.create_schema()
+    return keys
+
+
+def open_support(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> SupportAccess:
+    """Support access over the settings' database; notices go to ``outbox/`` as JSON."""
+    from tenancy.support import OutboxNotifier, SupportAccess
+
+    support = SupportAccess(
+        engine or open_engine(settings),
+        events=events,
+        notifier=OutboxNotifier(settings.data_dir / "outbox"),
+    )
+    if settings.uses_sqlite:
+        support.create_schema()
+    return support
+
+
+def export_signing_key(settings: Settings) -> bytes:
+    """The export links' HMAC key: ``TENANCY_EXPORT_SIGNING_KEY``, else
+    ``keys/export-signing.key`` (created 0600). Dedicated: never the root key."""
+    encoded = os.environ.get(EXPORT_KEY_ENV)
+    if encoded:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    from tenancy.secretfile import load_or_create_secret
+
+    return load_or_create_secret(settings.data_dir / "keys" / "export-signing.key")
+
+
+def open_exports(
+    settings: Settings,
+    *,
+    source: ExportSource,
+    engine: Engine | None = None,
+    keys: TenantKeys | None = None,
+    events: EventSink | None = None,
+) -> ExportService:
+    """Exports of ``source``'s rows, their content sealed under each tenant's key and
+    their links signed with :func:`export_signing_key`."""
+    from tenancy.exports import ExportService, create_schema
+
+    engine = engine or open_engine(settings)
+    if settings.uses_sqlite:
+        create_schema(engine)
+    return ExportService(
+        engine,
+        source=source.rows,
+        fields=source.fields,
+        keys=keys or open_keys(settings, engine=engine),
+        signing_key=export_signing_key(settings),
+        events=events,
+    )
+
+
+def audit_key_file(settings: Settings) -> Path | None:
+    """The audit chain's HMAC key: ``$TENANCY_AUDIT_KEY`` if set (then ``None`` here),
+    else ``keys/audit.key`` (created 0600). It is never stored in the database."""
+    from tenancy.audit import write_audit_key
+
+    if os.environ.get(AUDIT_KEY_ENV):
+        return None
+    path = settings.data_dir / "keys" / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_audit_key(path)
+    return path
+
+
+def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
+    """The per-tenant, hash-chained audit log that components write their events to."""
+    from tenancy.audit import AuditLog
+
+    log = AuditLog(engine or open_engine(settings), audit_key_file(settings))
+    if settings.uses_sqlite:
+        log.create_schema()
+    return log
+
+
+def authorizer_for(settings: Settings, service: str) -> Authorizer:
+    """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
+    (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
+    from tenancy.authz import (
+        Authorizer,
+        EmbeddedRego,
+        JsonLinesDecisionLog,
+        OPAServer,
+        PolicyBundle,
+        PolicyDecisionPoint,
+    )
+
+    bundle = PolicyBundle.from_directory()
+    pdp: PolicyDecisionPoint = (
+        EmbeddedRego(bundle)
+        if settings.opa_url is None
+        else OPAServer(settings.opa_url, bundle=bundle)
+    )
+    log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
+    return Authorizer(pdp, service=service, bundle=bundle, log=log)
