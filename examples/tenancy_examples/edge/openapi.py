@@ -20,6 +20,25 @@ EXAMPLES: Mapping[str, Mapping[str, Any]] = {
     "PATCH /worklogs/{id}": {"description": "design review (updated)"},
     "POST /exports": {"format": "json"},
 }
+# GET /worklogs is paginated: newest first, at most ``limit`` rows, ``next`` links on.
+QUERY: Mapping[str, tuple[Mapping[str, Any], ...]] = {
+    "GET /worklogs": (
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "rows per page, 1 to 500 (default 100)",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "description": "the `next` link's cursor of the previous page; absent: the newest",
+            "schema": {"type": "string"},
+        },
+    ),
+}
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
@@ -43,6 +62,9 @@ def openapi_document(
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                 for p in params
             ]
+        query = QUERY.get(f"{method} {path}")
+        if query is not None:
+            operation.setdefault("parameters", []).extend(dict(q) for q in query)
         example = EXAMPLES.get(f"{method} {path}")
         if example is not None:
             operation["requestBody"] = {

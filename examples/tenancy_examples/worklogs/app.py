@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,7 @@ from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
 from tenancy.support import SupportAccess
 from tenancy.tenants import TenantRegistry
+from tenancy_examples.worklogs.paging import parse_cursor, parse_limit
 from tenancy_examples.worklogs.payload import parse_json_object, read_body, worklog_fields
 from tenancy_examples.worklogs.store import WorklogStore
 
@@ -76,7 +78,13 @@ def create_app(
 
     async def list_worklogs(request: Request) -> Response:
         require_scope(READ)
-        return JSONResponse({"items": await run_in_threadpool(store.list)})
+        limit = parse_limit(request.query_params.get("limit"))
+        after = parse_cursor(request.query_params.get("cursor"))
+        items, position = await run_in_threadpool(store.page, limit=limit, after=after)
+        next_link = None
+        if position is not None:
+            next_link = f"/worklogs?{urlencode({'limit': limit, 'cursor': position.encode()})}"
+        return JSONResponse({"items": items, "next": next_link})
 
     async def create_worklog(request: Request) -> Response:
         require_scope(WRITE)

@@ -9,10 +9,11 @@ PostgreSQL the same session also sets the Row-Level Security setting.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Engine, Integer, String, delete, select
+from sqlalchemy import Date, DateTime, Engine, Integer, String, delete, literal, select, tuple_
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
@@ -21,6 +22,7 @@ from tenancy.errors import NotFound
 from tenancy.keys import EncryptedString, TenantKeys
 from tenancy.keys.columns import SESSION_KEYS, UNREADABLE, unreadable_fields
 from tenancy.scoping import TenantScoped, TenantSession
+from tenancy_examples.worklogs.paging import Position
 
 
 class Base(DeclarativeBase):
@@ -59,9 +61,28 @@ class WorklogStore:
         Base.metadata.create_all(self._engine)
 
     def list(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        query = select(Worklog).order_by(Worklog.day.desc(), Worklog.created_at.desc()).limit(limit)
+        """The newest ``limit`` worklogs of the bound tenant (exports use this)."""
+        return [*self.page(limit=limit)[0]]
+
+    def page(
+        self, *, limit: int, after: Position | None = None
+    ) -> tuple[Sequence[dict[str, Any]], Position | None]:
+        """One page, newest first, after ``after``; and the position of the next page
+        (None when this one is the last)."""
+        order = (Worklog.day.desc(), Worklog.created_at.desc(), Worklog.id.desc())
+        query = select(Worklog).order_by(*order).limit(limit + 1)
+        if after is not None:
+            query = query.where(
+                tuple_(Worklog.day, Worklog.created_at, Worklog.id)
+                < tuple_(literal(after.day), literal(after.created_at), literal(after.id))
+            )
         with self._sessions() as session:
-            return [_public(w) for w in session.scalars(query)]
+            rows = list(session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        position = None if last is None else Position(last.day, last.created_at, last.id)
+        return [_public(w) for w in rows], position
 
     def get(self, worklog_id: str) -> dict[str, Any]:
         with self._sessions() as session:

@@ -6,11 +6,13 @@ which is the keys layer catching the bug, not the probe."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
 from tenancy.scoping import system_scope
+from tenancy_examples.worklogs.paging import Position
 from tenancy_examples.worklogs.store import Worklog, WorklogStore
 
 
@@ -30,3 +32,8 @@ class UnscopedListStore(WorklogStore):
                 }
                 for row in session.execute(query)
             ]
+
+    def page(
+        self, *, limit: int, after: Position | None = None
+    ) -> tuple[Sequence[dict[str, Any]], Position | None]:
+        return self.list(limit=limit), None

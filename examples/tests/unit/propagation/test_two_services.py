@@ -301,3 +301,6 @@ async def test_edge_publishes_its_route_table_as_openapi(via_edge: httpx.AsyncCl
     }
     assert scopes["GET /worklogs/export"] == [{"bearer": ["worklogs:export"]}]
     assert scopes["GET /openapi.json"] == scopes["GET /healthz"] == []
+    listing = {q["name"]: q for q in document["paths"]["/worklogs"]["get"]["parameters"]}
+    assert listing["limit"]["in"] == listing["cursor"]["in"] == "query"
+    assert listing["limit"]["schema"]["maximum"] == 500
