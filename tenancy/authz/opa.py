@@ -103,6 +103,7 @@ class OPAServer:
 
     @property
     def revision(self) -> int:
+        """The data revision OPA holds (decisions record it)."""
         return self._revision
 
     def push(self, bundle: PolicyBundle) -> None:
@@ -133,6 +134,7 @@ class OPAServer:
             self._revision = revision
 
     def decide(self, input: Mapping[str, Any]) -> Decision:
+        """Ask the OPA server; any failure or undefined result is ``DecisionUnavailable``."""
         revision = self._revision
         try:
             answer = self._client.query_rule(dict(input), self._package, self._rule)
@@ -149,6 +151,7 @@ class OPAServer:
         return decision_from(answer.get("result"), revision=revision, engine=self.name)
 
     def close(self) -> None:
+        """Close the HTTP connection to the OPA server."""
         self._client.close_connection()
 
 

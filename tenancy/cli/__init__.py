@@ -20,6 +20,7 @@ __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tenancy`` command line; returns the exit status (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -13,6 +13,7 @@ EXIT_USAGE = 2
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
+    """The process settings, with ``--data-dir`` and ``--region`` from the command line."""
     return Settings.from_env(
         data_dir=getattr(args, "data_dir", None), region=getattr(args, "region_override", None)
     )

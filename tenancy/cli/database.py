@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def db_audit_command(args: argparse.Namespace) -> int:
+    """``tenancy db audit``: print the live auditor's findings; exit 1 on any."""
     from sqlalchemy import create_engine
 
     from tenancy.scoping.audit import audit

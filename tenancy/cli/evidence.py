@@ -19,6 +19,7 @@ EXIT_INCOMPLETE = 3  # evidence pack: nothing failed, but some evidence is missi
 
 
 def retention_command(args: argparse.Namespace) -> int:
+    """``tenancy retention run|erase``: delete what is due, or a tenant's personal data."""
     from sqlalchemy import MetaData, Table
 
     from tenancy.cli.plugins import erasure_tables
@@ -76,6 +77,7 @@ def retention_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    """``tenancy export create|download``: signed, expiring exports of a tenant's data."""
     from pathlib import Path
 
     from tenancy.cli.plugins import export_source
@@ -124,6 +126,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def audit_command(args: argparse.Namespace) -> int:
+    """``tenancy audit verify|show``: check or print a tenant's hash-chained audit log."""
     from datetime import UTC, datetime
 
     from tenancy.audit import PLATFORM_CHAIN, AuditLog

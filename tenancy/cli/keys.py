@@ -39,6 +39,7 @@ def provision_keys(
 
 
 def keys_command(args: argparse.Namespace) -> int:
+    """``tenancy keys ...``: a tenant's keys (status, provision, rotate, shred, ...)."""
     from tenancy.deployment import open_keys, open_registry
     from tenancy.keys import KeyRef
 

@@ -24,6 +24,7 @@ DESCRIPTION = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tenancy`` argument parser: the library's commands, then installed plugins'."""
     parser = argparse.ArgumentParser(prog="tenancy", description=DESCRIPTION)
     commands = parser.add_subparsers(title="commands")
 

@@ -11,6 +11,7 @@ from tenancy.cli.common import EXIT_USAGE, print_error
 
 
 def probe_command(args: argparse.Namespace) -> int:
+    """``tenancy probe``: run the isolation probe against a target; exit 1 on a leak."""
     from tenancy.testing.probe import ProbeConfigError, load_config, run_probe
 
     try:

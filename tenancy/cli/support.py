@@ -8,6 +8,7 @@ from tenancy.cli.common import settings_of as _settings
 
 
 def support_command(args: argparse.Namespace) -> int:
+    """``tenancy support ...``: request, consent to, list and revoke support grants."""
     from datetime import timedelta
 
     from tenancy.clock import SYSTEM_CLOCK

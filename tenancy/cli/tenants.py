@@ -8,6 +8,7 @@ from tenancy.cli.common import settings_of as _settings
 
 
 def tenants_command(args: argparse.Namespace) -> int:
+    """``tenancy tenants ...``: create (with keys), list, suspend, activate, offboard."""
     from tenancy.deployment import open_registry
 
     registry = open_registry(_settings(args))

@@ -16,7 +16,7 @@ EXPORT_PURPOSE = "exports"
 
 
 class ExportBase(DeclarativeBase):
-    pass
+    """The metadata of the export tables (kept apart from any application's models)."""
 
 
 class ExportRecord(TenantScoped, ExportBase):

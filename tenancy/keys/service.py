@@ -153,6 +153,7 @@ class TenantKeys(KeyLifecycle):
         self._count_lock = threading.Lock()
 
     def create_schema(self) -> None:
+        """Create the key tables (SQLite and tests; on PostgreSQL the migrations do)."""
         self.store.create_schema()
 
     def provider(self, name: str) -> KeyProvider:

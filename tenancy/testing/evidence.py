@@ -74,6 +74,8 @@ _SHOWN = 5  # reasons name this many cells of one kind, then count the rest
 
 
 class Verdict(StrEnum):
+    """The pack's verdict: PASS, FAIL, or INCOMPLETE when evidence is missing."""
+
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
     FAIL = "FAIL"
     INCOMPLETE = "INCOMPLETE"
@@ -150,7 +152,11 @@ def outcome_counts(document: Mapping[str, Any], outcomes: Sequence[str]) -> dict
 
 
 class ChainVerifier(Protocol):
-    def verify(self, tenant_id: str) -> VerifyResult: ...
+    """Anything that verifies one tenant's audit chain (``AuditLog`` does)."""
+
+    def verify(self, tenant_id: str) -> VerifyResult:
+        """Verify the tenant's chain: records, hashes and the signed head."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,7 @@ class ChainResult:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The result as it appears in ``evidence.json``."""
         return {
             "tenant": self.tenant,
             "tenant_id": self.tenant_id,
