@@ -115,7 +115,6 @@ from tenancy.errors import ConfigurationError
 from tenancy.events import MemorySink
 from tenancy.keys import (
     Binding,
-    DataKey,
     DataKeyCache,
     KeyInfo,
     KeyProvider,
@@ -124,10 +123,8 @@ from tenancy.keys import (
     PlatformKeyProvider,
     RootKey,
     TenantKeys,
-    open_,
-    seal,
 )
-from tenancy.keys.envelope import HEADER_BYTES, NONCE_BYTES, header_version
+from tenancy.keys.hazmat import HEADER_BYTES, NONCE_BYTES, DataKey, header_version, open_, seal
 from tenancy.keys.redis_state import RedisKeyState
 from tenancy.keys.service import COUNT_FLUSH_EVERY
 from tenancy.keys.state import KeyStateSignal, ProcessKeyState, SharedKeyState

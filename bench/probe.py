@@ -17,8 +17,8 @@ own (ratio ~1: the services are the cost) or far below it (the probe itself is).
 
 How: a fresh temp data directory (SQLite; or ``--database-url`` with a PostgreSQL
 *application-role* URL whose database you migrated first with ``tenancy db migrate``,
-README "PostgreSQL deployment of the example service"), the demo on free loopback
-ports, the two grants made with the CLI exactly as ``tests/e2e/test_isolation_kit.py``
+docs/operations/deploy.md), the demo on free loopback
+ports, the two grants made with the CLI exactly as ``examples/tests/e2e/test_isolation_kit.py``
 does. Nothing is pinned: the probe, its token commands and the three demo processes
 share the machine as they would in CI. A run with a leak, a void report or a non-zero
 exit aborts the bench. A script, not a test: the target is reported, never asserted.

@@ -56,7 +56,10 @@ def tenants_command(args: argparse.Namespace) -> int:
 
             # Offboarding ends with crypto-shredding: the tenant's data keys go with it.
             keys = open_keys(_settings(args))
-            if keys.status(moved.id).kek is not None:
+            kek = keys.status(moved.id).kek
+            if kek is not None and kek.state != "destroyed":
                 keys.shred(moved.id)
                 print(f"{moved.slug}\tkeys destroyed")
+            elif kek is not None:
+                print(f"{moved.slug}\tkeys already destroyed")
     return 0

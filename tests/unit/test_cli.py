@@ -114,6 +114,20 @@ def test_offboarding_shreds_the_tenants_keys(
     )
 
 
+def test_offboarding_a_tenant_whose_keys_were_already_shredded_succeeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = str(tmp_path)
+    two_tenants(capsys, d)
+    shred = ("keys", "shred", "--tenant", "globex", "--confirm", "globex", "--data-dir", d)
+    assert run(capsys, *shred)[0] == 0
+    code, out, err = run(
+        capsys, "tenants", "offboard", "globex", "--reason", "ended", "--data-dir", d
+    )
+    assert code == 0, err
+    assert "\toffboarded" in out and "keys already destroyed" in out
+
+
 def test_tenant_created_with_a_customer_managed_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

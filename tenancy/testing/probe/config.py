@@ -26,10 +26,24 @@ A ``probe.toml`` (see ``examples/probe/demo.toml``)::
     seed = true                         # create data with it, as every identity
     capture = { id = "id" }             # path parameter <- response field
 
-``$VAR`` and ``${VAR}`` in token files, commands and issuer paths are expanded from the
-environment; relative paths are relative to the file. A command is looked up on ``PATH``,
-then beside the running interpreter (a virtualenv's ``bin``). Every problem is a
-:class:`ProbeConfigError` naming the key, raised before any request.
+``$VAR`` and ``${VAR}`` in paths (token files, the issuer's key or data directory, an
+``openapi`` file) and in commands are expanded from the environment. Which folder a
+relative path is relative to depends on who wrote it:
+
+- a path **written in the file** (``"tokens/a.jwt"``, ``"tokens/$WHO.jwt"``) is relative
+  to the file's folder, so a configuration can ship beside its token files;
+- a path that **begins with a variable** (``"${TENANCY_DATA_DIR}"``,
+  ``"$KEYS/issuer.pem"``) came from the environment, and a relative value there is
+  relative to the **working directory**, like every other path typed in that shell (and
+  like the token commands, which run there and read the same variable);
+- absolute paths are used as they are; paths given on the command line (``--config``,
+  ``--out``) are the working directory's, as always.
+
+A variable that is not set, in a path, is a :class:`ProbeConfigError` (left unexpanded it
+would name a folder called ``${VAR}``); in a command it is passed on unexpanded. A
+command is looked up on ``PATH``, then beside the running interpreter (a virtualenv's
+``bin``). Every problem is a :class:`ProbeConfigError` naming the key, raised before any
+request.
 """
 
 from __future__ import annotations
@@ -48,6 +62,8 @@ from tenancy.errors import ProbeConfigError
 ROUTE_KEY = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/\S*)$")
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?\}")
 SUPPORT_TARGET_HEADER = "x-support-target"
+# What os.path.expandvars expands: $NAME and ${NAME}.
+_VARIABLE = re.compile(r"\$(?:(\w+)|\{([^}]*)\})")
 
 
 class GrantState(StrEnum):
@@ -144,7 +160,11 @@ class ProbeConfig:
 
 
 def load_config(path: str | Path) -> ProbeConfig:
-    """Read and check a ``probe.toml``; relative paths in it are relative to the file."""
+    """Read and check a ``probe.toml``.
+
+    A relative path written in the file is relative to the file's folder; one that begins
+    with ``$VAR`` is relative to the working directory (see the module's docstring).
+    """
     source = Path(path)
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -299,7 +319,7 @@ def _token_source(spec: Any, where: str, base: Path) -> TokenSource:
     if kind == "value" and isinstance(value, str) and value:
         return TokenSource(value=value)
     if kind == "file" and isinstance(value, str) and value:
-        return TokenSource(file=base / os.path.expandvars(value))
+        return TokenSource(file=_path(value, base, where))
     if kind == "command":
         parts = [value] if isinstance(value, str) else value
         if isinstance(parts, list) and parts and all(isinstance(p, str) for p in parts):
@@ -320,18 +340,31 @@ def _issuer(spec: Any, base: Path) -> Issuer | None:
         raise ProbeConfigError("issuer must have one of private_key or dev_data_dir")
     ((kind, value),) = spec.items()
     if kind == "private_key":
-        return Issuer(private_key=base / os.path.expandvars(value))
+        return Issuer(private_key=_path(value, base, "issuer.private_key"))
     if kind == "dev_data_dir":
-        return Issuer(dev_data_dir=base / os.path.expandvars(value))
+        return Issuer(dev_data_dir=_path(value, base, "issuer.dev_data_dir"))
     raise ProbeConfigError(f"issuer: unknown key {kind!r}")
 
 
 def _openapi(value: str | None, base: Path) -> str | None:
-    """A path or URL on the target stays as given; anything else is a file next to the
-    configuration."""
+    """A path or URL on the target stays as given; anything else is a file (see
+    :func:`_path` for which folder it is relative to)."""
     if value is None or value.startswith(("/", "http://", "https://")):
         return value
-    return str(base / value)
+    return str(_path(value, base, "openapi"))
+
+
+def _path(value: str, base: Path, where: str) -> Path:
+    """``value`` with its variables expanded: relative to ``base`` (the file's folder) when
+    written in the file, to the working directory when it begins with a variable."""
+    for match in _VARIABLE.finditer(value):
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise ProbeConfigError(f"{where}: ${name} is not set")
+    path = Path(os.path.expandvars(value))
+    if path.is_absolute() or _VARIABLE.match(value):
+        return path
+    return base / path
 
 
 def _list(raw: Mapping[str, Any], key: str) -> list[Any]:

@@ -110,17 +110,19 @@ def test_mistakes_are_named(changes: dict[str, Any], message: str) -> None:
 def test_paths_are_relative_to_the_file_and_expand_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Written in the file: the file's folder. Beginning with a variable: the working
+    # directory's (tests/unit/testing/test_probe_paths.py has the whole rule).
     monkeypatch.setenv("PROBE_DIR", "tokens")
     (tmp_path / "probe.toml").write_text(
         'openapi = "openapi.json"\n[issuer]\ndev_data_dir = "${PROBE_DIR}/issuer"\n'
-        '[[identities]]\nname = "a"\ntenant = "acme"\ntoken = { file = "$PROBE_DIR/a.jwt" }\n'
+        '[[identities]]\nname = "a"\ntenant = "acme"\ntoken = { file = "x/$PROBE_DIR/a.jwt" }\n'
         '[[identities]]\nname = "g"\ntenant = "globex"\n'
         'token = { command = ["echo", "${PROBE_DIR}"] }\n'
     )
     parsed = load_config(tmp_path / "probe.toml")
-    assert parsed.users[0].token.file == tmp_path / "tokens" / "a.jwt"
+    assert parsed.users[0].token.file == tmp_path / "x" / "tokens" / "a.jwt"
     assert parsed.users[1].token.command == ("echo", "tokens")
-    assert parsed.issuer is not None and parsed.issuer.dev_data_dir == tmp_path / "tokens/issuer"
+    assert parsed.issuer is not None and parsed.issuer.dev_data_dir == Path("tokens/issuer")
     assert parsed.openapi == str(tmp_path / "openapi.json")
 
 
