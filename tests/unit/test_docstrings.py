@@ -18,22 +18,9 @@ import tenancy
 PACKAGE = Path(tenancy.__file__).parent
 REPOSITORY = PACKAGE.parent
 
-# Definitions still without a docstring, as "path:qualname", in files that were being
-# rewritten by others when the rest got theirs. Only ever remove entries: the second test
-# fails once an entry has its docstring (or is gone), so the list cannot go stale.
-ALLOWLIST = frozenset(
-    {
-        "tenancy/testing/probe/config.py:Identity",
-        "tenancy/testing/probe/config.py:Route",
-        "tenancy/testing/probe/config.py:Route.key",
-        "tenancy/testing/probe/config.py:Route.params",
-        "tenancy/testing/probe/config.py:Route.mutating",
-        "tenancy/testing/probe/config.py:ProbeConfig",
-        "tenancy/testing/probe/config.py:ProbeConfig.users",
-        "tenancy/testing/probe/config.py:ProbeConfig.staff",
-        "tenancy/testing/probe/config.py:ProbeConfig.tenants",
-    }
-)
+# Definitions allowed to have no docstring, as "path:qualname": none any more. Only ever
+# remove entries: the second test fails once an entry has its docstring (or is gone).
+ALLOWLIST: frozenset[str] = frozenset()
 
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 

@@ -86,6 +86,9 @@ class TokenSource:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """One caller the probe acts as: a tenant's user, or support staff (with the grant
+    state it is expected to have), and where its token comes from."""
+
     name: str
     tenant: str | None
     token: TokenSource
@@ -105,6 +108,9 @@ class Capture:
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """One route to probe: which requests seed data, the body to send, and what to
+    capture from the answer (an object id, a link token) for the attacks."""
+
     method: str
     path: str
     body: Any = None
@@ -113,14 +119,18 @@ class Route:
 
     @property
     def key(self) -> str:
+        """``"METHOD /path"``, as reports and the config name the route."""
         return f"{self.method} {self.path}"
 
     @property
     def params(self) -> tuple[str, ...]:
+        """The path's ``{parameters}``, in order (filled from captured objects)."""
         return tuple(PATH_PARAM.findall(self.path))
 
     @property
     def mutating(self) -> bool:
+        """Whether a request may change data (anything but GET): its attacks are checked
+        against the victim's data afterwards, not only by status."""
         return self.method != "GET"
 
 
@@ -135,6 +145,9 @@ class Issuer:
 
 @dataclass(frozen=True, slots=True)
 class ProbeConfig:
+    """A whole probe run: the identities, the routes, the target and the issuer key used
+    to forge tampered tokens (parsed from ``probe.toml`` by ``load_config``)."""
+
     identities: tuple[Identity, ...]
     routes: tuple[Route, ...] = ()
     target: str | None = None
@@ -148,14 +161,17 @@ class ProbeConfig:
 
     @property
     def users(self) -> tuple[Identity, ...]:
+        """The tenants' own identities (not support staff)."""
         return tuple(i for i in self.identities if not i.support)
 
     @property
     def staff(self) -> tuple[Identity, ...]:
+        """The support engineers (with no grant, an expired one or an active one)."""
         return tuple(i for i in self.identities if i.support)
 
     @property
     def tenants(self) -> tuple[str, ...]:
+        """Every tenant some user belongs to, in the order the config names them."""
         return tuple(dict.fromkeys(i.tenant for i in self.users if i.tenant))
 
 
