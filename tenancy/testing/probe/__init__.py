@@ -5,7 +5,8 @@
     report = await run_probe(load_config("probe.toml"), app=my_asgi_app)
     assert not report.leaks
 
-See :mod:`tenancy.testing.probe.runner` for what is sent and how cells are classified.
+See :mod:`tenancy.testing.probe.runner` for the phases of a run, and
+:mod:`tenancy.testing.probe.attacks` for what is sent and how cells are classified.
 """
 
 from __future__ import annotations

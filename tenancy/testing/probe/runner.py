@@ -7,84 +7,36 @@
    with an active grant must read the grant's tenant; staff without one must at least be
    authenticated (403, not 401). Any failure makes the run *void*: refusals prove nothing
    if nothing is ever allowed.
-4. **Attacks.** Every route, for every victim tenant, as every other tenant's identity
-   (plain, with tenant headers, tenant query parameters, the victim's ids in the body),
-   with tampered credentials (none, ``alg=none``, a forged signature, expired, another
-   audience) and as support staff without a valid grant for the victim.
+4. **Attacks.** Every route, for every victim tenant, as every other tenant's identity,
+   with tampered credentials and as support staff without a valid grant for the victim
+   (:mod:`.attacks` lists them and says how each answer is judged).
 
-A cell is *leaked* when a response holds a canary of a tenant the actor may not read,
-when a victim's snapshot changed after a write, or when a tampered credential or an
-ungranted support request was served at all (2xx). A 5xx or no answer is an *error*;
-anything else is *enforced*. Reads run concurrently; writes run one at a time, each
-followed by a look at the victim, so a change is pinned to the request that made it.
+Reads run concurrently; writes run one at a time, each followed by a look at the victim,
+so a change is pinned to the request that made it.
+
+This module is the run: its phases and the state they share (tokens, captured ids,
+snapshots). What is attacked is :mod:`.attacks`; what is sent, and the canaries that
+show whose data a response holds, is :mod:`.traffic`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
 from tenancy.errors import ProbeConfigError
-from tenancy.testing.probe.config import (
-    GrantState,
-    Identity,
-    ProbeConfig,
-    Route,
-)
-from tenancy.testing.probe.report import (
-    Attack,
-    Cell,
-    Control,
-    Outcome,
-    ProbeReport,
-    void_reasons,
-)
+from tenancy.testing.probe.attacks import AttackPlan, AttackRequest, judge
+from tenancy.testing.probe.config import GrantState, Identity, ProbeConfig, Route
+from tenancy.testing.probe.report import Cell, Control, ProbeReport, void_reasons
 from tenancy.testing.probe.routes import merge
-from tenancy.testing.probe.shaping import (
-    canonical,
-    captured,
-    render_path,
-    request_body,
-    tenant_headers,
-    tenant_query,
-)
-from tenancy.testing.probe.tokens import Resigner, alg_none, claims, forged_signature, obtain
-
-# Credentials that must never be served, whatever the response holds.
-_NEVER_SERVED = frozenset(
-    {
-        Attack.NO_TOKEN,
-        Attack.ALG_NONE,
-        Attack.BAD_SIGNATURE,
-        Attack.EXPIRED,
-        Attack.WRONG_AUDIENCE,
-        Attack.SUPPORT_NO_GRANT,
-        Attack.SUPPORT_EXPIRED_GRANT,
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    route: Route
-    victim: str
-    attack: Attack
-    actor: str
-    actor_tenant: str | None  # whose data the actor may legitimately see
-    path: str
-    token: str | None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None
-    never_served: bool = False
+from tenancy.testing.probe.shaping import canonical, captured, render_path, request_body
+from tenancy.testing.probe.tokens import Resigner, claims, obtain
+from tenancy.testing.probe.traffic import Traffic
 
 
 class Probe:
@@ -100,10 +52,9 @@ class Probe:
         self._tokens: dict[str, str] = {}
         self._tenant_ids: dict[str, str] = dict(config.tenant_ids)
         self._values: dict[str, dict[str, str]] = {}
-        self._canaries: dict[str, str] = {}  # canary -> tenant
         self._snapshots: dict[str, dict[str, tuple[str, str]]] = {}
         self._listings: set[str] = set()
-        self._requests = 0
+        self._traffic = Traffic()
         self._resigner = Resigner(config.issuer) if config.issuer is not None else None
 
     def prepare(self) -> None:
@@ -144,21 +95,30 @@ class Probe:
         void = void_reasons(self.config, controls, self._values)
         cells: list[Cell] = []
         if not void:
-            requests = self._attacks()
+            plan = AttackPlan(
+                config=self.config,
+                routes=self.routes,
+                tokens=self._tokens,
+                tenant_ids=self._tenant_ids,
+                values=self._values,
+                resigner=self._resigner,
+                canary=self._traffic.canary,
+            )
+            requests = plan.requests()
             reads = [r for r in requests if not r.route.mutating]
             writes = sorted(
                 (r for r in requests if r.route.mutating), key=lambda r: r.route.method == "DELETE"
             )
             limit = asyncio.Semaphore(self.config.concurrency)
 
-            async def bounded(request: _Request) -> Cell:
+            async def bounded(request: AttackRequest) -> Cell:
                 async with limit:
                     return await self._attack(client, request)
 
             cells += await asyncio.gather(*(bounded(r) for r in reads))
             for request in writes:
                 cells.append(await self._attack(client, request))
-            cells += self._untestable()
+            cells += plan.untestable()
         finished = datetime.now(UTC)
         return ProbeReport(
             target=str(client.base_url),
@@ -179,7 +139,7 @@ class Probe:
             controls=tuple(controls),
             cells=tuple(cells),
             void_reasons=tuple(void),
-            requests=self._requests,
+            requests=self._traffic.requests,
         )
 
     # -- phases ------------------------------------------------------------------------
@@ -192,8 +152,8 @@ class Probe:
                 path = render_path(route, values)
                 if path is None:
                     continue
-                canary = self._canary(person.tenant)
-                response = await self._send(
+                canary = self._traffic.canary(person.tenant)
+                response = await self._traffic.send(
                     client,
                     route.method,
                     path,
@@ -215,11 +175,13 @@ class Probe:
             if path is None:
                 continue
             for person in (p for p in self.config.users if p.tenant == tenant):
-                response = await self._send(client, "GET", path, token=self._tokens[person.name])
+                response = await self._traffic.send(
+                    client, "GET", path, token=self._tokens[person.name]
+                )
                 if (
                     isinstance(response, httpx.Response)
                     and response.is_success
-                    and tenant in self._tenants_in(response.text)
+                    and tenant in self._traffic.tenants_in(response.text)
                 ):
                     found[path] = (person.name, canonical(response.text))
                     if not route.params:
@@ -238,7 +200,7 @@ class Probe:
         for path, (person, body) in old.items():
             if path != focus and path not in self._listings:
                 continue
-            response = await self._send(client, "GET", path, token=self._tokens[person])
+            response = await self._traffic.send(client, "GET", path, token=self._tokens[person])
             now = (
                 canonical(response.text)
                 if isinstance(response, httpx.Response)
@@ -263,11 +225,11 @@ class Probe:
                 path = render_path(route, self._values.get(person.tenant, {}))
                 if path is None:
                     continue
-                response = await self._send(
+                response = await self._traffic.send(
                     client, "GET", path, token=self._tokens[person.name], headers=headers
                 )
                 if isinstance(response, httpx.Response):
-                    own = person.tenant in self._tenants_in(response.text)
+                    own = person.tenant in self._traffic.tenants_in(response.text)
                     ok = response.is_success and own
                     detail = (
                         ""
@@ -294,7 +256,7 @@ class Probe:
         target = person.tenant or self.config.tenants[0]
         route = next((r for r in reads if not r.params), reads[0])
         path = render_path(route, self._values.get(target, {})) or route.path
-        response = await self._send(
+        response = await self._traffic.send(
             client,
             "GET",
             path,
@@ -315,215 +277,8 @@ class Probe:
         )
         return Control(person.name, route.key, status, ok, detail)
 
-    def _attacks(self) -> list[_Request]:
-        config = self.config
-        out: list[_Request] = []
-        for route in self.routes:
-            for victim in config.tenants:
-                values = self._values.get(victim, {})
-                path = render_path(route, values)
-                if path is None:
-                    continue
-                body = request_body(route, self._canary("attack"))
-                victim_ref = {"id": self._tenant_ids.get(victim, victim), "slug": victim}
-                for person in config.users:
-                    if person.tenant == victim:
-                        continue
-                    assert person.tenant is not None
-                    token = self._tokens[person.name]
-                    common = dict(
-                        route=route,
-                        victim=victim,
-                        actor=person.name,
-                        actor_tenant=person.tenant,
-                        token=token,
-                        body=body,
-                    )
-                    out.append(_Request(attack=Attack.CROSS_IDENTITY, path=path, **common))
-                    out.append(
-                        _Request(
-                            attack=Attack.TENANT_HEADER,
-                            path=path,
-                            headers=tenant_headers(victim_ref),
-                            **common,
-                        )
-                    )
-                    out.append(
-                        _Request(
-                            attack=Attack.TENANT_QUERY,
-                            path=path,
-                            query=tenant_query(victim_ref),
-                            **common,
-                        )
-                    )
-                    own_path = render_path(route, self._values.get(person.tenant, {}))
-                    if route.method in ("POST", "PUT", "PATCH") and own_path is not None:
-                        foreign = {
-                            **({} if not isinstance(body, dict) else body),
-                            "tenant_id": victim_ref["id"],
-                            "tenant": victim,
-                            **values,
-                        }
-                        out.append(
-                            _Request(
-                                **{**common, "body": foreign},
-                                attack=Attack.FOREIGN_IDS_IN_BODY,
-                                path=own_path,
-                            )
-                        )
-                out.append(
-                    _Request(
-                        route,
-                        victim,
-                        Attack.NO_TOKEN,
-                        "anonymous",
-                        None,
-                        path,
-                        None,
-                        body=body,
-                        never_served=True,
-                    )
-                )
-                for person in (p for p in config.users if p.tenant == victim):
-                    own = self._tokens[person.name]
-                    resigner = self._resigner
-                    forged: list[tuple[Attack, Callable[[str], str] | None]] = [
-                        (Attack.ALG_NONE, alg_none),
-                        (Attack.BAD_SIGNATURE, forged_signature),
-                        (Attack.EXPIRED, resigner.expired if resigner else None),
-                        (Attack.WRONG_AUDIENCE, resigner.wrong_audience if resigner else None),
-                    ]
-                    for attack, make in forged:
-                        if make is None:
-                            continue
-                        out.append(
-                            _Request(
-                                route,
-                                victim,
-                                attack,
-                                person.name,
-                                None,
-                                path,
-                                make(own),
-                                body=body,
-                                never_served=True,
-                            )
-                        )
-                for person in config.staff:
-                    out += self._support_attacks(person, route, victim, path, body, values)
-        return out
-
-    def _support_attacks(
-        self,
-        person: Identity,
-        route: Route,
-        victim: str,
-        path: str,
-        body: Any,
-        values: Mapping[str, str],
-    ) -> list[_Request]:
-        token = self._tokens[person.name]
-        target = {self.config.support_header: victim}
-        if person.grant is GrantState.NONE:
-            return [
-                _Request(
-                    route,
-                    victim,
-                    Attack.SUPPORT_NO_GRANT,
-                    person.name,
-                    None,
-                    path,
-                    token,
-                    target,
-                    body=body,
-                    never_served=True,
-                )
-            ]
-        if person.grant is GrantState.EXPIRED:
-            if person.tenant != victim:
-                return []
-            return [
-                _Request(
-                    route,
-                    victim,
-                    Attack.SUPPORT_EXPIRED_GRANT,
-                    person.name,
-                    None,
-                    path,
-                    token,
-                    target,
-                    body=body,
-                    never_served=True,
-                )
-            ]
-        if person.tenant == victim:
-            return []
-        found = [
-            _Request(
-                route,
-                victim,
-                Attack.SUPPORT_OTHER_TENANT_GRANT,
-                person.name,
-                person.tenant,
-                path,
-                token,
-                target,
-                body=body,
-                never_served=True,
-            )
-        ]
-        if route.params:  # the granted tenant named, the victim's ids in the path
-            found.append(
-                _Request(
-                    route,
-                    victim,
-                    Attack.SUPPORT_OTHER_TENANT_GRANT,
-                    f"{person.name}@{person.tenant}",
-                    person.tenant,
-                    path,
-                    token,
-                    {self.config.support_header: str(person.tenant)},
-                    body=body,
-                )
-            )
-        return found
-
-    def _untestable(self) -> list[Cell]:
-        """Routes a tenant has no object for: listed, so nothing passes unseen."""
-        cells = []
-        for route in self.routes:
-            for victim in self.config.tenants:
-                if self._resigner is None:
-                    cells += [
-                        Cell(
-                            route.key,
-                            victim,
-                            attack.value,
-                            "-",
-                            None,
-                            Outcome.SKIPPED,
-                            "no [issuer] key configured to sign this token",
-                        )
-                        for attack in (Attack.EXPIRED, Attack.WRONG_AUDIENCE)
-                    ]
-                if render_path(route, self._values.get(victim, {})) is None:
-                    missing = [p for p in route.params if p not in self._values.get(victim, {})]
-                    cells.append(
-                        Cell(
-                            route.key,
-                            victim,
-                            Attack.CROSS_IDENTITY.value,
-                            "-",
-                            None,
-                            Outcome.SKIPPED,
-                            f"no {victim} object for {', '.join(missing)}: "
-                            "add a seed route that captures it",
-                        )
-                    )
-        return cells
-
-    async def _attack(self, client: httpx.AsyncClient, request: _Request) -> Cell:
-        response = await self._send(
+    async def _attack(self, client: httpx.AsyncClient, request: AttackRequest) -> Cell:
+        response = await self._traffic.send(
             client,
             request.route.method,
             request.path,
@@ -543,7 +298,7 @@ class Probe:
             ):
                 # its own data, legitimately
                 await self._changes(client, request.actor_tenant, request.path)
-        outcome, detail = self._judge(request, response, changed)
+        outcome, detail = judge(request, response, changed, tenants_in=self._traffic.tenants_in)
         status = response.status_code if isinstance(response, httpx.Response) else None
         return Cell(
             request.route.key,
@@ -554,63 +309,3 @@ class Probe:
             outcome,
             detail,
         )
-
-    def _judge(
-        self, request: _Request, response: httpx.Response | Exception, changed: Sequence[str]
-    ) -> tuple[Outcome, str]:
-        if changed:
-            return Outcome.LEAKED, f"{request.victim}'s data changed: {', '.join(changed)}"
-        if not isinstance(response, httpx.Response):
-            return Outcome.ERROR, f"no answer: {response}"
-        seen = self._tenants_in(response.text) - {request.actor_tenant or ""}
-        if seen:
-            return Outcome.LEAKED, f"the response holds data of {', '.join(sorted(seen))}"
-        if request.never_served and response.is_success:
-            return Outcome.LEAKED, (
-                f"served ({response.status_code}) although the credential must be refused"
-            )
-        if response.status_code >= 500:
-            return Outcome.ERROR, f"server error {response.status_code}"
-        if response.is_success:
-            return Outcome.ENFORCED, "served the caller's own data only"
-        return Outcome.ENFORCED, "refused"
-
-    # -- helpers -----------------------------------------------------------------------
-
-    def _canary(self, tenant: str) -> str:
-        canary = f"tnc{secrets.token_hex(8)}"
-        self._canaries[canary] = tenant
-        return canary
-
-    def _tenants_in(self, text: str) -> set[str]:
-        return {
-            tenant
-            for canary, tenant in self._canaries.items()
-            if tenant != "attack" and canary in text
-        }
-
-    async def _send(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> httpx.Response | Exception:
-        self._requests += 1
-        sent = dict(headers or {})
-        if token is not None:
-            sent["Authorization"] = f"Bearer {token}"
-        try:
-            return await client.request(
-                method,
-                path,
-                headers=sent,
-                params=params or None,
-                json=body if method != "GET" else None,
-            )
-        except httpx.HTTPError as exc:
-            return exc
