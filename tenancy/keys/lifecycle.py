@@ -13,6 +13,7 @@ this in.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ class KeyStatus:
     cmk_info: KeyInfo | None = None
 
 
-class KeyLifecycle:
+class KeyLifecycle(ABC):
     """The key-management half of :class:`~tenancy.keys.TenantKeys`."""
 
     store: DataKeyStore
@@ -54,17 +55,23 @@ class KeyLifecycle:
     _clock: Clock
     _residency: KeyResidency | None
 
+    # What the data half (``TenantKeys``) provides to the lifecycle.
+
+    @abstractmethod
     def _kek(self, conn: Connection, tenant_id: str) -> KekRecord:
-        raise NotImplementedError
+        """The tenant's live key record (``KeyUnavailable``/``KeyDestroyed`` otherwise)."""
 
+    @abstractmethod
     def _changed(self, tenant_id: str) -> None:
-        raise NotImplementedError
+        """Drop this process's cached keys of the tenant and tell every other process."""
 
+    @abstractmethod
     def _new_data_key(self, conn: Connection, tenant_id: str, purpose: str) -> int:
-        raise NotImplementedError
+        """Create the next data-key version for ``purpose``; returns it."""
 
+    @abstractmethod
     def _forget_current(self, tenant_id: str, purpose: str) -> None:
-        raise NotImplementedError
+        """Forget which data key this process encrypts with for ``purpose``."""
 
     def provision(
         self,

@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,9 +63,14 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float) -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
+    with running_demo(tmp_path / "demo") as running:
+        yield running
+
+
+@contextmanager
+def running_demo(data: Path, *, env: Mapping[str, str] | None = None) -> Iterator[Demo]:
+    """`tenancy demo` over ``data`` as real processes, stopped (SIGINT) on exit."""
     port, backend_port, console_port = free_port(), free_port(), free_port()
-    data = tmp_path / "demo"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     proc = subprocess.Popen(
         [
@@ -81,7 +87,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=dict(env) if env is not None else {**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     running = Demo(
         f"http://127.0.0.1:{port}",

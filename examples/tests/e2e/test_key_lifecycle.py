@@ -36,7 +36,7 @@ from examples.tests.e2e.test_demo import (
     bearer,
     dev_token,
     free_port,
-    stop,
+    running_demo,
     tenant_ids,
     wait_ready,
 )
@@ -55,40 +55,6 @@ def demo_env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("TENANCY_DATABASE_URL", None)
     return env
-
-
-@contextmanager
-def running_demo(data: Path) -> Iterator[Demo]:
-    """`tenancy demo` over ``data`` as real processes, stopped (SIGINT) on exit."""
-    port, backend_port, console_port = free_port(), free_port(), free_port()
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            *TENANCY,
-            "demo",
-            "--port",
-            str(port),
-            "--backend-port",
-            str(backend_port),
-            "--console-port",
-            str(console_port),
-            "--data-dir",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=demo_env(),
-    )
-    try:
-        wait_ready(proc, f"http://127.0.0.1:{port}", started)
-        yield Demo(
-            f"http://127.0.0.1:{port}",
-            f"http://127.0.0.1:{backend_port}",
-            data,
-            f"http://127.0.0.1:{console_port}",
-        )
-    finally:
-        stop(proc)
 
 
 @contextmanager
@@ -130,7 +96,7 @@ def worklogs_replica(data: Path) -> Iterator[str]:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    with running_demo(tmp_path / "demo") as running:
+    with running_demo(tmp_path / "demo", env=demo_env()) as running:
         yield running
 
 

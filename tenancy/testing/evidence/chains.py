@@ -19,7 +19,6 @@ class ChainVerifier(Protocol):
 
     def verify(self, tenant_id: str) -> VerifyResult:
         """Verify the tenant's chain: records, hashes and the signed head."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
