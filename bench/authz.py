@@ -6,7 +6,7 @@ What it measures, in one run:
    realistic input (``build_input`` of a ``TenantContext``: user ``alice``, role
    ``member``, scopes ``worklogs:read worklogs:write``, ``GET /worklogs`` of service
    ``worklogs``; the policy allows it):
-   - the embedded engine, uncached (``EmbeddedRego(PolicyBundle.from_directory())
+   - the embedded engine, uncached (``EmbeddedRego(fixture_bundle())
      .decide(input)``: what a cache miss costs);
    - OPA's own Go evaluator, uncached (``tenancy.authz.golib.GoRego``, the reference
      engine), or "unavailable" when ``opa-golib-python-bindings`` is not installed;
@@ -69,6 +69,8 @@ from typing import TYPE_CHECKING, Any
 
 import harness
 
+from tenancy.authz.policytests import fixture_bundle
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from starlette.types import ASGIApp
@@ -128,7 +130,7 @@ def build_app(variant: str, data_dir: Path, decision_log: bool) -> ASGIApp:
             ]
         )
 
-    from tenancy.authz import Authorizer, EmbeddedRego, JsonLinesDecisionLog, PolicyBundle
+    from tenancy.authz import Authorizer, EmbeddedRego, JsonLinesDecisionLog
     from tenancy.context import current
     from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
     from tenancy.identity.dev import JWKS_FILE
@@ -149,7 +151,7 @@ def build_app(variant: str, data_dir: Path, decision_log: bool) -> ASGIApp:
     )
     authorizer = None
     if variant == "tenancy+authz":
-        bundle = PolicyBundle.from_directory()
+        bundle = fixture_bundle()
         bundle.set(("tenancy", "routes", SERVICE), {f"GET {PATH}": {"scopes": []}})
         log = JsonLinesDecisionLog(decision_log_path(data_dir)) if decision_log else None
         authorizer = Authorizer(EmbeddedRego(bundle), service=SERVICE, bundle=bundle, log=log)
@@ -235,7 +237,6 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
         Authorizer,
         EmbeddedRego,
         MemoryDecisionLog,
-        PolicyBundle,
         build_input,
     )
     from tenancy.context import Principal, TenantContext
@@ -257,7 +258,7 @@ def micro(seconds: float, batches: int) -> dict[str, Any]:
         ctx, service=MICRO_SERVICE, action=action, now=now, tenant_status="active"
     )
 
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     embedded = EmbeddedRego(bundle)
     reference = embedded.decide(document)
     if not reference.allow:

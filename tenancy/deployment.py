@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -226,9 +227,16 @@ def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
     return log
 
 
-def authorizer_for(settings: Settings, service: str) -> Authorizer:
-    """The policy decisions of ``service``: the shipped Rego policies, evaluated embedded
-    (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service."""
+def authorizer_for(
+    settings: Settings, service: str, *, policy_data: Sequence[str | Path] = ()
+) -> Authorizer:
+    """The policy decisions of ``service``: the shipped Rego policies with the application's
+    data laid over them (``policy_data``, then ``TENANCY_POLICY_DATA``), evaluated embedded
+    (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service.
+
+    Raises:
+        ConfigurationError: a policy data file is missing or not a JSON object.
+    """
     from tenancy.authz import (
         Authorizer,
         EmbeddedRego,
@@ -238,7 +246,7 @@ def authorizer_for(settings: Settings, service: str) -> Authorizer:
         PolicyDecisionPoint,
     )
 
-    bundle = PolicyBundle.from_directory()
+    bundle = PolicyBundle.from_directory(data=[*policy_data, *settings.policy_data])
     pdp: PolicyDecisionPoint = (
         EmbeddedRego(bundle)
         if settings.opa_url is None

@@ -11,7 +11,7 @@ from typing import Any
 from tenancy.errors import ConfigurationError
 from tenancy.tenants.model import validate_region
 
-DEFAULT_DATA_DIR = ".tenancy-demo"
+DEFAULT_DATA_DIR = ".tenancy"
 DEFAULT_REGION = "eu-central-1"
 DEFAULT_AUDIENCE = "edge"
 CONSISTENCY_CHECKS_ENV = "TENANCY_CONSISTENCY_CHECKS"
@@ -43,7 +43,10 @@ class Settings:
     ``DATABASE_URL`` (default: a SQLite file in the data directory), ``TENANCY_AUDIENCE``
     (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
     to decide with; default: the embedded Rego engine), ``TENANCY_CONSISTENCY_CHECKS``
-    (cross-layer tenant checks, for tests and staging; default off).
+    (cross-layer tenant checks, for tests and staging; default off),
+    ``TENANCY_POLICY_DATA`` (the application's policy data files, ``os.pathsep``-separated,
+    laid over the shipped policy data in order; relative paths resolve against the working
+    directory).
     """
 
     data_dir: Path
@@ -52,6 +55,7 @@ class Settings:
     audience: str
     opa_url: str | None = None
     consistency_checks: bool = False
+    policy_data: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,6 +82,11 @@ class Settings:
             audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
             opa_url=source.get("TENANCY_OPA_URL") or None,
             consistency_checks=consistency_checks_from_env(source),
+            policy_data=tuple(
+                Path(part).resolve()
+                for part in source.get("TENANCY_POLICY_DATA", "").split(os.pathsep)
+                if part.strip()
+            ),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         validate_region(settings.region)

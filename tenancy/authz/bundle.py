@@ -2,6 +2,10 @@
 
 A bundle is a directory laid out like an OPA bundle: ``*.rego`` modules (``*_test.rego``
 are tests, never loaded into a decision point) and JSON data files merged into ``data``.
+The shipped directory holds the policy and empty tables; the application's own data (its
+routes, actions, roles) is laid over it from files the application owns (``data=``, or
+``TENANCY_POLICY_DATA`` through :mod:`tenancy.deployment`), so the library names no
+application.
 Engines subscribe to changes: when data changes (a role binding removed, a route
 declared) the revision moves, engines reload, and every cached decision made under the
 old revision becomes unreachable.
@@ -40,8 +44,22 @@ class PolicyBundle:
         self._listeners: list[Callable[[PolicyBundle], None]] = []
 
     @classmethod
-    def from_directory(cls, directory: str | Path | None = None) -> PolicyBundle:
-        """Load ``*.rego`` (not ``*_test.rego``) and ``data/*.json`` below ``directory``."""
+    def from_directory(
+        cls,
+        directory: str | Path | None = None,
+        *,
+        data: Sequence[str | Path | Mapping[str, Any]] = (),
+    ) -> PolicyBundle:
+        """Load ``*.rego`` (not ``*_test.rego``) and ``data/*.json`` below ``directory``
+        (default: the shipped policies), then lay each of ``data`` over that document in
+        order: a JSON file, or a mapping. Objects merge key by key; any other value in a
+        later layer replaces the earlier one (so an application's ``sensitive_scopes``
+        list is the whole list).
+
+        Raises:
+            ConfigurationError: the directory is missing, a data file is unreadable or not
+                a JSON object, or two files of the directory define the same key.
+        """
         root = Path(directory) if directory is not None else default_policy_dir()
         if not root.is_dir():
             raise ConfigurationError(f"policy directory {root} does not exist")
@@ -50,13 +68,15 @@ class PolicyBundle:
             for path in sorted(root.rglob("*.rego"))
             if not path.name.endswith("_test.rego")
         }
-        data: dict[str, Any] = {}
+        document: dict[str, Any] = {}
         for path in sorted((root / "data").glob("*.json")):
             try:
-                _merge(data, json.loads(path.read_text(encoding="utf-8")))
+                _merge(document, json.loads(path.read_text(encoding="utf-8")))
             except ValueError as exc:
                 raise ConfigurationError(f"policy data {path} is invalid: {exc}") from exc
-        return cls(modules, data)
+        for layer in data:
+            _overlay(document, _read_layer(layer))
+        return cls(modules, document)
 
     @property
     def modules(self) -> dict[str, str]:
@@ -151,3 +171,24 @@ def _merge(into: dict[str, Any], more: Any) -> None:
             raise ValueError(f"data key {key!r} is defined twice")
         else:
             into[key] = value
+
+
+def _read_layer(layer: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(layer, Mapping):
+        return copy.deepcopy(dict(layer))
+    path = Path(layer)
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"policy data {path} cannot be read: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigurationError(f"policy data {path} must hold a JSON object")
+    return loaded
+
+
+def _overlay(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _overlay(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)

@@ -9,6 +9,10 @@ Two suites:
 - ``case-table``: every case of ``cases/authz.json`` on the embedded engine
   (:class:`tenancy.authz.EmbeddedRego`), which must give exactly the recorded answer.
 
+Both decide for a small fixture application, ``cases/app.json`` (its routes, actions and
+roles), laid over the shipped data as an application's own data would be: the shipped
+data declares no application.
+
 A test that raises is ``failed`` with the error in ``detail``; nothing here raises for a
 failing policy. The pytest suite (``tests/unit/authz``) reuses the loaders below.
 """
@@ -101,11 +105,19 @@ def policy_cases(directory: str | Path | None = None) -> list[dict[str, Any]]:
     return cases
 
 
+def fixture_bundle(directory: str | Path | None = None) -> PolicyBundle:
+    """The policies below ``directory`` (default: the shipped ones) with the policy tests'
+    fixture application (``cases/app.json``) laid over their data."""
+    root = Path(directory) if directory is not None else default_policy_dir()
+    fixture = root / "cases" / "app.json"
+    return PolicyBundle.from_directory(root, data=[fixture] if fixture.is_file() else [])
+
+
 def bundle_with(
     overrides: Sequence[Sequence[Any]] | None = None, *, directory: str | Path | None = None
 ) -> PolicyBundle:
-    """The shipped bundle with a case's ``[path, value]`` data overrides applied."""
-    bundle = PolicyBundle.from_directory(directory)
+    """The fixture bundle with a case's ``[path, value]`` data overrides applied."""
+    bundle = fixture_bundle(directory)
     for path, value in overrides or []:
         bundle.set(tuple(path), value)
     return bundle
@@ -135,7 +147,7 @@ def _run_rego_unit(directory: str | Path | None) -> list[PolicyTestResult]:
     if go is None:
         return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.NOT_RUN, GO_MISSING) for n in names]
     try:
-        engine = go(PolicyBundle.from_directory(directory), include_tests=modules)
+        engine = go(fixture_bundle(directory), include_tests=modules)
     except ConfigurationError as exc:
         return [PolicyTestResult(REGO_UNIT, n, "opa-go", Status.FAILED, str(exc)) for n in names]
     return [

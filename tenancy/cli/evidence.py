@@ -207,7 +207,9 @@ def evidence_command(args: argparse.Namespace) -> int:
         db_matrix=db,
         audit=audit,
         policy_tests=run_policy_tests(),
-        versions=collect_versions(bundle=PolicyBundle.from_directory(), db_matrix=db),
+        versions=collect_versions(
+            bundle=PolicyBundle.from_directory(data=_settings(args).policy_data), db_matrix=db
+        ),
         now=datetime.now(UTC),
         not_provided=not_provided,
     )

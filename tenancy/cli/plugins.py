@@ -94,7 +94,7 @@ class CommandLine:
     def data_dir(parser: argparse.ArgumentParser) -> None:
         """The ``--data-dir`` option every state-reading command takes."""
         parser.add_argument(
-            "--data-dir", help="state directory (default: $TENANCY_DATA_DIR or ./.tenancy-demo)"
+            "--data-dir", help="state directory (default: $TENANCY_DATA_DIR or ./.tenancy)"
         )
 
     @staticmethod

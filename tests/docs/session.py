@@ -4,7 +4,7 @@ A page is read like a reader follows it: in one terminal, from a checkout, top t
 Its blocks run in order in a fresh temporary directory that holds links to the
 checkout's top-level entries (``.venv``, ``examples``, ``infra``, ``bench``, the
 ``Makefile``...), so every relative path in the docs resolves as in a checkout while every
-file a command writes (``./.tenancy-demo``, ``probe.json``, ``evidence/``) is new.
+file a command writes (``./.tenancy``, ``probe.json``, ``evidence/``) is new.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ SERVER = re.compile(
     r"^\s*(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:make\s+demo|(?:\S*/)?tenancy\s+demo)(?:\s|$)"
 )
 PAGE_VARIABLES = ("PGHOST", "PGDATABASE", "OWNER_DATABASE_URL", "APP_DATABASE_URL")
-LEFT_OUT = {".git", "site", ".tenancy-demo", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+LEFT_OUT = {".git", "site", ".tenancy", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 PRELUDE = """\
 set -eo pipefail
 if [ -f "$DOCS_STATE" ]; then source "$DOCS_STATE"; fi
@@ -94,7 +94,7 @@ class PageRun:
     def open(cls, page: Page) -> PageRun:
         directory = Path(tempfile.mkdtemp(prefix="docs-" + re.sub(r"\W", "-", page.path) + "-"))
         for entry in ROOT.iterdir():
-            if entry.name not in LEFT_OUT and not entry.name.startswith(".tenancy-demo"):
+            if entry.name not in LEFT_OUT and not entry.name.startswith(".tenancy"):
                 (directory / entry.name).symlink_to(entry)
         env = reader_environment()
         env.update(

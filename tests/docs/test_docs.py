@@ -5,7 +5,7 @@ One test case per block, named ``file:line`` (the fence's line). The convention:
 - A page is followed like a reader follows it, in one terminal and top to bottom: its
   blocks run in order, in a fresh temporary directory that links the checkout's top-level
   entries (so ``.venv/bin/tenancy``, ``examples/...``, ``bench/...`` resolve) and has no
-  data directory yet (``./.tenancy-demo`` is new). The shell starts without ``TENANCY_*``
+  data directory yet (``./.tenancy`` is new). The shell starts without ``TENANCY_*``
   settings and without the venv on ``PATH``, like a new user's. A case whose page has an
   earlier block that failed fails too, naming that block.
 - ```` ```python ````: executed; the blocks of one page share one namespace (a module),

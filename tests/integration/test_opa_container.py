@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tenancy.authz import Action, OPAServer, PolicyBundle, build_input, default_policy_dir
+from tenancy.authz.policytests import fixture_bundle
 from tenancy.context import Principal, TenantContext
 from tenancy.errors import DecisionUnavailable
 from tests.support.postgres import docker_available
@@ -57,7 +58,7 @@ def opa_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pushed(opa_url: str) -> Iterator[tuple[OPAServer, PolicyBundle]]:
     """An OPAServer that pushed the shipped bundle; tests restore any data they change."""
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     server = OPAServer(opa_url, bundle=bundle, timeout=5)
     try:
         yield server, bundle

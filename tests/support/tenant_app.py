@@ -1,10 +1,11 @@
 """A small tenant-isolated app for the library's tests, built as Starlette's own tests
 build theirs: entries stored through the scoping layer only, every route behind a scope.
 
-Its paths and scopes are those the shipped policy data declares for a ``worklogs``
-service (``policies/data/tenancy.json``), so that the policy tests run it under the real
-policies: ``GET/POST /worklogs``, ``GET/PATCH/DELETE /worklogs/{id}`` (deleting also asks
-for the finer action ``worklogs.delete``), ``GET /whoami`` and the public ``/healthz``.
+Its paths and scopes are those the policy tests' fixture application declares for a
+``worklogs`` service (``policies/cases/app.json``, laid over the shipped data by
+``fixture_bundle()``), so that the policy tests run it under the real policies:
+``GET/POST /worklogs``, ``GET/PATCH/DELETE /worklogs/{id}`` (deleting also asks for the
+finer action ``worklogs.delete``), ``GET /whoami`` and the public ``/healthz``.
 A row of another tenant answers 404, exactly like one that does not exist.
 """
 

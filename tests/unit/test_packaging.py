@@ -75,6 +75,10 @@ def test_the_wheel_holds_the_library_only(wheel: zipfile.ZipFile) -> None:
     assert "tenancy/testing/templates/evidence.html" in names
     assert "tenancy/py.typed" in names
     assert not [n for n in names if "tenancy_examples" in n or n.startswith("services/")]
+    # The shipped data declares no application: no routes, actions, roles or scopes.
+    shipped = json.loads(wheel.read("tenancy/authz/_policies/data/tenancy.json"))["tenancy"]
+    assert all(not table for table in shipped.values()), shipped
+    assert "worklog" not in json.dumps(shipped)
 
 
 def test_core_dependencies_are_what_the_library_imports(wheel: zipfile.ZipFile) -> None:

@@ -11,6 +11,7 @@ from tenancy.identity.dev import JWKS_FILE
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
+from tenancy_examples import policy
 from tenancy_examples.demo_state import EDGE, edge_keyring_dir
 from tenancy_examples.edge.app import create_app
 
@@ -39,6 +40,6 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
         region=settings.region,
         keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
         worklogs_url=worklogs_url,
-        authorizer=authorizer_for(settings, EDGE),
+        authorizer=authorizer_for(settings, EDGE, policy_data=[policy.DATA]),
         support=open_support(settings, engine=engine, events=audit),
     )

@@ -19,6 +19,7 @@ from tenancy.propagation import ContextTokenVerifier, trusted_service
 from tenancy.scoping.audit import audit_engine
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
+from tenancy_examples import policy
 from tenancy_examples.demo_state import edge_jwks_path, open_worklog_exports
 from tenancy_examples.worklogs.app import EXPORT, READ, WRITE, create_app
 from tenancy_examples.worklogs.store import WorklogStore
@@ -56,7 +57,7 @@ def build_worklogs(settings: Settings) -> Starlette:
         tenants=TenantRegistry(engine, events=audit),
         region=settings.region,
         startup_audit=startup_audit,
-        authorizer=authorizer_for(settings, SERVICE),
+        authorizer=authorizer_for(settings, SERVICE, policy_data=[policy.DATA]),
         support=open_support(settings, engine=engine, events=audit),
         exports=open_worklog_exports(settings, engine=engine, keys=keys, events=audit),
     )

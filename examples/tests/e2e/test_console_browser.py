@@ -16,11 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tenancy.authz import Authorizer, EmbeddedRego, PolicyBundle
+from tenancy.authz import Authorizer, EmbeddedRego
 from tenancy.context import PrincipalKind
 from tenancy.identity import DEV_ISSUER, DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.support import MemoryNotifier, SupportAccess
 from tenancy.tenants import Tenant, TenantRegistry
+from tenancy_examples import policy
 from tenancy_examples.console.app import create_app as create_console
 from tenancy_examples.worklogs.app import create_app as create_worklogs
 from tenancy_examples.worklogs.store import WorklogStore
@@ -61,7 +62,7 @@ def servers(
     ensure_chromium()  # skip (or fail in CI) before starting anything
     access = SupportAccess(engine, notifier=MemoryNotifier())
     access.create_schema()
-    bundle = PolicyBundle.from_directory()
+    bundle = policy.bundle()
     worklogs = create_worklogs(
         store=store,
         verifier=verifier_for(keys, "worklogs"),

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from starlette.applications import Starlette
 
-from tenancy.authz import Authorizer, EmbeddedRego, PolicyBundle
+from tenancy.authz import Authorizer, EmbeddedRego
 from tenancy.context import Assurance, Principal, PrincipalKind
 from tenancy.exports import ExportService, create_schema
 from tenancy.identity import DevIssuer, JWKSKeySource, TokenVerifier, trusted_issuer
@@ -31,6 +31,7 @@ from tenancy.support import MemoryNotifier, SupportAccess
 from tenancy.tenants import Tenant, TenantRegistry
 from tenancy.testing.plugin import Role
 from tenancy.testing.probe import GrantState, Identity, TokenSource
+from tenancy_examples import policy
 from tenancy_examples.edge.app import create_app as create_edge
 from tenancy_examples.worklogs.app import create_app as create_worklogs
 from tenancy_examples.worklogs.personal_data import WORKLOG_FIELDS
@@ -178,7 +179,7 @@ def deployment(
             keys=keys,
             signing_key=os.urandom(32),
         )
-        bundle = PolicyBundle.from_directory()
+        bundle = policy.bundle()
         kinds = (PrincipalKind.USER, PrincipalKind.SUPPORT)
         ring = ServiceKeyring.generate("edge")
         backend = create_worklogs(

@@ -8,7 +8,7 @@ A ``probe.toml`` (see ``examples/probe/demo.toml``)::
     exclude = ["/healthz"]              # paths never probed (public routes)
 
     [issuer]                            # optional: re-signs tokens expired / for another
-    dev_data_dir = ".tenancy-demo"      # audience; or private_key = "issuer.pem"
+    dev_data_dir = ".tenancy"      # audience; or private_key = "issuer.pem"
 
     [[identities]]
     name = "acme-admin"

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tenancy.authz import EmbeddedRego, PolicyBundle, PolicyDecisionPoint, default_policy_dir
-from tenancy.authz.policytests import GO_MISSING, bundle_with, policy_cases, rego_test_modules
+from tenancy.authz.policytests import (
+    GO_MISSING,
+    bundle_with,
+    fixture_bundle,
+    policy_cases,
+    rego_test_modules,
+)
 from tests.support.postgres import in_ci
 
 __all__ = ["CASES", "POLICIES", "bundle_with", "go_engine_class", "rego_test_modules"]
@@ -44,4 +50,4 @@ def engine_factory(request: pytest.FixtureRequest) -> EngineFactory:
 
 @pytest.fixture
 def bundle() -> Iterator[PolicyBundle]:
-    yield PolicyBundle.from_directory(POLICIES)
+    yield fixture_bundle(POLICIES)

@@ -24,6 +24,7 @@ from tenancy.authz import (
     Resource,
     mask,
 )
+from tenancy.authz.policytests import fixture_bundle
 from tenancy.clock import FrozenClock
 from tenancy.context import Principal, TenantContext, bind
 from tenancy.errors import (
@@ -93,7 +94,7 @@ def ctx_for(
 
 @pytest.fixture
 def bundle() -> PolicyBundle:
-    return PolicyBundle.from_directory()
+    return fixture_bundle()
 
 
 def app_with(
@@ -218,7 +219,7 @@ async def test_unknown_path_is_404_before_any_decision(
     token_for: TokenFactory,
     acme: Tenant,
 ) -> None:
-    counting = Counting(EmbeddedRego(PolicyBundle.from_directory()))
+    counting = Counting(EmbeddedRego(fixture_bundle()))
     client = serve(
         app_with(Authorizer(counting, service="worklogs"), store, verifier, registry, events)
     )
@@ -234,7 +235,7 @@ async def test_authorizer_needs_routes_in_the_middleware(
 
     from tenancy.middleware import TenancyMiddleware
 
-    authorizer = Authorizer(EmbeddedRego(PolicyBundle.from_directory()), service="x")
+    authorizer = Authorizer(EmbeddedRego(fixture_bundle()), service="x")
     with pytest.raises(ConfigurationError):
         TenancyMiddleware(
             Starlette(), verifier=verifier, tenants=registry, region=REGION, authorizer=authorizer

@@ -40,7 +40,7 @@ MAX_TIME = 2**53 - 1
 KINDS = ("user", "service", "support")
 INVALID = ("invalid-input",)
 
-POLICY_DATA = json.loads((POLICIES / "data" / "tenancy.json").read_text())["tenancy"]
+POLICY_DATA = json.loads((POLICIES / "cases" / "app.json").read_text())["tenancy"]
 ROUTES: dict[str, list[str]] = {s: sorted(r) for s, r in POLICY_DATA["routes"].items()}
 ACTIONS = sorted(POLICY_DATA["actions"])
 ALL_SCOPES = sorted({s for roles in POLICY_DATA["default_roles"].values() for s in roles})

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tenancy.authz import Action, Decision, OPAServer, PolicyBundle, Resource, build_input
+from tenancy.authz import Action, Decision, OPAServer, Resource, build_input
+from tenancy.authz.policytests import fixture_bundle
 from tenancy.context import Assurance, Principal, PrincipalKind, TenantContext
 from tenancy.errors import ConfigurationError, DecisionUnavailable
 from tests.support.opa_stub import OPAStub, Recorded, Reply
@@ -376,7 +377,7 @@ def test_decisions_are_never_retried(stub: OPAStub, opa: Callable[..., OPAServer
 def test_bundle_is_pushed_as_policies_and_data(
     stub: OPAStub, opa: Callable[..., OPAServer]
 ) -> None:
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
 
     server = opa(bundle=bundle)
 
@@ -398,7 +399,7 @@ def test_bundle_is_pushed_as_policies_and_data(
 def test_bundle_change_pushes_data_again_and_moves_the_revision(
     stub: OPAStub, opa: Callable[..., OPAServer]
 ) -> None:
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     server = opa(bundle=bundle)
     before = len(stub.requests)
 
@@ -420,7 +421,7 @@ def test_failed_policy_push_is_a_configuration_error(
     stub.on("PUT", "/v1/policies/", Reply(500, {"code": "internal_error", "message": "boom"}))
 
     with pytest.raises(ConfigurationError):
-        opa(bundle=PolicyBundle.from_directory())
+        opa(bundle=fixture_bundle())
     assert len(stub.made("PUT", "/v1/policies/")) >= 1
     assert stub.policies == {}
 
@@ -428,7 +429,7 @@ def test_failed_policy_push_is_a_configuration_error(
 def test_failed_data_push_keeps_the_old_revision(
     stub: OPAStub, opa: Callable[..., OPAServer]
 ) -> None:
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     server = opa(bundle=bundle)
     stub.on("PUT", "/v1/data/", Reply(500, {"code": "internal_error", "message": "boom"}))
 
@@ -444,7 +445,7 @@ def test_failed_data_push_keeps_the_old_revision(
 def test_concurrent_changes_leave_opa_on_the_newest_data(
     stub: OPAStub, opa: Callable[..., OPAServer]
 ) -> None:
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     server = opa(bundle=bundle, timeout=5)
     first: list[Recorded] = []
     first_arrived, second_applied = threading.Event(), threading.Event()

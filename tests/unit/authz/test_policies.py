@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tenancy.authz import Decision, EmbeddedRego, PolicyBundle
+from tenancy.authz import Decision, EmbeddedRego
+from tenancy.authz.policytests import fixture_bundle
 from tests.unit.authz.conftest import (
     CASES,
     EngineFactory,
@@ -39,7 +40,7 @@ def test_every_policy_has_tests() -> None:
 def test_rego_unit_test_passes_on_opa(package: str, rule: str) -> None:
     # rego-cpp crashes on `with`, so the Rego tests run on OPA's own evaluator; the case
     # table below holds every engine to the same answers.
-    engine = go_engine_class()(PolicyBundle.from_directory(), include_tests=rego_test_modules())
+    engine = go_engine_class()(fixture_bundle(), include_tests=rego_test_modules())
     assert engine.evaluate(f"{package}.{rule}") is True
 
 

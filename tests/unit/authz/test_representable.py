@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tenancy.authz import Action, Authorizer, Decision, EmbeddedRego, PolicyBundle, build_input
+from tenancy.authz import Action, Authorizer, Decision, EmbeddedRego, build_input
+from tenancy.authz.policytests import fixture_bundle
 from tenancy.authz.representable import INT64_MAX, INT64_MIN, MAX_DEPTH, check_representable
 from tenancy.context import Principal, TenantContext
 from tenancy.errors import DecisionUnavailable
@@ -103,7 +104,7 @@ def test_every_engine_refuses_unrepresentable_input(
 ) -> None:
     # Before: rego-cpp allowed the NUL role and the wrapped time, raised
     # UnicodeEncodeError on a surrogate, while OPA denied: the engines disagreed.
-    engine = engine_factory(PolicyBundle.from_directory())
+    engine = engine_factory(fixture_bundle())
     with pytest.raises(DecisionUnavailable):
         engine.decide(document)
 
@@ -122,7 +123,7 @@ def test_representable_edges_are_accepted_and_decided() -> None:
         },
     )
     check_representable(document)
-    assert EmbeddedRego(PolicyBundle.from_directory()).decide(document).allow
+    assert EmbeddedRego(fixture_bundle()).decide(document).allow
 
 
 def test_non_object_input_is_refused() -> None:

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tenancy.authz import Authorizer, EmbeddedRego, MemoryDecisionLog, PolicyBundle
+from tenancy.authz import Authorizer, EmbeddedRego, MemoryDecisionLog
+from tenancy.authz.policytests import fixture_bundle
 from tenancy.clock import FrozenClock
 from tenancy.context import PrincipalKind
 from tenancy.events import MemorySink
@@ -45,7 +46,7 @@ def app(
 ) -> Any:
     store = EntryStore(engine)
     store.create_schema()
-    bundle = PolicyBundle.from_directory()
+    bundle = fixture_bundle()
     verifier = TokenVerifier(
         [
             trusted_issuer(

@@ -1,8 +1,8 @@
 """Which folder a probe.toml path is relative to: the file's, or the working directory.
 
-Issue 16: with ``export TENANCY_DATA_DIR=.tenancy-demo`` (relative), ``tenancy probe
+Issue 16: with ``export TENANCY_DATA_DIR=.tenancy`` (relative), ``tenancy probe
 --config examples/probe/demo.toml`` looked for the issuer key in
-``examples/probe/.tenancy-demo/`` and stopped with "cannot load the private key ...".
+``examples/probe/.tenancy/`` and stopped with "cannot load the private key ...".
 A path written in the file is the file's; a path that comes from the environment is the
 working directory's, like every other path the user typed in that shell.
 """
@@ -26,19 +26,19 @@ def test_a_relative_data_dir_from_the_environment_is_the_working_directorys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The kit's sequence (docs/tutorials/isolation-kit.md), from a checkout: the demo's
-    # data in ./.tenancy-demo, the shipped configuration two folders down.
-    DevIssuer.load_or_create(tmp_path / ".tenancy-demo")
+    # data in ./.tenancy, the shipped configuration two folders down.
+    DevIssuer.load_or_create(tmp_path / ".tenancy")
     (tmp_path / "examples" / "probe").mkdir(parents=True)
     shutil.copy(DEMO_CONFIG, tmp_path / "examples" / "probe" / "demo.toml")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANCY_DATA_DIR", ".tenancy-demo")
+    monkeypatch.setenv("TENANCY_DATA_DIR", ".tenancy")
 
     config = load_config("examples/probe/demo.toml")
     assert config.issuer is not None
 
-    # Raised "issuer: cannot load the private key examples/probe/.tenancy-demo/...".
+    # Raised "issuer: cannot load the private key examples/probe/.tenancy/...".
     Resigner(config.issuer)
-    assert config.issuer.dev_data_dir == Path(".tenancy-demo")
+    assert config.issuer.dev_data_dir == Path(".tenancy")
 
 
 def test_paths_written_in_the_file_stay_relative_to_the_file(
@@ -135,8 +135,8 @@ def test_the_issuer_key_error_names_the_file_looked_for(
         '[routes."GET /x"]\n'
     )
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANCY_DATA_DIR", ".tenancy-demo")  # no key there
+    monkeypatch.setenv("TENANCY_DATA_DIR", ".tenancy")  # no key there
     config = load_config("sub/probe.toml")
     assert config.issuer is not None
-    with pytest.raises(ProbeConfigError, match=f"private key {Path('.tenancy-demo', KEY_FILE)}:"):
+    with pytest.raises(ProbeConfigError, match=f"private key {Path('.tenancy', KEY_FILE)}:"):
         Resigner(config.issuer)

@@ -21,6 +21,7 @@ from tenancy.exports import ExportService
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
 from tenancy.tenants import Tenant, TenantRegistry
+from tenancy_examples import policy
 from tenancy_examples.edge.app import create_app as create_edge
 from tenancy_examples.worklogs.app import create_app as create_worklogs
 from tenancy_examples.worklogs.personal_data import WORKLOG_FIELDS
@@ -29,7 +30,7 @@ from tests.conftest import REGION, TokenFactory, bearer
 from tests.unit.propagation.conftest import keys_of
 
 pytestmark = pytest.mark.anyio
-BUNDLE = PolicyBundle.from_directory()
+BUNDLE = policy.bundle()
 ROUTES: dict[str, dict[str, dict[str, list[str]]]] = BUNDLE.get(("tenancy", "routes"))
 SENSITIVE = set(BUNDLE.get(("tenancy", "sensitive_scopes")))
 PUBLIC = {"/healthz", "/.well-known/jwks.json", "/openapi.json"}
@@ -56,7 +57,7 @@ def cases() -> list[tuple[str, str, str, list[str]]]:
 
 @pytest.fixture
 def bundle() -> PolicyBundle:
-    return PolicyBundle.from_directory()
+    return policy.bundle()
 
 
 @pytest.fixture
