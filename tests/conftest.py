@@ -34,6 +34,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test whose fixture chose an async flavour (``tests.support.asyncflavour``) runs
+    inside SQLAlchemy's greenlet on that fixture's event loop."""
+    runner = getattr(pyfuncitem, "async_runner", None)
+    if runner is None:
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    runner.run(pyfuncitem.obj, **{name: pyfuncitem.funcargs[name] for name in names})
+    return True
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(datetime.now(UTC).replace(microsecond=0))

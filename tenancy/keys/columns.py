@@ -13,7 +13,10 @@ never sees, so the work happens in ``TenantSession`` events:
   key) surfaces there, typed; columns that are not encrypted keep working.
 
 The session finds its key service in ``session.info["tenancy_keys"]``; give it with
-``sessionmaker(..., class_=TenantSession, info={"tenancy_keys": keys})``.
+``sessionmaker(..., class_=TenantSession, info={"tenancy_keys": keys})`` (or
+``async_sessionmaker(..., class_=AsyncTenantSession, info=...)``: there a key operation
+that would wait on a key store, KMS or HSM runs in a worker thread, never on the event
+loop; see ``tenancy.keys.blocking``).
 
 A value that fails its integrity check (tampered, or copied from another row, column or
 tenant) raises ``DecryptionFailed`` by default, which fails the whole query. A session
@@ -40,6 +43,7 @@ from sqlalchemy.types import TypeDecorator
 
 from tenancy.context import current_or_none
 from tenancy.errors import ConfigurationError, DecryptionFailed, KeyUnavailable, UnsealedWrite
+from tenancy.keys import blocking
 from tenancy.keys.envelope import Binding
 from tenancy.scoping.orm import TenantSession
 
@@ -196,7 +200,9 @@ def _seal_before_flush(session: Session, flush_context: UOWTransaction, instance
                 continue
             binding = _binding(obj, mapper, column)
             purpose = kind.purpose or _table_name(mapper)
-            ciphertext = _keys(session).encrypt(kind.encode(value), binding, purpose=purpose)
+            ciphertext = blocking.call(
+                _keys(session).encrypt, kind.encode(value), binding, purpose=purpose
+            )
             state.info.setdefault(_SEALED, {})[key] = value
             setattr(obj, key, Sealed(ciphertext))
 
@@ -228,7 +234,7 @@ def _open_loaded(target: Any, context: Any, attrs: Any = None) -> None:
         binding = _binding(target, mapper, column)
         purpose = kind.purpose or _table_name(mapper)
         try:
-            plain = kind.decode(keys.decrypt(bytes(value), binding, purpose=purpose))
+            plain = kind.decode(blocking.call(keys.decrypt, bytes(value), binding, purpose=purpose))
         except DecryptionFailed:
             if session is None or session.info.get(UNREADABLE, "raise") != "mark":
                 raise

@@ -22,8 +22,9 @@ creates and rotates data keys (by age and by message count, far below the 2^32
 random-nonce limit), unwraps them through the providers (retrying transient outages with
 backoff, never falling back to another key or to plaintext), and keeps unwrapped keys in
 a cache whose entries die on a key-state change made by *any* process (``state.py``) or
-after the tenant's TTL. Every wrap, unwrap, rotation and destruction is a ``key.*``
-security event naming tenant, key, purpose, principal and support grant.
+after the tenant's TTL. Every wrap, unwrap, rotation and destruction is a ``key.*`` event
+naming tenant, key, purpose, principal and support grant. Steps that wait on I/O call
+``may_block()`` first, so an async session runs them off the loop (``blocking.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +52,7 @@ from tenancy.errors import (
     UnknownKeyVersion,
 )
 from tenancy.events import EventSink, LoggingSink
+from tenancy.keys.blocking import may_block
 from tenancy.keys.cache import DataKeyCache
 from tenancy.keys.envelope import DEK_BYTES, Binding, DataKey, header_version, open_, seal
 from tenancy.keys.layers import KeyLayers
@@ -65,7 +67,6 @@ from tenancy.retrying import retrying
 if TYPE_CHECKING:
     from tenancy.residency.keys import KeyResidency
 
-T = TypeVar("T")
 # Random 96-bit nonces: NIST bounds a key at 2^32 messages; rotate a thousand times sooner.
 DEFAULT_MAX_MESSAGES = 2**22
 COUNT_FLUSH_EVERY = 1024
@@ -74,9 +75,8 @@ _CREATE_RACES = 3  # a lost race to create a data key is retried, reading the wi
 
 @dataclass(slots=True)
 class _CurrentKey:
-    """The data key this process encrypts with for one (tenant, purpose), remembered as
-    long as its unwrapped key may be cached so that a warm encrypt touches neither the
-    database nor a provider."""
+    """The data key this process encrypts with for one (tenant, purpose), remembered while
+    its unwrapped key may be cached: a warm encrypt touches no database nor provider."""
 
     record: DataKeyRecord
     until: float  # the cache TTL ends
@@ -160,8 +160,6 @@ class TenantKeys(KeyLifecycle):
         """The configured provider called ``name``; ``KeyUnavailable`` if there is none."""
         return self._layers.provider(name)
 
-    # -- data ----------------------------------------------------------------------------
-
     def encrypt(
         self, plaintext: bytes, binding: Binding, *, purpose: str = DEFAULT_PURPOSE
     ) -> bytes:
@@ -210,8 +208,6 @@ class TenantKeys(KeyLifecycle):
             row=binding.row_key,
         )
 
-    # -- internals -------------------------------------------------------------------
-
     def _current_key(self, tenant_id: str, purpose: str, now: float) -> DataKey:
         generation = self.state.generation(tenant_id)
         remembered = self._current.get((tenant_id, purpose))
@@ -227,6 +223,7 @@ class TenantKeys(KeyLifecycle):
                 cached = self.cache.get((tenant_id, purpose, record.version), now, generation)
                 if cached is not None:
                     return cached
+        may_block()  # a key-store read (and maybe an unwrap) follows
         found, kek = self._current_record(tenant_id, purpose, now, generation)
         key = self._key(
             tenant_id, purpose, found.version, now, loaded=(found, kek), generation=generation
@@ -290,6 +287,7 @@ class TenantKeys(KeyLifecycle):
         cached = self.cache.get((tenant_id, purpose, version), now, generation)
         if cached is not None:
             return cached
+        may_block()  # an unwrap at the provider (a KMS or HSM) follows
         for attempt in range(2):
             if loaded is None:
                 with self.store.transaction(tenant_id) as conn:
@@ -360,9 +358,11 @@ class TenantKeys(KeyLifecycle):
     def _count(self, tenant_id: str, purpose: str, version: int) -> None:
         key = (tenant_id, purpose, version)
         with self._count_lock:
-            self._sent[key] = self._sent.get(key, 0) + 1
             unflushed = self._unflushed.get(key, 0) + 1
             flush = unflushed >= COUNT_FLUSH_EVERY
+            if flush:
+                may_block()  # before counting: the operation runs again off the loop
+            self._sent[key] = self._sent.get(key, 0) + 1
             self._unflushed[key] = 0 if flush else unflushed
         if flush:
             with self.store.transaction(tenant_id) as conn:

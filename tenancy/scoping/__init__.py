@@ -1,5 +1,6 @@
 """Row-level scoping: the ORM layer (this package) and PostgreSQL RLS beneath it."""
 
+from tenancy.scoping.asyncio import AsyncTenantSession
 from tenancy.scoping.orm import (
     SYSTEM_SCOPE_OPTION,
     TenantScoped,
@@ -11,6 +12,7 @@ from tenancy.scoping.orm import (
 
 __all__ = [
     "SYSTEM_SCOPE_OPTION",
+    "AsyncTenantSession",
     "TenantScoped",
     "TenantSession",
     "system_scope",

@@ -1,5 +1,7 @@
 """Consistency mode on PostgreSQL: the RLS setting is read back from the database.
 
+Each test runs on a service using ``TenantSession`` (in a thread pool) and on one using
+``AsyncTenantSession`` on each async driver (psycopg async, asyncpg) in its handlers.
 The app role is NOSUPERUSER NOBYPASSRLS and the table is under forced RLS, so these show
 what the read-back adds: SQL that re-points the transaction's setting at another tenant
 passes RLS (the setting is what RLS trusts), but not the consistency check, and the
@@ -15,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -29,7 +33,7 @@ from tenancy.events import MemorySink
 from tenancy.identity import TokenVerifier
 from tenancy.middleware import TenancyMiddleware
 from tenancy.problems import exception_handlers
-from tenancy.scoping import TenantSession, orm, rls
+from tenancy.scoping import AsyncTenantSession, TenantSession, orm, rls
 from tenancy.scoping.rls import enable_rls, grant_app_role, tenant_transaction
 from tenancy.tenants import Tenant, TenantRegistry
 from tests.conftest import REGION, TokenFactory, bearer
@@ -66,6 +70,7 @@ def build_app(
     other: str,
     checks: bool,
     seen: list[consistency.LayerCheck | None],
+    driver: str | None = None,
 ) -> Starlette:
     sessions = sessionmaker(app_engine, class_=TenantSession)
 
@@ -109,10 +114,14 @@ def build_app(
 
         return handle
 
+    handlers = {name: endpoint(work) for name, work in [("listed", listed), ("create", create)]}
+    handlers["smuggle"] = endpoint(smuggle)
+    if driver is not None:
+        handlers.update(async_handlers(app_engine, driver, other=other, seen=seen))
     routes = [
-        Route("/projects", endpoint(listed), methods=["GET"]),
-        Route("/projects", endpoint(create), methods=["POST"]),
-        Route("/smuggle", endpoint(smuggle), methods=["POST"]),
+        Route("/projects", handlers["listed"], methods=["GET"]),
+        Route("/projects", handlers["create"], methods=["POST"]),
+        Route("/smuggle", handlers["smuggle"], methods=["POST"]),
         Route("/other-transaction", endpoint(other_transaction), methods=["POST"]),
     ]
     return Starlette(
@@ -131,8 +140,56 @@ def build_app(
     )
 
 
+def async_handlers(
+    app_engine: Engine, driver: str, *, other: str, seen: list[consistency.LayerCheck | None]
+) -> dict[str, Callable[[Request], Any]]:
+    """The same handlers, written for an async service: ``AsyncTenantSession`` on the
+    loop (no thread pool), over ``driver``."""
+    # NullPool: each request's connection is opened on the loop that serves it.
+    engine = create_async_engine(app_engine.url.set(drivername=driver), poolclass=NullPool)
+    sessions = async_sessionmaker(engine, class_=AsyncTenantSession)
+
+    def answer(result: Any) -> Response:
+        return JSONResponse({"tenant": current().tenant_id, "result": result})
+
+    async def create(request: Request) -> Response:
+        async with sessions() as session:
+            session.add(Project(id=str(uuid.uuid4()), name="acme project"))
+            await session.commit()
+        seen.append(consistency.active())
+        return answer(None)
+
+    async def smuggle(request: Request) -> Response:
+        async with sessions() as session:
+            await session.execute(
+                text("SELECT set_config('tenancy.tenant_id', :t, true)"), {"t": other}
+            )
+            await session.execute(
+                text("INSERT INTO projects (tenant_id, id, name) VALUES (:t, 'x', 'smuggled')"),
+                {"t": other},
+            )
+            await session.commit()
+        return answer(None)
+
+    async def listed(request: Request) -> Response:
+        async with sessions() as session:
+            names = list(await session.scalars(select(Project.name).order_by(Project.name)))
+        seen.append(consistency.active())
+        return answer(names)
+
+    return {"create": create, "smuggle": smuggle, "listed": listed}
+
+
+@pytest.fixture(params=["sync", "postgresql+psycopg", "postgresql+asyncpg"])
+def flavour(request: pytest.FixtureRequest) -> str | None:
+    """How the service's handlers reach the database: ``TenantSession`` in a thread pool,
+    or ``AsyncTenantSession`` on the loop over an async driver."""
+    return None if request.param == "sync" else str(request.param)
+
+
 @pytest.fixture
 def make_app(
+    flavour: str | None,
     engines: tuple[Engine, Engine],
     verifier: TokenVerifier,
     registry: TenantRegistry,
@@ -149,6 +206,7 @@ def make_app(
             other=globex.id,
             checks=checks,
             seen=seen,
+            driver=flavour,
         ), seen
 
     return make

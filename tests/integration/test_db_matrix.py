@@ -26,6 +26,7 @@ from tenancy.testing.dbmatrix import (
     MatrixError,
     Outcome,
     access_matrix,
+    access_matrix_for_url,
 )
 from tests.support.postgres import app_role_database
 from tests.support.scoping_models import A, B, Base
@@ -152,6 +153,23 @@ def test_cli_end_to_end(database: tuple[Engine, Engine], tmp_path: Path) -> None
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout)["tenants"] == [B, A]
     assert len(quiet.stderr.splitlines()) == 1  # the summary only
+
+
+def test_an_async_driver_url_runs_the_same_cells_through_that_driver(
+    database: tuple[Engine, Engine],
+) -> None:
+    owner, app = database
+    before = snapshot(owner)
+    sync = access_matrix_for_url(url_of(app), tenants=[A, B])
+    url = url_of(app).replace("postgresql+psycopg", "postgresql+asyncpg", 1)
+    through_asyncpg = access_matrix_for_url(url, tenants=[A, B])
+    assert through_asyncpg.database.startswith("postgresql+asyncpg://")
+    cells = [(c.table, c.operation, c.setting, c.target, c.outcome) for c in sync.cells]
+    assert [
+        (c.table, c.operation, c.setting, c.target, c.outcome) for c in through_asyncpg.cells
+    ] == cells
+    assert through_asyncpg.ok and sync.ok
+    assert snapshot(owner) == before  # nothing changed
 
 
 def test_autocommit_connection_is_refused(database: tuple[Engine, Engine]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -37,36 +37,61 @@ from tenancy.scoping import (
     TenantSession,
     system_scope,
 )
+from tests.support.asyncflavour import ASYNC_DRIVERS, AsyncRunner
 from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
 from tests.support.scoping_models import A, B, Base, Project, Task, ctx
 
+FLAVOURS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    "sqlite-aiosqlite",
+    pytest.param("postgres-psycopg-async", marks=pytest.mark.postgres),
+    pytest.param("postgres-asyncpg", marks=pytest.mark.postgres),
+]
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+
+@pytest.fixture(params=FLAVOURS)
 def sessions(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[sessionmaker[TenantSession]]:
+) -> Iterator[Callable[[], TenantSession]]:
+    """Sessions on each database, sync and (``tests.support.asyncflavour``) async."""
     with ExitStack() as stack:
-        if request.param == "sqlite":
+        if request.param.startswith("sqlite"):
             engine = create_engine(f"sqlite:///{tmp_path / 'scoping.db'}")
-
-            @event.listens_for(engine, "connect")
-            def _fk_on(dbapi_conn: Any, _record: Any) -> None:
-                dbapi_conn.execute("PRAGMA foreign_keys=ON")
         else:
             engine = create_engine(stack.enter_context(scratch_database(LOCAL_ADMIN_URL)))
         stack.callback(engine.dispose)
+        _foreign_keys_on(engine)
         Base.metadata.create_all(engine)
-        yield from _seeded(engine)
+        factory = _seeded(engine)
+        driver = ASYNC_DRIVERS.get(request.param)
+        if driver is None:
+            yield factory
+            return
+        runner = AsyncRunner()
+        stack.callback(runner.close)
+        async_engine = runner.engine(engine, driver)
+        _foreign_keys_on(async_engine.sync_engine)
+        request.node.async_runner = runner
+        yield runner.sessions(async_engine)
 
 
-def _seeded(engine: Engine) -> Iterator[sessionmaker[TenantSession]]:
+def _foreign_keys_on(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _fk_on(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+
+def _seeded(engine: Engine) -> sessionmaker[TenantSession]:
     factory = sessionmaker(engine, class_=TenantSession)
     with system_scope("seed two tenants"), factory() as s:
         for tenant in (A, B):
             s.add(Project(tenant_id=tenant, id="p1", name=f"project of {tenant[-1]}"))
             s.add(Task(tenant_id=tenant, id="t1", project_id="p1", title=f"task of {tenant[-1]}"))
         s.commit()
-    yield factory
+    return factory
 
 
 def test_tenant_id_is_the_first_primary_key_column() -> None:
@@ -75,7 +100,7 @@ def test_tenant_id_is_the_first_primary_key_column() -> None:
         assert not model.__table__.c.tenant_id.nullable
 
 
-def test_reads_see_only_the_bound_tenant(sessions: sessionmaker[TenantSession]) -> None:
+def test_reads_see_only_the_bound_tenant(sessions: Callable[[], TenantSession]) -> None:
     with bind(ctx(A)), sessions() as s:
         assert [p.name for p in s.scalars(select(Project))] == ["project of a"]
         assert s.get(Project, (B, "p1")) is None
@@ -85,7 +110,7 @@ def test_reads_see_only_the_bound_tenant(sessions: sessionmaker[TenantSession]) 
         assert joined == [("task of a", "project of a")]
 
 
-def test_relationship_and_eager_loads_are_scoped(sessions: sessionmaker[TenantSession]) -> None:
+def test_relationship_and_eager_loads_are_scoped(sessions: Callable[[], TenantSession]) -> None:
     with bind(ctx(A)), sessions() as s:
         project = s.scalars(select(Project).options(selectinload(Project.tasks))).one()
         assert [t.title for t in project.tasks] == ["task of a"]
@@ -94,7 +119,7 @@ def test_relationship_and_eager_loads_are_scoped(sessions: sessionmaker[TenantSe
 
 
 def test_bulk_update_and_delete_touch_only_the_bound_tenant(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     with bind(ctx(A)), sessions() as s:
         s.execute(update(Task).values(title="renamed"))
@@ -105,7 +130,7 @@ def test_bulk_update_and_delete_touch_only_the_bound_tenant(
 
 
 def test_new_objects_are_stamped_and_foreign_tenant_inserts_refused(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     with bind(ctx(A)), sessions() as s:
         s.add(Project(id="p2", name="stamped"))
@@ -119,7 +144,7 @@ def test_new_objects_are_stamped_and_foreign_tenant_inserts_refused(
         assert s.scalar(select(func.count()).select_from(Project).where(Project.id == "p3")) == 0
 
 
-def test_moving_a_row_to_another_tenant_is_refused(sessions: sessionmaker[TenantSession]) -> None:
+def test_moving_a_row_to_another_tenant_is_refused(sessions: Callable[[], TenantSession]) -> None:
     with bind(ctx(A)), sessions() as s:
         project = s.scalars(select(Project)).one()
         project.tenant_id = B
@@ -128,7 +153,7 @@ def test_moving_a_row_to_another_tenant_is_refused(sessions: sessionmaker[Tenant
 
 
 def test_foreign_key_cannot_point_at_another_tenants_row(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     from sqlalchemy.exc import IntegrityError
 
@@ -141,7 +166,7 @@ def test_foreign_key_cannot_point_at_another_tenants_row(
             s.flush()
 
 
-def test_without_a_context_nothing_runs(sessions: sessionmaker[TenantSession]) -> None:
+def test_without_a_context_nothing_runs(sessions: Callable[[], TenantSession]) -> None:
     with sessions() as s:
         for run in (
             lambda: s.scalars(select(Project)).all(),
@@ -156,7 +181,7 @@ def test_without_a_context_nothing_runs(sessions: sessionmaker[TenantSession]) -
 
 
 def test_a_session_used_for_one_tenant_refuses_another(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     with sessions() as s:
         with bind(ctx(A)):
@@ -173,7 +198,7 @@ def test_a_session_used_for_one_tenant_refuses_another(
 
 
 def test_system_scope_needs_a_reason_and_is_recorded(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     sink = MemorySink()
     with pytest.raises(ConfigurationError), system_scope("  "):
@@ -186,7 +211,7 @@ def test_system_scope_needs_a_reason_and_is_recorded(
 
 
 def test_unique_per_tenant_lets_two_tenants_use_the_same_value(
-    sessions: sessionmaker[TenantSession],
+    sessions: Callable[[], TenantSession],
 ) -> None:
     from sqlalchemy.exc import IntegrityError
 

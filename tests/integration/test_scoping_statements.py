@@ -1,13 +1,15 @@
 """Adopters' own ORM code: statements, reused sessions, the identity map, session settings.
 
 Each test runs on SQLite (the ORM layer is the only layer there) and on PostgreSQL as the
-application role under forced RLS. Refusals must come from the ORM layer, *before any SQL
+application role under forced RLS, with ``TenantSession`` and again with
+``AsyncTenantSession`` over each async driver (aiosqlite, psycopg async, asyncpg; see
+``tests.support.asyncflavour``). Refusals must come from the ORM layer, *before any SQL
 is sent* (counted on the engine), so RLS is never what saves the day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from tenancy.context import bind
 from tenancy.errors import CrossTenantWrite, NoTenantContext, TenantContextConflict
 from tenancy.scoping import TenantSession, system_scope
 from tenancy.scoping.rls import enable_rls, grant_app_role
+from tests.support.asyncflavour import ASYNC_DRIVERS, AsyncRunner
 from tests.support.postgres import app_role_database
 from tests.support.scoping_models import A, B, Base, Project, Task, ctx
 
@@ -44,10 +47,11 @@ class Db:
     app: Engine
     owner: Engine
     sent: list[str] = field(default_factory=list)
+    make: Callable[[], TenantSession] | None = None  # the async flavours' sessions
 
     @property
-    def sessions(self) -> sessionmaker[TenantSession]:
-        return sessionmaker(self.app, class_=TenantSession)
+    def sessions(self) -> Callable[[], TenantSession]:
+        return self.make or sessionmaker(self.app, class_=TenantSession)
 
     def rows(self) -> list[tuple[str, str, str]]:
         with self.owner.connect() as conn:
@@ -71,14 +75,24 @@ def _seed(conn: Connection) -> None:
         )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+FLAVOURS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    "sqlite-aiosqlite",
+    pytest.param("postgres-psycopg-async", marks=pytest.mark.postgres),
+    pytest.param("postgres-asyncpg", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=FLAVOURS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
-    if request.param == "sqlite":
+    flavour: str = request.param
+    if flavour.startswith("sqlite"):
         engine = create_engine(f"sqlite:///{tmp_path / 'statements.db'}")
         Base.metadata.create_all(engine)
         with engine.begin() as conn:
             _seed(conn)
-        yield from _counted(Db(app=engine, owner=engine))
+        yield from _flavoured(request, Db(app=engine, owner=engine))
         engine.dispose()
         return
 
@@ -89,7 +103,23 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         grant_app_role(conn, role, Base.metadata.sorted_tables)
 
     with app_role_database(setup, pool_size=1, max_overflow=0) as (owner, app):
-        yield from _counted(Db(app=app, owner=owner))
+        yield from _flavoured(request, Db(app=app, owner=owner))
+
+
+def _flavoured(request: pytest.FixtureRequest, db: Db) -> Iterator[Db]:
+    driver = ASYNC_DRIVERS.get(request.param)
+    if driver is None:
+        yield from _counted(db)
+        return
+    runner = AsyncRunner()
+    engine = runner.engine(db.app, driver, pool_size=1, max_overflow=0)
+    request.node.async_runner = runner
+    try:
+        yield from _counted(
+            Db(app=engine.sync_engine, owner=db.owner, make=runner.sessions(engine))
+        )
+    finally:
+        runner.close()
 
 
 def _counted(db: Db) -> Iterator[Db]:
@@ -320,7 +350,9 @@ def test_a_system_scope_transaction_refuses_tenant_use_until_it_ends(db: Db) -> 
             ):
                 with pytest.raises(TenantContextConflict):
                     run()
-        assert len(everything) == (2 if db.app is db.owner else 0)  # RLS: app sees none
+        assert len(everything) == (
+            2 if db.app.dialect.name == "sqlite" else 0
+        )  # RLS: app sees none
 
 
 def test_identity_map_never_returns_another_tenants_object(db: Db) -> None:

@@ -7,9 +7,10 @@ table); the cells' SQL, their transactions and their judgement have their own mo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, func, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
@@ -81,13 +82,32 @@ def access_matrix_for_url(
     app_role: str | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> DatabaseMatrix:
-    """Connect to ``url`` once and build :func:`access_matrix`."""
+    """Connect to ``url`` once and build :func:`access_matrix`. An async driver's URL
+    (``postgresql+asyncpg://``, ``postgresql+psycopg`` is sync here) runs every cell
+    through that driver, as an async service's sessions would reach the database."""
+    if make_url(url).get_dialect().is_async:
+        return asyncio.run(_through_async_driver(url, tenants, app_role, clock))
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             return access_matrix(connection, tenants=tenants, app_role=app_role, clock=clock)
     finally:
         engine.dispose()
+
+
+async def _through_async_driver(
+    url: str, tenants: Sequence[str] | None, app_role: str | None, clock: Clock
+) -> DatabaseMatrix:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: access_matrix(sync, tenants=tenants, app_role=app_role, clock=clock)
+            )
+    finally:
+        await engine.dispose()
 
 
 def _require_savepoints(connection: Connection) -> None:

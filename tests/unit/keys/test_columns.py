@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from tenancy.keys import (
 from tenancy.keys.columns import SESSION_KEYS
 from tenancy.scoping import TenantScoped, TenantSession
 from tenancy.tenants import Tenant
+from tests.support.asyncflavour import ASYNC_DRIVERS, AsyncRunner
 
 
 class Base(DeclarativeBase):
@@ -46,19 +47,33 @@ def ctx_of(tenant: Tenant) -> TenantContext:
     )
 
 
-@pytest.fixture
+@pytest.fixture(params=["sync", "async"])
 def sessions(
-    engine: Engine, tenant_keys: TenantKeys, acme: Tenant, globex: Tenant
-) -> Iterator[sessionmaker[TenantSession]]:
+    request: pytest.FixtureRequest,
+    engine: Engine,
+    tenant_keys: TenantKeys,
+    acme: Tenant,
+    globex: Tenant,
+) -> Iterator[Callable[[], TenantSession]]:
+    """``TenantSession``, and the sync face of ``AsyncTenantSession`` over aiosqlite with
+    the test run in SQLAlchemy's greenlet (``tests.support.asyncflavour``)."""
     Base.metadata.create_all(engine)
     tenant_keys.provision(acme.id)
     tenant_keys.provision(globex.id)
-    yield sessionmaker(
-        engine, class_=TenantSession, expire_on_commit=False, info={SESSION_KEYS: tenant_keys}
-    )
+    info = {SESSION_KEYS: tenant_keys}
+    if request.param == "sync":
+        yield sessionmaker(engine, class_=TenantSession, expire_on_commit=False, info=info)
+        return
+    runner = AsyncRunner()
+    request.node.async_runner = runner
+    try:
+        async_engine = runner.engine(engine, ASYNC_DRIVERS["sqlite-aiosqlite"])
+        yield runner.sessions(async_engine, expire_on_commit=False, info=info)
+    finally:
+        runner.close()
 
 
-def add(sessions: sessionmaker[TenantSession], tenant: Tenant, **fields: Any) -> str:
+def add(sessions: Callable[[], TenantSession], tenant: Tenant, **fields: Any) -> str:
     note_id = str(uuid.uuid4())
     with bind(ctx_of(tenant)), sessions() as session:
         session.add(Note(id=note_id, title="t", **fields))
@@ -66,7 +81,7 @@ def add(sessions: sessionmaker[TenantSession], tenant: Tenant, **fields: Any) ->
     return note_id
 
 
-def load(sessions: sessionmaker[TenantSession], tenant: Tenant, note_id: str) -> Note:
+def load(sessions: Callable[[], TenantSession], tenant: Tenant, note_id: str) -> Note:
     with bind(ctx_of(tenant)), sessions() as session:
         note = session.get(Note, (tenant.id, note_id))
         assert note is not None
@@ -75,7 +90,7 @@ def load(sessions: sessionmaker[TenantSession], tenant: Tenant, note_id: str) ->
 
 
 def test_values_round_trip_and_are_ciphertext_at_rest(
-    sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant
+    sessions: Callable[[], TenantSession], engine: Engine, acme: Tenant
 ) -> None:
     note_id = add(
         sessions,
@@ -103,7 +118,7 @@ def test_values_round_trip_and_are_ciphertext_at_rest(
     assert dump.count(b"\x01\x00\x00\x00\x01") == 3  # three sealed values, format v1, DEK v1
 
 
-def test_updated_value_is_sealed_again(sessions: sessionmaker[TenantSession], acme: Tenant) -> None:
+def test_updated_value_is_sealed_again(sessions: Callable[[], TenantSession], acme: Tenant) -> None:
     note_id = add(sessions, acme, body="first")
     with bind(ctx_of(acme)), sessions() as session:
         note = session.get(Note, (acme.id, note_id))
@@ -116,7 +131,7 @@ def test_updated_value_is_sealed_again(sessions: sessionmaker[TenantSession], ac
 
 @pytest.mark.parametrize("move", ["other row", "other column", "other tenant"])
 def test_ciphertext_copied_elsewhere_in_the_database_is_refused(
-    move: str, sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant, globex: Tenant
+    move: str, sessions: Callable[[], TenantSession], engine: Engine, acme: Tenant, globex: Tenant
 ) -> None:
     source = add(sessions, acme, body="acme secret", summary="s")
     target_tenant = globex if move == "other tenant" else acme
@@ -135,7 +150,7 @@ def test_ciphertext_copied_elsewhere_in_the_database_is_refused(
 
 
 def test_a_marking_session_loads_a_damaged_value_as_unreadable(
-    sessions: sessionmaker[TenantSession], engine: Engine, acme: Tenant, tenant_keys: TenantKeys
+    sessions: Callable[[], TenantSession], engine: Engine, acme: Tenant, tenant_keys: TenantKeys
 ) -> None:
     from tenancy.keys.columns import UNREADABLE, unreadable_fields
 
@@ -162,7 +177,7 @@ def test_a_marking_session_loads_a_damaged_value_as_unreadable(
 
 
 def test_plaintext_never_reaches_the_column_outside_the_orm(
-    sessions: sessionmaker[TenantSession], acme: Tenant
+    sessions: Callable[[], TenantSession], acme: Tenant
 ) -> None:
     with bind(ctx_of(acme)), sessions() as session, pytest.raises(StatementError) as refused:
         session.execute(insert(Note).values(tenant_id=acme.id, id="x", title="t", body="plain"))
@@ -170,7 +185,7 @@ def test_plaintext_never_reaches_the_column_outside_the_orm(
 
 
 def test_session_without_keys_refuses_to_write_encrypted_values(
-    engine: Engine, sessions: sessionmaker[TenantSession], acme: Tenant
+    engine: Engine, sessions: Callable[[], TenantSession], acme: Tenant
 ) -> None:
     bare = sessionmaker(engine, class_=TenantSession)
     with bind(ctx_of(acme)), bare() as session, pytest.raises(UnsealedWrite):
@@ -179,7 +194,7 @@ def test_session_without_keys_refuses_to_write_encrypted_values(
 
 
 def test_reencryption_moves_every_row_to_the_new_data_key(
-    sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, engine: Engine, acme: Tenant
+    sessions: Callable[[], TenantSession], tenant_keys: TenantKeys, engine: Engine, acme: Tenant
 ) -> None:
     ids = [add(sessions, acme, body=f"note {i}", meta={"i": i}) for i in range(7)]
     tenant_keys.rotate_data_key(acme.id, "notes")
@@ -206,7 +221,7 @@ def test_reencryption_moves_every_row_to_the_new_data_key(
 
 
 def test_queries_without_encrypted_columns_need_no_key(
-    sessions: sessionmaker[TenantSession], tenant_keys: TenantKeys, platform: Any, acme: Tenant
+    sessions: Callable[[], TenantSession], tenant_keys: TenantKeys, platform: Any, acme: Tenant
 ) -> None:
     add(sessions, acme, body="b")
     kek = tenant_keys.status(acme.id).kek
