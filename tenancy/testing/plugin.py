@@ -51,7 +51,7 @@ from tenancy.testing.probe import (
 )
 from tenancy.testing.probe.config import SUPPORT_TARGET_HEADER, route_entry
 from tenancy.testing.probe.report import Outcome
-from tenancy.testing.probe.routes import routes_from_app
+from tenancy.testing.probe.routes import routes_from_app, routes_from_openapi
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,8 @@ def check_isolation(
     """Probe the ASGI ``app`` in-process with ``identities`` and return the report.
 
     ``routes`` takes the shape of a probe.toml's ``[routes]`` table; with ``discover``
-    the app's own routes are probed too. Runs in a worker thread with its own event
+    the app's own routes are probed too (:func:`discover_routes`: a FastAPI app's from its
+    OpenAPI document). Runs in a worker thread with its own event
     loop, so it works from sync and async tests alike.
     """
     config = ProbeConfig(
@@ -129,9 +130,23 @@ def check_isolation(
         tenant_ids={i.tenant.slug: i.tenant.id for i in identities},
         support_header=support_header or SUPPORT_TARGET_HEADER,
     )
-    found: list[Route] = routes_from_app(app, exclude=exclude) if discover else []
+    found: list[Route] = discover_routes(app, exclude=exclude) if discover else []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         return worker.submit(asyncio.run, run_probe(config, app=app, discovered=found)).result()
+
+
+def discover_routes(app: Any, *, exclude: Sequence[str] = ()) -> list[Route]:
+    """The routes of ``app`` to probe: from the OpenAPI document it makes itself when it
+    has one (FastAPI's ``app.openapi()``: every operation, with its JSON body example;
+    operations declaring ``security: []`` are public and left out), else from its route
+    table (Starlette). Paths in ``exclude`` are left out either way."""
+    make_document = getattr(app, "openapi", None)
+    if callable(make_document):
+        document = make_document()
+        if isinstance(document, Mapping):
+            skipped = set(exclude)
+            return [r for r in routes_from_openapi(document) if r.path not in skipped]
+    return routes_from_app(app, exclude=exclude)
 
 
 def assert_isolated_report(report: ProbeReport) -> None:

@@ -215,10 +215,13 @@ def run_python(run: PageRun, block: Block) -> None:
         if "__docs_setup_done__" not in namespace:
             namespace["__docs_setup_done__"] = True
             for line, code in run.page.setup:
-                exec(compile(code, f"{run.page.path}:{line} (setup)", "exec"), namespace)
+                exec(
+                    compile(code, f"{run.page.path}:{line} (setup)", "exec", dont_inherit=True),
+                    namespace,
+                )
         source = "\n" * (block.line) + block.text  # tracebacks point at the page's lines
         try:
-            exec(compile(source, run.page.path, "exec"), namespace)
+            exec(compile(source, run.page.path, "exec", dont_inherit=True), namespace)
         except Exception as exc:
             raise BlockRaised(str(exc)) from exc
 
