@@ -8,6 +8,8 @@ from tenancy.propagation.keyring import ServiceKeyring, SigningKey
 from tenancy.propagation.messages import CONTEXT_HEADER, MessageConsumer, inject
 from tenancy.propagation.outbound import ContextAuth, context_headers
 from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
+from tenancy.propagation.replay_redis import RedisReplayGuard
+from tenancy.propagation.replay_table import TableReplayGuard
 from tenancy.propagation.tokens import CONTEXT_TOKEN_TYPE, ContextTokenMinter
 from tenancy.propagation.verify import (
     ContextTokenVerifier,
@@ -24,9 +26,11 @@ __all__ = [
     "ContextTokenVerifier",
     "MemoryReplayGuard",
     "MessageConsumer",
+    "RedisReplayGuard",
     "ReplayGuard",
     "ServiceKeyring",
     "SigningKey",
+    "TableReplayGuard",
     "TrustedService",
     "VerifiedContext",
     "context_headers",
