@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 
+from tenancy.scoping.pooling import pooler_options
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
 
@@ -69,7 +70,13 @@ def open_engine(settings: Settings) -> Engine:
     """The settings' database; SQLite gets WAL and a busy timeout for concurrent access."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.uses_sqlite:
-        return create_engine(settings.database_url, pool_pre_ping=True)
+        # Pre-ping: a connection PostgreSQL dropped (restart, terminate) is replaced
+        # before use; behind a transaction pooler, nothing is prepared server-side.
+        return create_engine(
+            settings.database_url,
+            pool_pre_ping=True,
+            **pooler_options(settings.database_url, settings.database_pooler),
+        )
     engine = create_engine(settings.database_url, connect_args={"timeout": 10})
 
     @event.listens_for(engine, "connect")

@@ -438,6 +438,23 @@ class AuditWriteError(TenancyError):
     code = "audit-write-failed"
 
 
+# -- database --------------------------------------------------------------------------
+
+
+class DatabaseUnavailable(TenancyError):
+    """The database connection was lost or could not be made (terminated, restarting,
+    unreachable): a fault of the moment, answered 503 with ``Retry-After``."""
+
+    code = "database-unavailable"
+
+
+class InternalError(TenancyError):
+    """An exception the application let escape: answered as a 500 problem that shows
+    nothing of it (it is logged with its traceback and the request id)."""
+
+    code = "internal-error"
+
+
 # -- consistency -----------------------------------------------------------------------
 
 

@@ -43,9 +43,9 @@ from tenancy.authz import Decision, Resource
 from tenancy.context import TenantContext, current_or_none
 from tenancy.errors import (
     ConfigurationError,
+    InternalError,
     InvalidRequest,
     NoTenantContext,
-    TenancyError,
     TenantContextConflict,
 )
 from tenancy.problems import exception_handlers, problem_response
@@ -235,4 +235,4 @@ async def _validation_problem(request: Request, exc: Exception) -> Response:
 
 async def _internal_problem(request: Request, exc: Exception) -> Response:
     # The exception is re-raised by Starlette after this response, so it is still logged.
-    return problem_response(TenancyError("internal error"), instance=request.url.path)
+    return problem_response(InternalError(), instance=request.url.path)

@@ -54,6 +54,7 @@ from tenancy.errors import (
     WrongRegion,
 )
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
+from tenancy.faults import ServerFaults
 from tenancy.headers import InboundHeaders, bearer_token
 from tenancy.problems import problem_response
 from tenancy.settings import consistency_checks_from_env
@@ -127,7 +128,7 @@ class TenancyMiddleware:
             raise ConfigurationError("tenant_path_prefix must start and end with '/'")
         if authorizer is not None and not routes:
             raise ConfigurationError("an authorizer needs the app's routes to name them")
-        self.app = app
+        self.app = ServerFaults(app)  # database faults: retried or 503; escapes: 500 problem
         self._verifier = verifier
         self._tenants = tenants
         self._region = validate_region(region)

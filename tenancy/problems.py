@@ -48,6 +48,8 @@ PROBLEMS: dict[type[errors.TenancyError], ProblemSpec] = {
     errors.ExportGone: ProblemSpec(410, "Export deleted"),
     errors.KeyDestroyed: ProblemSpec(410, "Data destroyed"),
     errors.KeyUnavailable: ProblemSpec(503, "Tenant key unavailable"),
+    errors.DatabaseUnavailable: ProblemSpec(503, "Database unavailable"),
+    errors.InternalError: ProblemSpec(500, "Internal error"),
     errors.DecryptionFailed: ProblemSpec(500, "Stored data failed its integrity check"),
     errors.UnsealedWrite: ProblemSpec(500, "Server misconfigured"),
     errors.DownstreamUnavailable: ProblemSpec(502, "Downstream service unavailable"),

@@ -35,6 +35,15 @@ def consistency_checks_from_env(env: Mapping[str, str] | None = None) -> bool:
     raise ConfigurationError(f"{CONSISTENCY_CHECKS_ENV} must be 1/0, true/false, yes/no or on/off")
 
 
+def _pooler(value: str) -> str | None:
+    mode = value.strip().lower()
+    if not mode:
+        return None
+    if mode not in ("transaction", "session"):
+        raise ConfigurationError("TENANCY_DATABASE_POOLER must be transaction or session")
+    return mode
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Where state lives and which region this process serves.
@@ -44,9 +53,11 @@ class Settings:
     (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
     to decide with; default: the embedded Rego engine), ``TENANCY_CONSISTENCY_CHECKS``
     (cross-layer tenant checks, for tests and staging; default off),
-    ``TENANCY_POLICY_DATA`` (the application's policy data files, ``os.pathsep``-separated,
-    laid over the shipped policy data in order; relative paths resolve against the working
-    directory).
+    ``TENANCY_DATABASE_POOLER`` (``transaction`` when a transaction-pooling PgBouncer
+    stands in front of PostgreSQL: drivers then never prepare statements; see
+    ``tenancy.scoping.pooling``), ``TENANCY_POLICY_DATA`` (the application's policy data
+    files, ``os.pathsep``-separated, laid over the shipped policy data in order; relative
+    paths resolve against the working directory).
     """
 
     data_dir: Path
@@ -56,6 +67,7 @@ class Settings:
     opa_url: str | None = None
     consistency_checks: bool = False
     policy_data: tuple[Path, ...] = ()
+    database_pooler: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -67,7 +79,7 @@ class Settings:
         Raises:
             InvalidTenantField: the region is not shaped like one (``eu-central-1``).
             ConfigurationError: ``TENANCY_CONSISTENCY_CHECKS`` is not a recognisable
-                boolean.
+                boolean, or ``TENANCY_DATABASE_POOLER`` names no pooler mode.
         """
         source = os.environ if env is None else env
         data_dir = Path(
@@ -82,6 +94,7 @@ class Settings:
             audience=source.get("TENANCY_AUDIENCE", DEFAULT_AUDIENCE),
             opa_url=source.get("TENANCY_OPA_URL") or None,
             consistency_checks=consistency_checks_from_env(source),
+            database_pooler=_pooler(source.get("TENANCY_DATABASE_POOLER", "")),
             policy_data=tuple(
                 Path(part).resolve()
                 for part in source.get("TENANCY_POLICY_DATA", "").split(os.pathsep)

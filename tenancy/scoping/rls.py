@@ -116,10 +116,16 @@ def reset_setting_on_return(engine: Engine) -> None:
     Code that sets the setting at session level (``set_config(..., false)`` or ``SET``)
     would otherwise hand that tenant's rows to the next borrower of the connection. The
     reset runs in SQLAlchemy's pool ``reset`` event: roll back, then ``RESET`` in
-    autocommit mode; if it fails, the pool discards the connection.
+    autocommit mode; if it fails, the pool discards the connection. Not behind a
+    transaction pooler (``tenancy.scoping.pooling``): a client connection there is tied to
+    no server connection.
     """
-    if engine.dialect.name == "postgresql" and not event.contains(
-        engine.pool, "reset", _reset_tenant_setting
+    from tenancy.scoping.pooling import behind_transaction_pooler
+
+    if (
+        engine.dialect.name == "postgresql"
+        and not behind_transaction_pooler(engine)  # no server connection to reset
+        and not event.contains(engine.pool, "reset", _reset_tenant_setting)
     ):
         event.listen(engine.pool, "reset", _reset_tenant_setting)
 

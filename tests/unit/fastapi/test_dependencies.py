@@ -293,11 +293,11 @@ def test_every_error_is_a_problem(
     token = token_for(acme, scopes=["notes:read"])
     invalid = problem(call(app, "POST", "/notes", token, json={"txt": 1}), 422, "invalid-request")
     assert invalid["errors"] == {"text": "Field required"}
-    assert problem(call(app, "GET", "/boom", token), 500, "tenancy-error") == {
-        "type": "urn:tenancy:problem:tenancy-error",
+    assert problem(call(app, "GET", "/boom", token), 500, "internal-error") == {
+        "type": "urn:tenancy:problem:internal-error",
         "title": "Internal error",
         "status": 500,
-        "code": "tenancy-error",
+        "code": "internal-error",
         "instance": "/boom",
     }  # nothing of the exception is shown
     teapot = call(app, "GET", "/teapot", token)
