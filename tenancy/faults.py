@@ -10,6 +10,8 @@ bound tenant context) answers it as such:
   again on a fresh connection (the pool drops the dead ones when it sees a disconnect);
 - any other request, or a second failure, is a 503 problem ``database-unavailable`` with
   ``Retry-After``: the client may try again; nothing was acknowledged that was not kept.
+  (A fault while the middleware admits the request, before the app runs, is answered the
+  same way: ``fault_of``.)
 
 Any other exception the app lets escape (not a library error, which has its own answer)
 is logged with its traceback and the request id, and answered as a 500 problem+json
@@ -30,7 +32,6 @@ from tenancy.problems import problem_response
 log = logging.getLogger("tenancy.faults")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-RETRY_AFTER_SECONDS = 1
 # SQLSTATE classes and codes that mean "the connection, not the statement, failed".
 _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
@@ -115,25 +116,29 @@ class ServerFaults:
             except Exception as exc:
                 if started:
                     raise  # too late to answer differently: the server closes the response
-                where = (_request_id(), scope.get("method"), scope.get("path"))
-                if is_database_unavailable(exc):
-                    if attempt + 1 < attempts:
-                        log.warning(
-                            "request %s: database connection lost; %s %s runs again", *where
-                        )
-                        continue
-                    log.warning("request %s: database unavailable for %s %s: %s", *where, exc)
-                    await problem_response(
-                        DatabaseUnavailable("the database is not reachable now"),
-                        instance=scope.get("path"),
-                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                    )(scope, receive, send)
-                    return
-                log.exception("request %s: unhandled error in %s %s", *where)
-                await problem_response(InternalError(), instance=scope.get("path"))(
+                if is_database_unavailable(exc) and attempt + 1 < attempts:
+                    log.warning(
+                        "request %s: database connection lost; %s %s runs again",
+                        _request_id(),
+                        scope.get("method"),
+                        scope.get("path"),
+                    )
+                    continue
+                await problem_response(fault_of(exc, scope), instance=scope.get("path"))(
                     scope, receive, send
                 )
                 return
+
+
+def fault_of(exc: BaseException, scope: Scope, request_id: str | None = None) -> TenancyError:
+    """The library error that answers ``exc``, logged with the request id: a warning and
+    ``DatabaseUnavailable`` for a lost database, else the traceback and ``InternalError``."""
+    where = (request_id or _request_id(), scope.get("method"), scope.get("path"))
+    if is_database_unavailable(exc):
+        log.warning("request %s: database unavailable for %s %s: %s", *where, exc)
+        return DatabaseUnavailable("the database is not reachable now")
+    log.error("request %s: unhandled error in %s %s", *where, exc_info=exc)
+    return InternalError()
 
 
 def _replaying(replay: list[Message], then: Receive) -> Receive:

@@ -54,7 +54,7 @@ from tenancy.errors import (
     WrongRegion,
 )
 from tenancy.events import EventSink, LoggingSink, SecurityEvent
-from tenancy.faults import ServerFaults
+from tenancy.faults import ServerFaults, fault_of
 from tenancy.headers import InboundHeaders, bearer_token
 from tenancy.problems import problem_response
 from tenancy.settings import consistency_checks_from_env
@@ -194,6 +194,10 @@ class TenancyMiddleware:
                     await self._admission.record_use(grant, request_id=request_id, route=path)
             except TenancyError as exc:
                 await self._refuse(exc, scope, receive, send, request_id)
+                return
+            except Exception as exc:  # a fault (the database gone?), never a plain-text 500
+                fault = fault_of(exc, scope, request_id)
+                await self._refuse(fault, scope, receive, send, request_id)
                 return
 
             scope["tenancy"] = ctx

@@ -21,6 +21,7 @@ from tenancy import errors
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:tenancy:problem:"
+DATABASE_RETRY_AFTER = 1  # seconds: a lost connection is usually back by then
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ def problem_response(
     """The problem+json response for ``exc``; 401s carry ``WWW-Authenticate`` (RFC 6750)."""
     body = problem_body(exc, instance=instance)
     extra = dict(headers or {})
+    if isinstance(exc, errors.DatabaseUnavailable):
+        extra.setdefault("Retry-After", str(DATABASE_RETRY_AFTER))
     if body["status"] == 401:
         challenge = f'Bearer realm="{realm}"'
         if isinstance(exc, errors.InvalidToken):

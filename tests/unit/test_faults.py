@@ -156,3 +156,32 @@ def test_what_counts_as_the_database_being_unavailable() -> None:
     assert not is_database_unavailable(duplicate)
     assert not is_database_unavailable(lock)
     assert not is_database_unavailable(ValueError("x"))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [(terminated, 503, "database-unavailable"), (lambda: KeyError("bug"), 500, "internal-error")],
+)
+async def test_a_fault_while_admitting_the_request_is_a_problem_too(
+    error: Any,
+    status: int,
+    code: str,
+    verifier: TokenVerifier,
+    registry: TenantRegistry,
+    acme: Tenant,
+    token_for: TokenFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The tenant lookup (a cache miss reads the registry's table) meets the fault.
+    def lookup(*args: Any, **kwargs: Any) -> None:
+        raise error()
+
+    monkeypatch.setattr(registry, "peek", lambda *a, **k: None)
+    monkeypatch.setattr(registry, "get", lookup)
+    flaky = Flaky(terminated, times=0)
+    response = await call(app_with(flaky, verifier, registry, ["GET"]), "GET", token_for(acme))
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    assert ("retry-after" in response.headers) == (status == 503)
+    assert flaky.calls == 0  # the app never ran
