@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tenancy.events import EventSink
     from tenancy.exports import ExportService, ExportSource
     from tenancy.keys import TenantKeys
+    from tenancy.propagation import ReplayGuard
     from tenancy.support import SupportAccess
 
 # Support staff's tokens name the platform's own tenant, which holds no customer data:
@@ -63,6 +64,7 @@ __all__ = [
     "open_keys",
     "open_registry",
     "open_support",
+    "replay_guard_for",
 ]
 
 
@@ -156,6 +158,24 @@ def open_keys(
     if settings.uses_sqlite:
         keys.create_schema()
     return keys
+
+
+def replay_guard_for(settings: Settings, *, engine: Engine | None = None) -> ReplayGuard:
+    """Where context-token ids are remembered (``TENANCY_REPLAY_GUARD``): this process's
+    memory, the service's database (``TableReplayGuard``; its table comes from the
+    migrations, or is created on SQLite), or Redis (``RedisReplayGuard``). Replicas behind
+    a load balancer need one of the shared two, or a token replayed to another replica
+    is accepted there."""
+    from tenancy.propagation import MemoryReplayGuard, RedisReplayGuard, TableReplayGuard
+
+    if settings.replay_guard == "memory":
+        return MemoryReplayGuard()
+    if settings.replay_guard == "database":
+        guard = TableReplayGuard(engine or open_engine(settings))
+        if settings.uses_sqlite:
+            guard.create_schema()
+        return guard
+    return RedisReplayGuard(settings.replay_guard)
 
 
 def open_support(

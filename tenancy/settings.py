@@ -44,6 +44,13 @@ def _pooler(value: str) -> str | None:
     return mode
 
 
+def _replay_guard(value: str) -> str:
+    where = value.strip() or "memory"
+    if where in ("memory", "database") or where.startswith(("redis://", "rediss://")):
+        return where
+    raise ConfigurationError("TENANCY_REPLAY_GUARD must be memory, database or a redis:// URL")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Where state lives and which region this process serves.
@@ -53,7 +60,10 @@ class Settings:
     (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
     to decide with; default: the embedded Rego engine), ``TENANCY_CONSISTENCY_CHECKS``
     (cross-layer tenant checks, for tests and staging; default off),
-    ``TENANCY_DATABASE_POOLER`` (``transaction`` when a transaction-pooling PgBouncer
+    ``TENANCY_REPLAY_GUARD`` (where context-token ids are remembered: ``memory``, one
+    process, the default; ``database``, the service's database; or a ``redis://`` URL:
+    what replicas behind a load balancer need), ``TENANCY_DATABASE_POOLER``
+    (``transaction`` when a transaction-pooling PgBouncer
     stands in front of PostgreSQL: drivers then never prepare statements; see
     ``tenancy.scoping.pooling``), ``TENANCY_POLICY_DATA`` (the application's policy data
     files, ``os.pathsep``-separated, laid over the shipped policy data in order; relative
@@ -68,6 +78,7 @@ class Settings:
     consistency_checks: bool = False
     policy_data: tuple[Path, ...] = ()
     database_pooler: str | None = None
+    replay_guard: str = "memory"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -79,7 +90,8 @@ class Settings:
         Raises:
             InvalidTenantField: the region is not shaped like one (``eu-central-1``).
             ConfigurationError: ``TENANCY_CONSISTENCY_CHECKS`` is not a recognisable
-                boolean, or ``TENANCY_DATABASE_POOLER`` names no pooler mode.
+                boolean, ``TENANCY_DATABASE_POOLER`` names no pooler mode, or
+                ``TENANCY_REPLAY_GUARD`` no guard.
         """
         source = os.environ if env is None else env
         data_dir = Path(
@@ -95,6 +107,7 @@ class Settings:
             opa_url=source.get("TENANCY_OPA_URL") or None,
             consistency_checks=consistency_checks_from_env(source),
             database_pooler=_pooler(source.get("TENANCY_DATABASE_POOLER", "")),
+            replay_guard=_replay_guard(source.get("TENANCY_REPLAY_GUARD", "")),
             policy_data=tuple(
                 Path(part).resolve()
                 for part in source.get("TENANCY_POLICY_DATA", "").split(os.pathsep)

@@ -44,3 +44,21 @@ def test_database_url_is_honoured_as_a_fallback(tmp_path: Path) -> None:
 def test_invalid_region_is_refused_at_start(region: str) -> None:
     with pytest.raises(InvalidTenantField):
         Settings.from_env({"TENANCY_REGION": region})
+
+
+def test_the_replay_guard_is_named_by_the_environment(tmp_path: Path) -> None:
+    from tenancy.deployment import replay_guard_for
+    from tenancy.errors import ConfigurationError
+    from tenancy.propagation import MemoryReplayGuard, RedisReplayGuard, TableReplayGuard
+
+    def settings(value: str) -> Settings:
+        return Settings.from_env({"TENANCY_DATA_DIR": str(tmp_path), "TENANCY_REPLAY_GUARD": value})
+
+    assert isinstance(replay_guard_for(settings("")), MemoryReplayGuard)
+    table = replay_guard_for(settings("database"))
+    assert isinstance(table, TableReplayGuard)
+    assert table.first_use("j-1", expires_at=2e9, now=1e9)  # its table exists (SQLite)
+    assert not table.first_use("j-1", expires_at=2e9, now=1e9)
+    assert isinstance(replay_guard_for(settings("redis://127.0.0.1:6379/0")), RedisReplayGuard)
+    with pytest.raises(ConfigurationError, match="TENANCY_REPLAY_GUARD"):
+        settings("memcached://x")

@@ -13,7 +13,14 @@ import functools
 from starlette.applications import Starlette
 
 from tenancy.context import PrincipalKind
-from tenancy.deployment import authorizer_for, open_audit, open_engine, open_keys, open_support
+from tenancy.deployment import (
+    authorizer_for,
+    open_audit,
+    open_engine,
+    open_keys,
+    open_support,
+    replay_guard_for,
+)
 from tenancy.identity import JWKSKeySource
 from tenancy.propagation import ContextTokenVerifier, trusted_service
 from tenancy.scoping.audit import audit_engine
@@ -34,6 +41,8 @@ def build_worklogs(settings: Settings) -> Starlette:
     edge_keys = JWKSKeySource.from_file(edge_jwks_path(settings), algorithms=["EdDSA"])
     verifier = ContextTokenVerifier(
         audience=SERVICE,
+        # Seen token ids: shared by every replica when TENANCY_REPLAY_GUARD says where.
+        replay=replay_guard_for(settings, engine=engine),
         # The edge may delegate worklogs scopes and nothing else.
         services=[
             trusted_service(
