@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tenancy.events import EventSink
     from tenancy.exports import ExportService, ExportSource
     from tenancy.keys import TenantKeys
+    from tenancy.keys.state import KeyStateSignal
     from tenancy.propagation import ReplayGuard
     from tenancy.support import SupportAccess
 
@@ -65,6 +66,7 @@ __all__ = [
     "open_registry",
     "open_support",
     "replay_guard_for",
+    "tenant_state",
 ]
 
 
@@ -91,9 +93,22 @@ def open_engine(settings: Settings) -> Engine:
     return engine
 
 
-def open_registry(settings: Settings) -> TenantRegistry:
-    """The tenant registry (its table created if missing)."""
-    registry = TenantRegistry(open_engine(settings))
+def tenant_state(settings: Settings) -> KeyStateSignal:
+    """Where every process of this host learns that a tenant changed (a suspension by the
+    CLI): a shared generation file in the data directory, read on each cache hit."""
+    from tenancy.keys.state import SharedKeyState
+
+    return SharedKeyState(settings.data_dir / "tenant-state")
+
+
+def open_registry(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> TenantRegistry:
+    """The tenant registry (its table created if missing), its cache invalidated in every
+    process of the host by a change made in any (``tenant_state``)."""
+    registry = TenantRegistry(
+        engine or open_engine(settings), events=events, signal=tenant_state(settings)
+    )
     registry.create_schema()
     return registry
 

@@ -291,5 +291,19 @@ ALTER TABLE tenancy_data_keys ADD COLUMN cmk_version VARCHAR(128);
 
 UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
 
+-- Running upgrade 0006 -> 0007
+
+CREATE TABLE tenancy_replay_jti (
+    jti VARCHAR(255) NOT NULL, 
+    expires_at FLOAT NOT NULL, 
+    PRIMARY KEY (jti)
+);
+
+CREATE INDEX ix_tenancy_replay_jti_expires_at ON tenancy_replay_jti (expires_at);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_replay_jti TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
 COMMIT;
 

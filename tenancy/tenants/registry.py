@@ -1,8 +1,11 @@
 """The tenant registry: provisioning and lifecycle, stored with SQLAlchemy.
 
 Works on SQLite and PostgreSQL. Reads go through a small in-process cache that is
-invalidated when this process changes a tenant, and expires after ``cache_ttl`` so a
-change made by another process (the CLI suspending a tenant) is seen within that time.
+invalidated when this process changes a tenant, and expires after ``cache_ttl``. With a
+``signal`` (the key-state signal's protocol: ``SharedKeyState`` for the processes of one
+host, ``RedisKeyState`` across hosts), a change made by any process (the CLI suspending a
+tenant) bumps the tenant's generation, and every process's very next lookup reads the
+row again; without one, other processes see it within ``cache_ttl``.
 Every change is emitted as a :class:`~tenancy.events.SecurityEvent`.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     CheckConstraint,
@@ -38,6 +42,9 @@ from tenancy.tenants.model import (
     validate_region,
     validate_slug,
 )
+
+if TYPE_CHECKING:
+    from tenancy.keys.state import KeyStateSignal
 
 metadata = MetaData()
 
@@ -73,14 +80,16 @@ class TenantRegistry:
         clock: Clock = SYSTEM_CLOCK,
         events: EventSink | None = None,
         cache_ttl: float = 5.0,
+        signal: KeyStateSignal | None = None,
     ) -> None:
         if cache_ttl < 0:
             raise ConfigurationError("cache_ttl must be >= 0")
+        self._signal = signal
         self._engine = engine
         self._clock = clock
         self._events = events if events is not None else LoggingSink()
         self._ttl = cache_ttl
-        self._cache: dict[str, tuple[float, Tenant]] = {}
+        self._cache: dict[str, tuple[float, int, Tenant]] = {}
         self._lock = threading.Lock()
 
     def create_schema(self) -> None:
@@ -94,9 +103,11 @@ class TenantRegistry:
         entry = self._cache.get(tenant_id)
         if entry is None:
             return None
-        loaded_at, tenant = entry
+        loaded_at, generation, tenant = entry
         if (self._clock.timestamp() if now is None else now) - loaded_at >= self._ttl:
             return None
+        if self._signal is not None and self._signal.generation(tenant_id) != generation:
+            return None  # changed by another process since it was loaded
         return tenant
 
     def get(self, tenant_id: str) -> Tenant:
@@ -108,9 +119,12 @@ class TenantRegistry:
         cached = self.peek(tenant_id)
         if cached is not None:
             return cached
+        # The generation is read before the row: a change committed in between bumps it
+        # after, so this entry is already stale and the next peek reads again.
+        generation = self._signal.generation(tenant_id) if self._signal is not None else 0
         tenant = self._load(tenants_table.c.id == tenant_id)
         with self._lock:
-            self._cache[tenant.id] = (self._clock.timestamp(), tenant)
+            self._cache[tenant.id] = (self._clock.timestamp(), generation, tenant)
         return tenant
 
     def get_by_slug(self, slug: str) -> Tenant:
@@ -247,6 +261,8 @@ class TenantRegistry:
     def _invalidate(self, tenant_id: str) -> None:
         with self._lock:
             self._cache.pop(tenant_id, None)
+        if self._signal is not None:
+            self._signal.changed(tenant_id)  # every process's next lookup reads again
 
     def _emit(self, action: str, tenant: Tenant, *, actor: str, reason: str | None) -> None:
         self._events.emit(

@@ -142,3 +142,20 @@ def test_status_column_refuses_unknown_values(registry: TenantRegistry, engine: 
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(update(tenants_table).values(status="deleted"))
     assert registry.get(tenant.id).status is TenantStatus.ACTIVE
+
+
+def test_a_change_made_by_another_process_is_seen_on_the_next_lookup(engine: Engine) -> None:
+    from tenancy.keys.state import ProcessKeyState
+
+    signal = ProcessKeyState()  # stands for the host's shared file (SharedKeyState)
+    cli = TenantRegistry(engine, signal=signal, cache_ttl=3600)
+    cli.create_schema()
+    tenant = cli.provision("initech", region="eu-central-1", display_name="Initech")
+    replica = TenantRegistry(engine, signal=signal, cache_ttl=3600)
+    unsignalled = TenantRegistry(engine, cache_ttl=3600)  # the control: no signal
+    for registry in (replica, unsignalled):
+        assert registry.get(tenant.id).status.value == "active"  # cached for an hour
+    cli.suspend(tenant.id, actor="ops", reason="unpaid")
+    assert replica.peek(tenant.id) is None  # the cache entry is stale at once
+    assert replica.get(tenant.id).status.value == "suspended"
+    assert unsignalled.get(tenant.id).status.value == "active"  # only the TTL would end it

@@ -5,12 +5,17 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from tenancy.context import PrincipalKind
-from tenancy.deployment import authorizer_for, open_audit, open_engine, open_support
+from tenancy.deployment import (
+    authorizer_for,
+    open_audit,
+    open_engine,
+    open_registry,
+    open_support,
+)
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
 from tenancy.propagation import ServiceKeyring
 from tenancy.settings import Settings
-from tenancy.tenants import TenantRegistry
 from tenancy_examples import policy
 from tenancy_examples.demo_state import EDGE, edge_keyring_dir
 from tenancy_examples.edge.app import create_app
@@ -36,7 +41,7 @@ def build_edge(settings: Settings, *, worklogs_url: str) -> Starlette:
     return create_app(
         verifier=verifier,
         events=audit,
-        tenants=TenantRegistry(engine, events=audit),
+        tenants=open_registry(settings, engine=engine, events=audit),
         region=settings.region,
         keyring=ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE),
         worklogs_url=worklogs_url,

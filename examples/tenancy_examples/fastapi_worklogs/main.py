@@ -16,14 +16,19 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from tenancy.deployment import authorizer_for, open_audit, open_engine, open_keys
+from tenancy.deployment import (
+    authorizer_for,
+    open_audit,
+    open_engine,
+    open_keys,
+    open_registry,
+)
 from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
 from tenancy.identity.dev import JWKS_FILE
 from tenancy.keys.columns import SESSION_KEYS
 from tenancy.scoping import AsyncTenantSession
 from tenancy.scoping.audit import audit_engine
 from tenancy.settings import Settings
-from tenancy.tenants import TenantRegistry
 from tenancy_examples import policy
 from tenancy_examples.fastapi_worklogs.app import POLICY_DATA, SERVICE, create_app
 from tenancy_examples.fastapi_worklogs.models import create_schema
@@ -78,7 +83,7 @@ def build(settings: Settings) -> FastAPI:
     return create_app(
         sessions=sessions,
         verifier=verifier,
-        tenants=TenantRegistry(engine, events=audit),
+        tenants=open_registry(settings, engine=engine, events=audit),
         region=settings.region,
         events=audit,
         startup_audit=None if settings.uses_sqlite else functools.partial(audit_engine, engine),

@@ -18,6 +18,7 @@ from tenancy.deployment import (
     open_audit,
     open_engine,
     open_keys,
+    open_registry,
     open_support,
     replay_guard_for,
 )
@@ -25,7 +26,6 @@ from tenancy.identity import JWKSKeySource
 from tenancy.propagation import ContextTokenVerifier, trusted_service
 from tenancy.scoping.audit import audit_engine
 from tenancy.settings import Settings
-from tenancy.tenants import TenantRegistry
 from tenancy_examples import policy
 from tenancy_examples.demo_state import edge_jwks_path, open_worklog_exports
 from tenancy_examples.worklogs.app import EXPORT, READ, WRITE, create_app
@@ -63,7 +63,7 @@ def build_worklogs(settings: Settings) -> Starlette:
         store=store,
         verifier=verifier,
         events=audit,
-        tenants=TenantRegistry(engine, events=audit),
+        tenants=open_registry(settings, engine=engine, events=audit),
         region=settings.region,
         startup_audit=startup_audit,
         authorizer=authorizer_for(settings, SERVICE, policy_data=[policy.DATA]),
