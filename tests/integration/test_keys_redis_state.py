@@ -258,3 +258,31 @@ def test_unreachable_redis_fails_at_construction() -> None:
     assert "127.0.0.1:1" in str(raised.value) and "hunter2" not in str(raised.value)
     with pytest.raises(ConfigurationError):
         RedisKeyState("http://127.0.0.1:6379")
+
+
+def test_the_tenant_registry_takes_redis_as_its_signal_across_hosts(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    # Two registries on one database, each with its own RedisKeyState (two hosts' worth
+    # of processes): a suspension through one is seen by the other on its next lookup.
+    from sqlalchemy import create_engine
+
+    from tenancy.tenants import TenantRegistry
+
+    prefix = unique_prefix()
+    engine = create_engine(f"sqlite:///{tmp_path / 'tenants.db'}")
+    try:
+        with (
+            RedisKeyState(REDIS_URL, prefix=prefix) as here,
+            RedisKeyState(REDIS_URL, prefix=prefix) as there,
+        ):
+            cli = TenantRegistry(engine, signal=here, cache_ttl=3600)
+            cli.create_schema()
+            tenant = cli.provision("initech", region="eu-central-1", display_name="Initech")
+            replica = TenantRegistry(engine, signal=there, cache_ttl=3600)
+            assert replica.get(tenant.id).status.value == "active"
+            cli.suspend(tenant.id, actor="ops", reason="unpaid")  # returns once announced
+            assert replica.get(tenant.id).status.value == "suspended"
+    finally:
+        engine.dispose()
+        client.delete(*client.keys(f"{prefix}:*") or [f"{prefix}:none"])
