@@ -14,17 +14,22 @@ if TYPE_CHECKING:
 
 
 def db_audit_command(args: argparse.Namespace) -> int:
-    """``tenancy db audit``: print the live auditor's findings; exit 1 on any."""
+    """``tenancy db audit``: print the live auditor's findings; exit 1 on any. With
+    ``--citus``, warnings for what would keep tables from being distributed by tenant."""
     from sqlalchemy import create_engine
 
     from tenancy.scoping.audit import audit
+    from tenancy.scoping.audit.citus import citus_findings
 
     engine = create_engine(args.url)
     try:
         with engine.connect() as conn:
             findings = audit(conn, app_role=args.app_role)
+            warnings = citus_findings(conn) if args.citus else []
     finally:
         engine.dispose()
+    for warning in warnings:  # readiness for sharding: reported, never failing the audit
+        print(f"WARN {warning.check}: {warning.subject}: {warning.message}")
     for finding in findings:
         print(finding)
     if findings:

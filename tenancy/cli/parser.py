@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", required=True, help="SQLAlchemy URL; connect as the application role"
     )
     db_audit.add_argument("--app-role", help="role to judge (default: the connecting role)")
+    db_audit.add_argument(
+        "--citus",
+        action="store_true",
+        help="also warn about keys that keep tables from being distributed by tenant_id",
+    )
     db_audit.set_defaults(handler=db_audit_command)
     db_matrix = db_actions.add_parser(
         "matrix",

@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from tenancy.context import bind
 from tenancy.scoping import TenantSession
 from tenancy.scoping.audit import audit_engine
+from tenancy.scoping.audit.citus import citus_findings
 from tenancy.support import SupportAccess
 from tenancy_examples.worklogs.store import WorklogStore
 from tests.support.postgres import LOCAL_ADMIN_URL, scratch_database
@@ -87,6 +88,8 @@ def test_migrated_database_passes_the_audit_and_isolates_worklogs(
     try:
         assert audit_engine(app) == []
         assert tenancy("db", "audit", "--url", app_url).returncode == 0
+        with app.connect() as conn:
+            assert citus_findings(conn) == []  # every key leads with tenant_id
         store = WorklogStore(app)
         with bind(ctx(A)):
             mine = store.create(description="a", minutes=5, day=date(2026, 11, 1))
