@@ -66,6 +66,7 @@ __all__ = [
     "open_registry",
     "open_support",
     "replay_guard_for",
+    "state_signal",
     "tenant_state",
 ]
 
@@ -93,12 +94,24 @@ def open_engine(settings: Settings) -> Engine:
     return engine
 
 
-def tenant_state(settings: Settings) -> KeyStateSignal:
-    """Where every process of this host learns that a tenant changed (a suspension by the
-    CLI): a shared generation file in the data directory, read on each cache hit."""
+def state_signal(settings: Settings, kind: str) -> KeyStateSignal:
+    """Where every process learns that a tenant's ``kind`` of state (``key`` or
+    ``tenant``) changed: a generation file every process of this host maps, or Redis
+    (``TENANCY_STATE_SIGNAL``) for replicas on several hosts."""
     from tenancy.keys.state import SharedKeyState
 
-    return SharedKeyState(settings.data_dir / "tenant-state")
+    if settings.state_signal is not None:
+        from tenancy.keys.redis_state import RedisKeyState
+
+        return RedisKeyState(settings.state_signal, prefix=f"tenancy:{kind}state")
+    folder = settings.data_dir / "keys" if kind == "key" else settings.data_dir
+    return SharedKeyState(folder / f"{kind}-state")
+
+
+def tenant_state(settings: Settings) -> KeyStateSignal:
+    """Where every process learns that a tenant changed (a suspension by the CLI): read on
+    each cache hit of the registry (``state_signal(settings, "tenant")``)."""
+    return state_signal(settings, "tenant")
 
 
 def open_registry(
@@ -128,7 +141,6 @@ def open_keys(
     """
     from tenancy.keys import KeyProvider, LocalKeyProvider, RootKey, TenantKeys
     from tenancy.keys.local import ROOT_KEY_ENV
-    from tenancy.keys.state import SharedKeyState
 
     folder = settings.data_dir / "keys"
     root = (
@@ -162,13 +174,13 @@ def open_keys(
         )
     # Every process on the host (services, replicas, the CLI) maps the same key-state
     # file, so a shred or rotation made by the CLI is seen by running services on their
-    # next use. Several hosts announce changes through Redis (tenancy.keys.redis_state).
+    # next use; with TENANCY_STATE_SIGNAL, every process on every host, through Redis.
     keys = TenantKeys(
         engine or open_engine(settings),
         providers,
         default_provider="local",
         events=events,
-        state=SharedKeyState(folder / "key-state"),
+        state=state_signal(settings, "key"),
     )
     if settings.uses_sqlite:
         keys.create_schema()

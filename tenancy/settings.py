@@ -44,6 +44,15 @@ def _pooler(value: str) -> str | None:
     return mode
 
 
+def _state_signal(value: str) -> str | None:
+    where = value.strip()
+    if not where:
+        return None
+    if where.startswith(("redis://", "rediss://", "unix://")):
+        return where
+    raise ConfigurationError("TENANCY_STATE_SIGNAL must be a redis:// URL (or unset)")
+
+
 def _replay_guard(value: str) -> str:
     where = value.strip() or "memory"
     if where in ("memory", "database") or where.startswith(("redis://", "rediss://")):
@@ -60,6 +69,8 @@ class Settings:
     (the audience of users' access tokens at the edge), ``TENANCY_OPA_URL`` (an OPA server
     to decide with; default: the embedded Rego engine), ``TENANCY_CONSISTENCY_CHECKS``
     (cross-layer tenant checks, for tests and staging; default off),
+    ``TENANCY_STATE_SIGNAL`` (how processes learn of a key or tenant change: unset, a
+    file every process of this host maps; a ``redis://`` URL, replicas on several hosts),
     ``TENANCY_REPLAY_GUARD`` (where context-token ids are remembered: ``memory``, one
     process, the default; ``database``, the service's database; or a ``redis://`` URL:
     what replicas behind a load balancer need), ``TENANCY_DATABASE_POOLER``
@@ -79,6 +90,7 @@ class Settings:
     policy_data: tuple[Path, ...] = ()
     database_pooler: str | None = None
     replay_guard: str = "memory"
+    state_signal: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,7 +103,7 @@ class Settings:
             InvalidTenantField: the region is not shaped like one (``eu-central-1``).
             ConfigurationError: ``TENANCY_CONSISTENCY_CHECKS`` is not a recognisable
                 boolean, ``TENANCY_DATABASE_POOLER`` names no pooler mode, or
-                ``TENANCY_REPLAY_GUARD`` no guard.
+                ``TENANCY_REPLAY_GUARD`` no guard, or ``TENANCY_STATE_SIGNAL`` no Redis URL.
         """
         source = os.environ if env is None else env
         data_dir = Path(
@@ -108,6 +120,7 @@ class Settings:
             consistency_checks=consistency_checks_from_env(source),
             database_pooler=_pooler(source.get("TENANCY_DATABASE_POOLER", "")),
             replay_guard=_replay_guard(source.get("TENANCY_REPLAY_GUARD", "")),
+            state_signal=_state_signal(source.get("TENANCY_STATE_SIGNAL", "")),
             policy_data=tuple(
                 Path(part).resolve()
                 for part in source.get("TENANCY_POLICY_DATA", "").split(os.pathsep)

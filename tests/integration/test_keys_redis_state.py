@@ -286,3 +286,33 @@ def test_the_tenant_registry_takes_redis_as_its_signal_across_hosts(
     finally:
         engine.dispose()
         client.delete(*client.keys(f"{prefix}:*") or [f"{prefix}:none"])
+
+
+def test_deployments_on_two_hosts_share_state_through_redis(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    # Two data directories (two hosts share no files), one database and one Redis:
+    # TENANCY_STATE_SIGNAL carries key and tenant changes between them.
+    from tenancy.deployment import open_keys, open_registry
+    from tenancy.settings import Settings
+
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    def host(name: str) -> Settings:
+        return Settings.from_env(
+            {
+                "TENANCY_DATA_DIR": str(tmp_path / name),
+                "TENANCY_DATABASE_URL": database,
+                "TENANCY_STATE_SIGNAL": REDIS_URL,
+            }
+        )
+
+    first, second = open_registry(host("one")), open_registry(host("two"))
+    tenant = first.provision("initech", region="eu-central-1", display_name="Initech")
+    assert second.get(tenant.id).status.value == "active"
+    first.suspend(tenant.id, actor="ops", reason="unpaid")
+    assert second.get(tenant.id).status.value == "suspended"
+    keys = open_keys(host("one"))
+    assert isinstance(keys.state, RedisKeyState)
+    with pytest.raises(ConfigurationError, match="TENANCY_STATE_SIGNAL"):
+        Settings.from_env({"TENANCY_DATA_DIR": str(tmp_path), "TENANCY_STATE_SIGNAL": "x://y"})
