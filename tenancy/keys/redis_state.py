@@ -63,12 +63,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import socket
 import threading
 import time
 
 import redis
-from redis.backoff import EqualJitterBackoff, ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import PubSub
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -249,7 +250,6 @@ class RedisKeyState:
     # -- the listener ---------------------------------------------------------------
 
     def _listen_forever(self) -> None:
-        backoff = EqualJitterBackoff(cap=2.0, base=0.1)
         while not self._stop.is_set():
             try:
                 self._listen()
@@ -262,7 +262,7 @@ class RedisKeyState:
                         self._where,
                         type(exc).__name__,
                     )
-                self._stop.wait(backoff.compute(self._failures))
+                self._stop.wait(_reconnect_delay(self._failures))
         self._fail_closed()
 
     def _listen(self) -> None:
@@ -366,3 +366,14 @@ def _where(client: redis.Redis) -> str:
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+# Reconnect jitter draws from its own generator: the module-level one belongs to the
+# application (a listener thread must not move a seeded or test-controlled global state).
+_jitter = random.Random()  # noqa: S311 (timing jitter, not a secret)
+
+
+def _reconnect_delay(failures: int, *, base: float = 0.1, cap: float = 2.0) -> float:
+    """Equal-jitter exponential backoff: half the capped delay fixed, half drawn."""
+    delay = min(cap, base * 2.0 ** min(failures, 16))
+    return delay / 2 + _jitter.uniform(0, delay / 2)

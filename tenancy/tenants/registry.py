@@ -92,6 +92,13 @@ class TenantRegistry:
         self._cache: dict[str, tuple[float, int, Tenant]] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Release the signal (a Redis listener thread, a mapped file); the engine stays
+        the caller's. ``open_registry`` made the signal, so its registry owns it."""
+        close = getattr(self._signal, "close", None)
+        if close is not None:
+            close()
+
     def create_schema(self) -> None:
         """Create the registry table if absent (production uses migrations instead)."""
         metadata.create_all(self._engine)

@@ -308,11 +308,16 @@ def test_deployments_on_two_hosts_share_state_through_redis(
         )
 
     first, second = open_registry(host("one")), open_registry(host("two"))
-    tenant = first.provision("initech", region="eu-central-1", display_name="Initech")
-    assert second.get(tenant.id).status.value == "active"
-    first.suspend(tenant.id, actor="ops", reason="unpaid")
-    assert second.get(tenant.id).status.value == "suspended"
-    keys = open_keys(host("one"))
-    assert isinstance(keys.state, RedisKeyState)
+    try:  # each registry owns a listener thread: never leave one running
+        tenant = first.provision("initech", region="eu-central-1", display_name="Initech")
+        assert second.get(tenant.id).status.value == "active"
+        first.suspend(tenant.id, actor="ops", reason="unpaid")
+        assert second.get(tenant.id).status.value == "suspended"
+    finally:
+        first.close()
+        second.close()
+    state = open_keys(host("one")).state
+    assert isinstance(state, RedisKeyState)
+    state.close()
     with pytest.raises(ConfigurationError, match="TENANCY_STATE_SIGNAL"):
         Settings.from_env({"TENANCY_DATA_DIR": str(tmp_path), "TENANCY_STATE_SIGNAL": "x://y"})
