@@ -70,16 +70,21 @@ def running_pgbouncer(
         f"unix_socket_dir =\nauth_type = trust\nauth_file = {directory / 'userlist.txt'}\n"
         "pool_mode = transaction\n"
         f"default_pool_size = {pool_size}\nmax_client_conn = {max_client_conn}\n"
+        # A client waiting this long for a server connection gets an error, not a hang.
+        "query_wait_timeout = 20\n"
         "ignore_startup_parameters = extra_float_digits,options\n"
         f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"
     )
     for path in (directory, *directory.iterdir()):
         os.chown(path, postgres.pw_uid, postgres.pw_gid)
-    process = subprocess.Popen(
-        ["runuser", "-u", "postgres", "--", PGBOUNCER, str(directory / "pgbouncer.ini")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    # Its output goes to a file: a pipe nobody reads fills up (it logs every login), and
+    # PgBouncer then blocks on the write with every client waiting on it.
+    with open(directory / "pgbouncer.out", "wb") as output:
+        process = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, str(directory / "pgbouncer.ini")],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -88,9 +93,12 @@ def running_pgbouncer(
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    log = directory / "pgbouncer.log"
-                    output = log.read_text() if log.exists() else ""
-                    pytest.fail(f"PgBouncer did not start: {output}")
+                    said = "".join(
+                        path.read_text(errors="replace")
+                        for path in (directory / "pgbouncer.out", directory / "pgbouncer.log")
+                        if path.exists()
+                    )
+                    pytest.fail(f"PgBouncer did not start: {said}")
                 time.sleep(0.05)
         yield port
     finally:
@@ -100,6 +108,4 @@ def running_pgbouncer(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout:
-            process.stdout.close()
         shutil.rmtree(directory, ignore_errors=True)
