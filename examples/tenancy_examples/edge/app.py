@@ -75,6 +75,7 @@ FORWARDED_RESPONSE_HEADERS = (
     "cache-control",
     "referrer-policy",
     "x-content-type-options",
+    "retry-after",  # a backend's 503 tells the client when to try again
 )
 
 

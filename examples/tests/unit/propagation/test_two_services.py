@@ -215,6 +215,49 @@ async def test_backend_down_is_a_502_problem(
     assert response.json()["type"] == "urn:tenancy:problem:downstream-unavailable"
 
 
+async def test_backend_503_reaches_the_client_with_its_retry_after(
+    keys: JWKSKeySource,
+    registry: TenantRegistry,
+    edge_ring: ServiceKeyring,
+    token_for: TokenFactory,
+    acme: Tenant,
+) -> None:
+    # The backend lost its database: the client must learn when to try again, and must
+    # not see headers the edge does not forward.
+    problem = {"type": "urn:tenancy:problem:database-unavailable", "status": 503}
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            503,
+            json=problem,
+            headers={
+                "content-type": "application/problem+json",
+                "retry-after": "1",
+                "x-backend-secret": "internal",
+            },
+        )
+
+    users = TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience="edge", keys=keys, algorithms=["EdDSA"])]
+    )
+    edge = create_edge(
+        verifier=users,
+        tenants=registry,
+        region=REGION,
+        keyring=edge_ring,
+        worklogs_url="http://worklogs",
+        transport=httpx.MockTransport(unavailable),
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=edge), base_url="http://edge"
+    ) as client:
+        response = await client.get("/worklogs", headers=user(token_for, acme))
+    assert response.status_code == 503
+    assert response.json() == problem
+    assert response.headers["retry-after"] == "1"
+    assert "x-backend-secret" not in response.headers
+
+
 async def test_edge_publishes_its_jwks_without_authentication(
     via_edge: httpx.AsyncClient, edge_ring: ServiceKeyring
 ) -> None:
