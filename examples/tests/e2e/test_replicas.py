@@ -2,8 +2,10 @@
 
 What one process kept in memory and matters across replicas is shared through a server:
 seen context-token ids in Redis (``TENANCY_REPLAY_GUARD``), so a token replayed to the
-other replica is refused there; the audit chains stay valid with two writer processes
-per tenant.
+other replica is refused there; key and tenant changes announced through Redis
+(``TENANCY_STATE_SIGNAL``), so a suspension, a shred or a support revocation by the CLI is
+refused by every replica on its next request; the audit chains stay valid with two writer
+processes per tenant.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ import pytest
 
 from examples.tests.e2e.test_demo import as_edge, free_port
 from examples.tests.integration.test_db_matrix import migrated_worklogs
-from tenancy.context import Principal, TenantContext
+from tenancy.context import Assurance, Principal, PrincipalKind, TenantContext
 from tenancy.identity import DEV_ISSUER
 from tests.infra.tools import ensure_tool
 from tests.integration.test_db_matrix import url_of
@@ -33,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parents[3]
 LAUNCH = ROOT / "infra" / "compose" / "launch.py"
 ENTRY = {"description": "replicated", "minutes": 30, "day": "2026-11-21"}
+PROBLEM = "application/problem+json"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
             "TENANCY_DATA_DIR": str(data),
             "TENANCY_DATABASE_URL": url_of(app),
             "TENANCY_REPLAY_GUARD": "redis://127.0.0.1:6379/0",
+            # As infra/ runs them: key and tenant changes announced through Redis, which
+            # replicas on other hosts would share (the CLI below uses the same settings).
+            "TENANCY_STATE_SIGNAL": "redis://127.0.0.1:6379/0",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
         prepared = subprocess.run(
@@ -278,3 +284,235 @@ def test_a_suspension_by_the_cli_reaches_every_replica_on_its_next_request(
         assert activated.returncode == 0, activated.stderr
     for edge in replicated.edges:
         assert httpx.get(f"{edge}/worklogs", headers=token, timeout=10).status_code == 200
+
+
+def cli(running: Topology, *args: str) -> str:
+    """Run one `tenancy` command as its own process; its output, or the test fails."""
+    done = running.tenancy(*args)
+    assert done.returncode == 0, f"tenancy {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
+
+
+def fresh_tenant(running: Topology, prefix: str) -> str:
+    """A tenant of this test only (the fixture is module-scoped: acme and globex are the
+    other tests'), created by the CLI with a platform-managed key."""
+    slug = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    assert "\tkey\tlocal:" in cli(running, "tenants", "create", slug)
+    return slug
+
+
+def user(running: Topology, slug: str, subject: str) -> dict[str, str]:
+    return bearer(cli(running, "dev-token", "--tenant", slug, "--sub", subject))
+
+
+def context_tokens(
+    running: Topology, slug: str, *, grant: str | None = None
+) -> Callable[[], dict[str, str]]:
+    """Fresh headers per call (the replay guard admits a token once) for a worklogs
+    replica addressed directly, minted with the edge's key: what the edge sends for a
+    member of ``slug``, or for the support engineer "sam" under ``grant``. The tenant id
+    is looked up once, here, so minting later costs no CLI run."""
+    tenant_id = tenant_ids(running)[slug]
+    minter = as_edge(running.data)
+    if grant is None:
+        principal = Principal(
+            issuer=DEV_ISSUER,
+            tenant_id=tenant_id,
+            subject="alice",
+            scopes=frozenset({"worklogs:read"}),
+            roles=frozenset({"member"}),
+        )
+    else:
+        principal = Principal(
+            issuer=DEV_ISSUER,
+            tenant_id=tenant_id,
+            subject="sam",
+            kind=PrincipalKind.SUPPORT,
+            scopes=frozenset({"worklogs:read"}),
+            assurance=Assurance.MULTI_FACTOR,
+            device_trusted=True,
+        )
+
+    def headers() -> dict[str, str]:
+        ctx = TenantContext(
+            tenant_id,
+            slug,
+            "eu-central-1",
+            principal,
+            f"e2e-{uuid.uuid4().hex[:6]}",
+            support_grant_id=grant,
+        )
+        return bearer(minter.mint(ctx, audience="worklogs", scopes=["worklogs:read"]))
+
+    return headers
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["type"] == f"urn:tenancy:problem:{code}"
+    assert response.json()["code"] == code
+
+
+def assert_none_of(texts: list[str], response: httpx.Response) -> None:
+    """Nothing of the tenant's data in ``response`` (descriptions, comments, ids)."""
+    leaked = [text for text in texts if text in response.text]
+    assert not leaked, f"{leaked} in {response.text}"
+
+
+def test_a_shred_by_the_cli_reaches_every_replica_on_its_next_request(
+    replicated: Topology,
+) -> None:
+    """Both worklogs processes hold the tenant's unwrapped data key (cache TTL 300 s)
+    when the CLI shreds its KEK; the next read on each, directly or through either edge,
+    is 410 key-destroyed with nothing of the tenant's worklogs, and acme reads on."""
+    slug = fresh_tenant(replicated, "shred")
+    owner = user(replicated, slug, "sue")
+    acme = user(replicated, "acme", "alice")
+    acme_id = tenant_ids(replicated)["acme"]
+    written: dict[str, tuple[str, str]] = {}  # id -> (description, comment)
+    with httpx.Client(base_url=replicated.edge, timeout=10) as http:
+        for n in range(3):
+            description, comment = f"{slug} task {n}", f"{slug} secret {n}"
+            entry = {**ENTRY, "description": description, "comment": comment}
+            created = http.post("/worklogs", json=entry, headers=owner)
+            assert created.status_code == 201, created.text
+            written[created.json()["id"]] = (description, comment)
+        theirs = {**ENTRY, "description": "acme's own task", "comment": f"acme {uuid.uuid4()}"}
+        acme_row = http.post("/worklogs", json=theirs, headers=acme)
+        assert acme_row.status_code == 201, acme_row.text
+    texts = [text for pair in written.values() for text in pair] + list(written)
+    expected = {wid: comment for wid, (_, comment) in written.items()}
+
+    def comments(response: httpx.Response) -> dict[str, str]:
+        assert response.status_code == 200, response.text
+        return {w["id"]: w["comment"] for w in response.json()["items"]}
+
+    tenant_reader = context_tokens(replicated, slug)
+    acme_reader = context_tokens(replicated, "acme")
+    # Warm: each worklogs process decrypts the tenant's comments (its data-key cache is
+    # filled), addressed directly and so certainly both; then through each edge.
+    for replica in replicated.replicas:
+        for _ in range(2):
+            read = httpx.get(f"{replica}/worklogs", headers=tenant_reader(), timeout=10)
+            assert comments(read) == expected
+    for edge in replicated.edges:
+        assert comments(httpx.get(f"{edge}/worklogs", headers=owner, timeout=10)) == expected
+    targets = [
+        *((f"worklogs{i}", replica) for i, replica in enumerate(replicated.replicas)),
+        *((f"edge{i}", edge) for i, edge in enumerate(replicated.edges)),
+    ]
+    # Minted before the shred, so the timings below are of HTTP requests only.
+    headers = {name: owner if name.startswith("edge") else tenant_reader() for name, _ in targets}
+
+    cli(replicated, "keys", "shred", "--tenant", slug, "--confirm", slug)
+    done = time.monotonic()
+    took: dict[str, float] = {}
+    for name, url in targets:
+        refused = httpx.get(f"{url}/worklogs", headers=headers[name], timeout=10)
+        took[name] = 1000 * (time.monotonic() - done)
+        assert_problem(refused, 410, "key-destroyed")
+        assert_none_of(texts, refused)
+    # Reported, not asserted: from the CLI's exit to each replica's first refusal.
+    print(
+        "\nshred refused "
+        + ", ".join(f"by {name} {ms:.0f} ms" for name, ms in took.items())
+        + " after the CLI exited"
+    )
+    wid = next(iter(written))
+    for name, url in targets:  # one worklog by id, and a write: refused as well
+        auth = owner if name.startswith("edge") else tenant_reader()
+        one = httpx.get(f"{url}/worklogs/{wid}", headers=auth, timeout=10)
+        assert_problem(one, 410, "key-destroyed")
+        assert_none_of([t for t in texts if t != wid], one)  # its "instance" is the path
+        if name.startswith("edge"):
+            entry = {**ENTRY, "comment": "written after the shred"}
+            assert_problem(
+                httpx.post(f"{url}/worklogs", json=entry, headers=owner), 410, "key-destroyed"
+            )
+
+    # acme is untouched: its own rows, its comment decrypted, on every replica.
+    for name, url in targets:
+        auth = acme if name.startswith("edge") else acme_reader()
+        listed = httpx.get(f"{url}/worklogs", headers=auth, timeout=10)
+        assert listed.status_code == 200, listed.text
+        items = listed.json()["items"]
+        assert {w["tenant_id"] for w in items} == {acme_id}
+        assert {w["id"]: w["comment"] for w in items}[acme_row.json()["id"]] == theirs["comment"]
+        assert_none_of(texts, listed)
+
+
+def test_a_support_revocation_by_the_cli_reaches_every_replica_on_its_next_request(
+    replicated: Topology,
+) -> None:
+    """A support engineer reads a tenant through both edges (and both worklogs processes
+    accept the context tokens naming the grant) until the tenant's admin revokes the
+    grant with the CLI; the very next request on each is 403 no-active-grant, with
+    nothing of the tenant's worklogs, while the tenant's own user reads on."""
+    slug = fresh_tenant(replicated, "support")
+    owner = user(replicated, slug, "ann")
+    written: list[str] = []  # ids, descriptions and comments
+    with httpx.Client(base_url=replicated.edge, timeout=10) as http:
+        for n in range(2):
+            description, comment = f"{slug} task {n}", f"{slug} secret {n}"
+            entry = {**ENTRY, "description": description, "comment": comment}
+            created = http.post("/worklogs", json=entry, headers=owner)
+            assert created.status_code == 201, created.text
+            written += [created.json()["id"], description, comment]
+    sam = cli(
+        replicated,
+        *("dev-token", "--kind", "support", "--sub", "sam", "--mfa", "--trusted-device"),
+        *("--scopes", "worklogs:read"),
+    )
+    staff = {**bearer(sam), "x-support-target": slug}
+    for edge in replicated.edges:  # no grant yet
+        refused = httpx.get(f"{edge}/worklogs", headers=staff, timeout=10)
+        assert_problem(refused, 403, "no-active-grant")
+        assert_none_of(written, refused)
+    grant = cli(
+        replicated,
+        *("support", "request", "--tenant", slug, "--as", "sam", "--ticket", f"T-{slug}"),
+        *("--justification", "worklogs look wrong", "--scopes", "worklogs:read", "--hours", "2"),
+    ).split()[-1]
+    approved = cli(
+        replicated,
+        *("support", "approve", grant, "--tenant", slug, "--as", "ann", "--roles", "admin"),
+        *("--mfa", "--hours", "1"),
+    )
+    assert f"{grant}\tapproved\tworklogs:read\t" in approved
+    engineer = context_tokens(replicated, slug, grant=grant)
+    for edge in replicated.edges:
+        served = httpx.get(f"{edge}/worklogs", headers=staff, timeout=10)
+        assert served.status_code == 200, served.text
+        assert all(text in served.text for text in written)
+    for replica in replicated.replicas:  # the backend checks the grant again
+        served = httpx.get(f"{replica}/worklogs", headers=engineer(), timeout=10)
+        assert served.status_code == 200, served.text
+        assert all(text in served.text for text in written)
+    targets = [
+        *((f"edge{i}", edge, staff) for i, edge in enumerate(replicated.edges)),
+        *((f"worklogs{i}", r, engineer()) for i, r in enumerate(replicated.replicas)),
+    ]
+
+    cli(
+        replicated,
+        *("support", "revoke", grant, "--tenant", slug, "--as", "ann", "--roles", "admin"),
+        *("--reason", "resolved"),
+    )
+    done = time.monotonic()
+    took: dict[str, float] = {}
+    for name, url, auth in targets:
+        refused = httpx.get(f"{url}/worklogs", headers=auth, timeout=10)
+        took[name] = 1000 * (time.monotonic() - done)
+        assert_problem(refused, 403, "no-active-grant")
+        assert_none_of(written, refused)
+    print(
+        "\nrevocation refused "
+        + ", ".join(f"by {name} {ms:.0f} ms" for name, ms in took.items())
+        + " after the CLI exited"
+    )
+    for edge in replicated.edges:  # the tenant's own user is not affected
+        mine = httpx.get(f"{edge}/worklogs", headers=owner, timeout=10)
+        assert mine.status_code == 200 and all(text in mine.text for text in written)
+    listed = cli(replicated, "support", "list", "--tenant", slug)
+    assert listed.startswith(f"{grant}\trevoked\tsam\t"), listed
