@@ -14,6 +14,7 @@ old revision becomes unreachable.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -34,11 +35,18 @@ def default_policy_dir() -> Path:
 class PolicyBundle:
     """Rego modules plus a data document; thread-safe; ``revision`` counts changes."""
 
-    def __init__(self, modules: Mapping[str, str], data: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        modules: Mapping[str, str],
+        data: Mapping[str, Any],
+        *,
+        bundle_revision: str | None = None,
+    ) -> None:
         if not modules:
             raise ConfigurationError("a policy bundle needs at least one Rego module")
         self._modules = dict(modules)
         self._data: dict[str, Any] = copy.deepcopy(dict(data))
+        self._bundle_revision = bundle_revision or content_revision(self._modules, self._data)
         self._revision = 1
         self._lock = threading.Lock()
         self._listeners: list[Callable[[PolicyBundle], None]] = []
@@ -78,11 +86,35 @@ class PolicyBundle:
             _overlay(document, _read_layer(layer))
         return cls(modules, document)
 
+    def overlaid(self, data: Sequence[str | Path | Mapping[str, Any]]) -> PolicyBundle:
+        """A new bundle: these modules, with each of ``data`` laid over the data document
+        as ``from_directory`` does. It keeps this bundle's revision when the layers change
+        nothing (an archive built with the same data), else takes its content digest.
+
+        Raises:
+            ConfigurationError: a data file is unreadable or not a JSON object.
+        """
+        document = self.data()
+        for layer in data:
+            _overlay(document, _read_layer(layer))
+        same = document == self.data()
+        return PolicyBundle(
+            self._modules, document, bundle_revision=self._bundle_revision if same else None
+        )
+
     @property
     def modules(self) -> dict[str, str]:
         """A copy of the Rego modules, path -> source. Fixed at construction: only the data
         document changes."""
         return dict(self._modules)
+
+    @property
+    def bundle_revision(self) -> str:
+        """Which policies and data this bundle was loaded from: an archive's manifest
+        revision, else a digest of the modules and data as loaded (what ``tenancy authz
+        bundle build`` writes as the revision). Fixed at load; ``revision`` counts the
+        changes made since. Decisions and the decision log carry both."""
+        return self._bundle_revision
 
     @property
     def revision(self) -> int:
@@ -159,6 +191,18 @@ class PolicyBundle:
         bindings = self.get(("tenancy", "role_bindings", tenant_id)) or {}
         bindings.pop(subject, None)
         return self.set(("tenancy", "role_bindings", tenant_id), bindings)
+
+
+def content_revision(modules: Mapping[str, str], data: Mapping[str, Any]) -> str:
+    """A digest of ``modules`` and ``data`` (16 hex digits of SHA-256 over their sorted,
+    compact JSON): equal content, equal revision, whichever host builds it."""
+    canonical = json.dumps(
+        {"data": data, "modules": dict(modules)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _merge(into: dict[str, Any], more: Any) -> None:

@@ -102,6 +102,7 @@ class Decision:
     revision: int = 0
     engine: str = ""
     decision_id: str | None = None
+    bundle: str | None = None  # the bundle revision: the manifest's, or a content digest
 
     def enforce(self) -> Decision:
         """Return self if allowed.
@@ -150,7 +151,9 @@ def build_input(
     }
 
 
-def decision_from(result: Any, *, revision: int, engine: str) -> Decision:
+def decision_from(
+    result: Any, *, revision: int, engine: str, bundle: str | None = None
+) -> Decision:
     """Validate an engine's raw ``decision`` document.
 
     Raises:
@@ -180,6 +183,7 @@ def decision_from(result: Any, *, revision: int, engine: str) -> Decision:
         valid_until=None if valid_until is None else float(valid_until),
         revision=revision,
         engine=engine,
+        bundle=bundle,
     )
 
 

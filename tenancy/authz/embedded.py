@@ -93,7 +93,9 @@ class EmbeddedRego:
                 raise DecisionUnavailable(
                     f"embedded rego failed: {type(exc).__name__}: {_short(exc)}"
                 ) from exc
-        return decision_from(document, revision=revision, engine=self.name)
+        return decision_from(
+            document, revision=revision, engine=self.name, bundle=self._bundle.bundle_revision
+        )
 
 
 def _binding(output: Any) -> Any:

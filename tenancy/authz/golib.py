@@ -46,6 +46,7 @@ class GoRego:
         self._path = path
         self._tests = dict(include_tests or {})
         self._lock = threading.Lock()
+        self._bundle_revision = bundle.bundle_revision
         self._load(bundle)
         bundle.subscribe(self._load)
 
@@ -103,4 +104,6 @@ class GoRego:
                 raise DecisionUnavailable(f"opa evaluation failed: {exc.code}") from exc
             except (TypeError, ValueError) as exc:  # input or answer that is not JSON
                 raise DecisionUnavailable(f"opa evaluation failed: {type(exc).__name__}") from exc
-        return decision_from(result, revision=revision, engine=self.name)
+        return decision_from(
+            result, revision=revision, engine=self.name, bundle=self._bundle_revision
+        )

@@ -56,16 +56,18 @@ class DecisionRecord:
     input: Callable[[], Mapping[str, Any]]
 
     def as_json(self) -> dict[str, Any]:
-        """The record as one JSON-ready log entry: time, service, result, revision, engine,
-        latency. An engine decision adds its ``decision_id`` and the input, with the values
-        of secret-looking keys masked; a cached repeat adds ``cached_from`` instead (its
-        input was logged with the original)."""
+        """The record as one JSON-ready log entry: time, service, result, revision (local
+        data changes), bundle (the policy bundle's revision), engine, latency. An engine
+        decision adds its ``decision_id`` and the input, with the values of secret-looking
+        keys masked; a cached repeat adds ``cached_from`` instead (its input was logged
+        with the original)."""
         decision = self.decision
         record: dict[str, Any] = {
             "timestamp": _iso(self.at),
             "service": self.service,
             "result": {"allow": decision.allow, "reasons": list(decision.reasons)},
             "revision": decision.revision,
+            "bundle": decision.bundle,
             "engine": decision.engine,
             "cached": self.cached,
             "latency_us": round(self.latency_us, 1),

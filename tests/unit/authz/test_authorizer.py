@@ -436,6 +436,7 @@ async def test_every_decision_is_logged_with_masked_input(
     assert first["input"]["resource"]["attributes"] == {"api_token": "***", "colour": "blue"}
     assert "s3cr3t" not in (tmp_path / "decisions.jsonl").read_text()
     assert first["revision"] == bundle.revision and first["engine"] == "embedded-rego"
+    assert first["bundle"] == bundle.bundle_revision  # which policies and data decided
     assert first["latency_us"] > 0 and first["service"] == "worklogs"
     assert full[1]["result"]["reasons"] == ["action_not_declared"]
 
