@@ -114,6 +114,13 @@ class AccessDenied(AuthorizationError):
         self.reasons = reasons
 
 
+class PolicyBundleInvalid(ConfigurationError):
+    """A policy bundle archive is malformed, unsafe to unpack, or fails its signature
+    check (a file missing, added or changed; a wrong key); nothing of it is loaded."""
+
+    code = "policy-bundle-invalid"
+
+
 class DecisionUnavailable(AuthorizationError):
     """No valid decision could be had (engine down, timeout, error, undefined or malformed
     result): the action is refused, and the caller may retry later."""
