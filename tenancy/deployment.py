@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 
+from tenancy.errors import ConfigurationError
 from tenancy.scoping.pooling import pooler_options
 from tenancy.settings import Settings
 from tenancy.tenants import TenantRegistry
 
 if TYPE_CHECKING:
     from tenancy.audit import AuditLog
-    from tenancy.authz import Authorizer
+    from tenancy.authz import Authorizer, PolicyBundle
     from tenancy.events import EventSink
     from tenancy.exports import ExportService, ExportSource
     from tenancy.keys import TenantKeys
@@ -65,6 +66,7 @@ __all__ = [
     "open_keys",
     "open_registry",
     "open_support",
+    "policy_bundle",
     "replay_guard_for",
     "state_signal",
     "tenant_state",
@@ -281,30 +283,61 @@ def open_audit(settings: Settings, *, engine: Engine | None = None) -> AuditLog:
     return log
 
 
+def policy_bundle(settings: Settings, *, policy_data: Sequence[str | Path] = ()) -> PolicyBundle:
+    """The policies and their data: the shipped policies, or the archive at
+    ``TENANCY_POLICY_BUNDLE`` (its signature checked against ``TENANCY_POLICY_BUNDLE_KEY``
+    when set), with the application's data laid over (``policy_data``, then
+    ``TENANCY_POLICY_DATA``).
+
+    Raises:
+        ConfigurationError: a data file is missing or not a JSON object; the key is
+            unreadable.
+        PolicyBundleInvalid: the archive is malformed or fails its signature check.
+    """
+    from tenancy.authz import PolicyBundle
+
+    layers = [*policy_data, *settings.policy_data]
+    if settings.policy_bundle is None:
+        return PolicyBundle.from_directory(data=layers)
+    from tenancy.authz.archive import read_bundle
+
+    key = None
+    if settings.policy_bundle_key is not None:
+        try:
+            key = settings.policy_bundle_key.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"TENANCY_POLICY_BUNDLE_KEY cannot be read: {exc}") from exc
+    return read_bundle(settings.policy_bundle, verification_key=key).overlaid(layers)
+
+
 def authorizer_for(
     settings: Settings, service: str, *, policy_data: Sequence[str | Path] = ()
 ) -> Authorizer:
-    """The policy decisions of ``service``: the shipped Rego policies with the application's
-    data laid over them (``policy_data``, then ``TENANCY_POLICY_DATA``), evaluated embedded
-    (or by the OPA server at ``TENANCY_OPA_URL``), logged as JSON lines per service.
+    """The policy decisions of ``service``, logged as JSON lines per service: the policies
+    of ``policy_bundle`` evaluated embedded, or pushed to the OPA server at
+    ``TENANCY_OPA_URL``; or, with ``TENANCY_OPA_BUNDLE``, the bundle that OPA server loads
+    itself (then ``policy_data`` is not read: build the bundle with it).
 
     Raises:
         ConfigurationError: a policy data file is missing or not a JSON object.
+        PolicyBundleInvalid: the policy bundle archive is malformed or fails its check.
     """
     from tenancy.authz import (
         Authorizer,
         EmbeddedRego,
         JsonLinesDecisionLog,
         OPAServer,
-        PolicyBundle,
         PolicyDecisionPoint,
     )
 
-    bundle = PolicyBundle.from_directory(data=[*policy_data, *settings.policy_data])
-    pdp: PolicyDecisionPoint = (
+    log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
+    if settings.opa_url is not None and settings.opa_bundle is not None:
+        pdp = OPAServer(settings.opa_url, bundle_name=settings.opa_bundle)
+        return Authorizer(pdp, service=service, log=log)
+    bundle = policy_bundle(settings, policy_data=policy_data)
+    engine: PolicyDecisionPoint = (
         EmbeddedRego(bundle)
         if settings.opa_url is None
         else OPAServer(settings.opa_url, bundle=bundle)
     )
-    log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
-    return Authorizer(pdp, service=service, bundle=bundle, log=log)
+    return Authorizer(engine, service=service, bundle=bundle, log=log)

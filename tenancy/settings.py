@@ -53,6 +53,10 @@ def _state_signal(value: str) -> str | None:
     raise ConfigurationError("TENANCY_STATE_SIGNAL must be a redis:// URL (or unset)")
 
 
+def _path(value: str) -> Path | None:
+    return Path(value.strip()).resolve() if value.strip() else None
+
+
 def _replay_guard(value: str) -> str:
     where = value.strip() or "memory"
     if where in ("memory", "database") or where.startswith(("redis://", "rediss://")):
@@ -78,7 +82,13 @@ class Settings:
     stands in front of PostgreSQL: drivers then never prepare statements; see
     ``tenancy.scoping.pooling``), ``TENANCY_POLICY_DATA`` (the application's policy data
     files, ``os.pathsep``-separated, laid over the shipped policy data in order; relative
-    paths resolve against the working directory).
+    paths resolve against the working directory), ``TENANCY_POLICY_BUNDLE`` (an OPA bundle
+    archive, as ``tenancy authz bundle build`` writes, for the embedded engine instead of
+    the shipped policies; its data is still overlaid by ``TENANCY_POLICY_DATA``),
+    ``TENANCY_POLICY_BUNDLE_KEY`` (a PEM public key: the archive must then carry a valid
+    signature by it), ``TENANCY_OPA_BUNDLE`` (with ``TENANCY_OPA_URL``: the name of the
+    bundle OPA loads itself; nothing is pushed to OPA and each decision records that
+    bundle's revision).
     """
 
     data_dir: Path
@@ -91,6 +101,9 @@ class Settings:
     database_pooler: str | None = None
     replay_guard: str = "memory"
     state_signal: str | None = None
+    policy_bundle: Path | None = None
+    policy_bundle_key: Path | None = None
+    opa_bundle: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -121,6 +134,9 @@ class Settings:
             database_pooler=_pooler(source.get("TENANCY_DATABASE_POOLER", "")),
             replay_guard=_replay_guard(source.get("TENANCY_REPLAY_GUARD", "")),
             state_signal=_state_signal(source.get("TENANCY_STATE_SIGNAL", "")),
+            policy_bundle=_path(source.get("TENANCY_POLICY_BUNDLE", "")),
+            policy_bundle_key=_path(source.get("TENANCY_POLICY_BUNDLE_KEY", "")),
+            opa_bundle=source.get("TENANCY_OPA_BUNDLE", "").strip() or None,
             policy_data=tuple(
                 Path(part).resolve()
                 for part in source.get("TENANCY_POLICY_DATA", "").split(os.pathsep)
@@ -129,6 +145,18 @@ class Settings:
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         validate_region(settings.region)
+        if settings.opa_bundle is not None and settings.opa_url is None:
+            raise ConfigurationError(
+                "TENANCY_OPA_BUNDLE names a bundle OPA loads: set TENANCY_OPA_URL"
+            )
+        if settings.opa_bundle is not None and settings.policy_bundle is not None:
+            raise ConfigurationError(
+                "TENANCY_OPA_BUNDLE and TENANCY_POLICY_BUNDLE both name the policies: keep one"
+            )
+        if settings.policy_bundle_key is not None and settings.policy_bundle is None:
+            raise ConfigurationError(
+                "TENANCY_POLICY_BUNDLE_KEY verifies TENANCY_POLICY_BUNDLE: set it"
+            )
         return settings
 
     @property

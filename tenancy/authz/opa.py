@@ -36,8 +36,13 @@ class OPAServer:
     Args:
         url: OPA's base URL, e.g. ``http://127.0.0.1:8181``.
         bundle: if given, its policies and data are pushed at construction and its data
-            again on every change (``bundle.set``), so revisions match. Leave it out when
-            OPA loads a bundle itself; then ``revision`` is the one you pass.
+            again on every change (``bundle.set``), so revisions match.
+        bundle_name: instead of ``bundle``, when OPA loads a bundle itself (a ``bundles:``
+            entry in OPA's configuration, e.g. one ``tenancy authz bundle build`` wrote):
+            nothing is pushed; every decision asks OPA for its provenance and records the
+            revision of that bundle; a decision made before OPA activated it is refused,
+            and a new revision moves ``revision``, so no decision cached under the old one
+            is served again.
         timeout: seconds for each HTTP call; the session keeps connections alive.
         retries: retries of the policy and data pushes on connection errors and
             500/502/504. Decisions are never retried: a failed one is refused at once.
@@ -58,6 +63,7 @@ class OPAServer:
         retries: int = 0,
         token: str | None = None,
         revision: int = 1,
+        bundle_name: str | None = None,
         package: str = DECISION_PACKAGE,
         rule: str = DECISION_RULE,
     ) -> None:
@@ -80,6 +86,14 @@ class OPAServer:
                 raise ConfigurationError(f"decision path segment {segment!r} is not an identifier")
         if not 0 < timeout <= 30:
             raise ConfigurationError("timeout must be between 0 and 30 seconds")
+        if bundle is not None and bundle_name is not None:
+            raise ConfigurationError(
+                "OPAServer takes a bundle to push or the name of one OPA loads, not both"
+            )
+        if bundle_name is not None and not bundle_name:
+            raise ConfigurationError("bundle_name is empty")
+        self._bundle_name = bundle_name
+        self._bundle_revision: str | None = None
         self._client = OpaClient(
             host=parts.hostname,
             port=port or (443 if parts.scheme == "https" else 80),
@@ -94,6 +108,7 @@ class OPAServer:
         self._push_lock = threading.Lock()
         if bundle is not None:
             self._revision = 0
+            self._bundle_revision = bundle.bundle_revision
             try:
                 self.push(bundle)
             except ConfigurationError:
@@ -136,8 +151,11 @@ class OPAServer:
     def decide(self, input: Mapping[str, Any]) -> Decision:
         """Ask the OPA server; any failure or undefined result is ``DecisionUnavailable``."""
         revision = self._revision
+        query = {"provenance": True} if self._bundle_name is not None else None
         try:
-            answer = self._client.query_rule(dict(input), self._package, self._rule)
+            answer = self._client.query_rule(
+                dict(input), self._package, self._rule, query_params=query
+            )
         except requests.Timeout as exc:
             raise DecisionUnavailable("opa timed out") from exc
         except requests.HTTPError as exc:
@@ -147,8 +165,32 @@ class OPAServer:
             raise DecisionUnavailable(f"opa unreachable: {type(exc).__name__}") from exc
         if not isinstance(answer, dict):
             raise DecisionUnavailable("opa answered something other than an object")
+        bundle = self._bundle_revision
+        if self._bundle_name is not None:
+            revision, bundle = self._observe(answer)
         # No "result" member: the decision is undefined (OPA's 200 for a missing rule).
-        return decision_from(answer.get("result"), revision=revision, engine=self.name)
+        return decision_from(
+            answer.get("result"), revision=revision, engine=self.name, bundle=bundle
+        )
+
+    def _observe(self, answer: Mapping[str, Any]) -> tuple[int, str]:
+        """The revision of the named bundle the answer was made under (from its
+        provenance); a new one moves ``revision``.
+
+        Raises:
+            DecisionUnavailable: OPA has not activated the bundle (no revision for it).
+        """
+        provenance = answer.get("provenance")
+        bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+        entry = bundles.get(self._bundle_name) if isinstance(bundles, dict) else None
+        seen = entry.get("revision") if isinstance(entry, dict) else None
+        if not isinstance(seen, str) or not seen:
+            raise DecisionUnavailable(f"opa has not activated bundle {self._bundle_name!r}")
+        with self._push_lock:
+            if seen != self._bundle_revision:
+                self._bundle_revision = seen
+                self._revision += 1
+            return self._revision, seen
 
     def close(self) -> None:
         """Close the HTTP connection to the OPA server."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tenancy.cli.authz import authz_command
 from tenancy.cli.database import db_audit_command, db_matrix_command
 from tenancy.cli.evidence import (
     audit_command,
@@ -199,6 +200,37 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--out", help="write the JSON report here (- for stdout)")
     probe.add_argument("--verbose", action="store_true", help="list every cell")
     probe.set_defaults(handler=probe_command)
+
+    authz = commands.add_parser("authz", help="policy bundles for OPA")
+    authz_actions = authz.add_subparsers(dest="authz_action", required=True)
+    bundle = authz_actions.add_parser("bundle", help="build or inspect an OPA bundle archive")
+    bundle_actions = bundle.add_subparsers(dest="bundle_action", required=True)
+    build = bundle_actions.add_parser(
+        "build",
+        help="write the policies and their data as an OPA bundle (.tar.gz)",
+        description="The shipped policies (or --policies, or $TENANCY_POLICY_BUNDLE) with "
+        "each --data file, then $TENANCY_POLICY_DATA, laid over their data.",
+    )
+    build.add_argument("--out", required=True, help="the archive to write (replaced atomically)")
+    build.add_argument(
+        "--data", action="append", metavar="FILE", help="policy data to lay over (repeatable)"
+    )
+    build.add_argument("--policies", metavar="DIR", help="policy directory (default: shipped)")
+    build.add_argument("--revision", help="the manifest revision (default: a content digest)")
+    build.add_argument(
+        "--signing-key", metavar="PEM", help="private key (RSA or EC) to sign the bundle with"
+    )
+    build.add_argument("--key-id", default="tenancy", help="key id OPA verifies with")
+    build.add_argument("--scope", help="signature scope OPA expects (optional)")
+    data_dir(build)
+    inspect = bundle_actions.add_parser("inspect", help="read an archive back (and verify it)")
+    inspect.add_argument("archive", metavar="FILE")
+    inspect.add_argument(
+        "--verification-key", metavar="PEM", help="public key: require a signature"
+    )
+    inspect.add_argument("--key-id", help="the key id the signature must name")
+    inspect.add_argument("--scope", help="the signature scope expected")
+    authz.set_defaults(handler=authz_command)
 
     db = commands.add_parser("db", help="check a live PostgreSQL database")
     db_actions = db.add_subparsers(dest="db_action", required=True)

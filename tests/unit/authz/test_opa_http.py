@@ -476,3 +476,90 @@ def test_concurrent_changes_leave_opa_on_the_newest_data(
     assert stub.data["tenancy"]["role_bindings"] == {"t-acme": {}}, json.dumps(
         stub.data["tenancy"]["role_bindings"]
     )
+
+
+# -- a bundle OPA loads itself ---------------------------------------------------------
+
+
+def provenance(answer: dict[str, Any], **bundles: str) -> dict[str, Any]:
+    """``answer`` as OPA gives it with ``?provenance``: the revision of each bundle."""
+    return {
+        **answer,
+        "provenance": {
+            "version": "1.4.2",
+            "bundles": {name: {"revision": revision} for name, revision in bundles.items()},
+        },
+    }
+
+
+def test_named_bundle_is_never_pushed_and_decisions_carry_its_revision(
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
+    stub.decide_with(Reply(200, provenance(ALLOW, tenancy="a1b2")))
+
+    server = opa(bundle_name="tenancy")
+    decision = server.decide(sample_input())
+
+    assert stub.made("PUT") == []  # OPA owns the policies and data
+    assert decision.allow and decision.bundle == "a1b2"
+    [request] = stub.requests
+    assert request.target == DECISION_PATH + "?provenance=True"
+    assert request.json() == {"input": sample_input()}
+
+
+def test_a_new_bundle_revision_moves_the_revision_once(
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
+    server = opa(bundle_name="tenancy")
+    stub.decide_with(Reply(200, provenance(ALLOW, tenancy="r1")))
+    first = server.decide(sample_input())
+    again = server.decide(sample_input())
+    stub.decide_with(Reply(200, provenance(ALLOW, tenancy="r2")))
+    after = server.decide(sample_input())
+
+    assert first.revision == again.revision  # same bundle: cached decisions stay valid
+    assert after.revision > first.revision and after.bundle == "r2"
+    assert server.revision == after.revision
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ALLOW,  # no provenance at all
+        provenance(ALLOW),  # OPA has activated no bundle yet
+        provenance(ALLOW, other="r1"),  # only another bundle
+        provenance(ALLOW, tenancy=""),
+        {**ALLOW, "provenance": {"bundles": {"tenancy": {"revision": 7}}}},
+        {**ALLOW, "provenance": ["tenancy"]},
+    ],
+    ids=["none", "no-bundles", "other-bundle", "empty", "not-a-string", "malformed"],
+)
+def test_an_allow_without_the_bundles_revision_is_refused(
+    answer: dict[str, Any], stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
+    # An allow from an OPA that has not loaded the bundle could come from any policy it
+    # holds: refused, never trusted.
+    stub.decide_with(Reply(200, answer))
+
+    with pytest.raises(DecisionUnavailable, match="has not activated bundle 'tenancy'"):
+        opa(bundle_name="tenancy").decide(sample_input())
+
+
+def test_pushing_and_naming_a_bundle_are_exclusive(stub: OPAStub) -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        OPAServer(stub.url, bundle=fixture_bundle(), bundle_name="tenancy")
+    with pytest.raises(ConfigurationError, match="empty"):
+        OPAServer(stub.url, bundle_name="")
+    assert stub.requests == []
+
+
+def test_a_pushed_bundle_is_recorded_by_its_content_revision(
+    stub: OPAStub, opa: Callable[..., OPAServer]
+) -> None:
+    bundle = fixture_bundle()
+    stub.decide_with(Reply(200, ALLOW))
+
+    decision = opa(bundle=bundle).decide(sample_input())
+
+    assert decision.bundle == bundle.bundle_revision
+    assert "provenance" not in stub.made("POST")[0].target
