@@ -159,7 +159,7 @@ def test_the_network_invariants_hold() -> None:
     assert admitted(DOCS, "console") == {ADMIN_INGRESS}
     assert admitted(DOCS, "postgres") == {"pgbouncer", "tenancy-setup"}
     assert admitted(DOCS, "pgbouncer") == {"edge", "worklogs", "console", "tenancy-setup"}
-    assert admitted(DOCS, "redis") == {"edge", "worklogs"}
+    assert admitted(DOCS, "redis") == {"edge", "worklogs", "console", "tenancy-setup"}
     assert "namespace kubernetes.io/metadata.name=ingress-nginx" in admitted(DOCS, "edge")
 
 
