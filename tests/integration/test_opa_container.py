@@ -125,3 +125,58 @@ def test_request_derived_text_is_only_input_on_the_opa_image(
     decision = server.decide(document)
 
     assert (decision.allow, decision.reasons) == (False, ("action_not_declared",))
+
+
+def test_opa_loads_and_verifies_a_built_bundle(tmp_path: Any) -> None:
+    # The archive `tenancy authz bundle build` writes, signed, loaded by the real OPA
+    # (`--bundle` with `--verification-key`): OPA checks the signature format and the file
+    # hashes itself, then OPAServer(bundle_name=...) decides every case and records the
+    # manifest's revision.
+    reason = docker_available()
+    if reason is not None:
+        pytest.skip(reason.split("; ")[0] + "; bundles are read back in test_archive.py")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+    from tenancy.authz.archive import write_bundle
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    signing = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "bundle.tar.gz").write_bytes(
+        write_bundle(fixture_bundle(), revision="container-1", signing_key=signing)
+    )
+    (tmp_path / "public.pem").write_bytes(public)
+    container = (
+        DockerContainer(OPA_IMAGE)
+        .with_volume_mapping(str(tmp_path), "/b", "ro")
+        .with_command(
+            f"run --server --addr=0.0.0.0:{OPA_PORT} --bundle /b/bundle.tar.gz "
+            "--verification-key /b/public.pem --verification-key-id tenancy "
+            "--signing-alg ES256"
+        )
+        .with_exposed_ports(OPA_PORT)
+        .waiting_for(
+            HttpWaitStrategy(OPA_PORT, "/health?bundles")
+            .for_status_code(200)
+            .with_startup_timeout(120)
+        )
+    )
+    with container:
+        url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(OPA_PORT)}"
+        server = OPAServer(url, bundle_name="/b/bundle.tar.gz", timeout=5)
+        try:
+            for case in CASES:
+                if case.get("data"):
+                    continue  # the bundle is fixed: no data overrides
+                decision = server.decide(case["input"])
+                assert decision.allow == case["allow"], case["name"]
+                assert decision.bundle == "container-1"
+        finally:
+            server.close()
