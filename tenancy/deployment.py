@@ -39,7 +39,7 @@ from tenancy.tenants import TenantRegistry
 
 if TYPE_CHECKING:
     from tenancy.audit import AuditLog
-    from tenancy.authz import Authorizer, PolicyBundle
+    from tenancy.authz import Authorizer, PolicyBundle, RoleBindings
     from tenancy.events import EventSink
     from tenancy.exports import ExportService, ExportSource
     from tenancy.keys import TenantKeys
@@ -65,6 +65,7 @@ __all__ = [
     "open_exports",
     "open_keys",
     "open_registry",
+    "open_role_bindings",
     "open_support",
     "policy_bundle",
     "replay_guard_for",
@@ -97,9 +98,12 @@ def open_engine(settings: Settings) -> Engine:
 
 
 def state_signal(settings: Settings, kind: str) -> KeyStateSignal:
-    """Where every process learns that a tenant's ``kind`` of state (``key`` or
-    ``tenant``) changed: a generation file every process of this host maps, or Redis
-    (``TENANCY_STATE_SIGNAL``) for replicas on several hosts."""
+    """Where every process learns that a tenant's ``kind`` of state changed (``key``: its
+    keys; ``tenant``: its registry entry; ``policy``: its role bindings): a generation
+    file every process of this host maps (``keys/key-state``, ``tenant-state``,
+    ``policy-state`` in the data directory), or Redis (``TENANCY_STATE_SIGNAL``) for
+    replicas on several hosts. Every process, the CLI included, must use the same one:
+    a change announced on one signal is not seen by processes watching the other."""
     from tenancy.keys.state import SharedKeyState
 
     if settings.state_signal is not None:
@@ -310,6 +314,22 @@ def policy_bundle(settings: Settings, *, policy_data: Sequence[str | Path] = ())
     return read_bundle(settings.policy_bundle, verification_key=key).overlaid(layers)
 
 
+def open_role_bindings(
+    settings: Settings, *, engine: Engine | None = None, events: EventSink | None = None
+) -> RoleBindings:
+    """The tenants' role bindings (``tenancy_role_bindings``; created here on SQLite, by
+    the owner's migrations on PostgreSQL), every change announced to every process through
+    ``state_signal(settings, "policy")``: the host's ``policy-state`` file, or Redis."""
+    from tenancy.authz import RoleBindings
+
+    store = RoleBindings(
+        engine or open_engine(settings), signal=state_signal(settings, "policy"), events=events
+    )
+    if settings.uses_sqlite:
+        store.create_schema()
+    return store
+
+
 def authorizer_for(
     settings: Settings, service: str, *, policy_data: Sequence[str | Path] = ()
 ) -> Authorizer:
@@ -317,6 +337,12 @@ def authorizer_for(
     of ``policy_bundle`` evaluated embedded, or pushed to the OPA server at
     ``TENANCY_OPA_URL``; or, with ``TENANCY_OPA_BUNDLE``, the bundle that OPA server loads
     itself (then ``policy_data`` is not read: build the bundle with it).
+
+    Role bindings: in the first two cases from the database (``open_role_bindings``), so a
+    binding changed by any process (``tenancy authz roles``) is reloaded before this
+    service's next decision for that tenant, cached decisions included. With
+    ``TENANCY_OPA_BUNDLE`` they are whatever the bundle OPA loaded holds (build and
+    publish a new bundle to change them); the database's are not read.
 
     Raises:
         ConfigurationError: a policy data file is missing or not a JSON object.
@@ -328,6 +354,7 @@ def authorizer_for(
         JsonLinesDecisionLog,
         OPAServer,
         PolicyDecisionPoint,
+        RoleBindingsRefresher,
     )
 
     log = JsonLinesDecisionLog(settings.data_dir / "decision-log" / f"{service}.jsonl")
@@ -340,4 +367,5 @@ def authorizer_for(
         if settings.opa_url is None
         else OPAServer(settings.opa_url, bundle=bundle)
     )
-    return Authorizer(engine, service=service, bundle=bundle, log=log)
+    bindings = RoleBindingsRefresher(open_role_bindings(settings), bundle)
+    return Authorizer(engine, service=service, bundle=bundle, log=log, role_bindings=bindings)

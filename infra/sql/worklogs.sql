@@ -305,5 +305,28 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_replay_jti TO tenancy_app;
 
 UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
 
+-- Running upgrade 0007 -> 0008
+
+CREATE TABLE tenancy_role_bindings (
+    tenant_id VARCHAR(36) NOT NULL, 
+    subject VARCHAR(255) NOT NULL, 
+    roles TEXT NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+    updated_by VARCHAR(255) NOT NULL, 
+    PRIMARY KEY (tenant_id, subject)
+);
+
+ALTER TABLE tenancy_role_bindings ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE tenancy_role_bindings FORCE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS tenancy_tenant_isolation ON tenancy_role_bindings;
+
+CREATE POLICY tenancy_tenant_isolation ON tenancy_role_bindings USING (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), '')) WITH CHECK (tenant_id = NULLIF(current_setting('tenancy.tenant_id', true), ''));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy_role_bindings TO tenancy_app;
+
+UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
+
 COMMIT;
 

@@ -26,6 +26,7 @@ from tenancy.authz.log import (
 )
 from tenancy.authz.opa import OPAServer
 from tenancy.authz.pdp import PolicyDecisionPoint
+from tenancy.authz.roles import RoleBindings, RoleBindingsRefresher
 
 __all__ = [
     "Action",
@@ -42,6 +43,8 @@ __all__ = [
     "PolicyBundle",
     "PolicyDecisionPoint",
     "Resource",
+    "RoleBindings",
+    "RoleBindingsRefresher",
     "authorize",
     "bind_authorizer",
     "build_input",

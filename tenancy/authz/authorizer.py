@@ -14,7 +14,7 @@ import contextvars
 import time
 from collections.abc import Hashable
 from dataclasses import replace
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
@@ -29,6 +29,9 @@ from tenancy.authz.representable import check_representable
 from tenancy.clock import SYSTEM_CLOCK, Clock
 from tenancy.context import PrincipalKind, TenantContext, current
 from tenancy.errors import ConfigurationError, DecisionUnavailable
+
+if TYPE_CHECKING:
+    from tenancy.authz.roles import RoleBindingsRefresher
 
 ACTIVE = "active"
 # The default of ``Authorizer(cache=...)``: a DecisionCache of that authorizer's own (a
@@ -58,10 +61,17 @@ class Authorizer:
         log: where every enforced decision goes (default: nowhere). A
             :class:`RepeatingDecisionLog` receives cache hits as repeats.
         timeout: seconds an engine may take before the decision is unavailable.
+        role_bindings: role bindings kept in the database (:mod:`tenancy.authz.roles`):
+            before the cache is probed for a tenant, its bindings must be current (one
+            generation lookup); a tenant changed by any process is reloaded into the
+            bundle (default ``bundle``: the refresher's) before anything is decided or
+            served for it, and a failed reload is ``DecisionUnavailable``. Closed with
+            the authorizer.
 
     Raises:
         ConfigurationError: no decision point or service name, a timeout out of range,
-            or a ``cache`` that is neither a ``DecisionCache`` nor ``None``.
+            a ``cache`` that is neither a ``DecisionCache`` nor ``None``, or
+            ``role_bindings`` applied to another bundle than ``bundle``.
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class Authorizer:
         log: DecisionLogSink | None = None,
         clock: Clock = SYSTEM_CLOCK,
         timeout: float = 2.0,
+        role_bindings: RoleBindingsRefresher | None = None,
     ) -> None:
         if not isinstance(pdp, PolicyDecisionPoint):
             raise ConfigurationError("Authorizer needs a PolicyDecisionPoint")
@@ -85,6 +96,11 @@ class Authorizer:
             cache = DecisionCache()
         elif cache is not None and not isinstance(cache, DecisionCache):
             raise ConfigurationError("cache must be a DecisionCache, or None for no cache")
+        if role_bindings is not None:
+            if bundle is None:
+                bundle = role_bindings.bundle  # its changes must empty the cache
+            elif bundle is not role_bindings.bundle:
+                raise ConfigurationError("role_bindings must apply to this authorizer's bundle")
         self.pdp = pdp
         self.service = service
         self._cache = cache
@@ -92,6 +108,7 @@ class Authorizer:
         self._repeating = log if isinstance(log, RepeatingDecisionLog) else None
         self._clock = clock
         self._timeout = timeout
+        self._bindings = role_bindings
         if bundle is not None and self._cache is not None:
             cache_ = self._cache
             bundle.subscribe(lambda b: cache_.invalidate(b.revision))
@@ -128,7 +145,8 @@ class Authorizer:
         resource: Resource | None = None,
         grant: GrantFacts | None = None,
     ) -> Decision | None:
-        """The cached decision, if any; no I/O. A hit is logged like any decision.
+        """The cached decision, if any; no I/O. A hit is logged like any decision. None
+        while the tenant's role bindings are not current (``decide`` reloads them).
 
         Raises:
             LayerMismatch: consistency mode, and the input would name another tenant.
@@ -136,6 +154,8 @@ class Authorizer:
         _observe_input(ctx)  # decide() comes through here too, before any engine call
         if self._cache is None:
             return None
+        if self._bindings is not None and not self._bindings.current(ctx.tenant_id):
+            return None  # changed by some process since loaded: never serve what was cached
         hit = self._cache.get(self._key(ctx, action, resource, tenant_status, grant), now)
         if hit is not None and self._log is not None:
             if self._repeating is not None:
@@ -168,7 +188,8 @@ class Authorizer:
 
         Raises:
             DecisionUnavailable: the input holds a value some engine cannot read exactly,
-                or the engine failed, timed out or gave no valid decision.
+                the engine failed, timed out or gave no valid decision, or the tenant's
+                role bindings could not be reloaded.
         """
         now = self._clock.timestamp() if now is None else now
         hit = self.cached(
@@ -176,6 +197,8 @@ class Authorizer:
         )
         if hit is not None:
             return hit
+        if self._bindings is not None and not self._bindings.current(ctx.tenant_id):
+            await self._refresh(self._bindings, ctx.tenant_id)
         key = self._key(ctx, action, resource, tenant_status, grant)
         document = build_input(
             ctx,
@@ -238,10 +261,24 @@ class Authorizer:
         return decision.enforce()
 
     def close(self) -> None:
-        """Flush and close the decision log (call it at shutdown)."""
+        """Flush and close the decision log, and close ``role_bindings`` (at shutdown)."""
         close = getattr(self._log, "close", None)
         if callable(close):
             close()
+        if self._bindings is not None:
+            self._bindings.close()
+
+    async def _refresh(self, bindings: RoleBindingsRefresher, tenant_id: str) -> None:
+        """Reload the tenant's role bindings off the event loop, within the deadline."""
+        try:
+            with anyio.move_on_after(self._timeout) as deadline:
+                await anyio.to_thread.run_sync(bindings.refresh, tenant_id, abandon_on_cancel=True)
+        except DecisionUnavailable:
+            raise
+        except Exception as exc:  # a bug in a refresher is no decision either
+            raise DecisionUnavailable(f"role bindings failed: {type(exc).__name__}") from exc
+        if deadline.cancelled_caught:
+            raise DecisionUnavailable(f"role bindings not loaded within {self._timeout} s")
 
     def _record(
         self,

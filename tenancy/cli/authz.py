@@ -1,21 +1,89 @@
 """``tenancy authz bundle``: the policies and their data as an OPA bundle archive, for an
-OPA server (or sidecar) that loads bundles itself, or for ``TENANCY_POLICY_BUNDLE``."""
+OPA server (or sidecar) that loads bundles itself, or for ``TENANCY_POLICY_BUNDLE``.
+``tenancy authz roles``: tenants' role bindings in the database, which every service
+process applies before its next decision for that tenant."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tenancy.cli.common import settings_of
 
+ROLES_ACTIONS = {
+    "bind": "give a subject exactly these roles (the tenant's roles then come from bindings)",
+    "unbind": "take every role of a subject in the tenant away (it keeps none)",
+    "list": "where the tenant's roles come from, and each subject's bound roles",
+    "release": "delete the tenant's bindings: roles come from tokens again",
+}
+
+
+def add_roles_parser(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    data_dir: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``tenancy authz roles bind|unbind|list|release`` (added to the ``authz`` group)."""
+    roles = actions.add_parser("roles", help="tenants' role bindings, applied by every replica")
+    roles_actions = roles.add_subparsers(dest="roles_action", required=True)
+    for name, text in ROLES_ACTIONS.items():
+        action = roles_actions.add_parser(name, help=text)
+        action.add_argument("--tenant", required=True, metavar="SLUG", help="tenant slug")
+        if name in ("bind", "unbind"):
+            action.add_argument("--subject", required=True, help="the principal's subject")
+        if name == "bind":
+            action.add_argument("--roles", required=True, help="comma-separated role names")
+        if name != "list":
+            action.add_argument(
+                "--as", dest="as_subject", default="cli", help="who makes the change (recorded)"
+            )
+        data_dir(action)
+
 
 def authz_command(args: argparse.Namespace) -> int:
-    """``tenancy authz bundle build|inspect``."""
+    """``tenancy authz bundle build|inspect`` and ``tenancy authz roles ...``."""
+    if args.authz_action == "roles":
+        return _roles(args)
     if args.bundle_action == "build":
         return _build(args)
     return _inspect(args)
+
+
+def _roles(args: argparse.Namespace) -> int:
+    from tenancy.deployment import open_audit, open_engine, open_registry, open_role_bindings
+
+    settings = settings_of(args)
+    engine = open_engine(settings)
+    registry = open_registry(settings, engine=engine)
+    try:
+        tenant = registry.get_by_slug(args.tenant)
+    finally:
+        registry.close()
+    audit = open_audit(settings, engine=engine) if args.roles_action != "list" else None
+    store = open_role_bindings(settings, engine=engine, events=audit)
+    try:
+        if args.roles_action == "bind":
+            roles = [role.strip() for role in args.roles.split(",")]
+            bound = store.bind(tenant.id, args.subject, roles, actor=args.as_subject)
+            print(f"{tenant.slug}\t{args.subject}\t{','.join(bound)}")
+        elif args.roles_action == "unbind":
+            store.unbind(tenant.id, args.subject, actor=args.as_subject)
+            print(f"{tenant.slug}\t{args.subject}\tno roles")
+        elif args.roles_action == "release":
+            gone = store.release(tenant.id, actor=args.as_subject)
+            print(f"{tenant.slug}\treleased {gone} bindings: roles come from tokens")
+        else:
+            bindings = store.of_tenant(tenant.id)
+            print(f"{tenant.slug}\troles from {'bindings' if bindings else 'tokens'}")
+            for subject, roles in sorted(bindings.items()):
+                print(f"{subject}\t{','.join(roles) or 'no roles'}")
+    finally:
+        store.close()
+        if audit is not None:
+            audit.close()  # the change's event is written before the command exits
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tenancy.cli.authz import authz_command
+from tenancy.cli.authz import add_roles_parser, authz_command
 from tenancy.cli.database import db_audit_command, db_matrix_command
 from tenancy.cli.evidence import (
     audit_command,
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--verbose", action="store_true", help="list every cell")
     probe.set_defaults(handler=probe_command)
 
-    authz = commands.add_parser("authz", help="policy bundles for OPA")
+    authz = commands.add_parser("authz", help="policy bundles for OPA, tenants' role bindings")
     authz_actions = authz.add_subparsers(dest="authz_action", required=True)
     bundle = authz_actions.add_parser("bundle", help="build or inspect an OPA bundle archive")
     bundle_actions = bundle.add_subparsers(dest="bundle_action", required=True)
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--key-id", help="the key id the signature must name")
     inspect.add_argument("--scope", help="the signature scope expected")
+    add_roles_parser(authz_actions, data_dir)
     authz.set_defaults(handler=authz_command)
 
     db = commands.add_parser("db", help="check a live PostgreSQL database")

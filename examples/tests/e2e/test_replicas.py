@@ -3,9 +3,9 @@
 What one process kept in memory and matters across replicas is shared through a server:
 seen context-token ids in Redis (``TENANCY_REPLAY_GUARD``), so a token replayed to the
 other replica is refused there; key and tenant changes announced through Redis
-(``TENANCY_STATE_SIGNAL``), so a suspension, a shred or a support revocation by the CLI is
-refused by every replica on its next request; the audit chains stay valid with two writer
-processes per tenant.
+(``TENANCY_STATE_SIGNAL``), so a suspension, a shred, a support revocation or a role
+unbinding by the CLI is refused by every replica on its next request; the audit chains stay
+valid with two writer processes per tenant.
 """
 
 from __future__ import annotations
@@ -516,3 +516,62 @@ def test_a_support_revocation_by_the_cli_reaches_every_replica_on_its_next_reque
         assert mine.status_code == 200 and all(text in mine.text for text in written)
     listed = cli(replicated, "support", "list", "--tenant", slug)
     assert listed.startswith(f"{grant}\trevoked\tsam\t"), listed
+
+
+def test_a_role_unbinding_by_the_cli_reaches_every_replica_on_its_next_request(
+    replicated: Topology,
+) -> None:
+    """rita's token says viewer: no deleting. Bound as member by the CLI, she deletes a
+    worklog through each edge (each edge caches that allow); unbound by the CLI, her very
+    next delete through each edge is 403, and the worklog is still there."""
+    slug = fresh_tenant(replicated, "roles")
+    owner = user(replicated, slug, "sue")
+    ids: list[str] = []
+    with httpx.Client(base_url=replicated.edge, timeout=10) as http:
+        for n in range(3):
+            entry = {**ENTRY, "description": f"{slug} task {n}"}
+            created = http.post("/worklogs", json=entry, headers=owner)
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+    rita = bearer(
+        cli(replicated, "dev-token", "--tenant", slug, "--sub", "rita", "--roles", "viewer")
+    )
+    kept = ids[2]
+    for edge in replicated.edges:  # her token's roles decide while the tenant binds none
+        assert_problem(
+            httpx.delete(f"{edge}/worklogs/{kept}", headers=rita, timeout=10), 403, "access-denied"
+        )
+    roles = ("authz", "roles")
+    assert (
+        cli(replicated, *roles, "bind", "--tenant", slug, "--subject", "sue", "--roles", "viewer")
+        == f"{slug}\tsue\tviewer"
+    )
+    assert (
+        cli(replicated, *roles, "bind", "--tenant", slug, "--subject", "rita", "--roles", "member")
+        == f"{slug}\trita\tmember"
+    )
+    for edge, wid in zip(replicated.edges, ids[:2], strict=True):
+        deleted = httpx.delete(f"{edge}/worklogs/{wid}", headers=rita, timeout=10)
+        assert deleted.status_code == 204, deleted.text
+
+    cli(replicated, *roles, "unbind", "--tenant", slug, "--subject", "rita")
+    done = time.monotonic()
+    took: dict[str, float] = {}
+    for name, edge in zip(("edge0", "edge1"), replicated.edges, strict=True):
+        refused = httpx.delete(f"{edge}/worklogs/{kept}", headers=rita, timeout=10)
+        took[name] = 1000 * (time.monotonic() - done)
+        assert_problem(refused, 403, "access-denied")
+    # Reported, not asserted: from the CLI's exit to each edge's first refusal.
+    print(
+        "\nrole unbinding refused "
+        + ", ".join(f"by {name} {ms:.0f} ms" for name, ms in took.items())
+        + " after the CLI exited"
+    )
+    for edge in replicated.edges:  # nothing was deleted: sue (bound viewer) still reads it
+        still = httpx.get(f"{edge}/worklogs/{kept}", headers=owner, timeout=10)
+        assert still.status_code == 200, still.text
+        assert still.json()["description"] == f"{slug} task 2"
+        gone = httpx.get(f"{edge}/worklogs/{ids[0]}", headers=owner, timeout=10)
+        assert gone.status_code == 404, gone.text
+    listed = cli(replicated, *roles, "list", "--tenant", slug)
+    assert listed.splitlines() == [f"{slug}\troles from bindings", "rita\tno roles", "sue\tviewer"]
