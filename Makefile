@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml examples/pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --upgrade pip
 	# The library, and the examples (their own distribution: the demo's commands plug
 	# into the `tenancy` command line wherever they are installed).
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,dev,docs]' -e ./examples
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,dev,docs,bench]' -e ./examples
 	# OPA's own Go evaluator, the reference engine for policy tests and engine parity.
 	# Its metadata asks for Python >= 3.14; the py3-none wheel runs on 3.11.
 	$(BIN)/pip install --quiet --ignore-requires-python -c requirements.lock opa-golib-python-bindings
@@ -36,7 +36,7 @@ bench: $(STAMP)
 # Re-resolve the pinned versions (run after changing dependencies in pyproject.toml).
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -e '.[test,dev,docs]' -e ./examples
+	.lockvenv/bin/pip install --quiet -e '.[test,dev,docs,bench]' -e ./examples
 	.lockvenv/bin/pip install --quiet --ignore-requires-python opa-golib-python-bindings
 	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 	rm -rf .lockvenv
