@@ -66,6 +66,7 @@ import harness
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from tenancy.identity import TokenVerifier
     from tenancy.settings import Settings
 
 ALGORITHMS = ("EdDSA", "ES256")
@@ -95,12 +96,23 @@ def bench_settings(data_dir: Path) -> Settings:
 # -- server side (``--serve``) --------------------------------------------------------
 
 
+def user_verifier(settings: Settings) -> TokenVerifier:
+    """The verifier of the user's access token (dev issuer, EdDSA), as the edge and the
+    direct worklogs use it."""
+    from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
+    from tenancy.identity.dev import JWKS_FILE
+
+    keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
+    return TokenVerifier(
+        [trusted_issuer(DEV_ISSUER, audience=settings.audience, keys=keys, algorithms=["EdDSA"])]
+    )
+
+
 def build_server(kind: str, data_dir: Path, algorithm: str, upstream: str | None) -> ASGIApp:
     """One of the three servers, over the state ``prepare_state`` wrote in ``data_dir``."""
     from tenancy.authn import Authenticator
     from tenancy.deployment import open_engine
-    from tenancy.identity import DEV_ISSUER, JWKSKeySource, TokenVerifier, trusted_issuer
-    from tenancy.identity.dev import JWKS_FILE
+    from tenancy.identity import JWKSKeySource
     from tenancy.propagation import ContextTokenVerifier, ServiceKeyring, trusted_service
     from tenancy.tenants import TenantRegistry
     from tenancy_examples.demo_state import edge_jwks_path, edge_keyring_dir
@@ -113,22 +125,12 @@ def build_server(kind: str, data_dir: Path, algorithm: str, upstream: str | None
     engine = open_engine(settings)
     registry = TenantRegistry(engine, cache_ttl=REGISTRY_CACHE_TTL)
 
-    def user_verifier() -> TokenVerifier:
-        keys = JWKSKeySource.from_file(settings.data_dir / JWKS_FILE, algorithms=["EdDSA"])
-        return TokenVerifier(
-            [
-                trusted_issuer(
-                    DEV_ISSUER, audience=settings.audience, keys=keys, algorithms=["EdDSA"]
-                )
-            ]
-        )
-
     if kind == "edge":
         if upstream is None:
             raise SystemExit("--serve edge needs --upstream")
         keyring = ServiceKeyring.load_or_create(edge_keyring_dir(settings), EDGE)
         return create_edge(
-            verifier=user_verifier(),
+            verifier=user_verifier(settings),
             tenants=registry,
             region=settings.region,
             keyring=keyring,
@@ -144,7 +146,7 @@ def build_server(kind: str, data_dir: Path, algorithm: str, upstream: str | None
             ],
         )
     else:
-        verifier = user_verifier()
+        verifier = user_verifier(settings)
     return create_worklogs(
         store=WorklogStore(engine), verifier=verifier, tenants=registry, region=settings.region
     )

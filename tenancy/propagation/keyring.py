@@ -39,20 +39,26 @@ class SigningKey:
     state: KeyState
     retired_at: float | None = None
     jwk: dict[str, Any] = field(init=False, repr=False, compare=False)
+    # Both fixed by the key: worked out once, not on every token minted.
+    _kid: str = field(init=False, repr=False, compare=False)
+    _algorithm: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "jwk", public_jwk(self.private_key))
+        jwk = public_jwk(self.private_key)
+        object.__setattr__(self, "jwk", jwk)
+        object.__setattr__(self, "_kid", str(jwk["kid"]))
+        object.__setattr__(self, "_algorithm", algorithm_of(self.private_key))
 
     @property
     def kid(self) -> str:
         """The key's ``kid``, derived from its public key (see ``public_jwk``), as published
         in the JWKS and stamped on the tokens it signs."""
-        return str(self.jwk["kid"])
+        return self._kid
 
     @property
     def algorithm(self) -> str:
         """The JWS algorithm this key signs with, fixed by its type."""
-        return algorithm_of(self.private_key)
+        return self._algorithm
 
 
 class ServiceKeyring:
@@ -82,6 +88,7 @@ class ServiceKeyring:
             raise ConfigurationError("all keys of a keyring must use one algorithm")
         self.service = service
         self._keys = list(keys)
+        self._active = active[0]
         self._retain = retain
         self._clock = clock
         self._path: Path | None = None
@@ -117,7 +124,7 @@ class ServiceKeyring:
     @property
     def active(self) -> SigningKey:
         """The one key that signs new tokens now."""
-        return next(k for k in self._keys if k.state == "active")
+        return self._active
 
     @property
     def algorithm(self) -> str:
@@ -147,6 +154,7 @@ class ServiceKeyring:
             rotated.append(SigningKey(generate(algorithm), "active"))
         rotated.append(SigningKey(generate(algorithm), "next"))
         self._keys = rotated
+        self._active = next(k for k in rotated if k.state == "active")
         self._forget_expired(now)
         self.save()
         return self.active

@@ -3,16 +3,23 @@
 Checked, in order: size; header parse; ``typ`` is ``tenancy-ctx+jwt`` (a user's access
 token, an ID token or anything else is refused); the ``kid`` is in the JWKS of a trusted
 service, and ``alg`` is pinned for that service; the signature; ``iss`` exactly equals
-that service and ``aud`` this one (``strict_aud``); every claim present with its type; format
-version; ``iat``/``exp`` against the injected clock with a small leeway and a lifetime of
-at most ``max_lifetime``; the scopes within what that service may delegate; the body
-digest for message tokens; and last, the ``jti`` is seen for the first time (so a
-forged or expired token cannot fill the replay guard).
+that service and ``aud`` this one (one string, never a list); every claim present with its
+type; format version; ``iat``/``exp`` (and ``nbf``, if a signer sets it) against the
+injected clock with a small leeway and a lifetime of at most ``max_lifetime``; the scopes
+within what that service may delegate; the body digest for message tokens; and last, the
+``jti`` is seen for the first time (so a forged or expired token cannot fill the replay
+guard).
+
+The token is parsed once: only the header segment is decoded to find the key, then
+PyJWT's ``PyJWS`` parses the token and verifies its signature with that key, and the
+claims are read from the payload it verified. The checks of single claims are in
+:mod:`tenancy.propagation.verify_claims`.
 """
 
 from __future__ import annotations
 
-import hmac
+import binascii
+import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +29,8 @@ import jwt
 from jwt.exceptions import PyJWTError
 
 from tenancy.clock import SYSTEM_CLOCK, Clock
-from tenancy.context import Assurance, Principal, PrincipalKind
+from tenancy.context import Principal, PrincipalKind
 from tenancy.errors import ConfigurationError, InvalidToken
-from tenancy.identity.claims import refuse_control_characters, tenant_id_from
 from tenancy.identity.keys import ASYMMETRIC_ALGORITHMS, JWKSKeySource, select_key
 from tenancy.identity.verifier import numeric_date
 from tenancy.propagation.replay import MemoryReplayGuard, ReplayGuard
@@ -33,11 +39,19 @@ from tenancy.propagation.tokens import (
     DEFAULT_TTL,
     FORMAT_VERSION,
     REQUIRED_CLAIMS,
-    body_digest,
 )
-from tenancy.tenants.model import validate_region
+from tenancy.propagation.verify_claims import (
+    check_body,
+    claims_object,
+    principal_from,
+    region_claim,
+    string_claim,
+)
 
 MAX_TOKEN_BYTES = 8 * 1024
+MAX_HEADER_CHARS = 1024  # ours are ~110; a longer header is not a context token
+MAX_REMEMBERED_HEADERS = 64
+_BASE64URL_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,11 @@ class ContextTokenVerifier:
         self._clock = clock
         self._leeway = leeway
         self._max_lifetime = max_lifetime
+        self._headers: dict[str, dict[str, Any]] = {}  # header segment -> its JSON
+        # One PyJWS that knows only the algorithms some trusted service may use.
+        self._jws = jwt.PyJWS(
+            algorithms=sorted({alg for s in self._services.values() for alg in s.algorithms})
+        )
         self._replay: ReplayGuard | None = (
             (replay if replay is not None else MemoryReplayGuard()) if check_replay else None
         )
@@ -188,13 +207,19 @@ class ContextTokenVerifier:
                 the JWKS (blocking or in a worker thread) and calls once more without it.
         """
         token = _ascii(raw)
-        # Only the (short) header is read before the signature is checked: the key id
-        # names the service, and jwt.decode then requires that service as ``iss``. The
-        # payload is parsed once, by PyJWT, after the signature.
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError as exc:
-            raise InvalidToken(f"malformed context token: {exc}") from exc
+        # The token is parsed once, by PyJWT, with the key its header names. Choosing that
+        # key needs the header first: only its (short) segment is decoded here, as
+        # jwt.get_unverified_header would but without decoding the whole token, and it is
+        # trusted only as far as PyJWT's verified header equals it. A trusted signer's
+        # header is the same bytes on every token its key signs, so the decoded headers
+        # of verified signatures are remembered (a pure function of the segment: the
+        # segment is the dictionary key, the header dict is never mutated).
+        segment, dot, _ = token.partition(".")
+        if not dot:
+            raise InvalidToken("malformed context token: not a compact JWS")
+        header = self._headers.get(segment)
+        if header is None:
+            header = _unverified_header(segment)
         if header.get("typ") != CONTEXT_TOKEN_TYPE:
             raise InvalidToken("not a context token")
         service = self._service_signing(header.get("kid"), now, may_refresh=may_refresh)
@@ -202,27 +227,33 @@ class ContextTokenVerifier:
             service.keys, header, algorithms=service.algorithms, now=now, may_refresh=False
         )
         try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=[header["alg"]],
-                audience=self.audience,
-                issuer=service.name,
-                options={
-                    "require": list(REQUIRED_CLAIMS),
-                    "strict_aud": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
-            )
+            # Signature, with the algorithm pinned to the key's (select_key refused any
+            # other); PyJWS parses the three segments and checks the header's kid and crit.
+            decoded = self._jws.decode_complete(token, key=key, algorithms=[key.algorithm_name])
         except PyJWTError as exc:
             raise InvalidToken(f"context token verification failed: {exc}") from exc
-        if claims["ver"] != FORMAT_VERSION:
+        if decoded["header"] != header:  # the same bytes, so never; but never trust a peek
+            raise InvalidToken("context token header changed between reads")
+        if segment not in self._headers:  # signed by a trusted key: worth remembering
+            if len(self._headers) >= MAX_REMEMBERED_HEADERS:
+                self._headers.clear()  # a few per signing key: only rotation adds any
+            self._headers[segment] = header
+        claims = claims_object(decoded["payload"])
+        # What jwt.decode checked with audience=, issuer=, strict_aud and require=.
+        for name in REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise InvalidToken(f"context token is missing the {name!r} claim")
+        if not isinstance(claims["aud"], str) or claims["aud"] != self.audience:
+            raise InvalidToken("context token audience is not this service")
+        if claims["iss"] != service.name:
+            raise InvalidToken(
+                f"context token issuer is not {service.name!r}, the service whose key signed it"
+            )
+        if claims["ver"] != FORMAT_VERSION or isinstance(claims["ver"], bool):
             raise InvalidToken("unsupported context token version")
         expires_at = self._check_times(claims, now)
-        principal = _principal(claims, service)
-        _check_body(claims, body)
+        principal = principal_from(claims, service)
+        check_body(claims, body)
         jti = claims["jti"]
         if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
             raise InvalidToken("jti claim invalid")
@@ -236,9 +267,9 @@ class ContextTokenVerifier:
         return VerifiedContext(
             principal=principal,
             expires_at=expires_at,
-            request_id=_string(claims, "rid", 128),
+            request_id=string_claim(claims, "rid", 128),
             caller=service.name,
-            region=_region(claims),
+            region=region_claim(claims),
             jti=jti,
             support_grant_id=sgid,
             claims=claims,
@@ -263,6 +294,9 @@ class ContextTokenVerifier:
             raise InvalidToken("context token has expired")
         if iat > now + self._leeway:
             raise InvalidToken("context token was issued in the future")
+        # Never minted by tenancy, but a trusted signer's nbf is honoured, as PyJWT would.
+        if "nbf" in claims and numeric_date(claims, "nbf") > now + self._leeway:
+            raise InvalidToken("context token is not valid yet (nbf)")
         if not 0 < exp - iat <= self._max_lifetime:
             raise InvalidToken("context token lifetime exceeds the allowed maximum")
         return exp
@@ -280,67 +314,20 @@ class _RefreshDue(Exception):
             keys.refresh(now)
 
 
-def _principal(claims: Mapping[str, Any], service: TrustedService) -> Principal:
-    scope = _string(claims, "scope", 4096, allow_empty=True)
-    scopes = frozenset(scope.split())
-    if not scopes <= service.scopes:
-        raise InvalidToken(
-            f"context token carries scopes beyond what {service.name!r} "
-            f"may delegate: {sorted(scopes - service.scopes)}"
-        )
-    aal = claims["aal"]
+def _unverified_header(segment: str) -> dict[str, Any]:
+    """The JOSE header a token's first segment holds, before any verification (only
+    this segment is decoded: ``jwt.get_unverified_header`` decodes all three). Strict
+    base64, so what is read here is what PyJWT reads."""
+    if len(segment) > MAX_HEADER_CHARS:
+        raise InvalidToken("malformed context token: header too long")
+    padded = segment.translate(_BASE64URL_TO_STANDARD) + "=" * (-len(segment) % 4)
     try:
-        if isinstance(aal, bool) or not isinstance(aal, int):
-            raise TypeError("aal must be an integer")
-        kind = PrincipalKind(claims["kind"])
-        assurance = Assurance(aal)
-    except (ValueError, TypeError) as exc:
-        raise InvalidToken("kind or aal claim invalid") from exc
-    if kind not in service.kinds:
-        raise InvalidToken(f"{service.name!r} may not forward principals of kind {kind.value!r}")
-    roles = claims["roles"]
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise InvalidToken("roles claim must be a list of strings")
-    # The same claim hygiene as at the edge: no control character, no lone surrogate.
-    refuse_control_characters(scope, claim="scope")
-    for role in roles:
-        refuse_control_characters(role, claim="roles")
-    return Principal(
-        issuer=refuse_control_characters(_string(claims, "piss", 512), claim="piss"),
-        tenant_id=tenant_id_from(claims),
-        subject=refuse_control_characters(_string(claims, "sub", 255), claim="sub"),
-        kind=kind,
-        roles=frozenset(roles),
-        scopes=scopes,
-        assurance=assurance,
-        device_trusted=claims.get("dvt") is True,
-    )
-
-
-def _check_body(claims: Mapping[str, Any], body: bytes | None) -> None:
-    bound = claims.get("bdy")
-    if body is None:
-        if bound is not None:
-            raise InvalidToken("message token used without its message body")
-        return
-    if not isinstance(bound, str):
-        raise InvalidToken("message token is not bound to a body")
-    if not hmac.compare_digest(bound, body_digest(body)):
-        raise InvalidToken("message body does not match its token")
-
-
-def _region(claims: Mapping[str, Any]) -> str:
-    try:
-        return validate_region(_string(claims, "region", 64))
-    except ValueError as exc:
-        raise InvalidToken("region claim invalid") from exc
-
-
-def _string(claims: Mapping[str, Any], name: str, limit: int, *, allow_empty: bool = False) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str) or len(value) > limit or not (value or allow_empty):
-        raise InvalidToken(f"{name} claim missing or invalid")
-    return value
+        header = json.loads(binascii.a2b_base64(padded, strict_mode=True))
+    except (ValueError, RecursionError) as exc:  # binascii, Unicode and JSON errors
+        raise InvalidToken(f"malformed context token: invalid header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed context token: the header is not a JSON object")
+    return header
 
 
 def _ascii(token: str | bytes) -> str:

@@ -7,6 +7,7 @@ import stat
 import threading
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tenancy.clock import FrozenClock
@@ -153,3 +154,23 @@ def test_a_keyring_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
     (folder / "signing-keys.json").write_text("[]")
     with pytest.raises(ConfigurationError):
         ServiceKeyring.load_or_create(folder, EDGE)
+
+
+def test_minting_follows_the_active_key_through_rotations(
+    clock: FrozenClock, acme_ctx: TenantContext
+) -> None:
+    ring = ServiceKeyring.generate(EDGE, clock=clock)
+    minter = ContextTokenMinter(ring, clock=clock)
+    for _ in range(3):
+        published = ring.jwks()["keys"]
+        kid = jwt.get_unverified_header(minter.mint(acme_ctx, audience=WORKLOGS, scopes=READ))[
+            "kid"
+        ]
+        assert kid == ring.active.kid and kid in {k["kid"] for k in published}
+        previous = ring.active
+        ring.rotate()
+        assert ring.active.kid != previous.kid
+        assert ring.active.algorithm == previous.algorithm == "EdDSA"
+        # A key keeps its kid and algorithm as its state changes.
+        retired = next(k for k in ring._keys if k.kid == previous.kid)
+        assert retired.state == "retired" and retired.algorithm == "EdDSA"
