@@ -68,7 +68,9 @@ def interleave(
     """Run ``rounds`` rounds of one batch (~``seconds``) per variant, order turning each
     round; each variant first warms up and fixes its batch size."""
     names = list(variants)
-    sizes = {name: calibrate(variants[name], max(warmup, seconds)) for name in names}
+    for name in names:  # warm caches and the interpreter, then size each batch
+        calibrate(variants[name], warmup)
+    sizes = {name: calibrate(variants[name], seconds) for name in names}
     result = Result({name: [] for name in names})
     for round_ in range(rounds):
         turn = round_ % len(names)
@@ -89,14 +91,16 @@ def report(
     ours: str | Sequence[str],
     unit: str = "us",
     rate: str | None = None,
+    not_peers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Print a table: each variant's median time per operation (``unit``: ns, us, ms) or
     rate (``rate``: a label such as ``events/s``), its ratio to the limit, and each of
-    ``ours`` against the best peer (the fastest variant that is neither the limit nor
-    ours). Returns the same figures for ``--json``."""
+    ``ours`` against the best peer (the fastest variant that is neither the limit, nor
+    ours, nor one of ``not_peers``: shown for scale, not doing the same job). Returns the
+    same figures for ``--json``."""
     scale = {"ns": 1e9, "us": 1e6, "ms": 1e3}[unit]
     ours_names = [ours] if isinstance(ours, str) else list(ours)
-    peers = [n for n in result.seconds if n != limit and n not in ours_names]
+    peers = [n for n in result.seconds if n != limit and n not in ours_names and n not in not_peers]
     best = min(peers, key=result.per_op) if peers else None
     print(f"\n{title}")
     column = rate or f"{unit}/op"
