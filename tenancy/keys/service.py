@@ -33,7 +33,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -41,7 +40,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from tenancy import consistency
-from tenancy.clock import SYSTEM_CLOCK, Clock, as_utc
+from tenancy.clock import SYSTEM_CLOCK, Clock, SystemClock, as_utc
 from tenancy.context import current_or_none
 from tenancy.errors import (
     ConfigurationError,
@@ -53,8 +52,8 @@ from tenancy.errors import (
 )
 from tenancy.events import EventSink, LoggingSink
 from tenancy.keys.blocking import may_block
-from tenancy.keys.cache import DataKeyCache
-from tenancy.keys.envelope import DEK_BYTES, Binding, DataKey, header_version, open_, seal
+from tenancy.keys.cache import CachedKey, CurrentKey, DataKeyCache, MessageCount
+from tenancy.keys.envelope import DEK_BYTES, Binding, DataKey, header_version, open_checked, seal
 from tenancy.keys.layers import KeyLayers
 from tenancy.keys.lifecycle import DEFAULT_PURPOSE, KeyLifecycle
 from tenancy.keys.provider import (
@@ -71,18 +70,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_MESSAGES = 2**22
 COUNT_FLUSH_EVERY = 1024
 _CREATE_RACES = 3  # a lost race to create a data key is retried, reading the winner's
-
-
-@dataclass(slots=True)
-class _CurrentKey:
-    """The data key this process encrypts with for one (tenant, purpose), remembered while
-    its unwrapped key may be cached: a warm encrypt touches no database nor provider."""
-
-    record: DataKeyRecord
-    until: float  # the cache TTL ends
-    sent_at_load: int  # this process's message count for it when it was loaded
-    retire_at: float  # its maximum age ends
-    generation: int  # the tenant's key-state generation it was loaded under
 
 
 class TenantKeys(KeyLifecycle):
@@ -146,10 +133,10 @@ class TenantKeys(KeyLifecycle):
         self.kek_grace = kek_grace
         self._max_age = dek_max_age
         self._max_messages = dek_max_messages
-        # Messages sealed by this process per data key: in all, and not yet in the database.
-        self._sent: dict[tuple[str, str, int], int] = {}
-        self._unflushed: dict[tuple[str, str, int], int] = {}
-        self._current: dict[tuple[str, str], _CurrentKey] = {}
+        self._counters: dict[tuple[str, str, int], MessageCount] = {}  # per data key
+        self._current: dict[tuple[str, str], CurrentKey] = {}
+        # The system clock's reading without a method call in between (hot path).
+        self._timestamp = time.time if type(clock) is SystemClock else clock.timestamp
         self._count_lock = threading.Lock()
 
     def create_schema(self) -> None:
@@ -170,12 +157,19 @@ class TenantKeys(KeyLifecycle):
             TenantContextConflict: a context for another tenant is bound.
             LayerMismatch: consistency mode, and the binding names another tenant.
         """
-        consistency.observe(consistency.KEYS, binding.tenant_id)
-        self._check_tenant(binding.tenant_id)
-        now = self._clock.timestamp()
-        key = self._current_key(binding.tenant_id, purpose, now)
+        tenant_id = binding.tenant_id
+        consistency.observe(consistency.KEYS, tenant_id)
+        ctx = current_or_none()
+        if ctx is not None and ctx.tenant_id != tenant_id:
+            raise TenantContextConflict("data of another tenant than the bound one")
+        now = self._timestamp()
+        generation = self.state.generation(tenant_id)  # on every use: see state.py
+        current = self._current.get((tenant_id, purpose))
+        if current is None or not current.usable(now, generation):
+            current = self._current_key(tenant_id, purpose, now, generation)
+        key = current.entry.value
         ciphertext = seal(key, plaintext, binding)
-        self._count(binding.tenant_id, purpose, key.version)
+        self._count(current.count, tenant_id, purpose, key.version)
         return ciphertext
 
     def decrypt(
@@ -189,11 +183,20 @@ class TenantKeys(KeyLifecycle):
             KeyUnavailable / KeyDestroyed: the tenant's keys cannot unwrap the data key.
             LayerMismatch: consistency mode, and the binding names another tenant.
         """
-        consistency.observe(consistency.KEYS, binding.tenant_id)
-        self._check_tenant(binding.tenant_id)
-        version = header_version(ciphertext)
-        key = self._key(binding.tenant_id, purpose, version, self._clock.timestamp())
-        return open_(key, ciphertext, binding)
+        tenant_id = binding.tenant_id
+        consistency.observe(consistency.KEYS, tenant_id)
+        ctx = current_or_none()
+        if ctx is not None and ctx.tenant_id != tenant_id:
+            raise TenantContextConflict("data of another tenant than the bound one")
+        version = header_version(ciphertext)  # length and format; open_checked reads on
+        now = self._timestamp()
+        generation = self.state.generation(tenant_id)  # on every use: see state.py
+        entry = self.cache.lookup((tenant_id, purpose, version))
+        if entry is not None and entry.usable(now, generation):
+            entry.left -= 1  # one use (approximate under threads, as in the cache)
+        else:
+            entry = self._key(tenant_id, purpose, version, now, generation=generation)
+        return open_checked(entry.value, ciphertext, binding)
 
     def report_unreadable(self, binding: Binding, *, purpose: str = DEFAULT_PURPOSE) -> None:
         """Record a value that failed its integrity check and was served as unreadable
@@ -208,38 +211,25 @@ class TenantKeys(KeyLifecycle):
             row=binding.row_key,
         )
 
-    def _current_key(self, tenant_id: str, purpose: str, now: float) -> DataKey:
-        generation = self.state.generation(tenant_id)
-        remembered = self._current.get((tenant_id, purpose))
-        if (
-            remembered is not None
-            and remembered.generation == generation
-            and now < remembered.until
-            and now < remembered.retire_at
-        ):
-            record = remembered.record
-            sent = self._sent.get((tenant_id, purpose, record.version), 0) - remembered.sent_at_load
-            if record.messages + sent < self._max_messages:
-                cached = self.cache.get((tenant_id, purpose, record.version), now, generation)
-                if cached is not None:
-                    return cached
+    def _current_key(self, tenant_id: str, purpose: str, now: float, generation: int) -> CurrentKey:
         may_block()  # a key-store read (and maybe an unwrap) follows
         found, kek = self._current_record(tenant_id, purpose, now, generation)
-        key = self._key(
+        entry = self._key(
             tenant_id, purpose, found.version, now, loaded=(found, kek), generation=generation
         )
-        counted = (tenant_id, purpose, found.version)
+        counter = self._counter((tenant_id, purpose, found.version))
         ttl = self.cache.ttl if kek.cache_ttl is None else kek.cache_ttl
-        # The stored count already includes what was flushed; what is not yet flushed is
-        # added back through the difference.
-        self._current[(tenant_id, purpose)] = _CurrentKey(
-            found,
-            now + ttl,
-            self._sent.get(counted, 0) - self._unflushed.get(counted, 0),
-            (as_utc(found.created_at) + self._max_age).timestamp(),
-            generation,
-        )
-        return key
+        retire_at = (as_utc(found.created_at) + self._max_age).timestamp()
+        with self._count_lock:
+            # The stored count already includes what was flushed; what is not yet flushed
+            # is added back: stored + unflushed + sent from now < max messages.
+            limit = self._max_messages - found.messages + counter.sent - counter.unflushed
+        current = CurrentKey(entry, min(now + ttl, retire_at), generation, counter, limit)
+        self._current[(tenant_id, purpose)] = current
+        return current
+
+    def _counter(self, slot: tuple[str, str, int]) -> MessageCount:
+        return self._counters.get(slot) or self._counters.setdefault(slot, MessageCount())
 
     def _current_record(
         self, tenant_id: str, purpose: str, now: float, generation: int
@@ -254,7 +244,7 @@ class TenantKeys(KeyLifecycle):
                 unflushed = (
                     0
                     if found is None
-                    else self._unflushed.get((tenant_id, purpose, found.version), 0)
+                    else self._counter((tenant_id, purpose, found.version)).unflushed
                 )
                 if found is None or self._worn(found, unflushed):
                     version = self._new_data_key(
@@ -281,10 +271,11 @@ class TenantKeys(KeyLifecycle):
         *,
         loaded: tuple[DataKeyRecord, KekRecord] | None = None,
         generation: int | None = None,
-    ) -> DataKey:
+    ) -> CachedKey:
+        """The cache entry of a data key, one use counted; unwrapped and cached on a miss."""
         if generation is None:
             generation = self.state.generation(tenant_id)  # before loading: see state.py
-        cached = self.cache.get((tenant_id, purpose, version), now, generation)
+        cached = self.cache.entry((tenant_id, purpose, version), now, generation)
         if cached is not None:
             return cached
         may_block()  # an unwrap at the provider (a KMS or HSM) follows
@@ -309,10 +300,11 @@ class TenantKeys(KeyLifecycle):
                     raise
                 generation, loaded = fresh, None
         key = DataKey.from_material(material, version)
-        self.cache.put(
+        entry = self.cache.put(
             (tenant_id, purpose, version), key, now, generation=generation, ttl=kek.cache_ttl
         )
-        return key
+        entry.left -= 1  # this use
+        return entry
 
     def _new_data_key(
         self,
@@ -355,15 +347,18 @@ class TenantKeys(KeyLifecycle):
             raise KeyDestroyed("the tenant's keys were destroyed")
         return kek
 
-    def _count(self, tenant_id: str, purpose: str, version: int) -> None:
-        key = (tenant_id, purpose, version)
-        with self._count_lock:
-            unflushed = self._unflushed.get(key, 0) + 1
+    def _count(self, counter: MessageCount, tenant_id: str, purpose: str, version: int) -> None:
+        lock = self._count_lock
+        lock.acquire()  # (cheaper than ``with`` on this path)
+        try:
+            unflushed = counter.unflushed + 1
             flush = unflushed >= COUNT_FLUSH_EVERY
             if flush:
                 may_block()  # before counting: the operation runs again off the loop
-            self._sent[key] = self._sent.get(key, 0) + 1
-            self._unflushed[key] = 0 if flush else unflushed
+            counter.sent += 1
+            counter.unflushed = 0 if flush else unflushed
+        finally:
+            lock.release()
         if flush:
             with self.store.transaction(tenant_id) as conn:
                 self.store.count_messages(conn, tenant_id, purpose, version, unflushed)
@@ -392,8 +387,3 @@ class TenantKeys(KeyLifecycle):
         """Tell every process again that the tenant's keys changed (after a change whose
         announcement failed: ``KeyManagementError`` said so)."""
         self._changed(tenant_id)
-
-    def _check_tenant(self, tenant_id: str) -> None:
-        ctx = current_or_none()
-        if ctx is not None and ctx.tenant_id != tenant_id:
-            raise TenantContextConflict("data of another tenant than the bound one")
